@@ -1,0 +1,150 @@
+//go:build linux
+
+package sysx
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// futex operations, process-shared (no FUTEX_PRIVATE_FLAG).
+const (
+	futexWait = 0 // FUTEX_WAIT
+	futexWake = 1 // FUTEX_WAKE
+)
+
+// FutexWait sleeps while *addr == val, for at most timeout (timeout < 0:
+// no limit). It returns nil when woken or when *addr != val on entry,
+// ErrTimeout when the timeout ran out, ErrInterrupted on EINTR. A nil
+// return does not mean the condition changed: callers re-check.
+//
+// It uses Syscall6, not RawSyscall, so the Go scheduler knows the thread
+// is blocked.
+func FutexWait(addr *atomic.Uint32, val uint32, timeout time.Duration) error {
+	var ts *unix.Timespec
+	if timeout >= 0 {
+		t := unix.NsecToTimespec(int64(timeout))
+		ts = &t
+	}
+	_, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWait,
+		uintptr(val), uintptr(unsafe.Pointer(ts)), 0, 0)
+	switch e {
+	case 0, unix.EAGAIN:
+		return nil
+	case unix.ETIMEDOUT:
+		return ErrTimeout
+	case unix.EINTR:
+		return ErrInterrupted
+	default:
+		return fmt.Errorf("futex wait: %w", e)
+	}
+}
+
+// FutexWake wakes up to n waiters sleeping on addr (in any process) and
+// returns how many it woke.
+func FutexWake(addr *atomic.Uint32, n int) (int, error) {
+	r, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWake,
+		uintptr(n), 0, 0, 0)
+	if e != 0 {
+		return 0, fmt.Errorf("futex wake: %w", e)
+	}
+	return int(r), nil
+}
+
+// MemfdCreate creates an anonymous memory file of the given size that
+// allows sealing, sizes it and seals it against shrinking and growing (and
+// against further seals), so that no process holding it can cut the
+// mapping short under another (which would raise SIGBUS in the reader).
+// The file is close-on-exec; pass it to children explicitly.
+func MemfdCreate(name string, size int64) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:"+name)
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("size memfd: %w", err)
+	}
+	seals := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal memfd: %w", err)
+	}
+	return f, nil
+}
+
+// CheckSealed reports an error unless f is sealed against shrinking and
+// growing.
+func CheckSealed(f *os.File) error {
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return fmt.Errorf("get seals: %w", err)
+	}
+	want := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW
+	if seals&want != want {
+		return fmt.Errorf("file is not sealed against resizing (seals %#x)", seals)
+	}
+	return nil
+}
+
+// PidfdOpen returns a pidfd for pid. The pidfd becomes readable when the
+// process exits; unlike the pid, it cannot come to name another process.
+func PidfdOpen(pid int) (*os.File, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	return os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid)), nil
+}
+
+// PidfdWaitExit blocks until the process behind pidfd has exited or the
+// timeout runs out (timeout < 0: no limit). It reports whether the process
+// has exited. It does not reap the process.
+func PidfdWaitExit(pidfd *os.File, timeout time.Duration) (bool, error) {
+	ms := -1
+	if timeout >= 0 {
+		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
+	}
+	fds := []unix.PollFd{{Fd: int32(pidfd.Fd()), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, ms)
+		if errors.Is(err, unix.EINTR) {
+			return false, ErrInterrupted
+		}
+		if err != nil {
+			return false, fmt.Errorf("poll pidfd: %w", err)
+		}
+		return n > 0, nil
+	}
+}
+
+// PidfdKill sends sig to the process behind pidfd. Unlike kill(2) it
+// cannot reach a different process that reused the pid.
+func PidfdKill(pidfd *os.File, sig syscall.Signal) error {
+	if err := unix.PidfdSendSignal(int(pidfd.Fd()), sig, nil, 0); err != nil {
+		return fmt.Errorf("pidfd_send_signal: %w", err)
+	}
+	return nil
+}
+
+// SetPdeathsig asks the kernel to send sig to this process when the thread
+// that created it exits. Call it on a locked OS thread in the child; see
+// prctl(2) PR_SET_PDEATHSIG.
+func SetPdeathsig(sig syscall.Signal) error {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl PR_SET_PDEATHSIG: %w", err)
+	}
+	return nil
+}
+
+// Getppid returns the parent's pid (after a parent death it is the
+// reaper's).
+func Getppid() int { return unix.Getppid() }

@@ -1,0 +1,32 @@
+//go:build !linux
+
+package sysx
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func notSupported(what string) error {
+	return fmt.Errorf("%s on %s: %w", what, runtime.GOOS, ErrNotSupported)
+}
+
+func FutexWait(addr *atomic.Uint32, val uint32, timeout time.Duration) error {
+	return notSupported("futex wait")
+}
+func FutexWake(addr *atomic.Uint32, n int) (int, error) { return 0, notSupported("futex wake") }
+func MemfdCreate(name string, size int64) (*os.File, error) {
+	return nil, notSupported("memfd_create")
+}
+func CheckSealed(f *os.File) error        { return notSupported("file seals") }
+func PidfdOpen(pid int) (*os.File, error) { return nil, notSupported("pidfd_open") }
+func PidfdWaitExit(pidfd *os.File, timeout time.Duration) (bool, error) {
+	return false, notSupported("pidfd wait")
+}
+func PidfdKill(pidfd *os.File, sig syscall.Signal) error { return notSupported("pidfd_send_signal") }
+func SetPdeathsig(sig syscall.Signal) error              { return notSupported("PR_SET_PDEATHSIG") }
+func Getppid() int                                       { return os.Getppid() }
