@@ -66,6 +66,9 @@ func openFDs() map[string]string {
 		if err != nil {
 			continue // the descriptor ReadDir itself used
 		}
+		if target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]" {
+			continue // the Go runtime's network poller, created on first use
+		}
 		m[e.Name()] = target
 	}
 	return m
