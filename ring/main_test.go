@@ -7,9 +7,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testutil.Main(m, map[string]func() int{
+	roles := map[string]func() int{
 		"ring-producer":       childProducer,
 		"ring-consumer":       childConsumer,
 		"ring-chaos-producer": childChaosProducer,
-	})
+	}
+	for name, f := range benchRoles {
+		roles[name] = f
+	}
+	testutil.Main(m, roles)
 }
