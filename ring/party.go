@@ -216,3 +216,7 @@ func (p *Party) announce(op uint8, ring uint16, ticket uint64, vals []uint32) {
 func (p *Party) setPhase(op uint8, ring uint16, phase uint8, n, m int) {
 	p.pending.Store(pending{phase: phase, op: op, ring: ring, n: uint8(n), m: uint8(m)}.word()) // pairs with the load in Recover
 }
+
+// Owner returns the party's owner word (index << 16 | generation), the
+// value that marks what it holds in shared memory.
+func (p *Party) Owner() uint32 { return p.owner }

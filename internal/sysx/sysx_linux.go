@@ -148,3 +148,12 @@ func SetPdeathsig(sig syscall.Signal) error {
 // Getppid returns the parent's pid (after a parent death it is the
 // reaper's).
 func Getppid() int { return unix.Getppid() }
+
+// Monotonic returns CLOCK_MONOTONIC in nanoseconds. Unlike Go's monotonic
+// reading it is the same clock in every process, so deadlines written to
+// shared memory mean the same to all.
+func Monotonic() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}

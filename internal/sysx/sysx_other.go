@@ -30,3 +30,8 @@ func PidfdWaitExit(pidfd *os.File, timeout time.Duration) (bool, error) {
 func PidfdKill(pidfd *os.File, sig syscall.Signal) error { return notSupported("pidfd_send_signal") }
 func SetPdeathsig(sig syscall.Signal) error              { return notSupported("PR_SET_PDEATHSIG") }
 func Getppid() int                                       { return os.Getppid() }
+
+// Monotonic returns a process-local monotonic clock in nanoseconds.
+func Monotonic() int64 { return int64(time.Since(start)) }
+
+var start = time.Now()

@@ -1,0 +1,156 @@
+package executor
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// The arena holds payloads too large for a slot's inline space, in
+// pageSize pages. The page table has one word per page: 0 when free,
+// otherwise the page's owner, claimed by CAS 0 -> owner. Ownership is in
+// the word itself, so a dead process's pages are found by their owner and
+// freed; no lock is ever held.
+//
+//	owner word: kind (bits 32-35) | id (bits 0-31)
+//	kind 1: input of job slotRef id    kind 2: output of job slotRef id
+//	kind 3: a zero-copy buffer of party owner id (not yet attached to a job)
+const (
+	pageInput  = 1
+	pageOutput = 2
+	pageParty  = 3
+)
+
+func pageOwner(kind uint64, id uint32) uint64 { return kind<<32 | uint64(id) }
+
+var errArenaFull = errors.New("arena full")
+
+func pagesFor(n uint64) int { return int((n + pageSize - 1) / pageSize) }
+
+// allocPages claims a run of n free pages for owner, starting the search
+// at *hint, and returns the first page.
+func (l *layout) allocPages(n int, owner uint64, hint *atomic.Uint32) (int, error) {
+	total := len(l.pages)
+	if n <= 0 || n > total {
+		return 0, errArenaFull
+	}
+	start := int(hint.Load()) % total
+	for scanned := 0; scanned < total; {
+		s := (start + scanned) % total
+		if s+n > total {
+			scanned += total - s
+			continue
+		}
+		got := 0
+		for got < n && l.pages[s+got].CompareAndSwap(0, owner) { // pairs with the CAS in freePages
+			got++
+		}
+		if got == n {
+			hint.Store(uint32((s + n) % total))
+			return s, nil
+		}
+		for i := 0; i < got; i++ {
+			l.pages[s+i].CompareAndSwap(owner, 0)
+		}
+		scanned += got + 1
+	}
+	return 0, errArenaFull
+}
+
+// setOwner moves pages [first, first+n) from owner from to owner to. It
+// fails if any page is not owned by from.
+func (l *layout) setOwner(first, n int, from, to uint64) error {
+	if first < 0 || n < 0 || first+n > len(l.pages) {
+		return fmt.Errorf("pages [%d, +%d) outside the arena", first, n)
+	}
+	for i := first; i < first+n; i++ {
+		if !l.pages[i].CompareAndSwap(from, to) {
+			return fmt.Errorf("page %d is owned by %#x, not %#x", i, l.pages[i].Load(), from)
+		}
+	}
+	return nil
+}
+
+// freePages frees pages [first, first+n) that owner holds.
+func (l *layout) freePages(first, n int, owner uint64) {
+	if first < 0 || n < 0 || first+n > len(l.pages) {
+		return
+	}
+	for i := first; i < first+n; i++ {
+		l.pages[i].CompareAndSwap(owner, 0)
+	}
+}
+
+// freeOwned frees every page owned by owner and returns how many. Recovery
+// uses it when it cannot trust the refs a dead process wrote.
+func (l *layout) freeOwned(owner uint64) int {
+	n := 0
+	for i := range l.pages {
+		if l.pages[i].Load() == owner && l.pages[i].CompareAndSwap(owner, 0) {
+			n++
+		}
+	}
+	return n
+}
+
+// pagesInUse counts owned pages.
+func (l *layout) pagesInUse() int {
+	n := 0
+	for i := range l.pages {
+		if l.pages[i].Load() != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// payload returns the bytes a ref names in slot idx: inline (which selects
+// the slot's input or output inline area) or arena pages, after checking
+// every bound. The ref and length come from shared memory.
+func (l *layout) payload(idx int, ref, n uint64, output bool) ([]byte, error) {
+	if n > l.g.maxPayload {
+		return nil, fmt.Errorf("payload of %d bytes exceeds the pool's %d", n, l.g.maxPayload)
+	}
+	if ref&refArena == 0 {
+		if n > uint64(l.g.inline) {
+			return nil, fmt.Errorf("inline payload of %d bytes exceeds %d", n, l.g.inline)
+		}
+		off := uint64(slotHeader)
+		if output {
+			off += uint64(l.g.inline)
+		}
+		return l.slot(idx).Bytes(off, n)
+	}
+	first := ref &^ refArena
+	if first >= uint64(len(l.pages)) {
+		return nil, fmt.Errorf("payload page %d outside the arena", first)
+	}
+	return l.arena.Bytes(first*pageSize, n)
+}
+
+// arenaBytes returns the bytes of pages [first, first+n) for writing.
+func (l *layout) arenaBytes(first int, n uint64) []byte {
+	b, err := l.arena.Bytes(uint64(first)*pageSize, n)
+	if err != nil {
+		panic(fmt.Sprintf("executor: %v", err)) // first and n come from allocPages
+	}
+	return b
+}
+
+// atomicHint is a process-local starting point for page searches.
+type atomicHint struct{ v atomic.Uint32 }
+
+// freeSlotPages frees the arena pages that slot idx's input and output
+// refs name. The refs come from shared memory; freePages only frees pages
+// that carry this job's owner word, so a bad ref frees nothing it should
+// not.
+func (l *layout) freeSlotPages(idx int, seq uint16) {
+	sl := l.slot(idx)
+	ref := slotRef(idx, seq)
+	if r := sl.Uint64(slInRef).Load(); r&refArena != 0 {
+		l.freePages(int(r&^refArena), max(pagesFor(sl.Uint64(slInLen).Load()), 1), pageOwner(pageInput, ref))
+	}
+	if r := sl.Uint64(slOutRef).Load(); r&refArena != 0 {
+		l.freePages(int(r&^refArena), max(pagesFor(sl.Uint64(slOutLen).Load()), 1), pageOwner(pageOutput, ref))
+	}
+}

@@ -1,0 +1,483 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/shmexec/shmexec/internal/crashpoint"
+	"github.com/shmexec/shmexec/ring"
+	"github.com/shmexec/shmexec/shm"
+)
+
+// Client submits jobs to a pool and collects their results through its
+// own outqueue. The pool owner's Client comes from Pool.Client; another
+// process gets one from Connect. Methods are safe for concurrent use.
+type Client struct {
+	l        *layout
+	index    int
+	subParty *ring.Party // producer on the inqueue, consumer of the free ring
+	colParty *ring.Party // consumer of the outqueue, producer on the free ring
+	subMu    sync.Mutex
+	names    nameCache
+	hint     atomicHint
+	defaults SubmitOptions
+
+	mu      sync.Mutex
+	futures map[uint32]*Future
+	nextID  atomic.Uint64
+	stopErr error // set once the client stops (pool closed or dead)
+
+	unobserved atomic.Int64
+	stopping   chan struct{}
+	collected  chan struct{}
+	stopOnce   sync.Once
+
+	// Set for a client attached with Connect.
+	external  *shm.Segment
+	supPidfd  *os.File
+	dead      atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// SubmitOptions override the pool's defaults for one job.
+type SubmitOptions struct {
+	// Timeout bounds the job's run time; its worker is killed past it.
+	// 0: the pool's JobTimeout. Negative: none.
+	Timeout time.Duration
+	// Retries is how many times the job is re-run after a worker crash.
+	// -1: the pool's Retries.
+	Retries int
+}
+
+func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOptions) *Client {
+	c := &Client{
+		l: l, index: index, subParty: sub, colParty: col, defaults: defaults,
+		futures:   map[uint32]*Future{},
+		stopping:  make(chan struct{}),
+		collected: make(chan struct{}),
+	}
+	go c.collect()
+	return c
+}
+
+// Future is the pending result of one job.
+type Future struct {
+	c    *Client
+	ref  uint32
+	id   uint64
+	done chan struct{}
+	out  []byte
+	err  error
+	seen atomic.Bool
+}
+
+// ID returns the job's number, unique within its client.
+func (f *Future) ID() uint64 { return f.id }
+
+// Done returns a channel closed when the job has ended.
+func (f *Future) Done() <-chan struct{} { return f.done }
+
+// Wait blocks until the job ends or ctx is done, and returns the job's
+// output or its terminal error. If ctx ends first it returns ctx's error
+// and the job goes on. It may be called many times, from any goroutine.
+func (f *Future) Wait(ctx context.Context) ([]byte, error) {
+	select {
+	case <-f.done:
+		f.seen.Store(true)
+		return f.out, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Result returns the job's output and error; ok is false while the job
+// has not ended.
+func (f *Future) Result() (out []byte, err error, ok bool) {
+	select {
+	case <-f.done:
+		f.seen.Store(true)
+		return f.out, f.err, true
+	default:
+		return nil, nil, false
+	}
+}
+
+func (f *Future) complete(out []byte, err error) {
+	f.out, f.err = out, err
+	close(f.done)
+}
+
+// Submit queues a job for handler with input and returns its future. It
+// blocks while every job slot is in use (backpressure), until ctx ends.
+// It fails at once with ErrTooLarge for an input over MaxPayload and with
+// ErrPoolClosed after Close.
+func (c *Client) Submit(ctx context.Context, handler string, input []byte) (*Future, error) {
+	return c.SubmitWith(ctx, handler, input, SubmitOptions{Retries: -1})
+}
+
+// SubmitWith is Submit with per-job options.
+func (c *Client) SubmitWith(ctx context.Context, handler string, input []byte, opts SubmitOptions) (*Future, error) {
+	return c.submit(ctx, handler, input, nil, opts, true)
+}
+
+// TrySubmit is Submit that fails with ErrFull instead of waiting for a
+// free job slot.
+func (c *Client) TrySubmit(handler string, input []byte) (*Future, error) {
+	return c.submit(context.Background(), handler, input, nil, SubmitOptions{Retries: -1}, false)
+}
+
+func (c *Client) checkOpen() error {
+	if c.dead.Load() {
+		return ErrPoolDead
+	}
+	switch st := c.l.poolState().Load(); {
+	case st == poolDead:
+		return ErrPoolDead
+	case st >= poolClosing:
+		return ErrPoolClosed
+	}
+	c.mu.Lock()
+	err := c.stopErr
+	c.mu.Unlock()
+	return err
+}
+
+func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *Buffer, opts SubmitOptions, block bool) (*Future, error) {
+	if !c.l.enter() {
+		return nil, ErrPoolClosed
+	}
+	defer c.l.exit()
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	n := uint64(len(input))
+	if buf != nil {
+		n = uint64(buf.n)
+	}
+	if n > c.l.g.maxPayload {
+		return nil, fmt.Errorf("%w: input of %d bytes, pool maximum %d", ErrTooLarge, n, c.l.g.maxPayload)
+	}
+	hid, err := c.l.intern(&c.names, handler, c.subParty.Owner())
+	if err != nil {
+		return nil, err
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = c.defaults.Timeout
+	}
+	if opts.Retries < 0 {
+		opts.Retries = c.defaults.Retries
+	}
+
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	idx, err := c.allocSlot(ctx, block)
+	if err != nil {
+		return nil, err
+	}
+	st := c.l.slotState(idx)
+	cur := st.Load()
+	if wState(cur) != slotFree {
+		return nil, fmt.Errorf("executor: free ring named slot %d in state %d", idx, wState(cur))
+	}
+	seq := wSeq(cur) + 1
+	owner := c.subParty.Owner()
+	if !st.CompareAndSwap(cur, stateWord(slotFilling, owner, seq, 0)) {
+		return nil, fmt.Errorf("executor: slot %d changed under its allocator", idx)
+	}
+	crashpoint.Hit("job.fill")
+	sl := c.l.slot(idx)
+	id := c.nextID.Add(1)
+	sl.Uint64(slMeta).Store(packMeta(uint16(c.index), hid, 0, 0))
+	sl.Uint64(slJobID).Store(id)
+	to := int64(opts.Timeout)
+	if to < 0 {
+		to = 0
+	}
+	sl.Uint64(slTimeout).Store(uint64(to))
+	sl.Uint64(slDeadline).Store(0)
+	sl.Uint32(slRetries).Store(uint32(opts.Retries))
+	sl.Uint64(slOutRef).Store(0)
+	sl.Uint64(slOutLen).Store(0)
+	ref := slotRef(idx, seq)
+	if err := c.writeInput(idx, ref, sl, input, buf); err != nil {
+		c.l.freeSlotPages(idx, seq)
+		st.Store(stateWord(slotFree, 0, seq, 0))
+		c.l.free.Enqueue(c.subParty, uint32(idx), -1)
+		return nil, err
+	}
+	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{})}
+	c.mu.Lock()
+	c.futures[ref] = f
+	c.mu.Unlock()
+	st.Store(stateWord(slotQueued, 0, seq, 0))
+	crashpoint.Hit("job.queued")
+	if err := c.l.inq.Enqueue(c.subParty, ref, -1); err != nil {
+		// The inqueue has a cell for every slot: this is a corrupt ring.
+		return nil, fmt.Errorf("executor: queue job: %w", err)
+	}
+	c.l.client(c.index).Uint64(crSubmitted).Add(1)
+	return f, nil
+}
+
+// allocSlot takes a free slot index from the free ring.
+func (c *Client) allocSlot(ctx context.Context, block bool) (int, error) {
+	for {
+		v, err := c.l.free.Dequeue(c.subParty, 50*time.Millisecond)
+		if err == nil {
+			if int(v) >= c.l.g.slots {
+				return 0, fmt.Errorf("executor: free ring holds %d, not a slot", v)
+			}
+			return int(v), nil
+		}
+		if !errors.Is(err, ring.ErrTimeout) {
+			return 0, err
+		}
+		if !block {
+			return 0, ErrFull
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := c.checkOpen(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (c *Client) writeInput(idx int, ref uint32, sl sliceView, input []byte, buf *Buffer) error {
+	if buf != nil {
+		if err := c.l.setOwner(buf.first, buf.npages, buf.owner, pageOwner(pageInput, ref)); err != nil {
+			return fmt.Errorf("executor: submit buffer: %w", err)
+		}
+		buf.used = true
+		sl.Uint64(slInRef).Store(refArena | uint64(buf.first))
+		sl.Uint64(slInLen).Store(uint64(buf.n))
+		return nil
+	}
+	if len(input) <= c.l.g.inline {
+		b, _ := sl.Bytes(slotHeader, uint64(len(input)))
+		copy(b, input)
+		sl.Uint64(slInRef).Store(0)
+		sl.Uint64(slInLen).Store(uint64(len(input)))
+		return nil
+	}
+	first, err := c.allocPagesWait(pagesFor(uint64(len(input))), pageOwner(pageInput, ref))
+	if err != nil {
+		return err
+	}
+	copy(c.l.arenaBytes(first, uint64(len(input))), input)
+	sl.Uint64(slInRef).Store(refArena | uint64(first))
+	sl.Uint64(slInLen).Store(uint64(len(input)))
+	return nil
+}
+
+// allocPagesWait waits (with back-off, up to 10 s) for arena space that
+// other jobs are still using.
+func (c *Client) allocPagesWait(n int, owner uint64) (int, error) {
+	delay := 50 * time.Microsecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		first, err := c.l.allocPages(n, owner, &c.hint.v)
+		if err == nil {
+			return first, nil
+		}
+		if n > len(c.l.pages) || time.Now().After(deadline) {
+			return 0, fmt.Errorf("%w: no arena space for %d pages of %d", ErrTooLarge, n, len(c.l.pages))
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+}
+
+// Cancel asks for the job to end with ErrCancelled. A queued job never
+// runs. A running job is killed (its worker is SIGKILLed and replaced)
+// only if kill is true. It reports whether the cancel took effect; a job
+// that already ended keeps its result.
+func (f *Future) Cancel(kill bool) bool {
+	c, l := f.c, f.c.l
+	if !l.enter() {
+		return false
+	}
+	defer l.exit()
+	idx, seq := refIdx(f.ref), refSeq(f.ref)
+	st := l.slotState(idx)
+	for {
+		cur := st.Load()
+		if wSeq(cur) != seq {
+			return false
+		}
+		switch wState(cur) {
+		case slotQueued:
+			// Take the job back: its inqueue entry becomes stale.
+			owner := c.colParty.Owner()
+			c.subMu.Lock()
+			if !st.CompareAndSwap(cur, stateWord(slotDone, owner, seq, wFlags(cur))) {
+				c.subMu.Unlock()
+				continue
+			}
+			sl := l.slot(idx)
+			m := unpackMeta(sl.Uint64(slMeta).Load())
+			sl.Uint64(slOutRef).Store(0)
+			sl.Uint64(slOutLen).Store(0)
+			sl.Uint64(slMeta).Store(packMeta(m.client, m.handler, m.attempts, codeCancelled))
+			l.counter(ctrFailed + codeCancelled).Add(1)
+			l.outq[c.index].Enqueue(c.subParty, f.ref, -1)
+			c.subMu.Unlock()
+			return true
+		case slotRunning:
+			if !kill {
+				return false
+			}
+			if wFlags(cur)&flagCancelReq != 0 || st.CompareAndSwap(cur, cur|uint64(flagCancelReq)<<56) {
+				return true
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// collect is the client's one outqueue consumer: it takes finished jobs,
+// copies their results out of the segment, frees their slots and
+// completes their futures.
+func (c *Client) collect() {
+	defer close(c.collected)
+	l := c.l
+	out := l.outq[c.index]
+	var buf [ring.MaxBatch]uint32
+	var taken []int
+	owner := c.colParty.Owner()
+	for {
+		n, err := out.DequeueBatch(c.colParty, buf[:], 100*time.Millisecond)
+		if errors.Is(err, ring.ErrTimeout) {
+			select {
+			case <-c.stopping:
+				if c.pending() == 0 {
+					return
+				}
+			default:
+			}
+			if c.external != nil && l.poolState().Load() >= poolClosed {
+				// The supervisor closed the pool; what it could deliver,
+				// it has.
+				c.stop(ErrPoolClosed)
+			}
+			continue
+		}
+		if err != nil {
+			c.stop(err)
+			return
+		}
+		// Take every slot first: once the next ring operation starts,
+		// the ring no longer remembers what this batch held.
+		taken = taken[:0]
+		for _, v := range buf[:n] {
+			idx, seq := refIdx(v), refSeq(v)
+			if idx >= l.g.slots {
+				continue
+			}
+			st := l.slotState(idx)
+			for {
+				cur := st.Load()
+				if wState(cur) != slotDone || wSeq(cur) != seq {
+					break // a stale duplicate (the supervisor re-published it)
+				}
+				if st.CompareAndSwap(cur, stateWord(slotCollecting, owner, seq, 0)) {
+					taken = append(taken, idx)
+					break
+				}
+			}
+		}
+		c.colParty.Release()
+		for _, idx := range taken {
+			crashpoint.Hit("job.collect")
+			c.finish(idx)
+		}
+	}
+}
+
+// finish reads a collected slot's result, frees the slot and completes
+// its future.
+func (c *Client) finish(idx int) {
+	l := c.l
+	st := l.slotState(idx)
+	seq := wSeq(st.Load())
+	sl := l.slot(idx)
+	m := unpackMeta(sl.Uint64(slMeta).Load())
+	var out []byte
+	var err error
+	data, perr := l.payload(idx, sl.Uint64(slOutRef).Load(), sl.Uint64(slOutLen).Load(), true)
+	switch {
+	case perr != nil:
+		err = &HandlerError{Type: "CorruptOutput", Message: perr.Error()}
+	case m.code == codeOK:
+		out = append([]byte(nil), data...)
+	case m.code == codeHandlerError:
+		err = decodeHandlerError(data)
+	case m.code == codeWorkerCrashed:
+		ce := &CrashError{
+			PID:      int(sl.Uint32(slCrashPID).Load()),
+			Signal:   syscall.Signal(int32(sl.Uint32(slCrashSig).Load())),
+			ExitCode: int(int32(sl.Uint32(slCrashEx).Load())),
+			Attempts: int(m.attempts),
+		}
+		err = ce
+	default:
+		err = codeError(m.code, string(data))
+	}
+	l.freeSlotPages(idx, seq)
+	st.Store(stateWord(slotFree, 0, seq, 0))
+	l.free.Enqueue(c.colParty, uint32(idx), -1)
+	l.client(c.index).Uint64(crCollected).Add(1)
+
+	ref := slotRef(idx, seq)
+	c.mu.Lock()
+	f := c.futures[ref]
+	delete(c.futures, ref)
+	c.mu.Unlock()
+	if f != nil {
+		f.complete(out, err)
+	}
+}
+
+func (c *Client) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.futures)
+}
+
+// stop fails every pending future with err and refuses new submits.
+func (c *Client) stop(err error) {
+	c.mu.Lock()
+	if c.stopErr == nil {
+		c.stopErr = err
+	}
+	fs := c.futures
+	c.futures = map[uint32]*Future{}
+	c.mu.Unlock()
+	for _, f := range fs {
+		f.complete(nil, err)
+	}
+}
+
+// shutdown stops the collector once no future is pending (or at once with
+// force) and waits for it.
+func (c *Client) shutdown(force error) {
+	c.stopOnce.Do(func() { close(c.stopping) })
+	if force != nil {
+		c.stop(force)
+		c.l.outq[c.index].Interrupt(force)
+	}
+	<-c.collected
+}
+
+// Unobserved returns how many jobs failed without anyone reading their
+// error (futures dropped unread). Counted when the client closes.
+func (c *Client) Unobserved() int64 { return c.unobserved.Load() }

@@ -1,0 +1,26 @@
+package executor
+
+// The environment handshake between a supervisor and the worker processes
+// it starts (as hashicorp/go-plugin does it): a magic cookie and the
+// protocol version, then the worker's identity. The names are kept here
+// and nowhere else.
+const (
+	envCookie     = "SHMEXEC_WORKER_COOKIE"
+	cookieValue   = "shmexec-worker-7c1e9a4d"
+	envProtocol   = "SHMEXEC_PROTOCOL"
+	envWorker     = "SHMEXEC_WORKER"     // "worker index:party index:generation"
+	envFD         = "SHMEXEC_SEGMENT_FD" // the inherited memfd
+	envSupervisor = "SHMEXEC_SUPERVISOR" // the supervisor's pid
+	envMaxTasks   = "SHMEXEC_MAX_TASKS"
+
+	// segmentFD is where the worker finds the segment: the first of
+	// exec.Cmd.ExtraFiles.
+	segmentFD = 3
+
+	// exit statuses of a worker process
+	exitOK          = 0
+	exitNotWorker   = 2
+	exitInitFailed  = 3
+	exitAttachError = 4
+	exitOrphaned    = 5
+)

@@ -1,0 +1,185 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shmexec/shmexec/internal/testutil"
+)
+
+// The test binary is client and worker at once: a pool started by a test
+// re-executes it, and TestMain serves as a worker when the handshake is
+// in the environment.
+
+var initValue string
+
+func registerTestHandlers() {
+	Handle("echo", func(ctx context.Context, in []byte) ([]byte, error) { return in, nil })
+	Handle("empty", func(ctx context.Context, in []byte) ([]byte, error) { return nil, nil })
+	Handle("fail", func(ctx context.Context, in []byte) ([]byte, error) {
+		return nil, fmt.Errorf("failed on %q", in)
+	})
+	Handle("panic", func(ctx context.Context, in []byte) ([]byte, error) { panic("boom: " + string(in)) })
+	Handle("sleep", func(ctx context.Context, in []byte) ([]byte, error) {
+		ms, _ := strconv.Atoi(string(in))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return in, nil
+	})
+	Handle("kill", func(ctx context.Context, in []byte) ([]byte, error) {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	})
+	Handle("exit", func(ctx context.Context, in []byte) ([]byte, error) {
+		code, _ := strconv.Atoi(string(in))
+		os.Exit(code)
+		return nil, nil
+	})
+	// crashonce dies the first time it sees a marker path that does not
+	// exist yet, and succeeds once it does.
+	Handle("crashonce", func(ctx context.Context, in []byte) ([]byte, error) {
+		if _, err := os.Stat(string(in)); errors.Is(err, os.ErrNotExist) {
+			os.WriteFile(string(in), nil, 0o600)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		return []byte("survived"), nil
+	})
+	Handle("pid", func(ctx context.Context, in []byte) ([]byte, error) {
+		return []byte(strconv.Itoa(os.Getpid())), nil
+	})
+	Handle("init", func(ctx context.Context, in []byte) ([]byte, error) { return []byte(initValue), nil })
+	// big returns n bytes written straight into an output buffer.
+	Handle("big", func(ctx context.Context, in []byte) ([]byte, error) {
+		n, _ := strconv.Atoi(string(in))
+		b, err := OutputBuffer(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		for i := range b {
+			b[i] = byte(i)
+		}
+		return b, nil
+	})
+	// sum returns the byte sum of the input (to check large inputs).
+	Handle("sum", func(ctx context.Context, in []byte) ([]byte, error) {
+		var s uint64
+		for _, b := range in {
+			s += uint64(b)
+		}
+		return []byte(strconv.FormatUint(s, 10)), nil
+	})
+	SetInitializer(func() error {
+		switch os.Getenv("TEST_INIT") {
+		case "fail":
+			return errors.New("initializer refuses")
+		case "exit":
+			os.Exit(1)
+		}
+		initValue = "initialized in " + strconv.Itoa(os.Getpid())
+		return nil
+	})
+}
+
+func TestMain(m *testing.M) {
+	registerTestHandlers()
+	ServeIfWorker()
+	testutil.Main(m, map[string]func() int{
+		"supervisor": childSupervisor,
+		"client":     childClient,
+	})
+}
+
+// newPool starts a pool of the test binary and closes it at the end.
+func newPool(t testing.TB, cfg Config) *Pool {
+	t.Helper()
+	if cfg.Workers == 0 {
+		cfg.Workers = 2
+	}
+	if cfg.WorkerArgv == nil {
+		cfg.WorkerArgv = []string{os.Args[0], "-test.run=^$"}
+	}
+	if cfg.QueueDepth == 0 {
+		cfg.QueueDepth = 256
+	}
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = 8 << 20
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Terminate(); err != nil {
+			t.Errorf("Terminate: %v", err)
+		}
+	})
+	return p
+}
+
+// run submits one job and waits for it, failing the test if it does not
+// end within 20 s.
+func run(t testing.TB, p *Pool, handler string, in []byte, opts ...SubmitOptions) ([]byte, error) {
+	t.Helper()
+	o := SubmitOptions{Retries: -1}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	f, err := p.Client().SubmitWith(context.Background(), handler, in, o)
+	if err != nil {
+		t.Fatalf("submit %s: %v", handler, err)
+	}
+	return waitFor(t, f)
+}
+
+func waitFor(t testing.TB, f *Future) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := f.Wait(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("job %d did not end within 20s", f.ID())
+	}
+	return out, err
+}
+
+// waitFullSize waits until every worker is up and idle again.
+func waitFullSize(t testing.TB, p *Pool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		up := 0
+		for _, w := range p.Stats().Workers {
+			if w.State == "idle" || w.State == "busy" {
+				up++
+			}
+		}
+		if up == p.cfg.Workers {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pool not back to %d workers within 20s: %+v", p.cfg.Workers, p.Stats().Workers)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitQuiet waits until every slot and page is free again: nothing leaked.
+func waitQuiet(t testing.TB, p *Pool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s := p.Stats()
+		if s.SlotsInUse == 0 && s.PagesInUse == 0 && s.Queued == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slots or pages leaked: %d slots, %d pages, %d queued", s.SlotsInUse, s.PagesInUse, s.Queued)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,381 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestRoundTripSizes(t *testing.T) {
+	p := newPool(t, Config{MaxPayload: 4 << 20})
+	for _, n := range []int{0, 1, 255, 256, 257, 64 << 10, 3<<20 + 17} {
+		in := make([]byte, n)
+		for i := range in {
+			in[i] = byte(i * 7)
+		}
+		out, err := run(t, p, "echo", in)
+		if err != nil || !bytes.Equal(out, in) {
+			t.Fatalf("echo of %d bytes: %d bytes back, %v", n, len(out), err)
+		}
+	}
+	waitQuiet(t, p)
+}
+
+func TestZeroCopy(t *testing.T) {
+	p := newPool(t, Config{MaxPayload: 4 << 20})
+	buf, err := p.Client().AllocBuffer(3 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want uint64
+	for i := range buf.Bytes() {
+		buf.Bytes()[i] = byte(i)
+		want += uint64(byte(i))
+	}
+	f, err := p.Client().SubmitBuffer(context.Background(), "sum", buf, SubmitOptions{Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := waitFor(t, f)
+	if err != nil || string(out) != strconv.FormatUint(want, 10) {
+		t.Fatalf("sum of a zero-copy input = %s, %v; want %d", out, err, want)
+	}
+	out, err = run(t, p, "big", []byte(strconv.Itoa(2<<20)))
+	if err != nil || len(out) != 2<<20 || out[12345] != byte(12345%256) {
+		t.Fatalf("zero-copy output: %d bytes, %v", len(out), err)
+	}
+	b2, _ := p.Client().AllocBuffer(100)
+	b2.Release()
+	b2.Release()
+	waitQuiet(t, p)
+}
+
+// TestHundredThousandJobs: the test binary is client and worker at once.
+func TestHundredThousandJobs(t *testing.T) {
+	n := 100000
+	if testing.Short() {
+		n = 10000
+	}
+	p := newPool(t, Config{QueueDepth: 1024})
+	futures := make(chan *Future, 512)
+	errc := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			f, err := p.Submit(context.Background(), "echo", []byte(strconv.Itoa(i)))
+			if err != nil {
+				errc <- err
+				close(futures)
+				return
+			}
+			futures <- f
+		}
+		close(futures)
+		errc <- nil
+	}()
+	i := 0
+	for f := range futures {
+		out, err := waitFor(t, f)
+		if err != nil || string(out) != strconv.Itoa(i) {
+			t.Fatalf("job %d: %q, %v", i, out, err)
+		}
+		i++
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if i != n {
+		t.Fatalf("%d results, want %d", i, n)
+	}
+	waitQuiet(t, p)
+}
+
+func TestMap(t *testing.T) {
+	p := newPool(t, Config{})
+	in := make([][]byte, 5000)
+	for i := range in {
+		in[i] = []byte(strconv.Itoa(i))
+	}
+	res, err := p.Client().Map(context.Background(), "echo", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || string(r.Output) != strconv.Itoa(i) {
+			t.Fatalf("item %d: %q, %v", i, r.Output, r.Err)
+		}
+	}
+	res, _ = p.Client().Map(context.Background(), "fail", in[:10])
+	for i, r := range res {
+		var he *HandlerError
+		if !errors.As(r.Err, &he) || !strings.Contains(he.Message, strconv.Itoa(i)) {
+			t.Fatalf("failing item %d: %v", i, r.Err)
+		}
+	}
+	// Slow items spread over both workers rather than batching on one.
+	slow := make([][]byte, 4)
+	for i := range slow {
+		slow[i] = []byte("200")
+	}
+	start := time.Now()
+	res, _ = p.Client().Map(context.Background(), "sleep", slow)
+	if el := time.Since(start); el > 700*time.Millisecond {
+		t.Errorf("4 x 200 ms on 2 workers took %v: not spread", el)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+}
+
+func TestHandlerErrors(t *testing.T) {
+	p := newPool(t, Config{})
+	_, err := run(t, p, "fail", []byte("x"))
+	var he *HandlerError
+	if !errors.As(err, &he) || !errors.Is(err, ErrHandler) || he.Type != "*errors.errorString" || he.Message != `failed on "x"` {
+		t.Fatalf("fail: %#v", err)
+	}
+	_, err = run(t, p, "panic", []byte("y"))
+	if !errors.As(err, &he) || he.Type != "panic" || he.Message != "boom: y" || !strings.Contains(he.Traceback, "goroutine") {
+		t.Fatalf("panic: %#v", err)
+	}
+	_, err = run(t, p, "nosuch", nil)
+	if !errors.Is(err, ErrUnknownHandler) {
+		t.Fatalf("unknown handler: %v", err)
+	}
+	if out, err := run(t, p, "echo", []byte("still fine")); err != nil || string(out) != "still fine" {
+		t.Fatalf("after errors: %q, %v", out, err)
+	}
+	if p.Stats().WorkerDeaths != 0 {
+		t.Fatal("a handler error or panic killed a worker")
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	p := newPool(t, Config{MaxPayload: 1 << 20})
+	if _, err := p.Submit(context.Background(), "echo", make([]byte, 1<<20+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("input over MaxPayload: %v", err)
+	}
+	if _, err := run(t, p, "big", []byte(strconv.Itoa(2<<20))); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("output over MaxPayload: %v", err)
+	}
+	if _, err := p.Submit(context.Background(), strings.Repeat("h", 100), nil); err == nil {
+		t.Fatal("a 100-byte handler name was accepted")
+	}
+	waitQuiet(t, p)
+}
+
+func TestWorkerCrash(t *testing.T) {
+	p := newPool(t, Config{})
+	for _, tc := range []struct {
+		handler, in string
+		sig         syscall.Signal
+		code        int
+	}{{"kill", "", syscall.SIGKILL, -1}, {"exit", "7", 0, 7}} {
+		_, err := run(t, p, tc.handler, []byte(tc.in))
+		var ce *CrashError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrWorkerCrashed) {
+			t.Fatalf("%s: %v, want a CrashError", tc.handler, err)
+		}
+		if ce.PID <= 0 || ce.Signal != tc.sig || ce.ExitCode != tc.code || ce.Attempts != 1 {
+			t.Fatalf("%s: %+v", tc.handler, ce)
+		}
+		waitFullSize(t, p)
+	}
+	if out, err := run(t, p, "echo", []byte("ok")); err != nil || string(out) != "ok" {
+		t.Fatalf("after crashes: %q, %v", out, err)
+	}
+	if s := p.Stats(); s.Respawned < 2 || s.WorkerDeaths < 2 {
+		t.Fatalf("stats after two crashes: %+v", s)
+	}
+	waitQuiet(t, p)
+}
+
+func TestRetryAndPoison(t *testing.T) {
+	p := newPool(t, Config{})
+	marker := filepath.Join(t.TempDir(), "crashed")
+	out, err := run(t, p, "crashonce", []byte(marker), SubmitOptions{Retries: 1})
+	if err != nil || string(out) != "survived" {
+		t.Fatalf("crash once with a retry: %q, %v", out, err)
+	}
+	_, err = run(t, p, "kill", nil, SubmitOptions{Retries: 2})
+	var ce *CrashError
+	if !errors.As(err, &ce) || ce.Attempts != 3 || !strings.Contains(ce.Error(), "poison") {
+		t.Fatalf("poison job: %v", err)
+	}
+	waitFullSize(t, p)
+	if out, err := run(t, p, "echo", []byte("alive")); err != nil || string(out) != "alive" {
+		t.Fatalf("after a poison job: %q, %v", out, err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	p := newPool(t, Config{JobTimeout: 200 * time.Millisecond})
+	start := time.Now()
+	_, err := run(t, p, "sleep", []byte("20000"))
+	if !errors.Is(err, ErrTimeout) || !os.IsTimeout(err) {
+		t.Fatalf("stuck job: %v, want ErrTimeout", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("timeout of 200ms took %v", el)
+	}
+	// A job with a longer own timeout is fine.
+	if _, err := run(t, p, "sleep", []byte("300"), SubmitOptions{Timeout: 5 * time.Second, Retries: -1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFullSize(t, p)
+	waitQuiet(t, p)
+}
+
+func TestCancel(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	c := p.Client()
+	busy, _ := c.Submit(context.Background(), "sleep", []byte("300"))
+	queued, _ := c.Submit(context.Background(), "pid", nil)
+	if !queued.Cancel(false) {
+		t.Fatal("cancel of a queued job did not take")
+	}
+	if _, err := waitFor(t, queued); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("cancelled queued job: %v", err)
+	}
+	if _, err := waitFor(t, busy); err != nil {
+		t.Fatalf("the running job: %v", err)
+	}
+	long, _ := c.Submit(context.Background(), "sleep", []byte("20000"))
+	for p.Stats().Workers[0].State != "busy" {
+		time.Sleep(time.Millisecond)
+	}
+	if long.Cancel(false) {
+		t.Fatal("cancel without kill took effect on a running job")
+	}
+	if !long.Cancel(true) {
+		t.Fatal("cancel with kill of a running job did not take")
+	}
+	if _, err := waitFor(t, long); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("killed job: %v", err)
+	}
+	waitFullSize(t, p)
+	waitQuiet(t, p)
+}
+
+func TestBadWorkerCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"missing", Config{WorkerArgv: []string{"/nonexistent/worker"}}, "no such file"},
+		{"exits at once", Config{WorkerArgv: []string{"/bin/false"}}, "exited with status 1"},
+		{"not a worker", Config{WorkerArgv: []string{"/bin/true"}}, "exit status 0"},
+		{"initializer fails", Config{WorkerEnv: []string{"TEST_INIT=fail"}}, "initializer failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Workers = 2
+			if cfg.WorkerArgv == nil {
+				cfg.WorkerArgv = []string{os.Args[0], "-test.run=^$"}
+			}
+			cfg.Stderr = &bytes.Buffer{}
+			start := time.Now()
+			p, err := New(cfg)
+			if err == nil {
+				p.Terminate()
+				t.Fatal("New succeeded")
+			}
+			if !errors.Is(err, ErrWorkerStart) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v; want ErrWorkerStart mentioning %q", err, tc.want)
+			}
+			if el := time.Since(start); el > 8*time.Second {
+				t.Fatalf("giving up took %v", el)
+			}
+		})
+	}
+}
+
+func TestInitializerAndMaxTasks(t *testing.T) {
+	p := newPool(t, Config{Workers: 1, MaxTasksPerWorker: 3})
+	out, err := run(t, p, "init", nil)
+	if err != nil || !strings.HasPrefix(string(out), "initialized in ") {
+		t.Fatalf("init: %q, %v", out, err)
+	}
+	pids := map[string]bool{}
+	for i := 0; i < 10; i++ {
+		out, err := run(t, p, "pid", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[string(out)] = true
+	}
+	if len(pids) < 3 {
+		t.Fatalf("10 jobs with 3 tasks per worker ran in %d processes", len(pids))
+	}
+	if d := p.Stats().WorkerDeaths; d != 0 {
+		t.Fatalf("task-limit exits counted as %d deaths", d)
+	}
+}
+
+func TestCloseFinishesQueued(t *testing.T) {
+	p := newPool(t, Config{})
+	var fs []*Future
+	for i := 0; i < 20; i++ {
+		f, err := p.Submit(context.Background(), "sleep", []byte("20"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range fs {
+		if _, err := waitFor(t, f); err != nil {
+			t.Fatalf("job %d after Close: %v", i, err)
+		}
+	}
+	if _, err := p.Submit(context.Background(), "echo", nil); !errors.Is(err, ErrPoolClosed) {
+		t.Fatalf("submit after Close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestTerminate(t *testing.T) {
+	p := newPool(t, Config{})
+	var fs []*Future
+	for i := 0; i < 10; i++ {
+		f, _ := p.Submit(context.Background(), "sleep", []byte("30000"))
+		fs = append(fs, f)
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := p.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("Terminate took %v", el)
+	}
+	for i, f := range fs {
+		if _, err := waitFor(t, f); !errors.Is(err, ErrPoolClosed) {
+			t.Fatalf("job %d after Terminate: %v", i, err)
+		}
+	}
+}
+
+func TestStatsFromAnotherMapping(t *testing.T) {
+	p := newPool(t, Config{})
+	run(t, p, "fail", nil)
+	s := p.Stats()
+	if s.Failed["handler_error"] != 1 || s.Submitted != 1 || s.Collected != 1 || len(s.Workers) != 2 {
+		t.Fatalf("stats: %+v", s)
+	}
+	_ = fmt.Sprint
+}

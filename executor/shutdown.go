@@ -1,0 +1,155 @@
+package executor
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// DefaultCloseTimeout bounds Close: queued jobs that have not finished by
+// then are failed with ErrPoolClosed and their workers killed.
+const DefaultCloseTimeout = time.Minute
+
+// Close stops intake, lets queued and running jobs finish (for at most
+// DefaultCloseTimeout), stops the workers and frees the segment. It is
+// idempotent: later calls, and Terminate after it, return its result.
+func (p *Pool) Close() error { return p.CloseTimeout(DefaultCloseTimeout) }
+
+// CloseTimeout is Close with its own bound on waiting for queued jobs.
+func (p *Pool) CloseTimeout(d time.Duration) error {
+	p.once.Do(func() { p.closeErr = p.shutdown(d) })
+	return p.closeErr
+}
+
+// Terminate kills the workers at once, fails every pending job with
+// ErrPoolClosed and frees the segment. Idempotent, like Close.
+func (p *Pool) Terminate() error {
+	p.once.Do(func() {
+		p.terminating.Store(true)
+		p.closeErr = p.shutdown(0)
+	})
+	return p.closeErr
+}
+
+func (p *Pool) shutdown(grace time.Duration) error {
+	l := p.l
+	if l == nil { // New failed before the layout existed
+		return p.seg.Close()
+	}
+	var errs []error
+	l.poolState().Store(poolClosing)
+	if grace > 0 {
+		if !p.waitIdle(time.Now().Add(grace)) {
+			errs = append(errs, fmt.Errorf("executor: close: jobs still running after %v; killed", grace))
+			p.terminating.Store(true)
+		}
+	}
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	l.poolState().Store(poolClosed)
+
+	// Stop the workers: an exit value each, then SIGKILL for those that do
+	// not go within a second (or at once for Terminate).
+	if !p.terminating.Load() {
+		for range p.aliveWorkers() {
+			l.inq.Enqueue(p.sup, exitValue, time.Second)
+		}
+		p.waitWorkers(time.Now().Add(time.Second))
+	}
+	for _, w := range p.aliveWorkers() {
+		p.mu.Lock()
+		if w.cmd != nil {
+			w.cmd.Process.Signal(syscall.SIGKILL)
+		}
+		p.mu.Unlock()
+	}
+	if !p.waitWorkers(time.Now().Add(5 * time.Second)) {
+		errs = append(errs, errors.New("executor: close: workers did not exit within 5s of SIGKILL"))
+	}
+	// Whatever is still queued ends with PoolClosed, delivered to its
+	// client like any result.
+	p.runOnMonitor(func() { p.failQueued(codePoolClosed, ErrPoolClosed) })
+	if p.client != nil {
+		deadline := time.Now().Add(time.Second)
+		for p.client.pending() > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		p.client.shutdown(ErrPoolClosed)
+	}
+	close(p.quit)
+	<-p.stopped
+	close(p.spawnc)
+	p.mu.Lock()
+	for _, c := range p.clients {
+		if c.pidfd != nil {
+			c.pidfd.Close()
+		}
+	}
+	p.mu.Unlock()
+	if err := l.unmap(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// runOnMonitor runs f on the monitor goroutine (which owns recovery) and
+// waits for it.
+func (p *Pool) runOnMonitor(f func()) {
+	done := make(chan struct{})
+	select {
+	case p.events <- procEvent{client: -2, run: func() { f(); close(done) }}:
+		<-done
+	case <-p.stopped:
+		f()
+	}
+}
+
+func (p *Pool) aliveWorkers() []*workerProc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*workerProc
+	for _, w := range p.workers {
+		if w.alive {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// waitWorkers waits until the monitor has seen every worker exit.
+func (p *Pool) waitWorkers(deadline time.Time) bool {
+	for len(p.aliveWorkers()) > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// waitIdle waits until no job is queued or running and the owner's
+// client has collected everything.
+func (p *Pool) waitIdle(deadline time.Time) bool {
+	l := p.l
+	for {
+		busy := false
+		for idx := 0; idx < l.g.slots && !busy; idx++ {
+			switch wState(l.slotState(idx).Load()) {
+			case slotFilling, slotQueued, slotRunning:
+				busy = true
+			}
+		}
+		if !busy && (p.client == nil || p.client.pending() == 0) {
+			return true
+		}
+		if err := p.brokenErr(); err != nil {
+			return false
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,445 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/shmexec/shmexec/internal/crashpoint"
+	"github.com/shmexec/shmexec/internal/sysx"
+	"github.com/shmexec/shmexec/ring"
+	"github.com/shmexec/shmexec/shm"
+)
+
+// Handler runs one job in a worker process. in is a view of the job's
+// input in shared memory: read it, do not modify it or keep it after
+// returning. The returned bytes become the job's output (copied into the
+// segment, unless they were allocated with OutputBuffer). A returned error
+// or a panic ends the job with a HandlerError; the worker lives on.
+type Handler func(ctx context.Context, in []byte) ([]byte, error)
+
+var registry = struct {
+	sync.Mutex
+	handlers map[string]Handler
+	init     func() error
+}{handlers: map[string]Handler{}}
+
+// Handle registers h under name for this process's workers. Call it
+// before ServeIfWorker, typically from init or the top of main. It panics
+// on an empty or too long name and on a second registration of a name.
+func Handle(name string, h Handler) {
+	if name == "" || len(name) > maxNameLen || h == nil {
+		panic(fmt.Sprintf("executor: Handle(%q): name must be 1 to %d bytes and h non-nil", name, maxNameLen))
+	}
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.handlers[name]; dup {
+		panic(fmt.Sprintf("executor: handler %q registered twice", name))
+	}
+	registry.handlers[name] = h
+}
+
+// SetInitializer sets a function each worker process runs once before its
+// first job: the place to open connections in the child rather than
+// inherit them. If it returns an error the worker exits and the pool
+// reports a start-up failure.
+func SetInitializer(f func() error) {
+	registry.Lock()
+	registry.init = f
+	registry.Unlock()
+}
+
+// IsWorker reports whether this process was started as a pool worker.
+func IsWorker() bool { return os.Getenv(envCookie) == cookieValue }
+
+// ServeIfWorker turns this process into a worker and exits when it was
+// started as one (the handshake is in its environment); otherwise it
+// returns at once. Call it at the top of main, after registering handlers.
+func ServeIfWorker() {
+	if !IsWorker() {
+		return
+	}
+	registry.Lock()
+	cfg := WorkerConfig{Handlers: registry.handlers, Init: registry.init}
+	registry.Unlock()
+	os.Exit(RunWorker(cfg))
+}
+
+// WorkerConfig is what a worker process serves.
+type WorkerConfig struct {
+	Handlers map[string]Handler
+	Init     func() error
+}
+
+// RunWorker serves jobs until the pool closes or the worker's task limit
+// is reached, and returns the exit status the process should use. Run by
+// hand (no handshake), it says so and returns 2.
+func RunWorker(cfg WorkerConfig) int {
+	if !IsWorker() {
+		fmt.Fprintln(os.Stderr, "This program is a shmexec pool worker: a pool starts it with the handshake it needs. There is nothing to do when it is run by hand.")
+		return exitNotWorker
+	}
+	w, err := attachWorker(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "shmexec worker: %v\n", err)
+		return exitAttachError
+	}
+	return w.serve()
+}
+
+type worker struct {
+	cfg      WorkerConfig
+	l        *layout
+	party    *ring.Party
+	index    int
+	rec      shm.View
+	maxTasks int
+	hint     atomicHint
+}
+
+func parseHandshake() (index, party, gen, fd, sup, maxTasks int, err error) {
+	if v := os.Getenv(envProtocol); v != strconv.Itoa(ProtocolVersion) {
+		return 0, 0, 0, 0, 0, 0, fmt.Errorf("protocol version %q, this worker speaks %d", v, ProtocolVersion)
+	}
+	if _, err = fmt.Sscanf(os.Getenv(envWorker), "%d:%d:%d", &index, &party, &gen); err != nil {
+		return 0, 0, 0, 0, 0, 0, fmt.Errorf("bad %s=%q", envWorker, os.Getenv(envWorker))
+	}
+	if fd, err = strconv.Atoi(os.Getenv(envFD)); err != nil {
+		return 0, 0, 0, 0, 0, 0, fmt.Errorf("bad %s", envFD)
+	}
+	if sup, err = strconv.Atoi(os.Getenv(envSupervisor)); err != nil {
+		return 0, 0, 0, 0, 0, 0, fmt.Errorf("bad %s", envSupervisor)
+	}
+	maxTasks, _ = strconv.Atoi(os.Getenv(envMaxTasks))
+	return
+}
+
+func attachWorker(cfg WorkerConfig) (*worker, error) {
+	index, party, gen, fd, sup, maxTasks, err := parseHandshake()
+	if err != nil {
+		return nil, err
+	}
+	// Exit with the supervisor. The parent set PR_SET_PDEATHSIG before
+	// exec; if it died before that, our parent is already someone else.
+	if sysx.Getppid() != sup {
+		os.Exit(exitOrphaned)
+	}
+	go watchSupervisor(sup)
+	f := os.NewFile(uintptr(fd), "shmexec-segment")
+	seg, err := shm.Attach(f)
+	if err != nil {
+		return nil, err
+	}
+	l, err := openLayout(seg, false, geometry{})
+	if err != nil {
+		return nil, err
+	}
+	if index < 0 || index >= l.g.workers || party != l.g.workerParty(index) {
+		return nil, fmt.Errorf("worker index %d / party %d do not fit the pool", index, party)
+	}
+	p, err := l.parties.Join(party, uint16(gen))
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), maxTasks: maxTasks}
+	return w, nil
+}
+
+// watchSupervisor exits the process when the supervisor dies.
+func watchSupervisor(pid int) {
+	pfd, err := sysx.PidfdOpen(pid)
+	if err != nil {
+		os.Exit(exitOrphaned)
+	}
+	for {
+		exited, err := sysx.PidfdWaitExit(pfd, -1)
+		if exited || (err != nil && !errors.Is(err, sysx.ErrInterrupted)) {
+			os.Exit(exitOrphaned)
+		}
+	}
+}
+
+func (w *worker) serve() int {
+	if w.cfg.Init != nil {
+		if err := runInit(w.cfg.Init); err != nil {
+			fmt.Fprintf(os.Stderr, "shmexec worker %d: initializer failed: %v\n", w.index, err)
+			return exitInitFailed
+		}
+	}
+	w.rec.Uint32(wrState).Store(workerIdle) // pairs with the supervisor's start-up check
+	tasks := 0
+	for {
+		v, err := w.l.inq.Dequeue(w.party, time.Second)
+		if errors.Is(err, ring.ErrTimeout) {
+			if w.l.poolState().Load() >= poolClosed {
+				return exitOK
+			}
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "shmexec worker %d: %v\n", w.index, err)
+			return exitAttachError
+		}
+		if v == exitValue {
+			w.party.Release()
+			return exitOK
+		}
+		if w.runJob(v) {
+			tasks++
+			if w.maxTasks > 0 && tasks >= w.maxTasks {
+				w.rec.Uint32(wrState).Store(workerExiting)
+				return exitOK
+			}
+		}
+	}
+}
+
+func runInit(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f()
+}
+
+// exitValue in the inqueue tells one worker to exit (Close sends one per
+// worker). It is not a valid slot reference: slot indices are below
+// maxSlots with sequence 0xffff only for the last slot, which a pool of
+// maxSlots slots never has.
+const exitValue = 0xffffffff
+
+// runJob leases the slot v names and runs its job. It reports whether it
+// ran one (false for stale or dropped entries).
+func (w *worker) runJob(v uint32) bool {
+	l := w.l
+	idx, seq := refIdx(v), refSeq(v)
+	if idx >= l.g.slots {
+		fmt.Fprintf(os.Stderr, "shmexec worker %d: inqueue value %#x names no slot; skipped\n", w.index, v)
+		w.party.Release()
+		return false
+	}
+	st := l.slotState(idx)
+	cur := st.Load()
+	if wSeq(cur) != seq {
+		w.party.Release() // stale: the slot was reused; its job was handled elsewhere
+		return false
+	}
+	switch wState(cur) {
+	case slotQueued:
+	case slotDropped:
+		// Its client died while it was queued: free it.
+		if st.CompareAndSwap(cur, stateWord(slotFree, 0, seq, 0)) {
+			l.freeSlotPages(idx, seq)
+			l.free.Enqueue(w.party, uint32(idx), -1)
+		}
+		return false
+	default:
+		w.party.Release()
+		return false
+	}
+	owner := w.party.Owner()
+	if !st.CompareAndSwap(cur, stateWord(slotRunning, owner, seq, wFlags(cur))) {
+		w.party.Release()
+		return false
+	}
+	crashpoint.Hit("job.lease")
+	w.rec.Uint64(wrCurrent).Store(uint64(v) | 1<<32)
+	w.rec.Uint32(wrState).Store(workerBusy)
+	w.party.Release() // custody is now the lease
+
+	sl := l.slot(idx)
+	m := unpackMeta(sl.Uint64(slMeta).Load())
+	if to := int64(sl.Uint64(slTimeout).Load()); to > 0 {
+		sl.Uint64(slDeadline).Store(uint64(sysx.Monotonic() + to))
+	}
+	out, code, detail, jc := w.execute(idx, seq, m, sl)
+	w.writeResult(idx, seq, sl, m, out, code, detail, jc)
+	crashpoint.Hit("job.result")
+
+	if !st.CompareAndSwap(stateWord(slotRunning, owner, seq, wFlags(st.Load())), stateWord(slotDone, owner, seq, wFlags(st.Load()))) {
+		// Only this worker moves its leased slot; a failed CAS means the
+		// flags changed under us (a cancel request). Retry with them.
+		for {
+			c := st.Load()
+			if wState(c) != slotRunning || wOwner(c) != owner {
+				break
+			}
+			if st.CompareAndSwap(c, stateWord(slotDone, owner, seq, wFlags(c))) {
+				break
+			}
+		}
+	}
+	crashpoint.Hit("job.done")
+	w.publish(idx, seq, m.client)
+	w.rec.Uint64(wrCurrent).Store(0)
+	w.rec.Uint64(wrDone).Add(1)
+	w.rec.Uint32(wrState).Store(workerIdle)
+	return true
+}
+
+// publish puts a done slot into its client's outqueue. The outqueue has a
+// cell for every slot, so it never waits long; a client that is gone is
+// handled by the supervisor.
+func (w *worker) publish(idx int, seq uint16, client uint16) {
+	if int(client) >= len(w.l.outq) {
+		return // corrupt meta; the supervisor reclaims Done slots of no client
+	}
+	w.l.outq[client].Enqueue(w.party, slotRef(idx, seq), -1)
+}
+
+type jobCtxKey struct{}
+
+type jobCtx struct {
+	w      *worker
+	idx    int
+	seq    uint16
+	first  int // pages of the output buffer, -1 if none
+	npages int
+	buf    []byte
+}
+
+// OutputBuffer returns a writable buffer of n bytes in the segment for the
+// output of the job that ctx belongs to. A handler that fills it and
+// returns it (or a prefix of it) sends its result without a copy. It
+// fails outside a job or if n exceeds the pool's MaxPayload.
+func OutputBuffer(ctx context.Context, n int) ([]byte, error) {
+	jc, ok := ctx.Value(jobCtxKey{}).(*jobCtx)
+	if !ok {
+		return nil, errors.New("executor: OutputBuffer outside a job")
+	}
+	l := jc.w.l
+	if n < 0 || uint64(n) > l.g.maxPayload {
+		return nil, fmt.Errorf("%w: output buffer of %d bytes, pool maximum %d", ErrTooLarge, n, l.g.maxPayload)
+	}
+	if jc.buf != nil {
+		return nil, errors.New("executor: OutputBuffer called twice for one job")
+	}
+	np := max(pagesFor(uint64(n)), 1)
+	first, err := l.allocPages(np, pageOwner(pageOutput, slotRef(jc.idx, jc.seq)), &jc.w.hint.v)
+	if err != nil {
+		return nil, err
+	}
+	jc.first, jc.npages = first, np
+	jc.buf = l.arenaBytes(first, uint64(n))
+	return jc.buf, nil
+}
+
+func (w *worker) execute(idx int, seq uint16, m meta, sl shm.View) (out []byte, code uint16, detail string, jc *jobCtx) {
+	name, ok := w.l.nameAt(m.handler)
+	if !ok {
+		return nil, codeUnknownHandler, fmt.Sprintf("handler id %d has no name", m.handler), nil
+	}
+	h, ok := w.cfg.Handlers[name]
+	if name == batchHandler {
+		h, ok = w.runBatch, true
+	}
+	if !ok {
+		return nil, codeUnknownHandler, fmt.Sprintf("no handler %q in worker pid %d", name, os.Getpid()), nil
+	}
+	in, err := w.l.payload(idx, sl.Uint64(slInRef).Load(), sl.Uint64(slInLen).Load(), false)
+	if err != nil {
+		return nil, codeHandlerError, encodeHandlerError("CorruptInput", err.Error(), ""), nil
+	}
+	jc = &jobCtx{w: w, idx: idx, seq: seq, first: -1}
+	ctx := context.WithValue(context.Background(), jobCtxKey{}, jc)
+	if to := int64(sl.Uint64(slTimeout).Load()); to > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(to))
+		defer cancel()
+	}
+	out, err = callHandler(ctx, h, in)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, codeTooLarge, err.Error(), jc
+	}
+	if err != nil {
+		var he *HandlerError
+		if errors.As(err, &he) {
+			return nil, codeHandlerError, encodeHandlerError(he.Type, he.Message, he.Traceback), jc
+		}
+		return nil, codeHandlerError, encodeHandlerError(fmt.Sprintf("%T", err), err.Error(), ""), jc
+	}
+	return out, codeOK, "", jc
+}
+
+func callHandler(ctx context.Context, h Handler, in []byte) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &HandlerError{Type: "panic", Message: fmt.Sprint(r), Traceback: string(debug.Stack())}
+		}
+	}()
+	crashpoint.Hit("job.run")
+	return h(ctx, in)
+}
+
+// encodeHandlerError packs the parts of a handler error as the output of a
+// failed job: type, message and traceback separated by NUL bytes.
+func encodeHandlerError(typ, msg, tb string) string {
+	return typ + "\x00" + msg + "\x00" + tb
+}
+
+func decodeHandlerError(b []byte) *HandlerError {
+	parts := strings.SplitN(string(b), "\x00", 3)
+	for len(parts) < 3 {
+		parts = append(parts, "")
+	}
+	return &HandlerError{Type: parts[0], Message: parts[1], Traceback: parts[2]}
+}
+
+// writeResult stores the job's result code and output (or error detail).
+func (w *worker) writeResult(idx int, seq uint16, sl shm.View, m meta, out []byte, code uint16, detail string, jc *jobCtx) {
+	l := w.l
+	if code != codeOK {
+		out = []byte(detail)
+		if jc != nil && jc.first >= 0 {
+			l.freePages(jc.first, jc.npages, pageOwner(pageOutput, slotRef(idx, seq)))
+		}
+		jc = nil
+	}
+	if uint64(len(out)) > l.g.maxPayload {
+		code, out = codeTooLarge, []byte(fmt.Sprintf("output of %d bytes exceeds the pool's MaxPayload of %d", len(out), l.g.maxPayload))
+		if jc != nil && jc.first >= 0 {
+			l.freePages(jc.first, jc.npages, pageOwner(pageOutput, slotRef(idx, seq)))
+		}
+		jc = nil
+	}
+	var ref uint64
+	switch {
+	case jc != nil && jc.first >= 0 && len(out) > 0 && len(jc.buf) > 0 && unsafe.SliceData(out) == unsafe.SliceData(jc.buf) && len(out) <= len(jc.buf):
+		ref = refArena | uint64(jc.first) // zero-copy: the handler filled our buffer
+	case len(out) <= l.g.inline:
+		b, _ := sl.Bytes(uint64(slotHeader+l.g.inline), uint64(len(out)))
+		copy(b, out)
+	default:
+		if jc != nil && jc.first >= 0 {
+			l.freePages(jc.first, jc.npages, pageOwner(pageOutput, slotRef(idx, seq)))
+		}
+		first, err := l.allocPages(pagesFor(uint64(len(out))), pageOwner(pageOutput, slotRef(idx, seq)), &w.hint.v)
+		if err != nil {
+			code, out = codeTooLarge, []byte(fmt.Sprintf("no arena space for an output of %d bytes", len(out)))
+			b, _ := sl.Bytes(uint64(slotHeader+l.g.inline), uint64(min(len(out), l.g.inline)))
+			copy(b, out)
+			out = out[:len(b)]
+			break
+		}
+		copy(l.arenaBytes(first, uint64(len(out))), out)
+		ref = refArena | uint64(first)
+	}
+	if jc != nil && jc.first >= 0 && ref != refArena|uint64(jc.first) {
+		l.freePages(jc.first, jc.npages, pageOwner(pageOutput, slotRef(idx, seq)))
+	}
+	sl.Uint64(slOutRef).Store(ref)
+	sl.Uint64(slOutLen).Store(uint64(len(out)))
+	m.code = code
+	sl.Uint64(slMeta).Store(packMeta(m.client, m.handler, m.attempts, m.code))
+	if code != codeOK {
+		l.counter(ctrFailed + int(code)).Add(1)
+	}
+}
