@@ -234,6 +234,7 @@ func Connect(f *os.File, t ClientTicket) (*Client, error) {
 		return nil, fmt.Errorf("executor: watch supervisor: %w", err)
 	}
 	c.supPidfd = pfd
+	c.watchDone = make(chan struct{})
 	go c.watchSupervisor()
 	return c, nil
 }
@@ -241,6 +242,7 @@ func Connect(f *os.File, t ClientTicket) (*Client, error) {
 // watchSupervisor ends everything with ErrPoolDead when the supervisor
 // process exits.
 func (c *Client) watchSupervisor() {
+	defer close(c.watchDone)
 	for {
 		select {
 		case <-c.stopping:
@@ -258,7 +260,11 @@ func (c *Client) watchSupervisor() {
 func (c *Client) poolDead() {
 	c.dead.Store(true)
 	c.stop(ErrPoolDead)
-	for _, r := range []*ring.Ring{c.l.free, c.l.inq, c.l.outq[c.index]} {
+	if !c.l.enter() {
+		return
+	}
+	defer c.l.exit()
+	for _, r := range []*ring.Ring{c.l.inq, c.l.outq[c.index]} {
 		r.Interrupt(ErrPoolDead)
 	}
 }
@@ -272,6 +278,10 @@ func (c *Client) Close() error {
 		return errors.New("executor: the pool owner's client closes with the pool")
 	}
 	c.closeOnce.Do(func() {
+		c.stopOnce.Do(func() { close(c.stopping) })
+		if c.watchDone != nil {
+			<-c.watchDone
+		}
 		c.shutdown(ErrPoolClosed)
 		if !c.dead.Load() {
 			c.l.client(c.index).Uint32(crState).Store(clientDead)

@@ -26,6 +26,7 @@ type Client struct {
 	subMu    sync.Mutex
 	names    nameCache
 	hint     atomicHint
+	slotHint atomic.Uint32
 	defaults SubmitOptions
 
 	mu      sync.Mutex
@@ -41,6 +42,7 @@ type Client struct {
 	// Set for a client attached with Connect.
 	external  *shm.Segment
 	supPidfd  *os.File
+	watchDone chan struct{}
 	dead      atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -175,22 +177,13 @@ func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *
 		opts.Retries = c.defaults.Retries
 	}
 
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	idx, err := c.allocSlot(ctx, block)
+	owner := c.subParty.Owner()
+	idx, cur, err := c.allocSlot(ctx, owner, block)
 	if err != nil {
 		return nil, err
 	}
 	st := c.l.slotState(idx)
-	cur := st.Load()
-	if wState(cur) != slotFree {
-		return nil, fmt.Errorf("executor: free ring named slot %d in state %d", idx, wState(cur))
-	}
-	seq := wSeq(cur) + 1
-	owner := c.subParty.Owner()
-	if !st.CompareAndSwap(cur, stateWord(slotFilling, owner, seq, 0)) {
-		return nil, fmt.Errorf("executor: slot %d changed under its allocator", idx)
-	}
+	seq := wSeq(cur)
 	crashpoint.Hit("job.fill")
 	sl := c.l.slot(idx)
 	id := c.nextID.Add(1)
@@ -207,46 +200,59 @@ func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *
 	sl.Uint64(slOutLen).Store(0)
 	ref := slotRef(idx, seq)
 	if err := c.writeInput(idx, ref, sl, input, buf); err != nil {
-		c.l.freeSlotPages(idx, seq)
-		st.Store(stateWord(slotFree, 0, seq, 0))
-		c.l.free.Enqueue(c.subParty, uint32(idx), -1)
+		c.l.releaseSlot(idx, cur, false)
 		return nil, err
 	}
 	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{})}
 	c.mu.Lock()
 	c.futures[ref] = f
 	c.mu.Unlock()
-	st.Store(stateWord(slotQueued, 0, seq, 0))
+	// Queued under our name until the enqueue is done: if we die in
+	// between, recovery asks our ring record whether the job got in.
+	queued := stateWord(slotQueued, owner, seq, 0)
+	c.subMu.Lock()
+	st.Store(queued)
 	crashpoint.Hit("job.queued")
-	if err := c.l.inq.Enqueue(c.subParty, ref, -1); err != nil {
-		// The inqueue has a cell for every slot: this is a corrupt ring.
-		return nil, fmt.Errorf("executor: queue job: %w", err)
+	// The inqueue has room for every slot twice over: waiting here is
+	// brief, while workers step over cells of crashed parties.
+	err = c.l.inq.Enqueue(c.subParty, ref, 10*time.Second)
+	if err == nil {
+		st.CompareAndSwap(queued, stateWord(slotQueued, 0, seq, 0)) // fails if a worker leased it already
+	}
+	c.subMu.Unlock()
+	if err != nil {
+		c.mu.Lock()
+		delete(c.futures, ref)
+		c.mu.Unlock()
+		c.l.releaseSlot(idx, queued, false)
+		return nil, fmt.Errorf("executor: queue job: %w (%s)", err, c.l.inq.Debug())
 	}
 	c.l.client(c.index).Uint64(crSubmitted).Add(1)
 	return f, nil
 }
 
-// allocSlot takes a free slot index from the free ring.
-func (c *Client) allocSlot(ctx context.Context, block bool) (int, error) {
+// allocSlot claims a free job slot, waiting for one if block is set.
+func (c *Client) allocSlot(ctx context.Context, owner uint32, block bool) (int, uint64, error) {
 	for {
-		v, err := c.l.free.Dequeue(c.subParty, 50*time.Millisecond)
-		if err == nil {
-			if int(v) >= c.l.g.slots {
-				return 0, fmt.Errorf("executor: free ring holds %d, not a slot", v)
-			}
-			return int(v), nil
-		}
-		if !errors.Is(err, ring.ErrTimeout) {
-			return 0, err
+		if idx, cur, ok := c.l.allocSlot(owner, &c.slotHint); ok {
+			return idx, cur, nil
 		}
 		if !block {
-			return 0, ErrFull
+			return 0, 0, ErrFull
 		}
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := c.checkOpen(); err != nil {
-			return 0, err
+			return 0, 0, err
+		}
+		var idx int
+		var cur uint64
+		if c.l.waitSlot(50*time.Millisecond, func() (ok bool) {
+			idx, cur, ok = c.l.allocSlot(owner, &c.slotHint)
+			return ok
+		}) {
+			return idx, cur, nil
 		}
 	}
 }
@@ -432,9 +438,7 @@ func (c *Client) finish(idx int) {
 	default:
 		err = codeError(m.code, string(data))
 	}
-	l.freeSlotPages(idx, seq)
-	st.Store(stateWord(slotFree, 0, seq, 0))
-	l.free.Enqueue(c.colParty, uint32(idx), -1)
+	l.releaseSlot(idx, st.Load(), false)
 	l.client(c.index).Uint64(crCollected).Add(1)
 
 	ref := slotRef(idx, seq)

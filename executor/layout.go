@@ -2,9 +2,12 @@ package executor
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/shmexec/shmexec/internal/sysx"
 	"github.com/shmexec/shmexec/ring"
 	"github.com/shmexec/shmexec/shm"
 )
@@ -12,7 +15,7 @@ import (
 // Region kinds of a pool segment. docs/PROTOCOL.md, "Pool segment".
 const (
 	kindParties = 1
-	kindRing    = 2 // index 0: inqueue, 1: free-slot ring, 2+c: outqueue of client c
+	kindRing    = 2 // index 0: inqueue, 1+c: outqueue of client c
 	kindSlots   = 3
 	kindPages   = 4
 	kindArena   = 5
@@ -22,7 +25,6 @@ const (
 	kindClients = 9
 
 	ringInq     = 1
-	ringFree    = 2
 	ringOutBase = 16
 
 	// ProtocolVersion is the pool protocol spoken over a segment, checked
@@ -64,6 +66,8 @@ const (
 	ctlProto      = 48
 	ctlDefRetries = 52 // u32: the pool's default Retries
 	ctlDefTimeout = 56 // i64: the pool's default JobTimeout in ns
+	ctlSlotFreed  = 256 // u32 futex word: bumped when a slot is freed and someone waits
+	ctlSlotWait   = 260 // u32: how many submitters wait for a free slot
 	ctlCounters   = 64
 )
 
@@ -221,14 +225,20 @@ func (g geometry) parties() int             { return 1 + g.workers + 2*g.clients
 func (g geometry) workerParty(i int) int    { return 1 + i }
 func (g geometry) clientSubParty(c int) int { return 1 + g.workers + 2*c }
 func (g geometry) clientColParty(c int) int { return 2 + g.workers + 2*c }
+// ringCap is the capacity of the inqueue and the outqueues: twice the
+// slots, so that the few extra cells a queue can hold for a while (skip
+// cells of dead producers, stale entries of cancelled jobs, results
+// published again for a dead worker) never make it full for a slot's own
+// entry.
+func (g geometry) ringCap() int { return 2 * g.slots }
+
 func (g geometry) slotSize() int            { return slotHeader + 2*g.inline }
 
 func (g geometry) specs() []shm.RegionSpec {
 	specs := []shm.RegionSpec{
 		{Kind: kindControl, Size: 4096},
 		{Kind: kindParties, Size: ring.PartiesSize(g.parties())},
-		{Kind: kindRing, Index: 0, Size: ring.Size(g.slots)},
-		{Kind: kindRing, Index: 1, Size: ring.Size(g.slots)},
+		{Kind: kindRing, Index: 0, Size: ring.Size(g.ringCap())},
 		{Kind: kindSlots, Size: uint64(g.slots * g.slotSize())},
 		{Kind: kindPages, Size: uint64(8 * max(g.pages, 1))},
 		{Kind: kindNames, Size: maxNames * nameEntry},
@@ -237,7 +247,7 @@ func (g geometry) specs() []shm.RegionSpec {
 		{Kind: kindArena, Size: uint64(max(g.pages, 1)) * pageSize, Align: 4096},
 	}
 	for c := 0; c < g.clients; c++ {
-		specs = append(specs, shm.RegionSpec{Kind: kindRing, Index: uint32(2 + c), Size: ring.Size(g.slots)})
+		specs = append(specs, shm.RegionSpec{Kind: kindRing, Index: uint32(1 + c), Size: ring.Size(g.ringCap())})
 	}
 	return specs
 }
@@ -256,7 +266,6 @@ type layout struct {
 	control shm.View
 	parties *ring.Parties
 	inq     *ring.Ring
-	free    *ring.Ring
 	outq    []*ring.Ring
 	rings   []*ring.Ring // all of them, for recovery
 	slots   shm.View
@@ -339,23 +348,20 @@ func openLayout(seg *shm.Segment, create bool, g geometry) (*layout, error) {
 			return nil, fmt.Errorf("pool segment: %w", err)
 		}
 		if create {
-			return ring.Init(v, id, g.slots)
+			return ring.Init(v, id, g.ringCap())
 		}
 		r, err := ring.Open(v)
-		if err == nil && (r.ID() != id || r.Capacity() != g.slots) {
-			err = fmt.Errorf("pool segment: ring %d has id %d and %d cells, want %d and %d", index, r.ID(), r.Capacity(), id, g.slots)
+		if err == nil && (r.ID() != id || r.Capacity() != g.ringCap()) {
+			err = fmt.Errorf("pool segment: ring %d has id %d and %d cells, want %d and %d", index, r.ID(), r.Capacity(), id, g.ringCap())
 		}
 		return r, err
 	}
 	if l.inq, err = openRing(0, ringInq); err != nil {
 		return nil, err
 	}
-	if l.free, err = openRing(1, ringFree); err != nil {
-		return nil, err
-	}
-	l.rings = []*ring.Ring{l.inq, l.free}
+	l.rings = []*ring.Ring{l.inq}
 	for c := 0; c < g.clients; c++ {
-		r, err := openRing(uint32(2+c), uint16(ringOutBase+c))
+		r, err := openRing(uint32(1+c), uint16(ringOutBase+c))
 		if err != nil {
 			return nil, err
 		}
@@ -431,4 +437,68 @@ func (l *layout) unmap() error {
 	}
 	l.unmapped = true
 	return l.seg.Close()
+}
+
+// allocSlot claims a free slot for owner: CAS Free -> Filling(owner)
+// with the next sequence, searching from *hint. It returns the slot and
+// its new state word, or ok false when every slot is in use.
+func (l *layout) allocSlot(owner uint32, hint *atomic.Uint32) (idx int, cur uint64, ok bool) {
+	n := l.g.slots
+	start := int(hint.Load())
+	for i := 0; i < n; i++ {
+		idx = (start + i) & (n - 1)
+		st := l.slotState(idx)
+		w := st.Load() // pairs with the CAS in releaseSlot
+		if wState(w) != slotFree {
+			continue
+		}
+		next := stateWord(slotFilling, owner, wSeq(w)+1, 0)
+		if st.CompareAndSwap(w, next) {
+			hint.Store(uint32(idx + 1))
+			return idx, next, true
+		}
+	}
+	return 0, 0, false
+}
+
+// releaseSlot frees slot idx, whose state word is cur: it frees the job's
+// pages, then marks the slot Free, and wakes submitters waiting for one.
+// With scan, pages are found by their owner word rather than by the
+// slot's refs (which a dead process may not have written). It reports
+// false if the slot changed under it.
+func (l *layout) releaseSlot(idx int, cur uint64, scan bool) bool {
+	seq := wSeq(cur)
+	st := l.slotState(idx)
+	if st.Load() != cur {
+		return false
+	}
+	// Pages first: once Free, the slot may be reused at once. Only the
+	// slot's current holder calls this, so the pages are still its own.
+	if scan {
+		l.freeOwned(pageOwner(pageInput, slotRef(idx, seq)))
+		l.freeOwned(pageOwner(pageOutput, slotRef(idx, seq)))
+	} else {
+		l.freeSlotPages(idx, seq)
+	}
+	if !st.CompareAndSwap(cur, stateWord(slotFree, 0, seq, 0)) {
+		return false
+	}
+	if l.control.Uint32(ctlSlotWait).Load() > 0 { // pairs with the Add in waitSlot
+		l.control.Uint32(ctlSlotFreed).Add(1)
+		sysx.FutexWake(l.control.Uint32(ctlSlotFreed), math.MaxInt32)
+	}
+	return true
+}
+
+// waitSlot sleeps until a slot may have been freed, or for at most d.
+func (l *layout) waitSlot(d time.Duration, retry func() bool) bool {
+	word, waiters := l.control.Uint32(ctlSlotFreed), l.control.Uint32(ctlSlotWait)
+	waiters.Add(1)
+	defer waiters.Add(^uint32(0))
+	seen := word.Load()
+	if retry() {
+		return true
+	}
+	sysx.FutexWait(word, seen, d)
+	return false
 }

@@ -142,7 +142,12 @@ func waitFor(t testing.TB, f *Future) ([]byte, error) {
 	defer cancel()
 	out, err := f.Wait(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("job %d did not end within 20s", f.ID())
+		l := f.c.l
+		idx := refIdx(f.ref)
+		cur := l.slotState(idx).Load()
+		t.Fatalf("job %d (slot %d seq %d) did not end within 20s: slot state %d owner %#x seq %d meta %+v; %s; %s",
+			f.ID(), idx, refSeq(f.ref), wState(cur), wOwner(cur), wSeq(cur), unpackMeta(l.slot(idx).Uint64(slMeta).Load()),
+			l.inq.Debug(), l.outq[f.c.index].Debug())
 	}
 	return out, err
 }

@@ -58,6 +58,10 @@ type Config struct {
 	MaxClients int
 	// Stderr receives the workers' standard error. nil: os.Stderr.
 	Stderr io.Writer
+
+	// spawnEnv, for tests, adds environment entries to one spawn of a
+	// worker (by index and how many times that index was spawned before).
+	spawnEnv func(worker, spawned int) []string
 }
 
 const (
@@ -139,6 +143,7 @@ type Pool struct {
 	broken      error
 	closing     bool
 	terminating atomic.Bool
+	backlog     []pendingEnq // monitor only: values the supervisor could not enqueue yet
 	closeErr    error
 	once        sync.Once
 }
@@ -149,6 +154,7 @@ type workerProc struct {
 	cmd       *exec.Cmd
 	alive     bool
 	failures  int // consecutive start-up failures
+	spawned   int // processes started for this index
 	nextStart time.Time
 	gaveUp    bool
 	lastErr   string
@@ -223,13 +229,6 @@ func New(cfg Config) (*Pool, error) {
 	gen, _ := l.parties.Activate(0)
 	if p.sup, err = l.parties.Join(0, gen); err != nil {
 		return nil, err
-	}
-	all := make([]uint32, slots)
-	for i := range all {
-		all[i] = uint32(i)
-	}
-	if _, err := l.free.EnqueueBatch(p.sup, all, time.Second); err != nil {
-		return nil, fmt.Errorf("executor: fill free ring: %w", err)
 	}
 	l.poolState().Store(poolOpen)
 	if p.client, err = p.newClientParties(0, os.Getpid()); err != nil {
@@ -332,6 +331,10 @@ func (p *Pool) spawn(w *workerProc) error {
 		fmt.Sprintf("%s=%d", envSupervisor, os.Getpid()),
 		fmt.Sprintf("%s=%d", envMaxTasks, p.cfg.MaxTasksPerWorker),
 	)
+	if p.cfg.spawnEnv != nil {
+		cmd.Env = append(cmd.Env, p.cfg.spawnEnv(w.index, w.spawned)...)
+	}
+	w.spawned++
 	cmd.ExtraFiles = []*os.File{p.seg.File()}
 	cmd.Stdout = p.cfg.Stderr
 	cmd.Stderr = p.cfg.Stderr
@@ -427,6 +430,7 @@ func (p *Pool) workerExited(ev procEvent) {
 	party := l.g.workerParty(w.index)
 	rec := l.worker(w.index)
 	wasReady := workerReady(rec.Uint32(wrState).Load())
+	rec.Uint32(wrState).Store(workerEmpty) // before its jobs' results go out
 	pid, sig, code := ev.state.Pid(), syscall.Signal(0), ev.state.ExitCode()
 	if ws, ok := ev.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		sig, code = ws.Signal(), -1
@@ -438,7 +442,7 @@ func (p *Pool) workerExited(ev procEvent) {
 	}
 	p.recoverParty(party, w.gen, crashInfo{pid: pid, sig: sig, code: code})
 	l.parties.Free(party, w.gen)
-	rec.Uint32(wrState).Store(workerEmpty)
+	rec.Uint64(wrCurrent).Store(0)
 
 	if closing || l.poolState().Load() >= poolClosed {
 		return
@@ -524,24 +528,36 @@ func (p *Pool) recoverParty(party int, gen uint16, ci crashInfo) {
 		fmt.Fprintf(p.cfg.Stderr, "shmexec: recover party %d: %v\n", party, err)
 	}
 	owner := uint32(party)<<16 | uint32(gen)
+	// What the party's last ring operation says it had finished putting
+	// into a ring: those values are there; slots that still carry the
+	// party's name and are not among them are not.
+	enqueued := map[uint64]bool{}
 	for _, o := range orphans {
-		switch o.Ring {
-		case ringInq:
-			// A job the party took out of the inqueue (or failed to put
-			// in) without leasing it: put it back if it is still queued.
+		if o.Kind == ring.Enqueued {
+			enqueued[uint64(o.Ring)<<32|uint64(o.Value)] = true
+			continue
+		}
+		if o.Kind == ring.NotEnqueued {
+			continue // the slot scan below finds the slot by its name
+		}
+		// A value the party took out of a ring and had not yet made its
+		// own: put it back if nobody else has it.
+		switch {
+		case o.Ring == ringInq:
 			idx, seq := refIdx(o.Value), refSeq(o.Value)
 			if idx < l.g.slots {
 				if cur := l.slotState(idx).Load(); wState(cur) == slotQueued && wSeq(cur) == seq {
-					l.inq.Enqueue(p.sup, o.Value, time.Second)
+					p.supEnqueue(l.inq, o.Value)
 				}
 			}
-		case ringFree:
-			// A free slot in flight: back into the free ring if still free.
-			if idx := int(o.Value); idx < l.g.slots && wState(l.slotState(idx).Load()) == slotFree {
-				l.free.Enqueue(p.sup, o.Value, time.Second)
+		case o.Ring >= ringOutBase:
+			// A result the dead client took out of its outqueue and had
+			// not yet made its own: nobody will collect it.
+			idx, seq := refIdx(o.Value), refSeq(o.Value)
+			if idx < l.g.slots && p.freeSlot(idx, seq, slotDone) {
+				l.counter(ctrReclaimed).Add(1)
 			}
 		}
-		// Outqueue orphans need nothing here: Done slots are found below.
 	}
 	for idx := 0; idx < l.g.slots; idx++ {
 		st := l.slotState(idx)
@@ -556,6 +572,13 @@ func (p *Pool) recoverParty(party int, gen uint16, ci crashInfo) {
 		case slotFilling, slotCollecting:
 			// A dead client's slot being filled or emptied.
 			if p.freeSlot(idx, seq, wState(cur)) {
+				l.counter(ctrReclaimed).Add(1)
+			}
+		case slotQueued:
+			// Its submitter died around the inqueue enqueue.
+			if enqueued[uint64(ringInq)<<32|uint64(slotRef(idx, seq))] {
+				st.CompareAndSwap(cur, stateWord(slotQueued, 0, seq, 0))
+			} else if l.releaseSlot(idx, cur, true) {
 				l.counter(ctrReclaimed).Add(1)
 			}
 		case slotDone:
@@ -596,7 +619,7 @@ func (p *Pool) crashedJob(idx int, cur uint64, ci crashInfo) {
 		sl.Uint64(slMeta).Store(packMeta(m.client, m.handler, m.attempts, 0))
 		if st.CompareAndSwap(cur, stateWord(slotQueued, 0, seq, 0)) {
 			l.counter(ctrRetried).Add(1)
-			l.inq.Enqueue(p.sup, slotRef(idx, seq), time.Second)
+			p.supEnqueue(l.inq, slotRef(idx, seq))
 		}
 		return
 	default:
@@ -645,30 +668,51 @@ func (p *Pool) publish(idx int, seq uint16) {
 		p.freeSlot(idx, seq, wState(l.slotState(idx).Load()))
 		return
 	}
-	l.outq[c].Enqueue(p.sup, slotRef(idx, seq), time.Second)
+	p.supEnqueue(l.outq[c], slotRef(idx, seq))
 }
 
 // freeSlot frees slot idx if it is still in state from with sequence seq.
 func (p *Pool) freeSlot(idx int, seq uint16, from uint8) bool {
 	l := p.l
-	st := l.slotState(idx)
-	cur := st.Load()
+	cur := l.slotState(idx).Load()
 	if wState(cur) != from || wSeq(cur) != seq {
 		return false
 	}
-	if !st.CompareAndSwap(cur, stateWord(slotFree, 0, seq, 0)) {
-		return false
+	return l.releaseSlot(idx, cur, true)
+}
+
+type pendingEnq struct {
+	r *ring.Ring
+	v uint32
+}
+
+// supEnqueue puts v into r for the supervisor without blocking the
+// monitor: if r is full for the moment it keeps v and tries again on
+// every tick. Monitor goroutine only.
+func (p *Pool) supEnqueue(r *ring.Ring, v uint32) {
+	if len(p.backlog) == 0 && r.TryEnqueue(p.sup, v) == nil {
+		p.sup.Release()
+		return
 	}
-	l.freeOwned(pageOwner(pageInput, slotRef(idx, seq)))
-	l.freeOwned(pageOwner(pageOutput, slotRef(idx, seq)))
-	l.free.Enqueue(p.sup, uint32(idx), time.Second)
-	return true
+	p.backlog = append(p.backlog, pendingEnq{r, v})
+}
+
+func (p *Pool) flushBacklog() {
+	for len(p.backlog) > 0 {
+		e := p.backlog[0]
+		if e.r.TryEnqueue(p.sup, e.v) != nil {
+			return
+		}
+		p.sup.Release()
+		p.backlog = p.backlog[1:]
+	}
 }
 
 // tick enforces deadlines and cancel requests, respawns workers whose
 // back-off has passed, and reclaims what dead clients left.
 func (p *Pool) tick() {
 	l := p.l
+	p.flushBacklog()
 	now := sysx.Monotonic()
 	for idx := 0; idx < l.g.slots; idx++ {
 		st := l.slotState(idx)
@@ -720,6 +764,19 @@ func (p *Pool) tick() {
 		l.worker(w.index).Uint32(wrRestarts).Add(1)
 	}
 	p.reapClients()
+}
+
+// killWorker SIGKILLs worker i if it is up (past start-up); for tests,
+// which must only kill processes they started, through the pool's own
+// handle.
+func (p *Pool) killWorker(i int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.workers[i]
+	if w.alive && w.cmd != nil && workerReady(p.l.worker(i).Uint32(wrState).Load()) {
+		return w.cmd.Process.Signal(syscall.SIGKILL) == nil
+	}
+	return false
 }
 
 // killOwner SIGKILLs the worker whose party owner word is owner.

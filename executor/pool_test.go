@@ -250,7 +250,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("the running job: %v", err)
 	}
 	long, _ := c.Submit(context.Background(), "sleep", []byte("20000"))
-	for p.Stats().Workers[0].State != "busy" {
+	for p.Stats().Workers[0].Current != int64(refIdx(long.ref)) {
 		time.Sleep(time.Millisecond)
 	}
 	if long.Cancel(false) {

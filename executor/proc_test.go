@@ -1,4 +1,435 @@
 package executor
 
-func childSupervisor() int { return 1 }
-func childClient() int     { return 1 }
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shmexec/shmexec/internal/crashpoint"
+	"github.com/shmexec/shmexec/internal/testutil"
+)
+
+// --- child roles --------------------------------------------------------
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
+// childClient attaches as a client (segment on fd 3, ticket on a line
+// from fd 4), runs SHMX_T_JOBS jobs of SHMX_T_HANDLER, writes "ok N" or the
+// first error to stdout and exits 0.
+func childClient() int {
+	line, err := bufio.NewReader(os.NewFile(4, "ticket")).ReadString('\n')
+	if err != nil {
+		fmt.Println("no ticket:", err)
+		return 1
+	}
+	t, err := ParseTicket(strings.TrimSpace(line))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	c, err := Connect(os.NewFile(3, "segment"), t)
+	if err != nil {
+		fmt.Println("connect:", err)
+		return 1
+	}
+	defer c.Close()
+	n, handler, input := envInt("SHMX_T_JOBS", 1), os.Getenv("SHMX_T_HANDLER"), os.Getenv("SHMX_T_INPUT")
+	var fs []*Future
+	for i := 0; i < n; i++ {
+		in := input
+		if in == "" {
+			in = strconv.Itoa(i)
+		}
+		f, err := c.Submit(context.Background(), handler, []byte(in))
+		if err != nil {
+			fmt.Println("submit:", err)
+			return 0
+		}
+		fs = append(fs, f)
+	}
+	fmt.Println("submitted")
+	for i, f := range fs {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := f.Wait(ctx)
+		cancel()
+		switch {
+		case errors.Is(err, ErrPoolDead):
+			fmt.Println("pooldead")
+			return 0
+		case err != nil:
+			fmt.Println("error:", err)
+			return 0
+		case input == "" && string(out) != strconv.Itoa(i):
+			fmt.Printf("wrong result %d: %q\n", i, out)
+			return 0
+		}
+	}
+	fmt.Println("ok", n)
+	return 0
+}
+
+// startClient starts a client child attached to p and returns it with a
+// reader of its stdout.
+func startClient(t *testing.T, p *Pool, env ...string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	tr, tw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := testutil.Child(t, "client", []*os.File{p.File(), tr}, env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+	ticket, err := p.AddClient(cmd.Process.Pid)
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatal(err)
+	}
+	fmt.Fprintln(tw, ticket)
+	tw.Close()
+	return cmd, bufio.NewReader(stdout)
+}
+
+func readLine(t *testing.T, r *bufio.Reader, d time.Duration) string {
+	t.Helper()
+	c := make(chan string, 1)
+	go func() {
+		s, _ := r.ReadString('\n')
+		c <- strings.TrimSpace(s)
+	}()
+	select {
+	case s := <-c:
+		return s
+	case <-time.After(d):
+		t.Fatalf("no line from the child within %v", d)
+		return ""
+	}
+}
+
+// --- tests --------------------------------------------------------------
+
+func TestExternalClient(t *testing.T) {
+	p := newPool(t, Config{})
+	cmd, out := startClient(t, p, "SHMX_T_JOBS=2000", "SHMX_T_HANDLER=echo")
+	if s := readLine(t, out, 20*time.Second); s != "submitted" {
+		t.Fatalf("client: %q", s)
+	}
+	if s := readLine(t, out, 30*time.Second); s != "ok 2000" {
+		t.Fatalf("client: %q", s)
+	}
+	if err := testutil.WaitTimeout(t, cmd, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The owner's client still works alongside.
+	if out, err := run(t, p, "echo", []byte("owner")); err != nil || string(out) != "owner" {
+		t.Fatal(out, err)
+	}
+	waitQuiet(t, p)
+	waitClientsFree(t, p)
+}
+
+func waitClientsFree(t *testing.T, p *Pool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		n := len(p.clients)
+		p.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d client slots not reclaimed", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestClientKilled: a client SIGKILLed with jobs queued and running; the
+// supervisor drops them, reclaims its slots, pages and client slot, and the
+// pool serves others on.
+func TestClientKilled(t *testing.T) {
+	p := newPool(t, Config{QueueDepth: 64})
+	cmd, out := startClient(t, p, "SHMX_T_JOBS=60", "SHMX_T_HANDLER=sleep", "SHMX_T_INPUT=20")
+	if s := readLine(t, out, 20*time.Second); s != "submitted" {
+		t.Fatalf("client: %q", s)
+	}
+	time.Sleep(30 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	testutil.WaitTimeout(t, cmd, 10*time.Second)
+	waitQuiet(t, p)
+	waitClientsFree(t, p)
+	if d := p.Stats().ClientDeaths; d != 1 {
+		t.Fatalf("ClientDeaths = %d", d)
+	}
+	if out, err := run(t, p, "echo", []byte("after")); err != nil || string(out) != "after" {
+		t.Fatal(out, err)
+	}
+}
+
+// TestWorkerCrashPoints kills the worker right after each step of the job
+// lifecycle it takes (and the ring steps inside it), and checks that the
+// job ends exactly once: as WorkerCrashed where the job had started and had
+// no retry, as OK otherwise; and that the pool recovers its size and leaks
+// nothing.
+func TestWorkerCrashPoints(t *testing.T) {
+	if !crashpoint.Enabled {
+		t.Skip("crash points need -tags shmexec_crash (make test sets it)")
+	}
+	for _, tc := range []struct {
+		point   string
+		started bool // the job had started: no retry means WorkerCrashed
+	}{
+		{"ring.deq.intent", false}, {"ring.deq.claim", false}, {"ring.deq.hold", false},
+		{"ring.deq.release", false}, {"ring.deq.done", false},
+		{"job.lease", true}, {"job.run", true}, {"job.result", true}, {"job.done", false},
+		{"ring.enq.intent", false}, {"ring.enq.claim", false}, {"ring.enq.claimed", false},
+		{"ring.enq.publish", false}, {"ring.enq.done", false},
+	} {
+		for _, retries := range []int{0, 1} {
+			t.Run(fmt.Sprintf("%s/retries%d", tc.point, retries), func(t *testing.T) {
+				p := newPool(t, Config{Workers: 1, spawnEnv: func(w, n int) []string {
+					if n == 0 {
+						return []string{crashpoint.EnvVar + "=" + tc.point + "@1"}
+					}
+					return nil
+				}})
+				out, err := run(t, p, "echo", []byte("x"), SubmitOptions{Retries: retries})
+				if tc.started && retries == 0 {
+					var ce *CrashError
+					if !errors.As(err, &ce) || ce.Signal != syscall.SIGKILL {
+						t.Fatalf("got %q, %v; want WorkerCrashed by SIGKILL", out, err)
+					}
+				} else if err != nil || string(out) != "x" {
+					t.Fatalf("got %q, %v; want OK", out, err)
+				}
+				if s := p.Stats(); s.WorkerDeaths != 1 {
+					t.Fatalf("the crash point was not hit: %+v", s)
+				}
+				waitFullSize(t, p)
+				if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {
+					t.Fatalf("after recovery: %q, %v", out, err)
+				}
+				waitQuiet(t, p)
+			})
+		}
+	}
+}
+
+// TestClientCrashPoints kills a client process right after each step it
+// takes; the supervisor reclaims everything it held.
+func TestClientCrashPoints(t *testing.T) {
+	if !crashpoint.Enabled {
+		t.Skip("crash points need -tags shmexec_crash (make test sets it)")
+	}
+	for _, point := range []string{"job.fill@3", "job.queued@3", "job.collect@3", "ring.deq.claim@1", "ring.deq.hold@1",
+		"ring.deq.done@1", "ring.enq.claimed@3", "ring.enq.done@3"} {
+		t.Run(point, func(t *testing.T) {
+			p := newPool(t, Config{QueueDepth: 16})
+			cmd, _ := startClient(t, p, "SHMX_T_JOBS=10", "SHMX_T_HANDLER=echo", crashpoint.EnvVar+"="+point)
+			err := testutil.WaitTimeout(t, cmd, 30*time.Second)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("client did not die at %s: %v", point, err)
+			}
+			waitQuiet(t, p)
+			waitClientsFree(t, p)
+			if out, err := run(t, p, "echo", []byte("z")); err != nil || string(out) != "z" {
+				t.Fatalf("after the client's death: %q, %v", out, err)
+			}
+		})
+	}
+}
+
+// TestChaos kills a random worker every few milliseconds while 20,000
+// quick and slow jobs run. Every job ends exactly once, OK or
+// WorkerCrashed; the pool ends at full size with nothing leaked.
+func TestChaos(t *testing.T) {
+	n := 20000
+	if testing.Short() {
+		n = 3000
+	}
+	p := newPool(t, Config{Workers: 2, QueueDepth: 512})
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	stop := make(chan struct{})
+	kills := make(chan int, 1)
+	go func() {
+		k := 0
+		defer func() { kills <- k }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(2+rng.Intn(8)) * time.Millisecond):
+				if p.killWorker(rng.Intn(2)) {
+					k++
+				}
+			}
+		}
+	}()
+	futures := make([]*Future, 0, n)
+	inputs := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		h, in := "echo", strconv.Itoa(i)
+		if i%50 == 0 {
+			h, in = "sleep", strconv.Itoa(1+i%3)
+		}
+		submitted := make(chan struct{})
+		go func() {
+			select {
+			case <-submitted:
+			case <-time.After(20 * time.Second):
+				panic(fmt.Sprintf("submit %d stuck for 20s: %s; stats %+v", i, p.l.inq.Debug(), p.Stats()))
+			}
+		}()
+		f, err := p.Submit(context.Background(), h, []byte(in))
+		close(submitted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures = append(futures, f)
+		inputs = append(inputs, in)
+	}
+	ok, crashed := 0, 0
+	for i, f := range futures {
+		out, err := waitFor(t, f)
+		var ce *CrashError
+		switch {
+		case err == nil && string(out) == inputs[i]:
+			ok++
+		case errors.As(err, &ce):
+			crashed++
+		default:
+			t.Fatalf("job %d: %q, %v", i, out, err)
+		}
+	}
+	close(stop)
+	k := <-kills
+	waitFullSize(t, p)
+	waitQuiet(t, p)
+	s := p.Stats()
+	t.Logf("%d jobs: %d ok, %d crashed; %d kills; stats %+v", n, ok, crashed, k, s)
+	if k == 0 {
+		t.Fatal("no worker was killed")
+	}
+	if s.Submitted != uint64(n) || s.Collected != uint64(n) {
+		t.Fatalf("submitted %d, collected %d, want %d each", s.Submitted, s.Collected, n)
+	}
+}
+
+// childSupervisor runs a pool of 2 workers and a client process, writes
+// the workers' pids to stdout, and waits to be killed.
+func childSupervisor() int {
+	p, err := New(Config{Workers: 2, WorkerArgv: []string{os.Args[0], "-test.run=^$"}, QueueDepth: 16})
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	var pids []string
+	for _, w := range p.Stats().Workers {
+		pids = append(pids, strconv.Itoa(w.PID))
+	}
+	fmt.Println("workers", strings.Join(pids, " "))
+	// A client process that waits on a long job.
+	tr, tw, _ := os.Pipe()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), testutil.ChildEnv+"=client", "SHMX_T_HANDLER=sleep", "SHMX_T_INPUT=60000")
+	cmd.ExtraFiles = []*os.File{p.File(), tr}
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	tk, err := p.AddClient(cmd.Process.Pid)
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Fprintln(tw, tk)
+	fmt.Println("client", cmd.Process.Pid)
+	select {}
+}
+
+func processGone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && len(s) > i+2 && s[i+2] == 'Z'
+}
+
+// TestSupervisorKilled: SIGKILL the supervisor; its workers are gone
+// within 1 s and its client's wait returns PoolDead within 1 s.
+func TestSupervisorKilled(t *testing.T) {
+	cmd := testutil.Child(t, "supervisor", nil)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewReader(stdout)
+	line := readLine(t, out, 20*time.Second)
+	if !strings.HasPrefix(line, "workers ") {
+		cmd.Process.Kill()
+		t.Fatalf("supervisor: %q", line)
+	}
+	var workers []int
+	for _, f := range strings.Fields(line)[1:] {
+		pid, _ := strconv.Atoi(f)
+		workers = append(workers, pid)
+	}
+	if l := readLine(t, out, 10*time.Second); !strings.HasPrefix(l, "client ") {
+		cmd.Process.Kill()
+		t.Fatalf("supervisor: %q", l)
+	}
+	if l := readLine(t, out, 10*time.Second); l != "submitted" {
+		cmd.Process.Kill()
+		t.Fatalf("client: %q", l)
+	}
+	time.Sleep(50 * time.Millisecond) // the long job is running
+	killed := time.Now()
+	cmd.Process.Signal(syscall.SIGKILL)
+	// Read the client's verdict before Wait, which closes the pipe.
+	l := readLine(t, out, 2*time.Second)
+	testutil.WaitTimeout(t, cmd, 5*time.Second)
+	if l != "pooldead" {
+		t.Fatalf("client after the supervisor's death: %q", l)
+	}
+	if el := time.Since(killed); el > time.Second {
+		t.Errorf("client learned of the death after %v", el)
+	}
+	for _, pid := range workers {
+		for !processGone(pid) {
+			if time.Since(killed) > time.Second {
+				t.Fatalf("worker %d alive 1s after the supervisor's death", pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}

@@ -53,9 +53,12 @@ func (p *Pool) shutdown(grace time.Duration) error {
 	// Stop the workers: an exit value each, then SIGKILL for those that do
 	// not go within a second (or at once for Terminate).
 	if !p.terminating.Load() {
-		for range p.aliveWorkers() {
-			l.inq.Enqueue(p.sup, exitValue, time.Second)
-		}
+		n := len(p.aliveWorkers())
+		p.runOnMonitor(func() {
+			for i := 0; i < n; i++ {
+				p.supEnqueue(l.inq, exitValue)
+			}
+		})
 		p.waitWorkers(time.Now().Add(time.Second))
 	}
 	for _, w := range p.aliveWorkers() {

@@ -236,19 +236,21 @@ func (w *worker) runJob(v uint32) bool {
 	case slotQueued:
 	case slotDropped:
 		// Its client died while it was queued: free it.
-		if st.CompareAndSwap(cur, stateWord(slotFree, 0, seq, 0)) {
-			l.freeSlotPages(idx, seq)
-			l.free.Enqueue(w.party, uint32(idx), -1)
-		}
+		l.releaseSlot(idx, cur, true)
 		return false
 	default:
 		w.party.Release()
 		return false
 	}
 	owner := w.party.Owner()
-	if !st.CompareAndSwap(cur, stateWord(slotRunning, owner, seq, wFlags(cur))) {
-		w.party.Release()
-		return false
+	for !st.CompareAndSwap(cur, stateWord(slotRunning, owner, seq, wFlags(cur))) {
+		// The submitter clears its name from the state word right after
+		// its enqueue, and a client may cancel: look again.
+		cur = st.Load()
+		if wState(cur) != slotQueued || wSeq(cur) != seq {
+			w.party.Release()
+			return false
+		}
 	}
 	crashpoint.Hit("job.lease")
 	w.rec.Uint64(wrCurrent).Store(uint64(v) | 1<<32)

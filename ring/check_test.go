@@ -22,6 +22,12 @@ func checkProducerDeath(received []uint32, orphans []Orphan, completed, handed u
 		seen[v] = "received"
 	}
 	for _, o := range orphans {
+		if o.Kind == Enqueued {
+			if seen[o.Value] != "received" {
+				return fmt.Errorf("value %d reported enqueued but not received", o.Value)
+			}
+			continue
+		}
 		if o.Kind != NotEnqueued {
 			return fmt.Errorf("producer orphan %d has kind %v", o.Value, o.Kind)
 		}

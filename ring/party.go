@@ -56,6 +56,7 @@ const (
 	phaseDelivered = 4 // deq: values returned to the caller
 	phaseAborting  = 5 // enq, set by recovery: mask = values not enqueued
 	phaseReclaim   = 6 // deq, set by recovery: mask = cells to release
+	phaseEnqueued  = 7 // enq: all m values published; custody until the next operation
 )
 
 type pending struct {
@@ -194,8 +195,8 @@ func (p *Party) Index() int { return int(p.idx) }
 // Generation returns the party's generation.
 func (p *Party) Generation() uint16 { return p.gen }
 
-// Release ends the party's custody of the values its last dequeue
-// returned: after it, recovery no longer reports them. Call it once the
+// Release ends the party's custody of the values its last operation
+// moved: after it, recovery no longer reports them. Call it once the
 // values are recorded somewhere recovery of the caller's own state will
 // find them. Starting another operation has the same effect.
 func (p *Party) Release() {

@@ -19,6 +19,10 @@ const (
 	// the consumer had not yet released it: it may or may not have acted
 	// on it. This is the one case where a value can be seen twice.
 	MaybeDelivered
+	// Enqueued: a dead producer's last enqueue had completed and it had not
+	// yet released it: the value is in the ring (or already consumed).
+	// Nothing is to be done about it; the caller may need to know.
+	Enqueued
 )
 
 func (k OrphanKind) String() string {
@@ -29,6 +33,8 @@ func (k OrphanKind) String() string {
 		return "undelivered"
 	case MaybeDelivered:
 		return "maybe-delivered"
+	case Enqueued:
+		return "enqueued"
 	}
 	return fmt.Sprintf("orphan-kind-%d", uint8(k))
 }
@@ -152,6 +158,8 @@ func (r *Ring) recoverPending(pendingWord interface{ Store(uint64) }, pd pending
 			}
 		}
 		add(mask, NotEnqueued)
+	case pd.op == opEnq && pd.phase == phaseEnqueued:
+		add(uint16(1<<pd.m-1), Enqueued)
 	case pd.op == opDeq && (pd.phase == phaseClaiming || pd.phase == phaseReclaim):
 		mask := pd.mask
 		if pd.phase == phaseClaiming {

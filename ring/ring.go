@@ -212,8 +212,10 @@ func (r *Ring) tryEnqueue(p *Party, vs []uint32) (int, error) {
 			crashpoint.Hit("ring.enq.publish")
 		}
 
-		// Step done.
-		p.pending.Store(0) // pairs with the load in Recover
+		// Step done: the record keeps saying what was enqueued until the
+		// party's next operation or Release, so that a caller who dies
+		// before recording "enqueued" in its own state can be told.
+		p.setPhase(opEnq, r.id, phaseEnqueued, len(vs), m)
 		crashpoint.Hit("ring.enq.done")
 		r.notEmpty.wake()
 		return m, nil
@@ -310,4 +312,37 @@ func (r *Ring) tryDequeue(p *Party, buf []uint32) (int, error) {
 func mustDecode(w uint64) Cell {
 	c, _ := DecodeCell(w)
 	return c
+}
+
+// Debug describes the ring's counters and the cells at the tail and head,
+// for error messages and diagnostics.
+func (r *Ring) Debug() string {
+	h, t := r.head.Load(), r.tail.Load()
+	return fmt.Sprintf("ring %d: tail %d (cell %v), head %d (cell %v), capacity %d",
+		r.id, t, mustDecode(r.cell(t).Load()), h, mustDecode(r.cell(h).Load()), r.capacity)
+}
+
+// Snapshot returns the values of the Full cells between tail and head,
+// in ticket order, and how many cells there are in other states. It is
+// for audits of a quiet ring (no operation in flight); on a busy ring it
+// is a blur.
+func (r *Ring) Snapshot() (values []uint32, other int) {
+	t, h := r.tail.Load(), r.head.Load()
+	if h > r.capacity && t < h-r.capacity {
+		// tail lags (a consumer died before helping it on): the tickets
+		// before head-capacity were all taken.
+		t = h - r.capacity
+	}
+	for u := t; u < h; u++ {
+		w := r.cell(u).Load()
+		switch d := lapDiff(cellLap(w), r.lap(u)); {
+		case d == 0 && cellState(w) == StateFull:
+			values = append(values, cellPayload(w))
+		case d > 0:
+			// taken and reused: counted at its own ticket
+		default:
+			other++
+		}
+	}
+	return values, other
 }

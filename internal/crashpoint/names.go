@@ -16,6 +16,14 @@ var Names = []string{
 	"ring.deq.hold",    // pending phase HOLD
 	"ring.deq.release", // cell store EMPTY(next lap)
 	"ring.deq.done",    // pending phase DELIVERED
+	// executor: the job lifecycle
+	"job.fill",    // client: slot CAS Free -> Filling(client)
+	"job.queued",  // client: slot CAS Filling -> Queued, not yet in the inqueue
+	"job.lease",   // worker: slot CAS Queued -> Running(worker)
+	"job.run",     // worker: inside the handler call
+	"job.result",  // worker: result and output written, slot still Running
+	"job.done",    // worker: slot CAS Running -> Done, not yet published
+	"job.collect", // client: slot CAS Done -> Collecting(client)
 }
 
 // Known reports whether name is a listed crash point.

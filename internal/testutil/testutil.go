@@ -126,7 +126,6 @@ func Child(t testing.TB, role string, files []*os.File, env ...string) *exec.Cmd
 	cmd.Env = append(os.Environ(), ChildEnv+"="+role)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.ExtraFiles = files
-	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	return cmd
 }

@@ -147,7 +147,7 @@ func run() error {
 	for _, o := range orphans {
 		// A MaybeDelivered value may already be marked seen by the dead
 		// consumer; its own record (the seen table) says whether.
-		if o.Kind == ring.MaybeDelivered && o.Value != stop && seenCount(h, o.Value) > 0 {
+		if o.Kind == ring.Enqueued || o.Kind == ring.MaybeDelivered && o.Value != stop && seenCount(h, o.Value) > 0 {
 			continue
 		}
 		if err := h.r.Enqueue(sup, o.Value, 10*time.Second); err != nil {
@@ -256,7 +256,7 @@ func child(role string) int {
 					continue
 				}
 				// Mark v seen: add 1 to its byte in the seen table.
-				h.seen.Uint32(int(v)&^3).Add(1 << (8 * (v & 3)))
+				h.seen.Uint32(int(v) &^ 3).Add(1 << (8 * (v & 3)))
 			}
 			p.Release()
 			stops := 0
