@@ -64,8 +64,8 @@ const (
 	ctlPageSize   = 36
 	ctlMaxPayload = 40
 	ctlProto      = 48
-	ctlDefRetries = 52 // u32: the pool's default Retries
-	ctlDefTimeout = 56 // i64: the pool's default JobTimeout in ns
+	ctlDefRetries = 52  // u32: the pool's default Retries
+	ctlDefTimeout = 56  // i64: the pool's default JobTimeout in ns
 	ctlSlotFreed  = 256 // u32 futex word: bumped when a slot is freed and someone waits
 	ctlSlotWait   = 260 // u32: how many submitters wait for a free slot
 	ctlCounters   = 64
@@ -225,6 +225,7 @@ func (g geometry) parties() int             { return 1 + g.workers + 2*g.clients
 func (g geometry) workerParty(i int) int    { return 1 + i }
 func (g geometry) clientSubParty(c int) int { return 1 + g.workers + 2*c }
 func (g geometry) clientColParty(c int) int { return 2 + g.workers + 2*c }
+
 // ringCap is the capacity of the inqueue and the outqueues: twice the
 // slots, so that the few extra cells a queue can hold for a while (skip
 // cells of dead producers, stale entries of cancelled jobs, results
@@ -232,7 +233,7 @@ func (g geometry) clientColParty(c int) int { return 2 + g.workers + 2*c }
 // entry.
 func (g geometry) ringCap() int { return 2 * g.slots }
 
-func (g geometry) slotSize() int            { return slotHeader + 2*g.inline }
+func (g geometry) slotSize() int { return slotHeader + 2*g.inline }
 
 func (g geometry) specs() []shm.RegionSpec {
 	specs := []shm.RegionSpec{
