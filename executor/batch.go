@@ -232,3 +232,48 @@ func (c *Client) Map(ctx context.Context, handler string, inputs [][]byte) ([]Re
 	}
 	return results, submitErr
 }
+
+// MapStream is Map over a channel: it reads inputs until in is closed (or
+// ctx ends) and sends one Result per input, in input order, on the
+// returned channel, which it closes at the end. Inputs are gathered into
+// windows of whatever is ready (up to 4096) and each window is run as a
+// Map, so batching adapts as in Map.
+func (c *Client) MapStream(ctx context.Context, handler string, in <-chan []byte) <-chan Result {
+	out := make(chan Result, 256)
+	go func() {
+		defer close(out)
+		for {
+			var window [][]byte
+			select {
+			case item, ok := <-in:
+				if !ok {
+					return
+				}
+				window = append(window, item)
+			case <-ctx.Done():
+				return
+			}
+		gather:
+			for len(window) < 4096 {
+				select {
+				case item, ok := <-in:
+					if !ok {
+						break gather
+					}
+					window = append(window, item)
+				default:
+					break gather
+				}
+			}
+			res, _ := c.Map(ctx, handler, window)
+			for _, r := range res {
+				select {
+				case out <- r:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}

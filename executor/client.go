@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +25,8 @@ type Client struct {
 	subParty *ring.Party // producer on the inqueue, consumer of the free ring
 	colParty *ring.Party // consumer of the outqueue, producer on the free ring
 	subMu    sync.Mutex
+	colMu    sync.Mutex // who drains the outqueue: the collector or a waiter
+	taken    []int      // colMu
 	names    nameCache
 	hint     atomicHint
 	slotHint atomic.Uint32
@@ -69,6 +72,9 @@ func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOption
 	return c
 }
 
+// waitSpin is how long Wait polls for the result before it parks.
+const waitSpin = 20 * time.Microsecond
+
 // Future is the pending result of one job.
 type Future struct {
 	c    *Client
@@ -77,7 +83,13 @@ type Future struct {
 	done chan struct{}
 	out  []byte
 	err  error
-	seen atomic.Bool
+	obs  *observed
+}
+
+// observed tracks whether a failed job's error was ever read; a cleanup
+// counts the future as unobserved when it is garbage collected unread.
+type observed struct {
+	seen, failed atomic.Bool
 }
 
 // ID returns the job's number, unique within its client.
@@ -90,9 +102,31 @@ func (f *Future) Done() <-chan struct{} { return f.done }
 // output or its terminal error. If ctx ends first it returns ctx's error
 // and the job goes on. It may be called many times, from any goroutine.
 func (f *Future) Wait(ctx context.Context) ([]byte, error) {
+	// A tiny job's result comes back within microseconds: poll briefly
+	// before parking, since waking a parked goroutine costs more.
+	for start, i := time.Now(), 0; ; i++ {
+		select {
+		case <-f.done:
+			f.obs.seen.Store(true)
+			return f.out, f.err
+		default:
+		}
+		if i%16 == 15 && time.Since(start) > waitSpin {
+			break
+		}
+		if c := f.c; c.colMu.TryLock() {
+			if c.l.enter() {
+				c.drain()
+				c.l.exit()
+			}
+			c.colMu.Unlock()
+		} else {
+			runtime.Gosched()
+		}
+	}
 	select {
 	case <-f.done:
-		f.seen.Store(true)
+		f.obs.seen.Store(true)
 		return f.out, f.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -104,7 +138,7 @@ func (f *Future) Wait(ctx context.Context) ([]byte, error) {
 func (f *Future) Result() (out []byte, err error, ok bool) {
 	select {
 	case <-f.done:
-		f.seen.Store(true)
+		f.obs.seen.Store(true)
 		return f.out, f.err, true
 	default:
 		return nil, nil, false
@@ -113,6 +147,7 @@ func (f *Future) Result() (out []byte, err error, ok bool) {
 
 func (f *Future) complete(out []byte, err error) {
 	f.out, f.err = out, err
+	f.obs.failed.Store(err != nil)
 	close(f.done)
 }
 
@@ -203,7 +238,16 @@ func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *
 		c.l.releaseSlot(idx, cur, false)
 		return nil, err
 	}
-	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{})}
+	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{}), obs: &observed{}}
+	runtime.AddCleanup(f, func(o *observed) {
+		if o.failed.Load() && !o.seen.Load() {
+			c.unobserved.Add(1)
+			if c.l.enter() {
+				c.l.client(c.index).Uint64(crUnobserved).Add(1)
+				c.l.exit()
+			}
+		}
+	}, f.obs)
 	c.mu.Lock()
 	c.futures[ref] = f
 	c.mu.Unlock()
@@ -350,18 +394,16 @@ func (f *Future) Cancel(kill bool) bool {
 	}
 }
 
-// collect is the client's one outqueue consumer: it takes finished jobs,
-// copies their results out of the segment, frees their slots and
-// completes their futures.
+// collect is the client's background outqueue consumer: it waits until
+// results arrive and drains them. A goroutine in Future.Wait may drain
+// them itself (colMu decides who), which saves a goroutine hand-off on a
+// round trip of a tiny job.
 func (c *Client) collect() {
 	defer close(c.collected)
 	l := c.l
 	out := l.outq[c.index]
-	var buf [ring.MaxBatch]uint32
-	var taken []int
-	owner := c.colParty.Owner()
 	for {
-		n, err := out.DequeueBatch(c.colParty, buf[:], 100*time.Millisecond)
+		err := out.WaitReady(c.colParty, 100*time.Millisecond)
 		if errors.Is(err, ring.ErrTimeout) {
 			select {
 			case <-c.stopping:
@@ -381,9 +423,33 @@ func (c *Client) collect() {
 			c.stop(err)
 			return
 		}
+		c.colMu.Lock()
+		err = c.drain()
+		c.colMu.Unlock()
+		if err != nil {
+			c.stop(err)
+			return
+		}
+	}
+}
+
+// drain takes every result that is ready. colMu is held.
+func (c *Client) drain() error {
+	l := c.l
+	out := l.outq[c.index]
+	owner := c.colParty.Owner()
+	var buf [ring.MaxBatch]uint32
+	for {
+		n, err := out.TryDequeueBatch(c.colParty, buf[:])
+		if errors.Is(err, ring.ErrEmpty) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 		// Take every slot first: once the next ring operation starts,
 		// the ring no longer remembers what this batch held.
-		taken = taken[:0]
+		taken := c.taken[:0]
 		for _, v := range buf[:n] {
 			idx, seq := refIdx(v), refSeq(v)
 			if idx >= l.g.slots {
@@ -406,6 +472,7 @@ func (c *Client) collect() {
 			crashpoint.Hit("job.collect")
 			c.finish(idx)
 		}
+		c.taken = taken
 	}
 }
 
@@ -483,5 +550,6 @@ func (c *Client) shutdown(force error) {
 }
 
 // Unobserved returns how many jobs failed without anyone reading their
-// error (futures dropped unread). Counted when the client closes.
+// error: futures that were garbage collected after a failure that no Wait
+// or Result returned. (Like asyncio's "exception was never retrieved".)
 func (c *Client) Unobserved() int64 { return c.unobserved.Load() }

@@ -199,13 +199,15 @@ const (
 
 // Client record (clientRec bytes):
 //
-//	0 state u32, 4 pid u32, 8 generation u32, 16 submitted u64, 24 collected u64
+//	0 state u32, 4 pid u32, 8 generation u32, 16 submitted u64, 24 collected u64,
+//	32 failures never observed u64
 const (
-	crState     = 0
-	crPID       = 4
-	crGen       = 8
-	crSubmitted = 16
-	crCollected = 24
+	crState      = 0
+	crPID        = 4
+	crGen        = 8
+	crSubmitted  = 16
+	crCollected  = 24
+	crUnobserved = 32
 
 	clientFree   = 0
 	clientActive = 1

@@ -91,6 +91,7 @@ func TestMain(m *testing.M) {
 	testutil.Main(m, map[string]func() int{
 		"supervisor": childSupervisor,
 		"client":     childClient,
+		"pipe-echo":  childPipeEcho,
 	})
 }
 

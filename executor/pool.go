@@ -797,6 +797,7 @@ func (p *Pool) killOwner(owner uint32) {
 // Stats is a snapshot of the pool's counters.
 type Stats struct {
 	Submitted, Collected uint64
+	Unobserved           uint64            // failures whose error nobody read
 	Failed               map[string]uint64 // by kind
 	Recovered, Retried   uint64
 	Respawned            uint64
@@ -839,6 +840,7 @@ func (l *layout) stats() Stats {
 	for c := 0; c < l.g.clients; c++ {
 		s.Submitted += l.client(c).Uint64(crSubmitted).Load()
 		s.Collected += l.client(c).Uint64(crCollected).Load()
+		s.Unobserved += l.client(c).Uint64(crUnobserved).Load()
 	}
 	for code := 1; code <= numCodes; code++ {
 		if n := l.counter(ctrFailed + code).Load(); n > 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -378,4 +379,44 @@ func TestStatsFromAnotherMapping(t *testing.T) {
 		t.Fatalf("stats: %+v", s)
 	}
 	_ = fmt.Sprint
+}
+
+func TestUnobservedFailures(t *testing.T) {
+	p := newPool(t, Config{})
+	c := p.Client()
+	func() {
+		f, _ := c.Submit(context.Background(), "fail", nil)
+		<-f.Done() // ended, but its error is never read
+		g, _ := c.Submit(context.Background(), "fail", nil)
+		waitFor(t, g) // read: observed
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Unobserved() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Unobserved = %d after GC, want 1", c.Unobserved())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMapStream(t *testing.T) {
+	p := newPool(t, Config{})
+	in := make(chan []byte)
+	go func() {
+		for i := 0; i < 3000; i++ {
+			in <- []byte(strconv.Itoa(i))
+		}
+		close(in)
+	}()
+	i := 0
+	for r := range p.Client().MapStream(context.Background(), "echo", in) {
+		if r.Err != nil || string(r.Output) != strconv.Itoa(i) {
+			t.Fatalf("item %d: %q, %v", i, r.Output, r.Err)
+		}
+		i++
+	}
+	if i != 3000 {
+		t.Fatalf("%d results, want 3000", i)
+	}
 }

@@ -222,8 +222,13 @@ func TestWorkerCrashPoints(t *testing.T) {
 				} else if err != nil || string(out) != "x" {
 					t.Fatalf("got %q, %v; want OK", out, err)
 				}
-				if s := p.Stats(); s.WorkerDeaths != 1 {
-					t.Fatalf("the crash point was not hit: %+v", s)
+				// The result may come back before the supervisor has seen
+				// the death (a crash after publishing).
+				for deadline := time.Now().Add(10 * time.Second); p.Stats().WorkerDeaths != 1; {
+					if time.Now().After(deadline) {
+						t.Fatalf("the crash point was not hit: %+v", p.Stats())
+					}
+					time.Sleep(time.Millisecond)
 				}
 				waitFullSize(t, p)
 				if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {

@@ -107,3 +107,16 @@ func (r *Ring) DequeueBatch(p *Party, buf []uint32, timeout time.Duration) (int,
 		}
 	}
 }
+
+// WaitReady blocks until a value looks ready to dequeue (a hint: a
+// dequeue may still find the ring empty), for at most timeout. It takes
+// nothing. It returns ErrTimeout, or the error given to Interrupt.
+func (r *Ring) WaitReady(p *Party, timeout time.Duration) error {
+	w := newWaiter(timeout)
+	for !r.canDequeue() {
+		if err := w.wait(r, &r.notEmpty, p, r.canDequeue); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -69,8 +69,8 @@ func childEcho() int {
 	if err != nil {
 		return childFail(err)
 	}
-	spin := envInt("SHMX_T_SPIN", DefaultSpin)
-	c.f.r.SpinLimit, pong.SpinLimit = spin, spin
+	spin := time.Duration(envInt("SHMX_T_SPIN", int(DefaultSpin)))
+	c.f.r.Spin, pong.Spin = spin, spin
 	for {
 		v, err := c.f.r.Dequeue(c.party, time.Minute)
 		if err != nil {
@@ -88,13 +88,13 @@ func childEcho() int {
 func BenchmarkRoundTrip(b *testing.B) {
 	for _, mode := range []struct {
 		name string
-		spin int
-	}{{"spin", 1 << 30}, {"futex", 0}} {
+		spin time.Duration
+	}{{"spin", time.Hour}, {"futex", 0}} {
 		b.Run(mode.name, func(b *testing.B) {
 			f, pong := echoFixture(b)
 			me := f.join(b, 1)
 			cmd, _ := f.spawn(b, "ring-echo", 0, fmt.Sprintf("SHMX_T_SPIN=%d", mode.spin))
-			f.r.SpinLimit, pong.SpinLimit = mode.spin, mode.spin
+			f.r.Spin, pong.Spin = mode.spin, mode.spin
 			// Warm up: the child is started and echoing.
 			f.r.Enqueue(me, 1, time.Minute)
 			pong.Dequeue(me, time.Minute)

@@ -148,7 +148,7 @@ func attachChild() (*childEnv, error) {
 		return nil, err
 	}
 	if envInt("SHMX_T_SLEEP", 0) == 1 {
-		f.r.SpinLimit = 0
+		f.r.Spin = 0
 	}
 	return &childEnv{f: f, party: p}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync/atomic"
+	"time"
 
 	"github.com/shmexec/shmexec/internal/crashpoint"
 	"github.com/shmexec/shmexec/shm"
@@ -59,17 +60,18 @@ type Ring struct {
 	notEmpty   waitq // consumers sleep here
 	notFull    waitq // producers sleep here
 
-	// SpinLimit is how many times a blocking operation re-checks the ring
+	// Spin is how long a blocking operation keeps re-checking the ring
 	// before it sleeps on the futex. Set it before use; 0 sleeps at once.
-	SpinLimit int
+	Spin time.Duration
 
 	stop atomic.Pointer[error]
 }
 
-// DefaultSpin is the initial SpinLimit: a few microseconds of re-checks,
-// short because a spinning waiter on a 2-core machine takes the core its
-// peer needs.
-const DefaultSpin = 64
+// DefaultSpin is the initial Spin: long enough to catch the reply of a
+// peer that answers at once (a round trip of a tiny job is a few
+// microseconds), short enough that a waiter on a 2-core machine soon gives
+// the core back. Spinning yields the goroutine every few checks.
+const DefaultSpin = 50 * time.Microsecond
 
 // Init lays out an empty ring of the given capacity (a power of two) in a
 // zeroed region and returns a handle. The creator calls it once, before
@@ -118,7 +120,7 @@ func Open(v shm.View) (*Ring, error) {
 		cells:     v.Uint64s(offCells, int(capacity)),
 		notEmpty:  newWaitq(v, offNotEmpty, offEmptySleep),
 		notFull:   newWaitq(v, offNotFull, offFullSleep),
-		SpinLimit: DefaultSpin,
+		Spin:      DefaultSpin,
 	}
 	return r, nil
 }

@@ -139,7 +139,7 @@ func TestBatch(t *testing.T) {
 func TestBlockingWakesUp(t *testing.T) {
 	f := newFixture(t, 2, 2)
 	prod, cons := f.join(t, 0), f.join(t, 1)
-	f.r.SpinLimit = 0 // sleep on the futex at once
+	f.r.Spin = 0 // sleep on the futex at once
 	got := make(chan uint32, 1)
 	errc := make(chan error, 1)
 	go func() {
@@ -164,7 +164,7 @@ func TestBlockingWakesUp(t *testing.T) {
 func TestInterrupt(t *testing.T) {
 	f := newFixture(t, 2, 1)
 	p := f.join(t, 0)
-	f.r.SpinLimit = 0
+	f.r.Spin = 0
 	errc := make(chan error, 1)
 	go func() {
 		_, err := f.r.Dequeue(p, -1)
@@ -188,7 +188,7 @@ func TestInterrupt(t *testing.T) {
 func TestConcurrentMPMC(t *testing.T) {
 	const producers, consumers, per = 3, 3, 20000
 	f := newFixture(t, 16, producers+consumers+1)
-	f.r.SpinLimit = 8
+	f.r.Spin = 5 * time.Microsecond
 	var wg sync.WaitGroup
 	for p := 0; p < producers; p++ {
 		party := f.join(t, p)

@@ -84,9 +84,10 @@ func (r *Ring) stopped() error {
 // until ready reports true, the deadline passes or the ring is
 // interrupted.
 type waiter struct {
-	deadline time.Time
-	forever  bool
-	spins    int
+	deadline  time.Time
+	forever   bool
+	spins     int
+	spinUntil time.Time
 }
 
 func newWaiter(timeout time.Duration) waiter {
@@ -104,12 +105,18 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 	if !w.forever && !time.Now().Before(w.deadline) {
 		return ErrTimeout
 	}
-	if w.spins < r.SpinLimit {
-		w.spins++
-		if w.spins%16 == 0 {
-			runtime.Gosched()
+	if r.Spin > 0 {
+		if w.spins == 0 {
+			w.spinUntil = time.Now().Add(r.Spin)
 		}
-		return nil
+		w.spins++
+		if w.spins%16 != 0 {
+			return nil
+		}
+		runtime.Gosched()
+		if time.Now().Before(w.spinUntil) {
+			return nil
+		}
 	}
 	var remaining time.Duration = -1
 	if !w.forever {

@@ -1,0 +1,113 @@
+package executor
+
+import (
+	"context"
+	"io"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/shmexec/shmexec/internal/testutil"
+)
+
+// Benchmarks, each beside its baseline from the same run:
+//
+//	go test -run '^$' -bench . -benchtime 20000x ./executor
+//
+// RoundTrip/pool is an empty job from this process to one worker and
+// back; RoundTrip/pipe is an 8-byte ping-pong with a child over two pipes.
+// Both report p50 and p99 in ns. Map reports jobs/s for b.N empty jobs.
+
+func childPipeEcho() int {
+	in, out := os.NewFile(3, "in"), os.NewFile(4, "out")
+	var buf [8]byte
+	for {
+		if _, err := io.ReadFull(in, buf[:]); err != nil {
+			return 0
+		}
+		if _, err := out.Write(buf[:]); err != nil {
+			return 1
+		}
+	}
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) }
+	b.ReportMetric(pct(0.50), "p50-ns")
+	b.ReportMetric(pct(0.99), "p99-ns")
+}
+
+func BenchmarkRoundTrip(b *testing.B) {
+	b.Run("pool", func(b *testing.B) {
+		p := newPool(b, Config{Workers: 1})
+		c := p.Client()
+		ctx := context.Background()
+		for i := 0; i < 100; i++ { // warm up
+			f, _ := c.Submit(ctx, "empty", nil)
+			f.Wait(ctx)
+		}
+		lat := make([]time.Duration, b.N)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			f, err := c.Submit(ctx, "empty", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := f.Wait(ctx); err != nil {
+				b.Fatal(err)
+			}
+			lat[i] = time.Since(start)
+		}
+		b.StopTimer()
+		reportLatency(b, lat)
+	})
+	b.Run("pipe", func(b *testing.B) {
+		childIn, toChild, _ := os.Pipe()
+		fromChild, childOut, _ := os.Pipe()
+		cmd := testutil.Child(b, "pipe-echo", []*os.File{childIn, childOut})
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		childIn.Close()
+		childOut.Close()
+		var buf [8]byte
+		lat := make([]time.Duration, b.N)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			toChild.Write(buf[:])
+			if _, err := io.ReadFull(fromChild, buf[:]); err != nil {
+				b.Fatal(err)
+			}
+			lat[i] = time.Since(start)
+		}
+		b.StopTimer()
+		toChild.Close()
+		testutil.WaitTimeout(b, cmd, 10*time.Second)
+		fromChild.Close()
+		reportLatency(b, lat)
+	})
+}
+
+// BenchmarkMap runs b.N empty jobs through Map on two workers.
+func BenchmarkMap(b *testing.B) {
+	p := newPool(b, Config{Workers: 2, QueueDepth: 1024})
+	in := make([][]byte, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	res, err := p.Client().Map(context.Background(), "empty", in)
+	el := time.Since(start)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "jobs/s")
+}
