@@ -13,7 +13,10 @@ CRASHTAGS := -tags shmexec_crash
 FUZZ_TARGETS := \
 	./shm:FuzzParseHeader \
 	./ring:FuzzDecodeCell \
-	./ring:FuzzRingOps
+	./ring:FuzzRingOps \
+	./executor:FuzzDecodeBatch \
+	./executor:FuzzDecodeBatchResult \
+	./executor:FuzzPayloadRefs
 
 .PHONY: all build test test-go fuzz-quick fuzz bench demo vet clean
 
@@ -28,8 +31,10 @@ vet:
 
 test: vet test-go fuzz-quick
 
+# The race runtime sleeps 1 s at every process exit by default; the tests
+# start hundreds of worker processes.
 test-go:
-	$(GO) test -race $(CRASHTAGS) -count=1 -timeout 15m ./...
+	GORACE=atexit_sleep_ms=0 $(GO) test -race $(CRASHTAGS) -count=1 -timeout 15m ./...
 
 fuzz-quick:
 	@for t in $(FUZZ_TARGETS); do \
@@ -43,9 +48,12 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 1 ./ring
+	$(GO) test -run '^$$' -bench RoundTrip -benchtime 20000x -count 1 ./executor
+	$(GO) test -run '^$$' -bench Map -benchtime 1000000x -count 1 ./executor
 
 demo:
 	$(GO) run ./examples/go/ringdemo
+	$(GO) run ./examples/go/pooldemo
 
 clean:
 	rm -rf build

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Result codes as stored in a job slot and exported through the C ABI
@@ -80,7 +82,7 @@ type CrashError struct {
 func (e *CrashError) Error() string {
 	how := fmt.Sprintf("exited with status %d", e.ExitCode)
 	if e.Signal != 0 {
-		how = "killed by " + e.Signal.String()
+		how = fmt.Sprintf("killed by signal %d (%s)", int(e.Signal), unix.SignalName(e.Signal))
 	}
 	s := fmt.Sprintf("worker pid %d %s", e.PID, how)
 	if e.Attempts > 1 {
@@ -102,7 +104,7 @@ func codeError(code uint16, detail string) error {
 	}
 	switch code {
 	case codeTimeout:
-		return wrap(ErrTimeout)
+		return &TimeoutError{Detail: detail}
 	case codeCancelled:
 		return wrap(ErrCancelled)
 	case codePoolClosed:
@@ -116,3 +118,21 @@ func codeError(code uint16, detail string) error {
 	}
 	return fmt.Errorf("shmexec: result code %d: %s", code, detail)
 }
+
+// TimeoutError is the error of a job that ran past its timeout. It
+// matches ErrTimeout (os.ErrDeadlineExceeded) with errors.Is, and
+// os.IsTimeout reports true for it.
+type TimeoutError struct{ Detail string }
+
+func (e *TimeoutError) Error() string {
+	if e.Detail == "" {
+		return "shmexec: job timed out"
+	}
+	return "shmexec: job timed out: " + e.Detail
+}
+
+// Timeout reports true, for os.IsTimeout and net.Error-style checks.
+func (e *TimeoutError) Timeout() bool { return true }
+
+// Is makes errors.Is(err, ErrTimeout) hold.
+func (e *TimeoutError) Is(target error) bool { return target == ErrTimeout }

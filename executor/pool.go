@@ -608,13 +608,18 @@ func (p *Pool) crashedJob(idx int, cur uint64, ci crashInfo) {
 	sl.Uint64(slOutRef).Store(0)
 	sl.Uint64(slOutLen).Store(0)
 	retries := sl.Uint32(slRetries).Load()
+	detail := ""
 	switch {
 	case p.terminating.Load():
 		m.code = codePoolClosed
+		detail = "the pool was terminated while the job ran"
 	case flags&flagTimedOut != 0:
 		m.code = codeTimeout
+		detail = fmt.Sprintf("job ran past its %v timeout; worker pid %d was killed",
+			time.Duration(sl.Uint64(slTimeout).Load()), ci.pid)
 	case flags&flagCancelReq != 0:
 		m.code = codeCancelled
+		detail = fmt.Sprintf("cancelled while running; worker pid %d was killed", ci.pid)
 	case uint32(m.attempts) <= retries && l.poolState().Load() == poolOpen:
 		sl.Uint64(slMeta).Store(packMeta(m.client, m.handler, m.attempts, 0))
 		if st.CompareAndSwap(cur, stateWord(slotQueued, 0, seq, 0)) {
@@ -627,7 +632,7 @@ func (p *Pool) crashedJob(idx int, cur uint64, ci crashInfo) {
 	}
 	sl.Uint64(slMeta).Store(packMeta(m.client, m.handler, m.attempts, m.code))
 	if st.CompareAndSwap(cur, stateWord(slotDone, p.sup.Owner(), seq, 0)) {
-		p.finishSlot(idx, seq, m.code, "", ci)
+		p.finishSlot(idx, seq, m.code, detail, ci)
 	}
 }
 

@@ -111,16 +111,16 @@ func Open(v shm.View) (*Ring, error) {
 		return nil, fmt.Errorf("%w: ring of %d cells does not fit its %d-byte region", ErrCorrupt, capacity, v.Len())
 	}
 	r := &Ring{
-		id:        uint16(id),
-		capacity:  capacity,
-		mask:      capacity - 1,
-		shift:     uint(log2),
-		head:      v.Uint64(offHead),
-		tail:      v.Uint64(offTail),
-		cells:     v.Uint64s(offCells, int(capacity)),
-		notEmpty:  newWaitq(v, offNotEmpty, offEmptySleep),
-		notFull:   newWaitq(v, offNotFull, offFullSleep),
-		Spin:      DefaultSpin,
+		id:       uint16(id),
+		capacity: capacity,
+		mask:     capacity - 1,
+		shift:    uint(log2),
+		head:     v.Uint64(offHead),
+		tail:     v.Uint64(offTail),
+		cells:    v.Uint64s(offCells, int(capacity)),
+		notEmpty: newWaitq(v, offNotEmpty, offEmptySleep),
+		notFull:  newWaitq(v, offNotFull, offFullSleep),
+		Spin:     DefaultSpin,
 	}
 	return r, nil
 }

@@ -1,0 +1,61 @@
+package executor
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/shmexec/shmexec/shm"
+)
+
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add(encodeBatch("echo", [][]byte{[]byte("a"), nil, []byte("ccc")}))
+	f.Add([]byte{0xff, 0xff, 1, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, items, err := decodeBatch(b)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to the same bytes, up to trailing
+		// garbage.
+		again := encodeBatch(name, items)
+		if !bytes.HasPrefix(b, again) {
+			t.Fatalf("decode/encode mismatch")
+		}
+	})
+}
+
+func FuzzDecodeBatchResult(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 'h', 'i'}, 1)
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		if n < 0 || n > 1000 {
+			return
+		}
+		decodeBatchResult(b, n)
+	})
+}
+
+// FuzzPayloadRefs feeds arbitrary refs and lengths, as a dead or buggy
+// process could leave them in a slot, to the code that resolves them:
+// it must return an error or bytes inside the segment, never panic.
+func FuzzPayloadRefs(f *testing.F) {
+	g := geometry{workers: 1, clients: 1, slots: 4, inline: 64, pages: 4, maxPayload: 1 << 20}
+	seg, err := shm.Create("fuzz", g.specs())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer seg.Close()
+	l, err := openLayout(seg, true, g)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(uint8(0), uint64(0), uint64(10), false)
+	f.Add(uint8(3), uint64(refArena|3), uint64(pageSize), true)
+	f.Fuzz(func(t *testing.T, idx uint8, ref, n uint64, output bool) {
+		b, err := l.payload(int(idx)%g.slots, ref, n, output)
+		if err == nil && uint64(len(b)) != n {
+			t.Fatalf("payload(%#x, %d) returned %d bytes", ref, n, len(b))
+		}
+		l.freePages(int(ref), int(n%64), ref)
+		l.setOwner(int(ref), int(n%64), 0, ref)
+	})
+}
