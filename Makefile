@@ -50,6 +50,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 1 ./ring
 	$(GO) test -run '^$$' -bench RoundTrip -benchtime 20000x -count 1 ./executor
 	$(GO) test -run '^$$' -bench Map -benchtime 1000000x -count 1 ./executor
+	$(GO) test -run '^$$' -bench Recovery -benchtime 50x -count 1 ./executor
 
 demo:
 	$(GO) run ./examples/go/ringdemo

@@ -293,3 +293,24 @@ func (c *Client) Close() error {
 	})
 	return c.closeErr
 }
+
+// ReadStats reads a pool's counters through a read-only mapping of its
+// segment f, as an observer in another process does (it never writes to
+// the pool). f stays the caller's.
+func ReadStats(f *os.File) (Stats, error) {
+	dup, err := sysx.Dup(f)
+	if err != nil {
+		return Stats{}, err
+	}
+	seg, err := shm.AttachReadOnly(dup)
+	if err != nil {
+		dup.Close()
+		return Stats{}, err
+	}
+	defer seg.Close()
+	l, err := openLayout(seg, false, geometry{})
+	if err != nil {
+		return Stats{}, err
+	}
+	return l.stats(), nil
+}

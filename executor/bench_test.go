@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"sort"
@@ -110,4 +111,39 @@ func BenchmarkMap(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "jobs/s")
+}
+
+// BenchmarkRecovery measures the time from a worker's SIGKILL to its
+// job's terminal result (WorkerCrashed), and to the pool's full size.
+func BenchmarkRecovery(b *testing.B) {
+	p := newPool(b, Config{Workers: 1})
+	c := p.Client()
+	ctx := context.Background()
+	toResult := make([]time.Duration, b.N)
+	toFull := make([]time.Duration, b.N)
+	for i := 0; i < b.N; i++ {
+		f, err := c.Submit(ctx, "sleep", []byte("60000"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for p.Stats().Workers[0].Current != int64(refIdx(f.ref)) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		start := time.Now()
+		if !p.killWorker(0) {
+			b.Fatal("no worker to kill")
+		}
+		if _, err := f.Wait(ctx); !errors.Is(err, ErrWorkerCrashed) {
+			b.Fatalf("killed job: %v", err)
+		}
+		toResult[i] = time.Since(start)
+		for p.Stats().Workers[0].State != "idle" {
+			time.Sleep(50 * time.Microsecond)
+		}
+		toFull[i] = time.Since(start)
+	}
+	sort.Slice(toResult, func(i, j int) bool { return toResult[i] < toResult[j] })
+	sort.Slice(toFull, func(i, j int) bool { return toFull[i] < toFull[j] })
+	b.ReportMetric(float64(toResult[len(toResult)/2].Microseconds()), "result-p50-us")
+	b.ReportMetric(float64(toFull[len(toFull)/2].Microseconds()), "fullsize-p50-us")
 }

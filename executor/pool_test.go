@@ -374,9 +374,12 @@ func TestTerminate(t *testing.T) {
 func TestStatsFromAnotherMapping(t *testing.T) {
 	p := newPool(t, Config{})
 	run(t, p, "fail", nil)
-	s := p.Stats()
-	if s.Failed["handler_error"] != 1 || s.Submitted != 1 || s.Collected != 1 || len(s.Workers) != 2 {
-		t.Fatalf("stats: %+v", s)
+	s, err := ReadStats(p.File())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Failed["handler_error"] != 1 || s.Submitted != 1 || s.Collected != 1 || len(s.Workers) != 2 || s.Workers[0].PID == 0 {
+		t.Fatalf("stats through a read-only mapping: %+v", s)
 	}
 	_ = fmt.Sprint
 }
