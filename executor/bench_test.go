@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"sort"
 	"testing"
 	"time"
@@ -19,19 +18,6 @@ import (
 // RoundTrip/pool is an empty job from this process to one worker and
 // back; RoundTrip/pipe is an 8-byte ping-pong with a child over two pipes.
 // Both report p50 and p99 in ns. Map reports jobs/s for b.N empty jobs.
-
-func childPipeEcho() int {
-	in, out := os.NewFile(3, "in"), os.NewFile(4, "out")
-	var buf [8]byte
-	for {
-		if _, err := io.ReadFull(in, buf[:]); err != nil {
-			return 0
-		}
-		if _, err := out.Write(buf[:]); err != nil {
-			return 1
-		}
-	}
-}
 
 func reportLatency(b *testing.B, lat []time.Duration) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -66,14 +52,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		reportLatency(b, lat)
 	})
 	b.Run("pipe", func(b *testing.B) {
-		childIn, toChild, _ := os.Pipe()
-		fromChild, childOut, _ := os.Pipe()
-		cmd := testutil.Child(b, "pipe-echo", []*os.File{childIn, childOut})
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		childIn.Close()
-		childOut.Close()
+		cmd, toChild, fromChild := testutil.StartPipeChild(b, testutil.PipeEchoRole)
 		var buf [8]byte
 		lat := make([]time.Duration, b.N)
 		b.ResetTimer()

@@ -89,9 +89,9 @@ func TestMain(m *testing.M) {
 	registerTestHandlers()
 	ServeIfWorker()
 	testutil.Main(m, map[string]func() int{
-		"supervisor": childSupervisor,
-		"client":     childClient,
-		"pipe-echo":  childPipeEcho,
+		"supervisor":          childSupervisor,
+		"client":              childClient,
+		testutil.PipeEchoRole: testutil.PipeEcho,
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -23,7 +22,7 @@ import (
 
 func init() {
 	benchRoles["ring-echo"] = childEcho
-	benchRoles["pipe-echo"] = childPipeEcho
+	benchRoles[testutil.PipeEchoRole] = testutil.PipeEcho
 	benchRoles["pipe-sink"] = childPipeSink
 }
 
@@ -113,7 +112,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 	b.Run("pipe", func(b *testing.B) {
-		cmd, w, r := startPipeChild(b, "pipe-echo")
+		cmd, w, r := testutil.StartPipeChild(b, testutil.PipeEchoRole)
 		var buf [8]byte
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -130,39 +129,6 @@ func BenchmarkRoundTrip(b *testing.B) {
 		testutil.WaitTimeout(b, cmd, 10*time.Second)
 		r.Close()
 	})
-}
-
-// startPipeChild starts role with a pipe to its fd 3 and one from its fd
-// 4, and returns the child, the write end to it and the read end from it.
-func startPipeChild(b *testing.B, role string) (*exec.Cmd, *os.File, *os.File) {
-	childIn, toChild, err := os.Pipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	fromChild, childOut, err := os.Pipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := testutil.Child(b, role, []*os.File{childIn, childOut})
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	childIn.Close()
-	childOut.Close()
-	return cmd, toChild, fromChild
-}
-
-func childPipeEcho() int {
-	in, out := os.NewFile(3, "in"), os.NewFile(4, "out")
-	var buf [8]byte
-	for {
-		if _, err := io.ReadFull(in, buf[:]); err != nil {
-			return 0
-		}
-		if _, err := out.Write(buf[:]); err != nil {
-			return 1
-		}
-	}
 }
 
 // childPipeSink reads 4-byte values until EOF and then writes the count.
@@ -206,7 +172,7 @@ func BenchmarkThroughput(b *testing.B) {
 	})
 	b.Run("pipe", func(b *testing.B) {
 		// The pipe side: this process writes batches, the child counts.
-		cmd, w, r := startPipeChild(b, "pipe-sink")
+		cmd, w, r := testutil.StartPipeChild(b, "pipe-sink")
 		batch := make([]byte, 4*256)
 		b.ResetTimer()
 		start := time.Now()

@@ -38,21 +38,6 @@ func runUntil(point string, nth int, op func()) (hit bool) {
 	return false
 }
 
-func drain(t *testing.T, f fixture, p *Party) []uint32 {
-	t.Helper()
-	var out []uint32
-	for {
-		v, err := f.r.TryDequeue(p)
-		if errors.Is(err, ErrEmpty) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("drain: %v", err)
-		}
-		out = append(out, v)
-	}
-}
-
 // flowsAgain checks that the ring still moves values in order after a
 // recovery, across more than one lap.
 func flowsAgain(t *testing.T, f fixture, p *Party) {
@@ -108,7 +93,7 @@ func testProducerDeath(t *testing.T, f fixture, victim, helper *Party, point str
 			handed = chunk[len(chunk)-1]
 			n, err := f.r.TryEnqueueBatch(victim, chunk)
 			if errors.Is(err, ErrFull) {
-				received = append(received, drain(t, f, helper)...)
+				received = append(received, f.drain(t, helper)...)
 				continue
 			}
 			if err != nil {
@@ -125,7 +110,7 @@ func testProducerDeath(t *testing.T, f fixture, victim, helper *Party, point str
 	if err != nil {
 		t.Fatalf("%s: recover: %v", point, err)
 	}
-	received = append(received, drain(t, f, helper)...)
+	received = append(received, f.drain(t, helper)...)
 	if err := checkProducerDeath(received, orphans, completed, handed); err != nil {
 		t.Fatalf("%s@%d batch %d: %v", point, nth, batch, err)
 	}
@@ -165,7 +150,7 @@ func testConsumerDeath(t *testing.T, f fixture, victim, helper *Party, point str
 	if err != nil || len(again) != 0 {
 		t.Fatalf("%s: second recover = %v, %v; want nothing", point, again, err)
 	}
-	rest := drain(t, f, helper)
+	rest := f.drain(t, helper)
 	if err := checkConsumerDeath(logged, rest, orphans, total); err != nil {
 		t.Fatalf("%s@%d batch %d: %v", point, nth, batch, err)
 	}

@@ -29,9 +29,8 @@ const (
 )
 
 type procFixture struct {
+	fixture
 	seg *shm.Segment
-	r   *Ring
-	pt  *Parties
 }
 
 func newProcFixture(t testing.TB, capacity, parties, logs, logCap int) *procFixture {
@@ -69,7 +68,7 @@ func openProcFixture(seg *shm.Segment) (*procFixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &procFixture{seg: seg, pt: pt}
+	f := &procFixture{seg: seg, fixture: fixture{pt: pt}}
 	if rv, err := seg.Region(kindRing, 0); err == nil {
 		f.r, _ = Open(rv) // nil before Init; the creator inits
 	}
@@ -297,19 +296,6 @@ func TestCrossProcessMillion(t *testing.T) {
 	checkExactlyOnce(t, results, producers, per)
 }
 
-func (f *procFixture) join(t testing.TB, idx int) *Party {
-	t.Helper()
-	gen, err := f.pt.Activate(idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := f.pt.Join(idx, gen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func killedBySIGKILL(err error) bool {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
@@ -317,21 +303,6 @@ func killedBySIGKILL(err error) bool {
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
-}
-
-func (f *procFixture) drain(t *testing.T, p *Party) []uint32 {
-	t.Helper()
-	var out []uint32
-	for {
-		v, err := f.r.TryDequeue(p)
-		if errors.Is(err, ErrEmpty) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("drain: %v", err)
-		}
-		out = append(out, v)
-	}
 }
 
 // TestCrashPointsCrossProcess SIGKILLs a producer or consumer child right

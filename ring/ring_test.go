@@ -49,6 +49,22 @@ func (f fixture) join(t testing.TB, idx int) *Party {
 	return p
 }
 
+// drain takes every value that is ready.
+func (f fixture) drain(t testing.TB, p *Party) []uint32 {
+	t.Helper()
+	var out []uint32
+	for {
+		v, err := f.r.TryDequeue(p)
+		if errors.Is(err, ErrEmpty) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+		out = append(out, v)
+	}
+}
+
 func TestFIFOAcrossManyLaps(t *testing.T) {
 	for _, capacity := range []int{2, 4, 64} {
 		f := newFixture(t, capacity, 2)

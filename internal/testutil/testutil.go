@@ -5,6 +5,7 @@ package testutil
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,4 +146,44 @@ func WaitTimeout(t testing.TB, cmd *exec.Cmd, d time.Duration) error {
 		t.Fatalf("child %d (%v) did not exit within %v", cmd.Process.Pid, cmd.Args, d)
 		return nil
 	}
+}
+
+// PipeEchoRole is the name of the role PipeEcho plays; a test's TestMain
+// lists it to use StartPipeEcho.
+const PipeEchoRole = "pipe-echo"
+
+// PipeEcho is a child role: it copies 8-byte messages from fd 3 back to fd
+// 4 until EOF. It is the pipe ping-pong baseline of the benchmarks.
+func PipeEcho() int {
+	in, out := os.NewFile(3, "in"), os.NewFile(4, "out")
+	var buf [8]byte
+	for {
+		if _, err := io.ReadFull(in, buf[:]); err != nil {
+			return 0
+		}
+		if _, err := out.Write(buf[:]); err != nil {
+			return 1
+		}
+	}
+}
+
+// StartPipeChild starts role with a pipe to its fd 3 and one from its fd
+// 4, and returns the child, the write end to it and the read end from it.
+func StartPipeChild(t testing.TB, role string) (*exec.Cmd, *os.File, *os.File) {
+	t.Helper()
+	childIn, toChild, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromChild, childOut, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := Child(t, role, []*os.File{childIn, childOut})
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	childIn.Close()
+	childOut.Close()
+	return cmd, toChild, fromChild
 }
