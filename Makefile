@@ -18,18 +18,59 @@ FUZZ_TARGETS := \
 	./executor:FuzzDecodeBatchResult \
 	./executor:FuzzPayloadRefs
 
-.PHONY: all build test test-go fuzz-quick fuzz bench demo vet clean
+.PHONY: all build lib c-examples test test-go test-c fuzz-quick fuzz bench demo vet clean install
 
-all: build
+all: build lib c-examples
 
 build:
 	$(GO) build ./...
+
+# libshmexec.so: only shmx_* exported (version script), with a SONAME.
+LIB      := build/libshmexec.so
+CFLAGS_C := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude
+C_EXAMPLES := build/pool_demo build/crash_demo build/ctest build/bench
+
+lib: $(LIB)
+
+$(LIB): $(shell find capi executor ring shm internal -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.map') include/shmexec.h go.mod
+	mkdir -p build
+	$(GO) build -buildmode=c-shared \
+		-ldflags "-extldflags '-Wl,--version-script=$(CURDIR)/capi/shmexec.map -Wl,-soname,libshmexec.so.0'" \
+		-o $(LIB) ./capi
+	rm -f build/libshmexec.h   # cgo's generated header is not the contract
+	ln -sf libshmexec.so build/libshmexec.so.0
+
+build/%: examples/c/%.c include/shmexec.h $(LIB)
+	$(CC) $(CFLAGS_C) -o $@ $< -Lbuild -lshmexec -Wl,-rpath,'$$ORIGIN'
+
+c-examples: $(C_EXAMPLES)
+
+build/%-asan: examples/c/%.c include/shmexec.h $(LIB)
+	$(CC) $(CFLAGS_C) -fsanitize=address -g -o $@ $< -Lbuild -lshmexec -Wl,-rpath,'$$ORIGIN'
+
+# The C ABI's tests: the header compiles as strict C and as C++, the
+# library exports only shmx_ names and has a SONAME, the C tests and
+# examples pass, also under AddressSanitizer (leak checking included).
+test-c: $(C_EXAMPLES) build/ctest-asan build/pool_demo-asan build/crash_demo-asan
+	printf '#include "shmexec.h"\nint main(void) { return (int)shmx_version_number() < 0; }\n' > build/hdr.c
+	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -c -o build/hdr.o build/hdr.c
+	cp build/hdr.c build/hdr.cpp
+	$(CXX) -std=c++17 -Wall -Werror -Iinclude -c -o build/hdr-cpp.o build/hdr.cpp
+	@bad=$$(nm -D --defined-only $(LIB) | awk '{print $$3}' | grep -v '^shmx_'); \
+		if [ -n "$$bad" ]; then echo "libshmexec.so exports more than shmx_ names: $$bad"; exit 1; fi
+	@readelf -d $(LIB) | grep -q 'SONAME.*libshmexec.so.0' || { echo "libshmexec.so has no SONAME"; exit 1; }
+	timeout 300 ./build/ctest
+	timeout 300 ./build/pool_demo 20000
+	timeout 300 ./build/crash_demo
+	timeout 300 ./build/ctest-asan
+	timeout 300 ./build/pool_demo-asan 5000
+	timeout 300 ./build/crash_demo-asan
 
 vet:
 	$(GO) vet ./...
 	$(GO) vet $(CRASHTAGS) ./...
 
-test: vet test-go fuzz-quick
+test: vet test-go test-c fuzz-quick
 
 # The race runtime sleeps 1 s at every process exit by default; the tests
 # start hundreds of worker processes.
@@ -46,15 +87,27 @@ fuzz-quick:
 fuzz:
 	$(MAKE) fuzz-quick FUZZTIME=$(LONGFUZZ)
 
-bench:
+bench: lib
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 1 ./ring
 	$(GO) test -run '^$$' -bench RoundTrip -benchtime 20000x -count 1 ./executor
 	$(GO) test -run '^$$' -bench Map -benchtime 1000000x -count 1 ./executor
 	$(GO) test -run '^$$' -bench Recovery -benchtime 50x -count 1 ./executor
+	$(MAKE) build/bench && ./build/bench 20000
 
-demo:
+demo: c-examples
 	$(GO) run ./examples/go/ringdemo
 	$(GO) run ./examples/go/pooldemo
+	./build/pool_demo
+	./build/crash_demo
+
+PREFIX ?= /usr/local
+
+install: $(LIB)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libshmexec.so.0
+	ln -sf libshmexec.so.0 $(DESTDIR)$(PREFIX)/lib/libshmexec.so
+	install -m 0644 include/shmexec.h $(DESTDIR)$(PREFIX)/include/shmexec.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' capi/shmexec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shmexec.pc
 
 clean:
 	rm -rf build

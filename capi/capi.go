@@ -1,0 +1,396 @@
+// Command capi is libshmexec.so: the C ABI of shmexec, built with
+// -buildmode=c-shared. include/shmexec.h is its contract.
+//
+// The public shmx_* functions are C (shim.c): they check the fork guard
+// before the Go runtime is entered and call the shmxgo_* functions here.
+// No Go pointer crosses into C: pools, jobs and outputs are numbers that
+// index tables on the Go side.
+package main
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include -Wall
+#include <stdlib.h>
+#include <string.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/shmexec/shmexec/executor"
+)
+
+func main() {}
+
+// handles maps the numbers C holds to Go objects.
+type handles[T any] struct {
+	mu   sync.Mutex
+	next uint64
+	m    map[uint64]T
+}
+
+func (h *handles[T]) add(v T) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[uint64]T{}
+	}
+	h.next++
+	h.m[h.next] = v
+	return h.next
+}
+
+func (h *handles[T]) get(id uint64) (T, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.m[id]
+	return v, ok
+}
+
+func (h *handles[T]) del(id uint64) {
+	h.mu.Lock()
+	delete(h.m, id)
+	h.mu.Unlock()
+}
+
+type pool struct {
+	p    *executor.Pool
+	mu   sync.Mutex
+	jobs map[uint64]*executor.Future
+}
+
+var pools handles[*pool]
+
+func setErr(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	cs := C.CString(msg)
+	C.shmxint_set_last_error(cs)
+	C.free(unsafe.Pointer(cs))
+}
+
+// code maps an error to its SHMX_ code.
+func code(err error) C.int {
+	var ce *executor.CrashError
+	switch {
+	case err == nil:
+		return C.SHMX_OK
+	case errors.As(err, &ce):
+		return C.SHMX_EWORKER_CRASHED
+	case errors.Is(err, executor.ErrHandler):
+		return C.SHMX_EHANDLER
+	case errors.Is(err, executor.ErrTimeout):
+		return C.SHMX_ETIMEDOUT
+	case errors.Is(err, executor.ErrCancelled):
+		return C.SHMX_ECANCELLED
+	case errors.Is(err, executor.ErrUnknownHandler):
+		return C.SHMX_EUNKNOWN_HANDLER
+	case errors.Is(err, executor.ErrTooLarge):
+		return C.SHMX_ETOO_LARGE
+	case errors.Is(err, executor.ErrPoolDead):
+		return C.SHMX_EPOOL_DEAD
+	case errors.Is(err, executor.ErrPoolClosed):
+		return C.SHMX_ECLOSED
+	case errors.Is(err, executor.ErrFull):
+		return C.SHMX_EFULL
+	case errors.Is(err, executor.ErrWorkerStart):
+		return C.SHMX_EWORKER_START
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return C.SHMX_ESYS
+	}
+	return C.SHMX_EINVAL
+}
+
+func lookup(cp *C.shmx_pool) (*pool, bool) { return pools.get(uint64(cp.id)) }
+
+//export shmxgo_pool_create
+func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
+	gc := executor.Config{
+		Workers:           int(cfg.workers),
+		QueueDepth:        int(cfg.queue_depth),
+		MaxPayload:        int64(cfg.max_payload),
+		MaxTasksPerWorker: int(cfg.max_tasks_per_worker),
+		Retries:           int(cfg.retries),
+		JobTimeout:        time.Duration(cfg.job_timeout_ns),
+	}
+	if cfg.max_payload > 1<<40 || cfg.job_timeout_ns < 0 {
+		setErr(errors.New("max_payload over 1 TiB or negative job_timeout_ns"))
+		return C.SHMX_EINVAL
+	}
+	if cfg.worker_argv != nil {
+		argv := unsafe.Slice(cfg.worker_argv, 1<<16)
+		for i := 0; argv[i] != nil; i++ {
+			gc.WorkerArgv = append(gc.WorkerArgv, C.GoString(argv[i]))
+		}
+		if len(gc.WorkerArgv) == 0 {
+			setErr(errors.New("worker_argv is empty"))
+			return C.SHMX_EINVAL
+		}
+	}
+	p, err := executor.New(gc)
+	if err != nil {
+		setErr(err)
+		if errors.Is(err, executor.ErrWorkerStart) {
+			return C.SHMX_EWORKER_START
+		}
+		return code(err)
+	}
+	cp := (*C.shmx_pool)(C.malloc(C.size_t(unsafe.Sizeof(C.shmx_pool{}))))
+	if cp == nil {
+		p.Terminate()
+		return C.SHMX_ENOMEM
+	}
+	cp.id = C.uint64_t(pools.add(&pool{p: p, jobs: map[uint64]*executor.Future{}}))
+	*out = cp
+	setErr(nil)
+	return C.SHMX_OK
+}
+
+//export shmxgo_pool_close
+func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	pools.del(uint64(cp.id))
+	var err error
+	if terminate != 0 {
+		err = p.p.Terminate()
+	} else {
+		d := executor.DefaultCloseTimeout
+		if timeoutNS >= 0 {
+			d = time.Duration(timeoutNS)
+		}
+		err = p.p.CloseTimeout(d)
+	}
+	setErr(err)
+	if err != nil {
+		return C.SHMX_ETIMEDOUT
+	}
+	return C.SHMX_OK
+}
+
+//export shmxgo_submit
+func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, job *C.shmx_job, block C.int) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	var in []byte
+	if n > 0 {
+		in = unsafe.Slice((*byte)(data), int(n)) // submit copies it into the segment
+	}
+	var f *executor.Future
+	var err error
+	if block != 0 {
+		f, err = p.p.Submit(context.Background(), C.GoString(handler), in)
+	} else {
+		f, err = p.p.Client().TrySubmit(C.GoString(handler), in)
+	}
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	p.mu.Lock()
+	p.jobs[f.ID()] = f
+	p.mu.Unlock()
+	*job = C.shmx_job(f.ID())
+	return C.SHMX_OK
+}
+
+//export shmxgo_wait
+func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.shmx_result) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.mu.Lock()
+	f, ok := p.jobs[uint64(job)]
+	p.mu.Unlock()
+	if !ok {
+		setErr(fmt.Errorf("no pending job %d", uint64(job)))
+		return C.SHMX_EINVAL
+	}
+	var out []byte
+	var err error
+	if timeoutNS < 0 {
+		out, err = f.Wait(context.Background())
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutNS))
+		out, err = f.Wait(ctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return C.SHMX_ETIMEDOUT
+		}
+	}
+	p.mu.Lock()
+	delete(p.jobs, uint64(job))
+	p.mu.Unlock()
+	*res = C.shmx_result{status: code(err)}
+	if err == nil {
+		if len(out) > 0 {
+			res.data = C.CBytes(out)
+			res.len = C.size_t(len(out))
+		}
+		return C.SHMX_OK
+	}
+	var he *executor.HandlerError
+	var ce *executor.CrashError
+	detail := err.Error()
+	switch {
+	case errors.As(err, &he):
+		detail = he.Type + ": " + he.Message
+		if he.Traceback != "" {
+			detail += "\n" + he.Traceback
+		}
+	case errors.As(err, &ce):
+		res.worker_pid, res.signal, res.exit_code = C.int32_t(ce.PID), C.int32_t(ce.Signal), C.int32_t(ce.ExitCode)
+	}
+	res.error = C.CString(detail)
+	return C.SHMX_OK
+}
+
+//export shmxgo_cancel
+func shmxgo_cancel(cp *C.shmx_pool, job C.shmx_job, kill C.int) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.mu.Lock()
+	f, ok := p.jobs[uint64(job)]
+	p.mu.Unlock()
+	if !ok || !f.Cancel(kill != 0) {
+		return C.SHMX_EINVAL
+	}
+	return C.SHMX_OK
+}
+
+//export shmxgo_is_worker
+func shmxgo_is_worker() C.int {
+	if executor.IsWorker() {
+		return 1
+	}
+	return 0
+}
+
+// output is what a C handler writes through its shmx_output.
+type output struct {
+	ctx     context.Context
+	data    []byte
+	zeroBuf []byte
+	errType string
+	errMsg  string
+	failed  bool
+}
+
+var outputs handles[*output]
+
+func outputOf(co *C.shmx_output) (*output, bool) { return outputs.get(uint64(co.id)) }
+
+//export shmxgo_output_set
+func shmxgo_output_set(co *C.shmx_output, data unsafe.Pointer, n C.size_t) C.int {
+	o, ok := outputOf(co)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	if n > 0 {
+		o.data = C.GoBytes(data, C.int(n))
+	} else {
+		o.data = []byte{}
+	}
+	o.zeroBuf = nil
+	return C.SHMX_OK
+}
+
+//export shmxgo_output_alloc
+func shmxgo_output_alloc(co *C.shmx_output, n C.size_t) unsafe.Pointer {
+	o, ok := outputOf(co)
+	if !ok {
+		return nil
+	}
+	b, err := executor.OutputBuffer(o.ctx, int(n))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	o.zeroBuf, o.data = b, nil
+	return unsafe.Pointer(&b[0]) // shared memory, not Go memory
+}
+
+//export shmxgo_output_error
+func shmxgo_output_error(co *C.shmx_output, typ, msg *C.char) C.int {
+	o, ok := outputOf(co)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	o.failed, o.errType, o.errMsg = true, C.GoString(typ), C.GoString(msg)
+	return C.SHMX_OK
+}
+
+var workerStarted atomic.Bool
+
+//export shmxgo_worker_main
+func shmxgo_worker_main(hs *C.shmx_handler, n C.size_t, initFn unsafe.Pointer, initCtx unsafe.Pointer) C.int {
+	if workerStarted.Swap(true) {
+		fmt.Fprintln(os.Stderr, "shmx_worker_main called twice")
+		return 2
+	}
+	cfg := executor.WorkerConfig{Handlers: map[string]executor.Handler{}}
+	for _, h := range unsafe.Slice(hs, int(n)) {
+		if h.name == nil || h.fn == nil {
+			fmt.Fprintln(os.Stderr, "shmx_worker_main: a handler with no name or no function")
+			return 2
+		}
+		fn, ctx := h.fn, h.ctx
+		cfg.Handlers[C.GoString(h.name)] = func(gctx context.Context, in []byte) ([]byte, error) {
+			return callC(gctx, fn, ctx, in)
+		}
+	}
+	if initFn != nil {
+		cfg.Init = func() error {
+			if rc := C.shmxint_call_init((*[0]byte)(initFn), initCtx); rc != 0 {
+				return fmt.Errorf("init returned %d", int(rc))
+			}
+			return nil
+		}
+	}
+	return C.int(executor.RunWorker(cfg))
+}
+
+func callC(ctx context.Context, fn C.shmx_handler_fn, cctx unsafe.Pointer, in []byte) ([]byte, error) {
+	o := &output{ctx: ctx}
+	id := outputs.add(o)
+	defer outputs.del(id)
+	co := (*C.shmx_output)(C.malloc(C.size_t(unsafe.Sizeof(C.shmx_output{}))))
+	if co == nil {
+		return nil, errors.New("out of memory")
+	}
+	defer C.free(unsafe.Pointer(co))
+	co.id = C.uint64_t(id)
+	var inp unsafe.Pointer
+	if len(in) > 0 {
+		inp = unsafe.Pointer(&in[0]) // shared memory, not Go memory
+	}
+	rc := C.shmxint_call_handler(fn, cctx, inp, C.size_t(len(in)), co)
+	switch {
+	case o.failed:
+		return nil, &executor.HandlerError{Type: o.errType, Message: o.errMsg}
+	case rc != 0:
+		return nil, &executor.HandlerError{Type: "HandlerReturned", Message: fmt.Sprintf("handler returned %d (%s)", int(rc), C.GoString(C.shmx_strerror(rc)))}
+	case o.zeroBuf != nil:
+		return o.zeroBuf, nil
+	}
+	return o.data, nil
+}

@@ -1,0 +1,174 @@
+/*
+ * The public shmx_* functions. Each checks the fork guard in C, before the
+ * Go runtime is entered (a forked child of a process running Go has one
+ * thread and a runtime whose other threads are gone: entering it hangs),
+ * then calls the Go side (shmxgo_*, hidden by the version script).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+#include "_cgo_export.h"
+
+static volatile sig_atomic_t shmx_forked;
+
+static void shmx_atfork_child(void) { shmx_forked = 1; }
+
+__attribute__((constructor)) static void shmx_ctor(void) {
+    pthread_atfork(NULL, NULL, shmx_atfork_child);
+}
+
+#define GUARD(ret) do { if (shmx_forked) return (ret); } while (0)
+
+static __thread char last_error[512];
+
+void shmxint_set_last_error(const char *msg) {
+    snprintf(last_error, sizeof last_error, "%s", msg ? msg : "");
+}
+
+const char *shmx_last_error(void) {
+    if (shmx_forked) return "called in a forked child: the library cannot be used after fork without exec";
+    return last_error;
+}
+
+uint32_t shmx_version_number(void) { return SHMX_VERSION_NUMBER; }
+
+const char *shmx_strerror(int code) {
+    switch (code) {
+    case SHMX_OK: return "success";
+    case SHMX_EINVAL: return "invalid argument";
+    case SHMX_ETIMEDOUT: return "timed out";
+    case SHMX_EFULL: return "pool queue full";
+    case SHMX_ECLOSED: return "pool closed";
+    case SHMX_EHANDLER: return "handler failed";
+    case SHMX_EWORKER_CRASHED: return "worker crashed";
+    case SHMX_ECANCELLED: return "job cancelled";
+    case SHMX_EUNKNOWN_HANDLER: return "unknown handler";
+    case SHMX_ETOO_LARGE: return "payload too large";
+    case SHMX_EFORKED: return "called in a forked child process";
+    case SHMX_EPOOL_DEAD: return "pool supervisor died";
+    case SHMX_ENOMEM: return "out of memory";
+    case SHMX_ESYS: return "system call failed";
+    case SHMX_EWORKER_START: return "workers fail to start";
+    }
+    return "unknown error code";
+}
+
+void shmx_pool_config_init(shmx_pool_config *cfg) {
+    if (!cfg) return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->struct_size = sizeof *cfg;
+}
+
+int shmx_pool_create(const shmx_pool_config *cfg, shmx_pool **out) {
+    GUARD(SHMX_EFORKED);
+    if (!cfg || !out || cfg->struct_size < sizeof(shmx_pool_config)) return SHMX_EINVAL;
+    return shmxgo_pool_create((shmx_pool_config *)cfg, out);
+}
+
+int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns) {
+    GUARD(SHMX_EFORKED);
+    if (!pool) return SHMX_OK;
+    int rc = shmxgo_pool_close(pool, timeout_ns, 0);
+    free(pool);
+    return rc;
+}
+
+int shmx_pool_terminate(shmx_pool *pool) {
+    GUARD(SHMX_EFORKED);
+    if (!pool) return SHMX_OK;
+    int rc = shmxgo_pool_close(pool, 0, 1);
+    free(pool);
+    return rc;
+}
+
+int shmx_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;
+    return shmxgo_submit(pool, (char *)handler, (void *)data, len, job, 1);
+}
+
+int shmx_try_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;
+    return shmxgo_submit(pool, (char *)handler, (void *)data, len, job, 0);
+}
+
+int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !res) return SHMX_EINVAL;
+    return shmxgo_wait(pool, job, timeout_ns, res);
+}
+
+void shmx_result_release(shmx_pool *pool, shmx_result *res) {
+    (void)pool;
+    if (!res) return;
+    free((void *)res->data);
+    free((void *)res->error);
+    memset(res, 0, sizeof *res);
+}
+
+int shmx_cancel(shmx_pool *pool, shmx_job job, int kill) {
+    GUARD(SHMX_EFORKED);
+    if (!pool) return SHMX_EINVAL;
+    return shmxgo_cancel(pool, job, kill);
+}
+
+int shmx_is_worker(void) {
+    GUARD(SHMX_EFORKED);
+    return shmxgo_is_worker();
+}
+
+/* In a worker process a fault in a C handler must kill the worker by its
+   own signal, so that the job reports it (the Go runtime would print a
+   traceback and exit 2 instead). The handler puts the default action back
+   and returns: the faulting instruction runs again and the kernel kills
+   the process with the signal. */
+static void shmx_die_by_fault(int sig) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigaction(sig, &sa, NULL);
+}
+
+int shmx_worker_main(const shmx_handler *handlers, size_t n, int (*init)(void *ctx), void *init_ctx) {
+    GUARD(SHMX_EFORKED);
+    if (!handlers && n) return 2;
+    if (shmxgo_is_worker()) {
+        static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+        for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = shmx_die_by_fault;
+            sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+            sigaction(faults[i], &sa, NULL);
+        }
+    }
+    return shmxgo_worker_main((shmx_handler *)handlers, n, (void *)init, init_ctx);
+}
+
+int shmx_output_set(shmx_output *out, const void *data, size_t len) {
+    GUARD(SHMX_EFORKED);
+    if (!out || (!data && len)) return SHMX_EINVAL;
+    return shmxgo_output_set(out, (void *)data, len);
+}
+
+void *shmx_output_alloc(shmx_output *out, size_t len) {
+    if (shmx_forked || !out) return NULL;
+    return shmxgo_output_alloc(out, len);
+}
+
+int shmx_output_error(shmx_output *out, const char *type, const char *message) {
+    GUARD(SHMX_EFORKED);
+    if (!out) return SHMX_EINVAL;
+    return shmxgo_output_error(out, (char *)(type ? type : ""), (char *)(message ? message : ""));
+}
+
+int shmxint_call_handler(shmx_handler_fn fn, void *ctx, const void *in, size_t len, shmx_output *out) {
+    return fn(ctx, in, len, out);
+}
+
+int shmxint_call_init(int (*init)(void *), void *ctx) { return init(ctx); }

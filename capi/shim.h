@@ -1,0 +1,13 @@
+/* Internal declarations shared by shim.c and the Go side (not installed). */
+#ifndef SHMX_SHIM_H
+#define SHMX_SHIM_H
+#include <stdint.h>
+#include "shmexec.h"
+
+struct shmx_pool { uint64_t id; };
+struct shmx_output { uint64_t id; };
+
+int shmxint_call_handler(shmx_handler_fn fn, void *ctx, const void *in, size_t len, shmx_output *out);
+int shmxint_call_init(int (*init)(void *), void *ctx);
+void shmxint_set_last_error(const char *msg);
+#endif

@@ -1,0 +1,231 @@
+/*
+ * ctest: the C ABI's tests, run by `make test`. The program is also its
+ * own worker. It prints one line per check and "N passed, M failed".
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmexec.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...) do { \
+    if (cond) { passed++; } else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
+} while (0)
+
+static int echo(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx;
+    return shmx_output_set(out, in, len);
+}
+
+static int sleepy(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx; (void)out;
+    int ms = 0;
+    if (len == sizeof ms) memcpy(&ms, in, sizeof ms);
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static int fails(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx; (void)in; (void)len;
+    if (len == 0) return SHMX_EINVAL; /* no shmx_output_error: EHANDLER + strerror */
+    return shmx_output_error(out, "ValueError", "bad input"), 1;
+}
+
+static int big(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx; (void)in; (void)len;
+    return shmx_output_alloc(out, (size_t)1 << 30) ? 0 : SHMX_ETOO_LARGE;
+}
+
+static int init_fail;
+static int init_ok(void *ctx) { (void)ctx; return init_fail; }
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static shmx_pool *make_pool(uint32_t workers, uint32_t depth, int64_t timeout_ns) {
+    shmx_pool_config cfg;
+    shmx_pool_config_init(&cfg);
+    cfg.workers = workers;
+    cfg.queue_depth = depth;
+    cfg.max_payload = 1 << 20;
+    cfg.job_timeout_ns = timeout_ns;
+    shmx_pool *pool = NULL;
+    int rc = shmx_pool_create(&cfg, &pool);
+    if (rc != SHMX_OK) {
+        printf("FAIL create: %s: %s\n", shmx_strerror(rc), shmx_last_error());
+        exit(1);
+    }
+    return pool;
+}
+
+/* run submits one job and waits for it; returns its status. */
+static int run(shmx_pool *pool, const char *handler, const void *in, size_t len, shmx_result *res) {
+    shmx_job job;
+    int rc = shmx_submit(pool, handler, in, len, &job);
+    if (rc != SHMX_OK) return rc;
+    rc = shmx_wait(pool, job, 20000000000LL, res);
+    if (rc != SHMX_OK) return rc;
+    return res->status;
+}
+
+static void test_basics(void) {
+    shmx_pool *pool = make_pool(2, 0, 0);
+    shmx_result res;
+    CHECK(run(pool, "echo", "abc", 3, &res) == SHMX_OK && res.len == 3 && memcmp(res.data, "abc", 3) == 0, "echo");
+    shmx_result_release(pool, &res);
+    CHECK(res.data == NULL && res.error == NULL, "release clears");
+    shmx_result_release(pool, NULL);
+
+    CHECK(run(pool, "fails", "x", 1, &res) == SHMX_EHANDLER && strstr(res.error, "ValueError: bad input"), "handler error: %s", res.error);
+    shmx_result_release(pool, &res);
+    CHECK(run(pool, "fails", NULL, 0, &res) == SHMX_EHANDLER && strstr(res.error, "invalid argument"), "handler rc: %s", res.error);
+    shmx_result_release(pool, &res);
+    CHECK(run(pool, "nosuch", NULL, 0, &res) == SHMX_EUNKNOWN_HANDLER, "unknown handler");
+    shmx_result_release(pool, &res);
+    CHECK(run(pool, "big", NULL, 0, &res) == SHMX_EHANDLER || res.status == SHMX_ETOO_LARGE, "output too large: %d", res.status);
+    shmx_result_release(pool, &res);
+
+    shmx_job job;
+    static char huge[(1 << 20) + 1];
+    CHECK(shmx_submit(pool, "echo", huge, sizeof huge, &job) == SHMX_ETOO_LARGE, "input too large");
+    CHECK(shmx_submit(NULL, "echo", "", 0, &job) == SHMX_EINVAL, "NULL pool");
+    CHECK(shmx_submit(pool, NULL, "", 0, &job) == SHMX_EINVAL, "NULL handler");
+    CHECK(shmx_wait(pool, 999999, 0, &res) == SHMX_EINVAL, "unknown job");
+
+    /* ETIMEDOUT from a wait, then the job still ends. */
+    int ms = 300;
+    shmx_submit(pool, "sleepy", &ms, sizeof ms, &job);
+    CHECK(shmx_wait(pool, job, 0, &res) == SHMX_ETIMEDOUT, "wait 0 on a running job");
+    CHECK(shmx_wait(pool, job, 10000000, &res) == SHMX_ETIMEDOUT, "wait 10ms on a running job");
+    CHECK(shmx_wait(pool, job, -1, &res) == SHMX_OK && res.status == SHMX_OK, "the job then ends");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wait(pool, job, 0, &res) == SHMX_EINVAL, "a job is forgotten once waited for");
+
+    /* Cancel of a queued job. */
+    ms = 300;
+    shmx_job a, b;
+    shmx_submit(pool, "sleepy", &ms, sizeof ms, &a);
+    shmx_submit(pool, "sleepy", &ms, sizeof ms, &job);
+    shmx_submit(pool, "sleepy", &ms, sizeof ms, &b);
+    CHECK(shmx_cancel(pool, b, 0) == SHMX_OK, "cancel queued");
+    CHECK(shmx_wait(pool, b, -1, &res) == SHMX_OK && res.status == SHMX_ECANCELLED, "cancelled: %d", res.status);
+    shmx_result_release(pool, &res);
+    shmx_wait(pool, a, -1, &res); shmx_result_release(pool, &res);
+    shmx_wait(pool, job, -1, &res); shmx_result_release(pool, &res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+    CHECK(shmx_pool_close(NULL, 0) == SHMX_OK && shmx_pool_terminate(NULL) == SHMX_OK, "NULL close");
+}
+
+static void test_timeout_and_full(void) {
+    shmx_pool *pool = make_pool(1, 2, 200000000LL); /* 1 worker, 2 slots, 200 ms timeout */
+    shmx_result res;
+    int ms = 10000;
+    double t0 = now();
+    CHECK(run(pool, "sleepy", &ms, sizeof ms, &res) == SHMX_ETIMEDOUT && now() - t0 < 5, "job timeout: %d after %.2fs", res.status, now() - t0);
+    shmx_result_release(pool, &res);
+    ms = 100;
+    shmx_job j1, j2, j3;
+    shmx_submit(pool, "sleepy", &ms, sizeof ms, &j1);
+    shmx_submit(pool, "sleepy", &ms, sizeof ms, &j2);
+    CHECK(shmx_try_submit(pool, "sleepy", &ms, sizeof ms, &j3) == SHMX_EFULL, "try_submit on a full pool");
+    shmx_wait(pool, j1, -1, &res); shmx_result_release(pool, &res);
+    shmx_wait(pool, j2, -1, &res); shmx_result_release(pool, &res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
+static void test_fork_guard(void) {
+    shmx_pool *pool = make_pool(1, 0, 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The child: every call fails at once, nothing hangs. */
+        shmx_job job;
+        shmx_result res;
+        int ok = shmx_submit(pool, "echo", "x", 1, &job) == SHMX_EFORKED &&
+                 shmx_wait(pool, 1, -1, &res) == SHMX_EFORKED &&
+                 shmx_is_worker() == SHMX_EFORKED &&
+                 shmx_pool_close(pool, 0) == SHMX_EFORKED;
+        shmx_pool_config cfg;
+        shmx_pool_config_init(&cfg);
+        shmx_pool *p2;
+        ok = ok && shmx_pool_create(&cfg, &p2) == SHMX_EFORKED;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    double t0 = now();
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && now() - t0 < 5, "forked child gets SHMX_EFORKED at once");
+    shmx_result res;
+    CHECK(run(pool, "echo", "y", 1, &res) == SHMX_OK, "the parent's pool still works after fork");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
+static void test_terminate_in_flight(void) {
+    shmx_pool *pool = make_pool(2, 0, 0);
+    int ms = 30000;
+    shmx_job jobs[6];
+    for (int i = 0; i < 6; i++) shmx_submit(pool, "sleepy", &ms, sizeof ms, &jobs[i]);
+    double t0 = now();
+    CHECK(shmx_pool_terminate(pool) == SHMX_OK && now() - t0 < 10, "terminate with jobs in flight took %.2fs", now() - t0);
+    pool = make_pool(2, 0, 0);
+    ms = 20;
+    for (int i = 0; i < 6; i++) shmx_submit(pool, "sleepy", &ms, sizeof ms, &jobs[i]);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close with jobs in flight finishes them");
+}
+
+static void test_bad_workers(void) {
+    shmx_pool_config cfg;
+    shmx_pool_config_init(&cfg);
+    cfg.workers = 1;
+    const char *argv[] = {"/nonexistent/worker", NULL};
+    cfg.worker_argv = argv;
+    shmx_pool *pool;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_EWORKER_START && strstr(shmx_last_error(), "nonexistent"), "bad worker path: %s", shmx_last_error());
+    /* The environment of a process running Go is read once at start-up,
+       so the worker learns to fail its init from its argv. */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    const char *argv2[] = {self, "--init-fail", NULL};
+    cfg.worker_argv = argv2;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_EWORKER_START && strstr(shmx_last_error(), "initializer"), "failing init: %s", shmx_last_error());
+    shmx_pool_config small = cfg;
+    small.struct_size = 4;
+    CHECK(shmx_pool_create(&small, &pool) == SHMX_EINVAL, "struct_size too small");
+    CHECK(shmx_pool_create(NULL, &pool) == SHMX_EINVAL, "NULL config");
+}
+
+static void test_misc(void) {
+    CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
+    CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
+    for (int c = 0; c >= -14; c--) CHECK(shmx_strerror(c) != NULL && strcmp(shmx_strerror(c), "unknown error code") != 0, "strerror %d", c);
+    shmx_handler h = {"echo", echo, NULL};
+    CHECK(shmx_worker_main(&h, 1, NULL, NULL) == 2, "worker_main outside a pool returns 2");
+}
+
+int main(int argc, char **argv) {
+    init_fail = argc > 1 && strcmp(argv[1], "--init-fail") == 0;
+    if (shmx_is_worker()) {
+        shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL}};
+        return shmx_worker_main(hs, 4, init_ok, NULL);
+    }
+    setvbuf(stdout, NULL, _IONBF, 0);
+    test_misc();
+    test_basics();
+    test_timeout_and_full();
+    test_fork_guard();
+    test_terminate_in_flight();
+    test_bad_workers();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}

@@ -1,0 +1,170 @@
+/*
+ * shmexec.h — the C interface of libshmexec, a shared-memory process pool.
+ *
+ * This header is written by hand and is the contract: names, types, values
+ * of the codes and the meaning of every function are fixed once released.
+ * The library is evolved by adding functions or struct_size-checked fields,
+ * never by changing a signature.
+ *
+ * Conventions
+ *   - Every function that can fail returns an int: SHMX_OK (0) or a
+ *     negative SHMX_E... code. shmx_strerror() names a code.
+ *   - Memory the library returns is released with the function named in
+ *     the comment of the function that returned it; releasing NULL is a
+ *     no-op.
+ *   - Handles are opaque. A pool handle may be used from many threads.
+ *   - In a process forked (without exec) from one that loaded the library,
+ *     every call returns SHMX_EFORKED at once (checked before the runtime
+ *     is entered). Start pools in processes that will not fork, or exec.
+ *   - The library installs no signal handler the host relies on and must
+ *     never be dlclose()d.
+ */
+#ifndef SHMEXEC_H
+#define SHMEXEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMX_VERSION_MAJOR 0
+#define SHMX_VERSION_MINOR 1
+#define SHMX_VERSION_PATCH 0
+#define SHMX_VERSION_NUMBER (SHMX_VERSION_MAJOR * 10000 + SHMX_VERSION_MINOR * 100 + SHMX_VERSION_PATCH)
+
+/* Returns: the library's SHMX_VERSION_NUMBER (which may differ from the
+   header's if an older or newer library is loaded). */
+uint32_t shmx_version_number(void);
+
+/* Codes. SHMX_OK is 0; errors are negative and fixed forever. A job's
+   outcome (shmx_result.status) uses the same codes. */
+#define SHMX_OK                0
+#define SHMX_EINVAL           -1  /* bad argument, unknown job */
+#define SHMX_ETIMEDOUT        -2  /* a wait ran out (shmx_wait), or a job ran past its timeout (status) */
+#define SHMX_EFULL            -3  /* no free job slot (non-blocking submit) */
+#define SHMX_ECLOSED          -4  /* the pool is closed or closing */
+#define SHMX_EHANDLER         -5  /* the handler failed; see shmx_result.error */
+#define SHMX_EWORKER_CRASHED  -6  /* the worker running the job died */
+#define SHMX_ECANCELLED       -7  /* the job was cancelled */
+#define SHMX_EUNKNOWN_HANDLER -8  /* no handler of that name in the workers */
+#define SHMX_ETOO_LARGE       -9  /* input or output over max_payload */
+#define SHMX_EFORKED          -10 /* called in a forked child of a process that used the library */
+#define SHMX_EPOOL_DEAD       -11 /* the pool's supervisor died */
+#define SHMX_ENOMEM           -12 /* out of memory */
+#define SHMX_ESYS             -13 /* a system call failed; see shmx_pool_error */
+#define SHMX_EWORKER_START    -14 /* the workers cannot start (bad command, crash at start-up, failing init) */
+
+/* Returns: a static string naming code; never NULL ("unknown error code"
+   for a code this library does not know). */
+const char *shmx_strerror(int code);
+
+typedef struct shmx_pool shmx_pool; /* opaque */
+typedef uint64_t shmx_job;
+
+typedef struct shmx_pool_config {
+    uint32_t struct_size;           /* sizeof(shmx_pool_config), set by shmx_pool_config_init */
+    uint32_t workers;               /* 0: one per CPU */
+    const char *const *worker_argv; /* NULL-terminated; NULL: this executable */
+    uint32_t queue_depth;           /* job slots; 0: 1024 */
+    uint64_t max_payload;           /* bytes; 0: 64 MiB */
+    uint32_t max_tasks_per_worker;  /* 0: unlimited */
+    uint32_t retries;               /* re-runs after a worker crash; 0: none */
+    int64_t job_timeout_ns;         /* 0: none */
+} shmx_pool_config;
+
+/* Fills cfg with the defaults and sets struct_size. */
+void shmx_pool_config_init(shmx_pool_config *cfg);
+
+/* Starts a pool and its workers; returns once they are ready.
+   Returns: SHMX_OK and *out, to be released with shmx_pool_close or
+   shmx_pool_terminate; SHMX_EINVAL for a bad config; SHMX_EWORKER_START
+   if the workers cannot start (shmx_last_error() says why). */
+int shmx_pool_create(const shmx_pool_config *cfg, shmx_pool **out);
+
+/* Stops intake, lets queued jobs finish for at most timeout_ns (< 0: the
+   library's default of one minute), stops the workers and frees the pool.
+   Jobs not waited for are discarded. NULL: no-op.
+   Returns: SHMX_OK, or SHMX_ETIMEDOUT if jobs had to be killed. */
+int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns);
+
+/* Kills the workers, fails pending jobs and frees the pool. NULL: no-op.
+   Returns: SHMX_OK. */
+int shmx_pool_terminate(shmx_pool *pool);
+
+/* Queues a job for handler with a copy of data. Blocks while every job
+   slot is in use. Returns: SHMX_OK and *job; SHMX_ETOO_LARGE,
+   SHMX_ECLOSED, SHMX_EINVAL. */
+int shmx_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job);
+
+/* shmx_submit that returns SHMX_EFULL instead of blocking. */
+int shmx_try_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job);
+
+typedef struct shmx_result {
+    int status;          /* SHMX_OK or the job's error code */
+    const void *data;    /* output when status == SHMX_OK (NULL if empty) */
+    size_t len;
+    const char *error;   /* NUL-terminated detail otherwise: "Type: message\ntraceback" */
+    int32_t worker_pid, signal, exit_code; /* set for SHMX_EWORKER_CRASHED */
+} shmx_result;
+
+/* Waits for job to end, for at most timeout_ns (< 0: no limit; 0: do not
+   wait). Returns: SHMX_OK when the job has ended — its outcome is in
+   res->status and res must be released with shmx_result_release; the job
+   is then forgotten. SHMX_ETIMEDOUT when it has not ended yet (the job
+   stays; wait again). SHMX_EINVAL for an unknown job. */
+int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res);
+
+/* Frees what res points to and clears it; NULL-safe. */
+void shmx_result_release(shmx_pool *pool, shmx_result *res);
+
+/* Asks for job to end with SHMX_ECANCELLED: a queued job never runs; a
+   running one is killed with its worker only if kill is non-zero.
+   Returns: SHMX_OK if the cancel took effect, SHMX_EINVAL otherwise. */
+int shmx_cancel(shmx_pool *pool, shmx_job job, int kill);
+
+/* Returns: a NUL-terminated description of the last error this thread got
+   from a pool call, or "" — valid until the thread's next call. */
+const char *shmx_last_error(void);
+
+/* ---- Worker side ------------------------------------------------------ */
+
+typedef struct shmx_output shmx_output; /* where a handler puts its result */
+
+/* Copies len bytes as the job's output. Returns: SHMX_OK, SHMX_ETOO_LARGE. */
+int shmx_output_set(shmx_output *out, const void *data, size_t len);
+
+/* Zero-copy: returns len writable bytes in shared memory that become the
+   job's output when the handler returns 0; NULL if too large. */
+void *shmx_output_alloc(shmx_output *out, size_t len);
+
+/* Ends the job with SHMX_EHANDLER and this type and message (copied).
+   Returns: SHMX_OK. */
+int shmx_output_error(shmx_output *out, const char *type, const char *message);
+
+/* A handler returns 0 for success. Non-zero without shmx_output_error ends
+   the job with SHMX_EHANDLER and shmx_strerror of the value returned. */
+typedef int (*shmx_handler_fn)(void *ctx, const void *in, size_t in_len, shmx_output *out);
+typedef struct shmx_handler {
+    const char *name;
+    shmx_handler_fn fn;
+    void *ctx;
+} shmx_handler;
+
+/* Returns: 1 if this process was started as a pool worker, else 0. */
+int shmx_is_worker(void);
+
+/* Serves jobs until the pool closes; init (may be NULL) runs once first,
+   non-zero aborts start-up. In a worker process it makes a fault in a
+   handler (SIGSEGV, SIGBUS, SIGFPE, SIGILL) kill the worker with that
+   signal, which its job then reports (SHMX_EWORKER_CRASHED, .signal).
+   Run in a process that is not a worker it says so and returns 2.
+   Returns: the process exit status to use. */
+int shmx_worker_main(const shmx_handler *handlers, size_t n, int (*init)(void *ctx), void *init_ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMEXEC_H */
