@@ -63,9 +63,10 @@ func (h *handles[T]) del(id uint64) {
 }
 
 type pool struct {
-	p    *executor.Pool
-	mu   sync.Mutex
-	jobs map[uint64]*executor.Future
+	p       *executor.Pool
+	mu      sync.Mutex
+	jobs    map[uint64]*executor.Future
+	buffers handles[*executor.Buffer]
 }
 
 var pools handles[*pool]
@@ -261,6 +262,61 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 	}
 	res.error = C.CString(detail)
 	return C.SHMX_OK
+}
+
+//export shmxgo_buffer_alloc
+func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	b, err := p.p.Client().AllocBuffer(int(n))
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	buf.id = C.uint64_t(p.buffers.add(b))
+	buf.len = n
+	if n > 0 {
+		buf.data = unsafe.Pointer(&b.Bytes()[0]) // shared memory, not Go memory
+	}
+	return C.SHMX_OK
+}
+
+//export shmxgo_submit_buffer
+func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, job *C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	b, ok := p.buffers.get(uint64(buf.id))
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.buffers.del(uint64(buf.id))
+	f, err := p.p.Client().SubmitBuffer(context.Background(), C.GoString(handler), b, executor.SubmitOptions{Retries: -1})
+	if err != nil {
+		b.Release()
+		setErr(err)
+		return code(err)
+	}
+	p.mu.Lock()
+	p.jobs[f.ID()] = f
+	p.mu.Unlock()
+	*job = C.shmx_job(f.ID())
+	return C.SHMX_OK
+}
+
+//export shmxgo_buffer_release
+func shmxgo_buffer_release(cp *C.shmx_pool, buf *C.shmx_buffer) {
+	p, ok := lookup(cp)
+	if !ok {
+		return
+	}
+	if b, ok := p.buffers.get(uint64(buf.id)); ok {
+		p.buffers.del(uint64(buf.id))
+		b.Release()
+	}
 }
 
 //export shmxgo_cancel

@@ -111,6 +111,27 @@ void shmx_result_release(shmx_pool *pool, shmx_result *res) {
     memset(res, 0, sizeof *res);
 }
 
+int shmx_buffer_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !buf) return SHMX_EINVAL;
+    memset(buf, 0, sizeof *buf);
+    return shmxgo_buffer_alloc(pool, len, buf);
+}
+
+int shmx_submit_buffer(shmx_pool *pool, const char *handler, shmx_buffer *buf, shmx_job *job) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !handler || !buf || !job || !buf->id) return SHMX_EINVAL;
+    int rc = shmxgo_submit_buffer(pool, (char *)handler, buf, job);
+    if (rc == SHMX_OK) memset(buf, 0, sizeof *buf);
+    return rc;
+}
+
+void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf) {
+    if (shmx_forked || !pool || !buf || !buf->id) return;
+    shmxgo_buffer_release(pool, buf);
+    memset(buf, 0, sizeof *buf);
+}
+
 int shmx_cancel(shmx_pool *pool, shmx_job job, int kill) {
     GUARD(SHMX_EFORKED);
     if (!pool) return SHMX_EINVAL;

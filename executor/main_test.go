@@ -49,6 +49,11 @@ func registerTestHandlers() {
 		}
 		return []byte("survived"), nil
 	})
+	Handle("sleeppid", func(ctx context.Context, in []byte) ([]byte, error) {
+		ms, _ := strconv.Atoi(string(in))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return []byte(strconv.Itoa(os.Getpid())), nil
+	})
 	Handle("pid", func(ctx context.Context, in []byte) ([]byte, error) {
 		return []byte(strconv.Itoa(os.Getpid())), nil
 	})

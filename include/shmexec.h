@@ -119,6 +119,27 @@ int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *re
 /* Frees what res points to and clears it; NULL-safe. */
 void shmx_result_release(shmx_pool *pool, shmx_result *res);
 
+/* Zero-copy input: a buffer in the pool's shared memory. Fill
+   buffer->data (buffer->len bytes), then shmx_submit_buffer hands it to
+   the job without a copy; the worker's handler reads it in place. */
+typedef struct shmx_buffer {
+    void *data;
+    size_t len;
+    uint64_t id; /* the library's; do not change */
+} shmx_buffer;
+
+/* Returns: SHMX_OK with buf filled in, to be passed to shmx_submit_buffer
+   or released with shmx_buffer_release; SHMX_ETOO_LARGE over max_payload. */
+int shmx_buffer_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf);
+
+/* Queues a job whose input is buf (which then belongs to the job: do not
+   touch or release it). Blocks like shmx_submit.
+   Returns: SHMX_OK and *job; SHMX_EINVAL for a used or unknown buffer. */
+int shmx_submit_buffer(shmx_pool *pool, const char *handler, shmx_buffer *buf, shmx_job *job);
+
+/* Frees a buffer that was not submitted; a used or zeroed one is a no-op. */
+void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf);
+
 /* Asks for job to end with SHMX_ECANCELLED: a queued job never runs; a
    running one is killed with its worker only if kill is non-zero.
    Returns: SHMX_OK if the cancel took effect, SHMX_EINVAL otherwise. */

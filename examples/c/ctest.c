@@ -102,6 +102,19 @@ static void test_basics(void) {
     CHECK(shmx_submit(pool, NULL, "", 0, &job) == SHMX_EINVAL, "NULL handler");
     CHECK(shmx_wait(pool, 999999, 0, &res) == SHMX_EINVAL, "unknown job");
 
+    /* Zero-copy input. */
+    shmx_buffer buf;
+    CHECK(shmx_buffer_alloc(pool, 100000, &buf) == SHMX_OK && buf.data && buf.len == 100000, "buffer alloc");
+    memset(buf.data, 'z', buf.len);
+    CHECK(shmx_submit_buffer(pool, "echo", &buf, &job) == SHMX_OK && buf.id == 0, "submit buffer");
+    CHECK(shmx_submit_buffer(pool, "echo", &buf, &job) == SHMX_EINVAL, "a submitted buffer cannot be reused");
+    CHECK(shmx_wait(pool, job, -1, &res) == SHMX_OK && res.status == SHMX_OK && res.len == 100000 && ((const char *)res.data)[99999] == 'z', "zero-copy echo");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_buffer_alloc(pool, (size_t)1 << 30, &buf) == SHMX_ETOO_LARGE, "buffer over max_payload");
+    CHECK(shmx_buffer_alloc(pool, 10, &buf) == SHMX_OK, "buffer alloc 2");
+    shmx_buffer_release(pool, &buf);
+    shmx_buffer_release(pool, &buf);
+
     /* ETIMEDOUT from a wait, then the job still ends. */
     int ms = 300;
     shmx_submit(pool, "sleepy", &ms, sizeof ms, &job);
