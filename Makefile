@@ -59,6 +59,9 @@ test-c: $(C_EXAMPLES) build/ctest-asan build/pool_demo-asan build/crash_demo-asa
 	@bad=$$(nm -D --defined-only $(LIB) | awk '{print $$3}' | grep -v '^shmx_'); \
 		if [ -n "$$bad" ]; then echo "libshmexec.so exports more than shmx_ names: $$bad"; exit 1; fi
 	@readelf -d $(LIB) | grep -q 'SONAME.*libshmexec.so.0' || { echo "libshmexec.so has no SONAME"; exit 1; }
+	rm -rf build/prefix && $(MAKE) --no-print-directory install PREFIX=$(CURDIR)/build/prefix
+	PKG_CONFIG_PATH=build/prefix/lib/pkgconfig sh -c '$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $$(pkg-config --cflags shmexec) -o build/installed_demo examples/c/pool_demo.c $$(pkg-config --libs shmexec) -Wl,-rpath,$(CURDIR)/build/prefix/lib'
+	timeout 300 ./build/installed_demo 100
 	timeout 300 ./build/ctest
 	timeout 300 ./build/pool_demo 20000
 	timeout 300 ./build/crash_demo
