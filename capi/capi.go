@@ -440,6 +440,11 @@ func callC(ctx context.Context, fn C.shmx_handler_fn, cctx unsafe.Pointer, in []
 		inp = unsafe.Pointer(&in[0]) // shared memory, not Go memory
 	}
 	rc := C.shmxint_call_handler(fn, cctx, inp, C.size_t(len(in)), co)
+	return o.result(rc)
+}
+
+// result is what a C handler's output and return code make of the job.
+func (o *output) result(rc C.int) ([]byte, error) {
 	switch {
 	case o.failed:
 		return nil, &executor.HandlerError{Type: o.errType, Message: o.errMsg}
@@ -449,4 +454,91 @@ func callC(ctx context.Context, fn C.shmx_handler_fn, cctx unsafe.Pointer, in []
 		return o.zeroBuf, nil
 	}
 	return o.data, nil
+}
+
+// The pull-style worker.
+
+var theWorker *executor.Worker
+
+type task struct {
+	t    *executor.Task
+	o    *output
+	oid  uint64
+	co   *C.shmx_output
+	name *C.char
+}
+
+var tasks handles[*task]
+
+//export shmxgo_worker_open
+func shmxgo_worker_open() C.int {
+	if theWorker != nil || workerStarted.Load() {
+		setErr(errors.New("the worker is already open"))
+		return C.SHMX_EINVAL
+	}
+	w, err := executor.OpenWorker()
+	if err != nil {
+		setErr(err)
+		return C.SHMX_EINVAL
+	}
+	theWorker = w
+	return C.SHMX_OK
+}
+
+//export shmxgo_worker_ready
+func shmxgo_worker_ready(cw *C.shmx_worker) C.int {
+	if theWorker == nil {
+		return C.SHMX_EINVAL
+	}
+	theWorker.Ready()
+	return C.SHMX_OK
+}
+
+//export shmxgo_worker_next
+func shmxgo_worker_next(cw *C.shmx_worker, timeoutNS C.int64_t, ct *C.shmx_task) C.int {
+	if theWorker == nil {
+		return C.SHMX_EINVAL
+	}
+	t, err := theWorker.Next(time.Duration(timeoutNS))
+	switch {
+	case errors.Is(err, executor.ErrWorkerExit):
+		return C.SHMX_ECLOSED
+	case errors.Is(err, executor.ErrTimeout):
+		return C.SHMX_ETIMEDOUT
+	case err != nil:
+		setErr(err)
+		return C.SHMX_ESYS
+	}
+	tk := &task{t: t, o: &output{ctx: t.Context()}}
+	tk.oid = outputs.add(tk.o)
+	tk.co = (*C.shmx_output)(C.malloc(C.size_t(unsafe.Sizeof(C.shmx_output{}))))
+	tk.name = C.CString(t.Handler)
+	if tk.co == nil || tk.name == nil {
+		t.Finish(nil, errors.New("out of memory in the worker"))
+		return C.SHMX_ENOMEM
+	}
+	tk.co.id = C.uint64_t(tk.oid)
+	ct.handler = tk.name
+	if len(t.Input) > 0 {
+		ct.in = unsafe.Pointer(&t.Input[0]) // shared memory, not Go memory
+	}
+	ct.in_len = C.size_t(len(t.Input))
+	ct.out = tk.co
+	ct.id = C.uint64_t(tasks.add(tk))
+	return C.SHMX_OK
+}
+
+//export shmxgo_task_done
+func shmxgo_task_done(cw *C.shmx_worker, ct *C.shmx_task, rc C.int) C.int {
+	tk, ok := tasks.get(uint64(ct.id))
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	tasks.del(uint64(ct.id))
+	out, err := tk.o.result(rc)
+	tk.t.Finish(out, err)
+	outputs.del(tk.oid)
+	C.free(unsafe.Pointer(tk.co))
+	C.free(unsafe.Pointer(tk.name))
+	return C.SHMX_OK
 }

@@ -155,20 +155,56 @@ static void shmx_die_by_fault(int sig) {
     sigaction(sig, &sa, NULL);
 }
 
+static void shmx_fault_kills(void) {
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = shmx_die_by_fault;
+        sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+        sigaction(faults[i], &sa, NULL);
+    }
+}
+
 int shmx_worker_main(const shmx_handler *handlers, size_t n, int (*init)(void *ctx), void *init_ctx) {
     GUARD(SHMX_EFORKED);
     if (!handlers && n) return 2;
-    if (shmxgo_is_worker()) {
-        static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
-        for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
-            struct sigaction sa;
-            memset(&sa, 0, sizeof sa);
-            sa.sa_handler = shmx_die_by_fault;
-            sa.sa_flags = SA_ONSTACK | SA_NODEFER;
-            sigaction(faults[i], &sa, NULL);
-        }
-    }
+    if (shmxgo_is_worker()) shmx_fault_kills();
     return shmxgo_worker_main((shmx_handler *)handlers, n, (void *)init, init_ctx);
+}
+
+static struct shmx_worker the_worker = {1}; /* one per process, never freed */
+
+int shmx_worker_open(shmx_worker **out) {
+    GUARD(SHMX_EFORKED);
+    if (!out) return SHMX_EINVAL;
+    int rc = shmxgo_worker_open();
+    if (rc == SHMX_OK) {
+        shmx_fault_kills();
+        *out = &the_worker;
+    }
+    return rc;
+}
+
+int shmx_worker_ready(shmx_worker *w) {
+    GUARD(SHMX_EFORKED);
+    if (!w) return SHMX_EINVAL;
+    return shmxgo_worker_ready(w);
+}
+
+int shmx_worker_next(shmx_worker *w, int64_t timeout_ns, shmx_task *task) {
+    GUARD(SHMX_EFORKED);
+    if (!w || !task) return SHMX_EINVAL;
+    memset(task, 0, sizeof *task);
+    return shmxgo_worker_next(w, timeout_ns, task);
+}
+
+int shmx_task_done(shmx_worker *w, shmx_task *task, int rc) {
+    GUARD(SHMX_EFORKED);
+    if (!w || !task || !task->id) return SHMX_EINVAL;
+    int r = shmxgo_task_done(w, task, rc);
+    memset(task, 0, sizeof *task);
+    return r;
 }
 
 int shmx_output_set(shmx_output *out, const void *data, size_t len) {

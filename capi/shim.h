@@ -6,6 +6,7 @@
 
 struct shmx_pool { uint64_t id; };
 struct shmx_output { uint64_t id; };
+struct shmx_worker { uint64_t id; };
 
 int shmxint_call_handler(shmx_handler_fn fn, void *ctx, const void *in, size_t len, shmx_output *out);
 int shmxint_call_init(int (*init)(void *), void *ctx);

@@ -94,6 +94,40 @@ func RunWorker(cfg WorkerConfig) int {
 	return w.serve()
 }
 
+// Worker is the pull-style side of a worker process, for bindings that
+// run their own loop (the C ABI's shmx_worker_next, Python's worker):
+// OpenWorker, any set-up, Ready, then Next and Task.Finish until Next
+// returns ErrWorkerExit. Use it from one goroutine.
+type Worker struct{ w *worker }
+
+// ErrWorkerExit is returned by Worker.Next when the worker should exit
+// with status 0: the pool is closing or the task limit is reached.
+var ErrWorkerExit = errors.New("shmexec: worker should exit")
+
+// OpenWorker attaches this process as the worker the pool started it as.
+// It fails in a process that was not started as a worker.
+func OpenWorker() (*Worker, error) {
+	if !IsWorker() {
+		return nil, errors.New("shmexec: not started as a pool worker")
+	}
+	w, err := attachWorker(WorkerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{w: w}, nil
+}
+
+// Ready tells the pool that start-up (an initializer) is over. A worker
+// that dies before Ready counts as failing to start.
+func (W *Worker) Ready() { W.w.ready() }
+
+// Next waits for a job for at most timeout (< 0: no limit) and leases it.
+// It returns ErrTimeout (os.ErrDeadlineExceeded) when none came, and
+// ErrWorkerExit when the worker should exit. Handler names are the task's
+// to interpret; batch tasks of Client.Map (handler "\x00batch") need a
+// worker with a handler table (RunWorker).
+func (W *Worker) Next(timeout time.Duration) (*Task, error) { return W.w.next(timeout) }
+
 type worker struct {
 	cfg      WorkerConfig
 	l        *layout
@@ -101,6 +135,7 @@ type worker struct {
 	index    int
 	rec      shm.View
 	maxTasks int
+	tasks    int
 	hint     atomicHint
 }
 
@@ -173,32 +208,82 @@ func (w *worker) serve() int {
 			return exitInitFailed
 		}
 	}
-	w.rec.Uint32(wrState).Store(workerIdle) // pairs with the supervisor's start-up check
-	tasks := 0
+	w.ready()
 	for {
-		v, err := w.l.inq.Dequeue(w.party, time.Second)
+		t, err := w.next(-1)
+		switch {
+		case errors.Is(err, errStop):
+			return exitOK
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "shmexec worker %d: %v\n", w.index, err)
+			return exitAttachError
+		}
+		out, err := w.run(t)
+		t.Finish(out, err)
+	}
+}
+
+// ready tells the supervisor that start-up is over.
+func (w *worker) ready() {
+	w.rec.Uint32(wrState).Store(workerIdle) // pairs with the supervisor's start-up check
+}
+
+// errStop tells a worker to exit: the pool is closing or the worker's
+// task limit is reached.
+var errStop = ErrWorkerExit
+
+// next waits for a job (for at most timeout; < 0: until one comes or the
+// worker must stop) and leases it.
+func (w *worker) next(timeout time.Duration) (*Task, error) {
+	if w.maxTasks > 0 && w.tasks >= w.maxTasks {
+		w.rec.Uint32(wrState).Store(workerExiting)
+		return nil, errStop
+	}
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		slice := time.Second
+		if timeout >= 0 {
+			slice = min(slice, time.Until(deadline))
+			if slice <= 0 {
+				return nil, ErrTimeout
+			}
+		}
+		v, err := w.l.inq.Dequeue(w.party, slice)
 		if errors.Is(err, ring.ErrTimeout) {
 			if w.l.poolState().Load() >= poolClosed {
-				return exitOK
+				return nil, errStop
 			}
 			continue
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "shmexec worker %d: %v\n", w.index, err)
-			return exitAttachError
+			return nil, err
 		}
 		if v == exitValue {
 			w.party.Release()
-			return exitOK
+			return nil, errStop
 		}
-		if w.runJob(v) {
-			tasks++
-			if w.maxTasks > 0 && tasks >= w.maxTasks {
-				w.rec.Uint32(wrState).Store(workerExiting)
-				return exitOK
-			}
+		if t := w.lease(v); t != nil {
+			return t, nil
 		}
 	}
+}
+
+// run runs a leased task with this worker's handlers.
+func (w *worker) run(t *Task) ([]byte, error) {
+	h, ok := w.cfg.Handlers[t.Handler]
+	if t.Handler == batchHandler {
+		h, ok = w.runBatch, true
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: no handler %q in worker pid %d", ErrUnknownHandler, t.Handler, os.Getpid())
+	}
+	if t.inErr != nil {
+		return nil, t.inErr
+	}
+	return callHandler(t.ctx, h, t.Input)
 }
 
 func runInit(f func() error) (err error) {
@@ -216,31 +301,54 @@ func runInit(f func() error) (err error) {
 // maxSlots slots never has.
 const exitValue = 0xffffffff
 
-// runJob leases the slot v names and runs its job. It reports whether it
-// ran one (false for stale or dropped entries).
-func (w *worker) runJob(v uint32) bool {
+// Task is a job leased to this worker process: its slot is Running under
+// the worker's name until Finish.
+type Task struct {
+	// Handler is the name the job was submitted for ("" if its id names
+	// no interned handler).
+	Handler string
+	// Input is a view of the job's input in shared memory: read it, do not
+	// change it or keep it after Finish.
+	Input []byte
+
+	w      *worker
+	idx    int
+	seq    uint16
+	owner  uint32
+	m      meta
+	sl     shm.View
+	ctx    context.Context
+	cancel context.CancelFunc
+	jc     *jobCtx
+	inErr  error
+	done   bool
+}
+
+// lease takes the slot v names for this worker, or returns nil for a
+// stale or dropped entry.
+func (w *worker) lease(v uint32) *Task {
 	l := w.l
 	idx, seq := refIdx(v), refSeq(v)
 	if idx >= l.g.slots {
 		fmt.Fprintf(os.Stderr, "shmexec worker %d: inqueue value %#x names no slot; skipped\n", w.index, v)
 		w.party.Release()
-		return false
+		return nil
 	}
 	st := l.slotState(idx)
 	cur := st.Load()
 	if wSeq(cur) != seq {
 		w.party.Release() // stale: the slot was reused; its job was handled elsewhere
-		return false
+		return nil
 	}
 	switch wState(cur) {
 	case slotQueued:
 	case slotDropped:
 		// Its client died while it was queued: free it.
 		l.releaseSlot(idx, cur, true)
-		return false
+		return nil
 	default:
 		w.party.Release()
-		return false
+		return nil
 	}
 	owner := w.party.Owner()
 	for !st.CompareAndSwap(cur, stateWord(slotRunning, owner, seq, wFlags(cur))) {
@@ -249,7 +357,7 @@ func (w *worker) runJob(v uint32) bool {
 		cur = st.Load()
 		if wState(cur) != slotQueued || wSeq(cur) != seq {
 			w.party.Release()
-			return false
+			return nil
 		}
 	}
 	crashpoint.Hit("job.lease")
@@ -258,33 +366,72 @@ func (w *worker) runJob(v uint32) bool {
 	w.party.Release() // custody is now the lease
 
 	sl := l.slot(idx)
-	m := unpackMeta(sl.Uint64(slMeta).Load())
+	t := &Task{w: w, idx: idx, seq: seq, owner: owner, sl: sl, m: unpackMeta(sl.Uint64(slMeta).Load())}
+	t.jc = &jobCtx{w: w, idx: idx, seq: seq, first: -1}
+	t.ctx = context.WithValue(context.Background(), jobCtxKey{}, t.jc)
 	if to := int64(sl.Uint64(slTimeout).Load()); to > 0 {
 		sl.Uint64(slDeadline).Store(uint64(sysx.Monotonic() + to))
+		t.ctx, t.cancel = context.WithTimeout(t.ctx, time.Duration(to))
 	}
-	out, code, detail, jc := w.execute(idx, seq, m, sl)
-	w.writeResult(idx, seq, sl, m, out, code, detail, jc)
-	crashpoint.Hit("job.result")
+	t.Handler, _ = l.nameAt(t.m.handler)
+	if in, err := l.payload(idx, sl.Uint64(slInRef).Load(), sl.Uint64(slInLen).Load(), false); err != nil {
+		t.inErr = &HandlerError{Type: "CorruptInput", Message: err.Error()}
+	} else {
+		t.Input = in
+	}
+	return t
+}
 
-	if !st.CompareAndSwap(stateWord(slotRunning, owner, seq, wFlags(st.Load())), stateWord(slotDone, owner, seq, wFlags(st.Load()))) {
+// Context returns the task's context: it carries the job's deadline and
+// is what OutputBuffer needs.
+func (t *Task) Context() context.Context { return t.ctx }
+
+// Finish ends the task with out, or with err: a *HandlerError, an error
+// matching ErrUnknownHandler or ErrTooLarge, or any other error (a
+// HandlerError with its type name). It publishes the result to the job's
+// client. A second call does nothing.
+func (t *Task) Finish(out []byte, err error) {
+	if t.done {
+		return
+	}
+	t.done = true
+	if t.cancel != nil {
+		defer t.cancel()
+	}
+	w, l := t.w, t.w.l
+	code, detail := uint16(codeOK), ""
+	var he *HandlerError
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnknownHandler):
+		code, detail = codeUnknownHandler, strings.TrimPrefix(err.Error(), ErrUnknownHandler.Error()+": ")
+	case errors.Is(err, ErrTooLarge):
+		code, detail = codeTooLarge, strings.TrimPrefix(err.Error(), ErrTooLarge.Error()+": ")
+	case errors.As(err, &he):
+		code, detail = codeHandlerError, encodeHandlerError(he.Type, he.Message, he.Traceback)
+	default:
+		code, detail = codeHandlerError, encodeHandlerError(fmt.Sprintf("%T", err), err.Error(), "")
+	}
+	w.writeResult(t.idx, t.seq, t.sl, t.m, out, code, detail, t.jc)
+	crashpoint.Hit("job.result")
+	st := l.slotState(t.idx)
+	for {
 		// Only this worker moves its leased slot; a failed CAS means the
 		// flags changed under us (a cancel request). Retry with them.
-		for {
-			c := st.Load()
-			if wState(c) != slotRunning || wOwner(c) != owner {
-				break
-			}
-			if st.CompareAndSwap(c, stateWord(slotDone, owner, seq, wFlags(c))) {
-				break
-			}
+		c := st.Load()
+		if wState(c) != slotRunning || wOwner(c) != t.owner {
+			break
+		}
+		if st.CompareAndSwap(c, stateWord(slotDone, t.owner, t.seq, wFlags(c))) {
+			break
 		}
 	}
 	crashpoint.Hit("job.done")
-	w.publish(idx, seq, m.client)
+	w.publish(t.idx, t.seq, t.m.client)
 	w.rec.Uint64(wrCurrent).Store(0)
 	w.rec.Uint64(wrDone).Add(1)
 	w.rec.Uint32(wrState).Store(workerIdle)
-	return true
+	w.tasks++
 }
 
 // publish puts a done slot into its client's outqueue. The outqueue has a
@@ -332,43 +479,6 @@ func OutputBuffer(ctx context.Context, n int) ([]byte, error) {
 	jc.first, jc.npages = first, np
 	jc.buf = l.arenaBytes(first, uint64(n))
 	return jc.buf, nil
-}
-
-func (w *worker) execute(idx int, seq uint16, m meta, sl shm.View) (out []byte, code uint16, detail string, jc *jobCtx) {
-	name, ok := w.l.nameAt(m.handler)
-	if !ok {
-		return nil, codeUnknownHandler, fmt.Sprintf("handler id %d has no name", m.handler), nil
-	}
-	h, ok := w.cfg.Handlers[name]
-	if name == batchHandler {
-		h, ok = w.runBatch, true
-	}
-	if !ok {
-		return nil, codeUnknownHandler, fmt.Sprintf("no handler %q in worker pid %d", name, os.Getpid()), nil
-	}
-	in, err := w.l.payload(idx, sl.Uint64(slInRef).Load(), sl.Uint64(slInLen).Load(), false)
-	if err != nil {
-		return nil, codeHandlerError, encodeHandlerError("CorruptInput", err.Error(), ""), nil
-	}
-	jc = &jobCtx{w: w, idx: idx, seq: seq, first: -1}
-	ctx := context.WithValue(context.Background(), jobCtxKey{}, jc)
-	if to := int64(sl.Uint64(slTimeout).Load()); to > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(to))
-		defer cancel()
-	}
-	out, err = callHandler(ctx, h, in)
-	if errors.Is(err, ErrTooLarge) {
-		return nil, codeTooLarge, err.Error(), jc
-	}
-	if err != nil {
-		var he *HandlerError
-		if errors.As(err, &he) {
-			return nil, codeHandlerError, encodeHandlerError(he.Type, he.Message, he.Traceback), jc
-		}
-		return nil, codeHandlerError, encodeHandlerError(fmt.Sprintf("%T", err), err.Error(), ""), jc
-	}
-	return out, codeOK, "", jc
 }
 
 func callHandler(ctx context.Context, h Handler, in []byte) (out []byte, err error) {

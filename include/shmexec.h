@@ -184,6 +184,41 @@ int shmx_is_worker(void);
    Returns: the process exit status to use. */
 int shmx_worker_main(const shmx_handler *handlers, size_t n, int (*init)(void *ctx), void *init_ctx);
 
+/* Pull-style worker, for bindings that run their own loop (and for C
+   programs that prefer one): shmx_worker_open, any set-up, then
+   shmx_worker_ready, then shmx_worker_next / shmx_task_done until next
+   returns SHMX_ECLOSED. Use it from one thread. */
+typedef struct shmx_worker shmx_worker; /* opaque; lives until the process exits */
+
+typedef struct shmx_task {
+    const char *handler; /* NUL-terminated name the job was submitted for */
+    const void *in;      /* the input, in shared memory: read only, valid until shmx_task_done */
+    size_t in_len;
+    shmx_output *out;    /* for shmx_output_set / _alloc / _error */
+    uint64_t id;         /* the library's; do not change */
+} shmx_task;
+
+/* Attaches this process as the pool worker it was started as, and makes a
+   fault in it kill it by its signal (see shmx_worker_main).
+   Returns: SHMX_OK and *out; SHMX_EINVAL if not started as a worker. */
+int shmx_worker_open(shmx_worker **out);
+
+/* Tells the pool that start-up is over (a worker that exits before is a
+   start-up failure). Returns: SHMX_OK. */
+int shmx_worker_ready(shmx_worker *w);
+
+/* Waits for a job for at most timeout_ns (< 0: no limit).
+   Returns: SHMX_OK with *task, to be ended with shmx_task_done;
+   SHMX_ETIMEDOUT when none came; SHMX_ECLOSED when the worker should exit
+   with status 0 (the pool is closing or max_tasks_per_worker is reached). */
+int shmx_worker_next(shmx_worker *w, int64_t timeout_ns, shmx_task *task);
+
+/* Ends task as a handler returning rc would (0: the output set through
+   task->out; non-zero without shmx_output_error: SHMX_EHANDLER and
+   shmx_strerror(rc)), publishes the result and clears *task.
+   Returns: SHMX_OK; SHMX_EINVAL for an unknown task. */
+int shmx_task_done(shmx_worker *w, shmx_task *task, int rc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -218,6 +218,58 @@ static void test_bad_workers(void) {
     CHECK(shmx_pool_create(NULL, &pool) == SHMX_EINVAL, "NULL config");
 }
 
+/* The pull-style worker loop: what a binding runs instead of
+   shmx_worker_main. */
+static int pull_worker(void) {
+    shmx_worker *w;
+    if (shmx_worker_open(&w) != SHMX_OK) return 3;
+    shmx_worker_ready(w);
+    for (;;) {
+        shmx_task t;
+        int rc = shmx_worker_next(w, 1000000000LL, &t);
+        if (rc == SHMX_ETIMEDOUT) continue;
+        if (rc == SHMX_ECLOSED) return 0;
+        if (rc != SHMX_OK) return 4;
+        if (strcmp(t.handler, "echo") == 0) {
+            rc = echo(NULL, t.in, t.in_len, t.out);
+        } else if (strcmp(t.handler, "rev") == 0) {
+            char *o = shmx_output_alloc(t.out, t.in_len); /* zero-copy */
+            for (size_t i = 0; i < t.in_len; i++) o[i] = ((const char *)t.in)[t.in_len - 1 - i];
+            rc = 0;
+        } else {
+            shmx_output_error(t.out, "LookupError", t.handler);
+            rc = 1;
+        }
+        shmx_task_done(w, &t, rc);
+    }
+}
+
+static void test_pull_worker(void) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    const char *argv[] = {self, "--pull", NULL};
+    shmx_pool_config cfg;
+    shmx_pool_config_init(&cfg);
+    cfg.workers = 2;
+    cfg.max_tasks_per_worker = 5;
+    cfg.worker_argv = argv;
+    shmx_pool *pool;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_OK, "pool of pull-style workers: %s", shmx_last_error());
+    shmx_result res;
+    int good = 0;
+    for (int i = 0; i < 20; i++) {
+        if (run(pool, "rev", "abc", 3, &res) == SHMX_OK && res.len == 3 && memcmp(res.data, "cba", 3) == 0) good++;
+        shmx_result_release(pool, &res);
+    }
+    CHECK(good == 20, "pull worker, zero-copy output, across task-limit restarts: %d of 20", good);
+    CHECK(run(pool, "nope", NULL, 0, &res) == SHMX_EHANDLER && strstr(res.error, "LookupError: nope"), "pull worker error");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+    shmx_worker *w;
+    CHECK(shmx_worker_open(&w) == SHMX_EINVAL, "worker_open outside a pool");
+}
+
 static void test_misc(void) {
     CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
     CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
@@ -228,6 +280,7 @@ static void test_misc(void) {
 
 int main(int argc, char **argv) {
     init_fail = argc > 1 && strcmp(argv[1], "--init-fail") == 0;
+    if (shmx_is_worker() && argc > 1 && strcmp(argv[1], "--pull") == 0) return pull_worker();
     if (shmx_is_worker()) {
         shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL}};
         return shmx_worker_main(hs, 4, init_ok, NULL);
@@ -239,6 +292,7 @@ int main(int argc, char **argv) {
     test_fork_guard();
     test_terminate_in_flight();
     test_bad_workers();
+    test_pull_worker();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
