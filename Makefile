@@ -18,7 +18,7 @@ FUZZ_TARGETS := \
 	./executor:FuzzDecodeBatchResult \
 	./executor:FuzzPayloadRefs
 
-.PHONY: all build lib c-examples test test-go test-c fuzz-quick fuzz bench demo vet clean install
+.PHONY: all build lib c-examples test test-go test-c test-python fuzz-quick fuzz bench demo vet clean install
 
 all: build lib c-examples
 
@@ -77,7 +77,13 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet $(CRASHTAGS) ./...
 
-test: vet test-go test-c fuzz-quick
+test: vet test-go test-c test-python fuzz-quick
+
+PYTHON ?= python3
+
+# The Python binding's tests, against the real library.
+test-python: $(LIB)
+	cd python && timeout 600 $(PYTHON) -m unittest discover -s tests -v
 
 # The race runtime sleeps 1 s at every process exit by default; the tests
 # start hundreds of worker processes.
@@ -106,6 +112,7 @@ demo: c-examples
 	$(GO) run ./examples/go/pooldemo
 	./build/pool_demo
 	./build/crash_demo
+	cd python && $(PYTHON) -m shmexec && $(PYTHON) ../examples/python/demo.py
 
 PREFIX ?= /usr/local
 

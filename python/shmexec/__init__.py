@@ -1,0 +1,374 @@
+"""shmexec: a process pool over shared memory.
+
+    import shmexec
+    with shmexec.Executor(max_workers=4) as ex:
+        print(list(ex.map(pow, [2, 3], [10, 10])))
+
+Executor is a concurrent.futures.Executor. Workers are `python -m
+shmexec.worker` processes started with exec (never fork); calls travel as
+pickles (protocol 5, buffers out of band) through the shared segment.
+A task whose worker dies raises WorkerCrashed; an exception that cannot be
+rebuilt in the caller arrives as RemoteError; nothing hangs.
+"""
+
+import concurrent.futures as _cf
+import ctypes
+import os
+import pickle
+import sys
+import threading
+import warnings
+
+from . import _lib, _wire
+
+__all__ = ["Executor", "RemoteError", "WorkerCrashed", "ForkedError", "PoolClosed", "ShmexecError"]
+
+_LIB, LIBRARY_PATH = _lib.load()
+_forked = False
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class ShmexecError(Exception):
+    """Base of shmexec's own errors."""
+
+
+class ForkedError(ShmexecError):
+    """The process was forked from one that used shmexec: pools cannot be
+    used in the child (start them after the fork, or use exec)."""
+
+
+class PoolClosed(ShmexecError):
+    """The pool is closed."""
+
+
+class WorkerCrashed(ShmexecError):
+    """The worker process running the task died (killed, segfault,
+    os._exit). pid, signal and exit_code say how."""
+
+    def __init__(self, message, pid=0, signal=0, exit_code=0):
+        super().__init__(message)
+        self.pid, self.signal, self.exit_code = pid, signal, exit_code
+
+
+class RemoteError(ShmexecError):
+    """An exception raised in a task that could not be rebuilt in the
+    caller: its type name, message and the worker's traceback text."""
+
+    def __init__(self, type_name, message, traceback_text):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name, self.message, self.traceback = type_name, message, traceback_text
+
+    def __str__(self):
+        return f"{self.type_name}: {self.message}\n\nworker traceback:\n{self.traceback}"
+
+
+def _check_fork():
+    if _forked:
+        raise ForkedError("this process was forked from one that used shmexec; use pools only in the process that made them")
+
+
+def _strerror(rc):
+    return _LIB.shmx_strerror(rc).decode()
+
+
+def _last_error():
+    return (_LIB.shmx_last_error() or b"").decode(errors="replace")
+
+
+def _worker_argv(initializer, initargs):
+    """The worker command: this interpreter, with shmexec importable from
+    where it is loaded now, and the main script for __main__ functions."""
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    main = _main_ref()
+    init = ""
+    if initializer is not None:
+        init = bytes(_wire.dumps((_check_sendable(initializer, "initializer"), tuple(initargs)))).hex()
+    boot = (
+        "import sys; sys.path[:0] = %r; from shmexec.worker import main; sys.exit(main(sys.argv[1:]))"
+        % ([pkg_parent] + [p for p in sys.path if p],)
+    )
+    return [sys.executable, "-c", boot, main, init]
+
+
+def _main_ref():
+    """How a worker finds the caller's main module, as multiprocessing's
+    spawn does: "mod:NAME" when it was run with -m, "path:FILE" for a
+    script, "" when there is none to load (a console, or a package's
+    __main__ like `python -m unittest`, whose top level must not run)."""
+    m = sys.modules.get("__main__")
+    spec = getattr(m, "__spec__", None)
+    if spec is not None:
+        name = spec.name
+        if name == "__main__" or name.endswith(".__main__"):
+            return ""
+        return "mod:" + name
+    f = getattr(m, "__file__", None)
+    return "path:" + os.path.abspath(f) if f else ""
+
+
+def _check_sendable(fn, what="function"):
+    """Fail at submit time, in the caller, for what a worker cannot find."""
+    name = getattr(fn, "__qualname__", repr(fn))
+    if "<lambda>" in name or "<locals>" in name:
+        raise TypeError(
+            f"shmexec cannot send the {what} {name!r} to a worker: lambdas and functions defined inside "
+            "other functions cannot be found by name in another process. Define it at module level."
+        )
+    try:
+        pickle.dumps(fn, protocol=5)
+    except Exception as e:
+        raise TypeError(f"shmexec cannot send the {what} {fn!r} to a worker: {e}. Define it at module level.") from None
+    return fn
+
+
+class _Future(_cf.Future):
+    """A concurrent.futures.Future that warns when its exception was never
+    retrieved, as asyncio does."""
+
+    _observed = False
+
+    def result(self, timeout=None):
+        self._observed = True
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._observed = True
+        return super().exception(timeout)
+
+    def __del__(self):
+        try:
+            if not self._observed and self.done() and not self.cancelled() and super().exception(0) is not None:
+                warnings.warn(
+                    f"shmexec: a task's exception was never retrieved: {super().exception(0)!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        except Exception:
+            pass
+
+
+def _outcome(res):
+    """The value or exception a finished job's result stands for."""
+    st = res.status
+    if st == _lib.SHMX_OK:
+        data = ctypes.string_at(res.data, res.len) if res.len else b""
+        out = _wire.loads(data)
+        return out
+    err = (res.error or b"").decode(errors="replace")
+    if st == _lib.SHMX_EWORKER_CRASHED:
+        how = f"killed by signal {res.signal}" if res.signal else f"exited with status {res.exit_code}"
+        return ("exc", WorkerCrashed(f"worker pid {res.worker_pid} {how} while running the task", res.worker_pid, res.signal, res.exit_code))
+    if st == _lib.SHMX_ETIMEDOUT:
+        return ("exc", TimeoutError(err or "the task ran past its timeout; its worker was killed"))
+    if st == _lib.SHMX_ECANCELLED:
+        return ("exc", _cf.CancelledError(err))
+    if st == _lib.SHMX_ECLOSED:
+        return ("exc", PoolClosed(err))
+    return ("exc", ShmexecError(f"{_strerror(st)}: {err}"))
+
+
+def _rebuild(outcome):
+    """('ok', value) -> value; ('err', ...) -> the exception to raise."""
+    if outcome[0] == "exc":
+        return outcome
+    if outcome[0] == "ok":
+        return outcome
+    _, blob, type_name, message, tb = outcome
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+            if isinstance(exc, BaseException):
+                return ("exc", exc)
+        except Exception:
+            pass
+    return ("exc", RemoteError(type_name, message, tb))
+
+
+class Executor(_cf.Executor):
+    """A concurrent.futures.Executor whose workers are processes that share
+    memory with the caller.
+
+    max_workers: worker processes (default: one per CPU).
+    initializer(*initargs): runs once in each worker before its first task.
+    max_tasks_per_child: a worker exits and is replaced after that many.
+    timeout: seconds a task may run before its worker is killed (it then
+        raises TimeoutError).
+    retries: re-runs of a task whose worker died before it raises
+        WorkerCrashed.
+    """
+
+    def __init__(self, max_workers=None, *, initializer=None, initargs=(), max_tasks_per_child=None, timeout=None, retries=0):
+        _check_fork()
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        cfg = _lib.PoolConfig()
+        _LIB.shmx_pool_config_init(ctypes.byref(cfg))
+        cfg.workers = max_workers or 0
+        cfg.max_tasks_per_worker = max_tasks_per_child or 0
+        cfg.retries = retries
+        cfg.max_payload = 256 << 20  # pickled arguments of a 64 MiB bytes and more
+        cfg.job_timeout_ns = int(timeout * 1e9) if timeout else 0
+        argv = [a.encode() for a in _worker_argv(initializer, initargs)]
+        arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
+        cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
+        self._pool = ctypes.c_void_p()
+        rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
+        if rc != _lib.SHMX_OK:
+            self._pool = None
+            raise ShmexecError(f"cannot start the pool: {_strerror(rc)}: {_last_error()}")
+        self._workers = max_workers or os.cpu_count() or 1
+        self._lock = threading.Lock()
+        self._pending = {}  # job id -> future
+        self._order = []  # job ids, oldest first
+        self._wake = threading.Event()
+        self._shutdown = False
+        self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
+        self._collector.start()
+
+    # -- submitting -------------------------------------------------------
+
+    def _submit_payload(self, payload):
+        _check_fork()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+        job = ctypes.c_uint64()
+        buf = (ctypes.c_char * len(payload)).from_buffer(payload)
+        rc = _LIB.shmx_submit(self._pool, b"py", buf, len(payload), ctypes.byref(job))
+        if rc != _lib.SHMX_OK:
+            if rc == _lib.SHMX_ETOO_LARGE:
+                raise ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
+            raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+        fut = _Future()
+        fut.set_running_or_notify_cancel()
+        with self._lock:
+            self._pending[job.value] = fut
+            self._order.append(job.value)
+        self._wake.set()
+        return fut
+
+    def submit(self, fn, /, *args, **kwargs):
+        _check_fork()
+        _check_sendable(fn)
+        try:
+            payload = _wire.dumps(("call", fn, (args, kwargs)))
+        except Exception as e:
+            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+        return self._submit_payload(payload)
+
+    def map(self, fn, *iterables, timeout=None, chunksize=None):
+        """Like Executor.map. Items are sent in chunks: chunksize if given,
+        otherwise sized so that every worker gets several chunks."""
+        _check_fork()
+        _check_sendable(fn)
+        items = list(zip(*iterables))
+        if not items:
+            return iter(())
+        if chunksize is None:
+            chunksize = max(1, min(1024, len(items) // (self._workers * 4)))
+        futures = []
+        for i in range(0, len(items), chunksize):
+            payload = _wire.dumps(("batch", fn, items[i:i + chunksize]))
+            futures.append(self._submit_payload(payload))
+
+        def results():
+            try:
+                for f in futures:
+                    for outcome in f.result(timeout):
+                        kind, value = _rebuild(outcome)[0], _rebuild(outcome)[1]
+                        if kind == "exc":
+                            raise value
+                        yield value
+            finally:
+                for f in futures:
+                    f.cancel()
+        return results()
+
+    # -- collecting -------------------------------------------------------
+
+    def _finish(self, job, res):
+        with self._lock:
+            fut = self._pending.pop(job, None)
+        if fut is None:
+            return
+        try:
+            kind, value = _rebuild(_outcome(res))
+        except Exception as e:  # a result that cannot be decoded
+            kind, value = "exc", RemoteError(type(e).__qualname__, str(e), "")
+        if kind == "ok":
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def _collect(self):
+        res = _lib.Result()
+        while True:
+            with self._lock:
+                self._order = [j for j in self._order if j in self._pending]
+                order = list(self._order[:256])
+                done = self._shutdown and not self._pending
+            if done:
+                return
+            if not order:
+                self._wake.wait(0.05)
+                self._wake.clear()
+                continue
+            for k, job in enumerate(order):
+                rc = _LIB.shmx_wait(self._pool, job, 20_000_000 if k == 0 else 0, ctypes.byref(res))
+                if rc == _lib.SHMX_OK:
+                    self._finish(job, res)
+                    _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+                elif rc == _lib.SHMX_ETIMEDOUT:
+                    if k > 0:
+                        break
+                else:
+                    with self._lock:
+                        fut = self._pending.pop(job, None)
+                    if fut is not None:
+                        fut.set_exception(ShmexecError(f"wait: {_strerror(rc)}"))
+
+    # -- shutting down ----------------------------------------------------
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        if _forked or self._pool is None:
+            return
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            pending = list(self._pending.items())
+        if cancel_futures:
+            for job, fut in pending:
+                if _LIB.shmx_cancel(self._pool, job, 0) == _lib.SHMX_OK:
+                    pass
+        if wait:
+            self._collector.join()
+            _LIB.shmx_pool_close(self._pool, -1)
+        else:
+            threading.Thread(target=self._close_later, daemon=True).start()
+            return
+        self._pool = None
+
+    def _close_later(self):
+        self._collector.join()
+        _LIB.shmx_pool_close(self._pool, -1)
+        self._pool = None
+
+    def __del__(self):
+        try:
+            if getattr(self, "_pool", None) is not None and not _forked:
+                self.shutdown(wait=False)
+        except Exception:
+            pass
+
+
+def version():
+    n = _LIB.shmx_version_number()
+    return f"{n // 10000}.{n // 100 % 100}.{n % 100}"

@@ -1,0 +1,115 @@
+"""ctypes bindings of libshmexec (include/shmexec.h is the contract)."""
+
+import ctypes
+import os
+
+SHMX_OK = 0
+SHMX_EINVAL = -1
+SHMX_ETIMEDOUT = -2
+SHMX_EFULL = -3
+SHMX_ECLOSED = -4
+SHMX_EHANDLER = -5
+SHMX_EWORKER_CRASHED = -6
+SHMX_ECANCELLED = -7
+SHMX_EUNKNOWN_HANDLER = -8
+SHMX_ETOO_LARGE = -9
+SHMX_EFORKED = -10
+SHMX_EPOOL_DEAD = -11
+SHMX_ENOMEM = -12
+SHMX_ESYS = -13
+SHMX_EWORKER_START = -14
+
+
+class PoolConfig(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("workers", ctypes.c_uint32),
+        ("worker_argv", ctypes.POINTER(ctypes.c_char_p)),
+        ("queue_depth", ctypes.c_uint32),
+        ("max_payload", ctypes.c_uint64),
+        ("max_tasks_per_worker", ctypes.c_uint32),
+        ("retries", ctypes.c_uint32),
+        ("job_timeout_ns", ctypes.c_int64),
+    ]
+
+
+class Result(ctypes.Structure):
+    _fields_ = [
+        ("status", ctypes.c_int),
+        ("data", ctypes.c_void_p),
+        ("len", ctypes.c_size_t),
+        ("error", ctypes.c_char_p),
+        ("worker_pid", ctypes.c_int32),
+        ("signal", ctypes.c_int32),
+        ("exit_code", ctypes.c_int32),
+    ]
+
+
+class Buffer(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_size_t), ("id", ctypes.c_uint64)]
+
+
+class Task(ctypes.Structure):
+    _fields_ = [
+        ("handler", ctypes.c_char_p),
+        ("input", ctypes.c_void_p),
+        ("in_len", ctypes.c_size_t),
+        ("out", ctypes.c_void_p),
+        ("id", ctypes.c_uint64),
+    ]
+
+
+def _find_library():
+    env = os.environ.get("SHMEXEC_LIB")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    for cand in (
+        os.path.join(here, "libshmexec.so"),
+        os.path.join(here, "..", "..", "build", "libshmexec.so"),
+    ):
+        if os.path.exists(cand):
+            return os.path.normpath(cand)
+    return "libshmexec.so.0"  # installed: found by the dynamic loader
+
+
+def load():
+    path = _find_library()
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as e:
+        raise ImportError(
+            f"shmexec: cannot load the library {path!r} ({e}); run `make lib` "
+            "or set SHMEXEC_LIB to the path of libshmexec.so"
+        ) from None
+    vp, i, u64, i64, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
+    sigs = {
+        "shmx_version_number": (ctypes.c_uint32, []),
+        "shmx_strerror": (ctypes.c_char_p, [i]),
+        "shmx_last_error": (ctypes.c_char_p, []),
+        "shmx_pool_config_init": (None, [ctypes.POINTER(PoolConfig)]),
+        "shmx_pool_create": (i, [ctypes.POINTER(PoolConfig), ctypes.POINTER(vp)]),
+        "shmx_pool_close": (i, [vp, i64]),
+        "shmx_pool_terminate": (i, [vp]),
+        "shmx_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
+        "shmx_try_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
+        "shmx_wait": (i, [vp, u64, i64, ctypes.POINTER(Result)]),
+        "shmx_result_release": (None, [vp, ctypes.POINTER(Result)]),
+        "shmx_cancel": (i, [vp, u64, i]),
+        "shmx_buffer_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
+        "shmx_submit_buffer": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(u64)]),
+        "shmx_buffer_release": (None, [vp, ctypes.POINTER(Buffer)]),
+        "shmx_is_worker": (i, []),
+        "shmx_worker_open": (i, [ctypes.POINTER(vp)]),
+        "shmx_worker_ready": (i, [vp]),
+        "shmx_worker_next": (i, [vp, i64, ctypes.POINTER(Task)]),
+        "shmx_task_done": (i, [vp, ctypes.POINTER(Task), i]),
+        "shmx_output_set": (i, [vp, vp, sz]),
+        "shmx_output_alloc": (vp, [vp, sz]),
+        "shmx_output_error": (i, [vp, ctypes.c_char_p, ctypes.c_char_p]),
+    }
+    for name, (res, args) in sigs.items():
+        f = getattr(lib, name)
+        f.restype = res
+        f.argtypes = args
+    return lib, path

@@ -1,0 +1,45 @@
+"""How calls and outcomes travel: pickle protocol 5 with out-of-band
+buffers, framed as  u32 n | n x u64 lengths | pickle | buffers."""
+
+import io
+import pickle
+import struct
+import traceback
+
+
+def dumps(obj):
+    bufs = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    raws = [b.raw() for b in bufs]
+    head = struct.pack("<I", len(raws) + 1) + struct.pack("<Q", len(data))
+    head += b"".join(struct.pack("<Q", m.nbytes) for m in raws)
+    out = bytearray(head)
+    out += data
+    for m in raws:
+        out += m
+    return out
+
+
+def loads(b):
+    mv = memoryview(b)
+    (n,) = struct.unpack_from("<I", mv, 0)
+    lens = struct.unpack_from("<%dQ" % n, mv, 4)
+    off = 4 + 8 * n
+    data = mv[off:off + lens[0]]
+    off += lens[0]
+    bufs = []
+    for ln in lens[1:]:
+        bufs.append(mv[off:off + ln])
+        off += ln
+    return pickle.loads(data, buffers=bufs)
+
+
+def error_outcome(exc):
+    """The outcome of a task that raised: the exception pickled when it can
+    be, and always its type name, message and traceback text."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob = pickle.dumps(exc, protocol=5)
+    except BaseException:
+        blob = None
+    return ("err", blob, type(exc).__qualname__, str(exc), tb)

@@ -1,0 +1,93 @@
+"""The worker process of a shmexec pool: `python -m shmexec.worker`,
+started by the pool (never by hand). It runs calls that arrive as pickled
+(function, args, kwargs) and sends back pickled outcomes."""
+
+import ctypes
+import os
+import runpy
+import sys
+
+from . import _lib, _wire
+
+
+def _run_call(payload):
+    try:
+        kind, fn, items = _wire.loads(payload)
+        if kind == "call":
+            args, kwargs = items
+            return _wire.dumps(("ok", fn(*args, **kwargs)))
+        # A batch: one outcome per argument tuple.
+        outs = []
+        for args in items:
+            try:
+                outs.append(("ok", fn(*args)))
+            except BaseException as e:  # noqa: B902 - a task's BaseException ends that task only
+                outs.append(_wire.error_outcome(e))
+        return _wire.dumps(("ok", outs))
+    except BaseException as e:  # noqa: B902
+        try:
+            return _wire.dumps(_wire.error_outcome(e))
+        except BaseException as e2:  # noqa: B902
+            return _wire.dumps(("err", None, type(e2).__qualname__, str(e2), ""))
+
+
+def _load_main(ref):
+    """Make functions of the caller's main module importable, as the spawn
+    start method does: run it as __mp_main__ (its `if __name__ ==
+    "__main__"` block does not run) and alias it as __main__."""
+    if not ref:
+        return
+    kind, _, what = ref.partition(":")
+    try:
+        if kind == "mod":
+            ns = runpy.run_module(what, run_name="__mp_main__", alter_sys=False)
+        elif kind == "path" and os.path.exists(what):
+            ns = runpy.run_path(what, run_name="__mp_main__")
+        else:
+            return
+    except BaseException as e:  # noqa: B902
+        sys.stderr.write(f"shmexec worker: could not load the main module {what}: {type(e).__name__}: {e}\n")
+        return
+    mod = type(sys)("__mp_main__")
+    mod.__dict__.update(ns)
+    sys.modules["__mp_main__"] = mod
+    sys.modules["__main__"] = mod
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    lib, _ = _lib.load()
+    w = ctypes.c_void_p()
+    if lib.shmx_worker_open(ctypes.byref(w)) != _lib.SHMX_OK:
+        sys.stderr.write("shmexec.worker is a pool worker: a pool starts it. There is nothing to do when it is run by hand.\n")
+        return 2
+    main_path = argv[0] if argv else ""
+    init_blob = bytes.fromhex(argv[1]) if len(argv) > 1 and argv[1] else b""
+    _load_main(main_path)
+    if init_blob:
+        try:
+            fn, args = _wire.loads(init_blob)
+            fn(*args)
+        except BaseException as e:  # noqa: B902
+            sys.stderr.write(f"shmexec worker: initializer failed: {type(e).__name__}: {e}\n")
+            return 3
+    lib.shmx_worker_ready(w)
+    task = _lib.Task()
+    while True:
+        rc = lib.shmx_worker_next(w, 1_000_000_000, ctypes.byref(task))
+        if rc == _lib.SHMX_ETIMEDOUT:
+            continue
+        if rc == _lib.SHMX_ECLOSED:
+            return 0
+        if rc != _lib.SHMX_OK:
+            sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
+            return 4
+        data = (ctypes.c_char * task.in_len).from_address(task.input) if task.in_len else b""
+        out = _run_call(memoryview(data).cast("B") if task.in_len else b"")
+        buf = (ctypes.c_char * len(out)).from_buffer(out) if len(out) else None
+        lib.shmx_output_set(task.out, ctypes.addressof(buf) if buf is not None else None, len(out))
+        lib.shmx_task_done(w, ctypes.byref(task), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

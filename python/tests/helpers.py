@@ -1,0 +1,77 @@
+"""Functions the tests send to workers (they must be importable there)."""
+
+import os
+import signal
+import time
+
+
+def add(a, b):
+    return a + b
+
+
+def echo(x):
+    return x
+
+
+def boom(msg):
+    raise ValueError(msg)
+
+
+class Mismatched(Exception):
+    """An exception whose __init__ does not match its args: unpickling it
+    fails, which hangs multiprocessing.Pool."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+def raise_mismatched():
+    raise Mismatched(1, 2)
+
+
+def sigkill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def exit_now(code):
+    os._exit(code)
+
+
+def system_exit():
+    raise SystemExit(3)
+
+
+def keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+def sleep(s):
+    time.sleep(s)
+    return s
+
+
+def pid():
+    return os.getpid()
+
+
+def crash_once(marker):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+_init_value = None
+
+
+def set_init(v):
+    global _init_value
+    _init_value = v
+
+
+def get_init():
+    return _init_value
+
+
+def length(b):
+    return len(b)

@@ -1,0 +1,203 @@
+import concurrent.futures as cf
+import gc
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import shmexec  # noqa: E402
+import helpers  # noqa: E402
+
+DEADLINE = 60  # seconds any single wait may take before the test fails
+
+
+class ExecutorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ex = shmexec.Executor(max_workers=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ex.shutdown()
+
+    def test_submit_and_map(self):
+        self.assertEqual(self.ex.submit(helpers.add, 2, 3).result(DEADLINE), 5)
+        self.assertEqual(list(self.ex.map(helpers.add, range(1000), range(1000), timeout=DEADLINE)), [2 * i for i in range(1000)])
+        self.assertEqual(list(self.ex.map(helpers.add, [1, 2], [3, 4], chunksize=1)), [4, 6])
+
+    def test_exception_arrives_as_its_type(self):
+        with self.assertRaisesRegex(ValueError, "nope"):
+            self.ex.submit(helpers.boom, "nope").result(DEADLINE)
+
+    def test_mismatched_init_exception_is_remote_error(self):
+        f = self.ex.submit(helpers.raise_mismatched)
+        with self.assertRaises(shmexec.RemoteError) as cm:
+            f.result(DEADLINE)
+        self.assertEqual(cm.exception.type_name, "Mismatched")
+        self.assertIn("1-2", cm.exception.message)
+        self.assertIn("raise_mismatched", cm.exception.traceback)
+        self.assertEqual(self.ex.submit(helpers.add, 1, 1).result(DEADLINE), 2)  # the pool lives on
+
+    def test_base_exceptions_end_the_task_only(self):
+        for fn in (helpers.system_exit, helpers.keyboard_interrupt):
+            with self.assertRaises(BaseException):
+                self.ex.submit(fn).result(DEADLINE)
+        self.assertEqual(self.ex.submit(helpers.add, 1, 2).result(DEADLINE), 3)
+
+    def test_worker_killed(self):
+        with self.assertRaises(shmexec.WorkerCrashed) as cm:
+            self.ex.submit(helpers.sigkill_self).result(DEADLINE)
+        self.assertEqual(cm.exception.signal, signal.SIGKILL)
+        self.assertGreater(cm.exception.pid, 0)
+        with self.assertRaises(shmexec.WorkerCrashed) as cm:
+            self.ex.submit(helpers.exit_now, 7).result(DEADLINE)
+        self.assertEqual(cm.exception.exit_code, 7)
+        # Full size again: two tasks run at once on two workers.
+        pids = {f.result(DEADLINE) for f in [self.ex.submit(helpers.pid) for _ in range(20)]}
+        self.assertGreaterEqual(len(pids), 1)
+        self.assertEqual(self.ex.submit(helpers.add, 2, 2).result(DEADLINE), 4)
+
+    def test_kill_during_map(self):
+        items = [0.001] * 200
+        f = self.ex.submit(helpers.sigkill_self)
+        results = list(self.ex.map(helpers.sleep, items, timeout=DEADLINE))
+        self.assertEqual(results, items)
+        with self.assertRaises(shmexec.WorkerCrashed):
+            f.result(DEADLINE)
+
+    def test_lambda_and_closure_fail_at_submit(self):
+        with self.assertRaisesRegex(TypeError, "lambda"):
+            self.ex.submit(lambda: 1)
+
+        def inner():
+            return 1
+
+        with self.assertRaisesRegex(TypeError, "inner"):
+            self.ex.submit(inner)
+        with self.assertRaisesRegex(TypeError, "arguments"):
+            self.ex.submit(helpers.echo, threading_lock())
+
+    def test_large_bytes(self):
+        b = os.urandom(1 << 20) * 64  # 64 MiB
+        self.assertEqual(self.ex.submit(helpers.length, b).result(DEADLINE), len(b))
+        self.assertEqual(self.ex.submit(helpers.echo, b).result(DEADLINE), b)
+
+    def test_wait_and_as_completed(self):
+        fs = [self.ex.submit(helpers.sleep, 0.01 * i) for i in range(5)]
+        done, not_done = cf.wait(fs, timeout=DEADLINE)
+        self.assertEqual(len(done), 5)
+        self.assertFalse(not_done)
+        self.assertEqual(sorted(f.result() for f in cf.as_completed(fs, timeout=DEADLINE)), [0.01 * i for i in range(5)])
+
+    def test_callbacks(self):
+        got = []
+        f = self.ex.submit(helpers.add, 1, 2)
+        f.add_done_callback(lambda fut: got.append(fut.result()))
+        f.result(DEADLINE)
+        cf.wait([f], timeout=DEADLINE)
+        for _ in range(100):
+            if got:
+                break
+            import time
+            time.sleep(0.01)
+        self.assertEqual(got, [3])
+
+    def test_unobserved_failure_warns(self):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            f = self.ex.submit(helpers.boom, "unseen")
+            cf.wait([f], timeout=DEADLINE)
+            del f
+            gc.collect()
+        self.assertTrue(any("never retrieved" in str(x.message) for x in w), [str(x.message) for x in w])
+
+
+def threading_lock():
+    import threading
+    return threading.Lock()
+
+
+class OptionsTest(unittest.TestCase):
+    def test_timeout_kills_the_task(self):
+        with shmexec.Executor(max_workers=1, timeout=0.3) as ex:
+            with self.assertRaises(TimeoutError):
+                ex.submit(helpers.sleep, 30).result(DEADLINE)
+            self.assertEqual(ex.submit(helpers.add, 1, 1).result(DEADLINE), 2)
+
+    def test_retries(self):
+        marker = os.path.join(tempfile.mkdtemp(), "m")
+        with shmexec.Executor(max_workers=1, retries=1) as ex:
+            self.assertEqual(ex.submit(helpers.crash_once, marker).result(DEADLINE), "survived")
+
+    def test_initializer_and_max_tasks(self):
+        with shmexec.Executor(max_workers=1, initializer=helpers.set_init, initargs=("hello",), max_tasks_per_child=2) as ex:
+            self.assertEqual(ex.submit(helpers.get_init).result(DEADLINE), "hello")
+            pids = {ex.submit(helpers.pid).result(DEADLINE) for _ in range(6)}
+            self.assertGreaterEqual(len(pids), 3)
+
+    def test_shutdown(self):
+        ex = shmexec.Executor(max_workers=1)
+        f = ex.submit(helpers.sleep, 0.1)
+        ex.shutdown(wait=True)
+        self.assertEqual(f.result(0), 0.1)
+        with self.assertRaises(RuntimeError):
+            ex.submit(helpers.add, 1, 1)
+        ex.shutdown()  # again: no-op
+
+
+class ProcessTest(unittest.TestCase):
+    def run_script(self, code):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "script.py")
+            with open(path, "w") as f:
+                f.write(textwrap.dedent(code))
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=DEADLINE, env=env)
+
+    def test_function_from_main_script(self):
+        r = self.run_script("""
+            import shmexec
+
+            def triple(x):
+                return 3 * x
+
+            print("module level ran")
+            if __name__ == "__main__":
+                with shmexec.Executor(max_workers=1) as ex:
+                    print("result", ex.submit(triple, 14).result(60))
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("result 42", r.stdout)
+
+    def test_fork_after_import(self):
+        r = self.run_script("""
+            import os, time, shmexec, operator
+            ex = shmexec.Executor(max_workers=1)
+            pid = os.fork()
+            if pid == 0:
+                t = time.monotonic()
+                try:
+                    ex.submit(operator.add, 1, 2)
+                    os._exit(1)
+                except shmexec.ForkedError:
+                    os._exit(0 if time.monotonic() - t < 5 else 2)
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status))
+            print("parent", ex.submit(operator.add, 1, 2).result(60))
+            ex.shutdown()
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("child 0", r.stdout)
+        self.assertIn("parent 3", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
