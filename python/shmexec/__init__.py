@@ -21,7 +21,7 @@ import warnings
 
 from . import _lib, _wire
 
-__all__ = ["Executor", "RemoteError", "WorkerCrashed", "ForkedError", "PoolClosed", "ShmexecError"]
+__all__ = ["Executor", "Pool", "RemoteError", "WorkerCrashed", "ForkedError", "PoolClosed", "ShmexecError"]
 
 _LIB, LIBRARY_PATH = _lib.load()
 _forked = False
@@ -229,6 +229,7 @@ class Executor(_cf.Executor):
         self._order = []  # job ids, oldest first
         self._wake = threading.Event()
         self._shutdown = False
+        self._terminating = False
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
         self._collector.start()
 
@@ -313,7 +314,7 @@ class Executor(_cf.Executor):
             with self._lock:
                 self._order = [j for j in self._order if j in self._pending]
                 order = list(self._order[:256])
-                done = self._shutdown and not self._pending
+                done = (self._shutdown and not self._pending) or self._terminating
             if done:
                 return
             if not order:
@@ -356,6 +357,23 @@ class Executor(_cf.Executor):
             return
         self._pool = None
 
+    def terminate(self):
+        """Kills the workers now; pending tasks raise PoolClosed."""
+        if _forked or self._pool is None:
+            return
+        with self._lock:
+            self._shutdown = True
+            self._terminating = True
+        self._collector.join()
+        _LIB.shmx_pool_terminate(self._pool)
+        self._pool = None
+        with self._lock:
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(PoolClosed("the pool was terminated"))
+
     def _close_later(self):
         self._collector.join()
         _LIB.shmx_pool_close(self._pool, -1)
@@ -372,3 +390,6 @@ class Executor(_cf.Executor):
 def version():
     n = _LIB.shmx_version_number()
     return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
+
+
+from .pool import Pool  # noqa: E402  (Pool builds on Executor)

@@ -1,0 +1,183 @@
+"""shmexec.Pool: the multiprocessing.Pool interface over a shmexec
+Executor. Unlike multiprocessing.Pool it does not hang when a worker dies
+or an exception cannot be unpickled: the task fails with WorkerCrashed or
+RemoteError and the pool goes on."""
+
+import concurrent.futures as cf
+import multiprocessing
+import threading
+
+from . import _check_fork
+
+
+class AsyncResult:
+    """The result of apply_async / map_async: get, wait, ready, successful."""
+
+    def __init__(self, futures, single, callback=None, error_callback=None):
+        self._futures = futures
+        self._single = single
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._left = len(futures)
+        self._callback, self._error_callback = callback, error_callback
+        if not futures:
+            self._finish()
+        for f in futures:
+            f.add_done_callback(self._one_done)
+
+    def _one_done(self, _):
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._finish()
+
+    def _finish(self):
+        try:
+            value = self._value()
+        except BaseException as e:  # noqa: B902
+            if self._error_callback:
+                self._error_callback(e)
+        else:
+            if self._callback:
+                self._callback(value)
+        self._done.set()
+
+    def _value(self):
+        if self._single:
+            return self._futures[0].result(0)
+        out = []
+        for f in self._futures:
+            out.extend(f.result(0))
+        return out
+
+    def ready(self):
+        return self._done.is_set()
+
+    def wait(self, timeout=None):
+        self._done.wait(timeout)
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return all(f.exception(0) is None for f in self._futures)
+
+    def get(self, timeout=None):
+        if not self._done.wait(timeout):
+            raise multiprocessing.TimeoutError
+        return self._value()
+
+
+class Pool:
+    """multiprocessing.Pool's interface: apply, apply_async, map, map_async,
+    imap, imap_unordered, starmap, starmap_async, close, terminate, join."""
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, **kwargs):
+        from . import Executor
+
+        self._ex = Executor(processes, initializer=initializer, initargs=initargs, max_tasks_per_child=maxtasksperchild, **kwargs)
+        self._state = "run"
+
+    def _check_running(self):
+        _check_fork()
+        if self._state != "run":
+            raise ValueError("Pool not running")
+
+    def apply(self, func, args=(), kwds={}):
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        self._check_running()
+        return AsyncResult([self._ex.submit(func, *args, **kwds)], True, callback, error_callback)
+
+    def _chunks(self, func, iterable, chunksize, star):
+        from . import _wire
+
+        self._check_running()
+        items = [tuple(a) if star else (a,) for a in iterable]
+        if chunksize is None:
+            chunksize = max(1, min(1024, len(items) // (self._ex._workers * 4)))
+        futures = []
+        for i in range(0, len(items), chunksize):
+            futures.append(self._ex._submit_payload(_wire.dumps(("batch", _check_sendable_ref(func), items[i:i + chunksize]))))
+        return futures
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)], False, callback, error_callback)
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, True)], False, callback, error_callback)
+
+    def map(self, func, iterable, chunksize=None):
+        return self.map_async(func, iterable, chunksize).get()
+
+    def starmap(self, func, iterable, chunksize=None):
+        return self.starmap_async(func, iterable, chunksize).get()
+
+    def imap(self, func, iterable, chunksize=1):
+        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)]
+
+        def gen():
+            for f in futures:
+                yield from f.result()
+        return gen()
+
+    def imap_unordered(self, func, iterable, chunksize=1):
+        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)]
+
+        def gen():
+            for f in cf.as_completed(futures):
+                yield from f.result()
+        return gen()
+
+    def close(self):
+        self._state = "close"
+
+    def terminate(self):
+        self._state = "terminate"
+        self._ex.terminate()
+
+    def join(self):
+        if self._state == "run":
+            raise ValueError("Pool is still running")
+        if self._state == "close":
+            self._ex.shutdown(wait=True)
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()  # as multiprocessing.Pool does
+
+
+def _check_sendable_ref(func):
+    from . import _check_sendable
+
+    return _check_sendable(func)
+
+
+class _Unbatch(cf.Future):
+    """A future of a batch job whose result is the list of its items'
+    values (raising the first item's exception)."""
+
+    def __init__(self, batch_future):
+        super().__init__()
+        self._inner = batch_future
+        batch_future.add_done_callback(self._copy)
+
+    def _copy(self, f):
+        from . import _rebuild
+
+        try:
+            outcomes = f.result(0)
+            values = []
+            for o in outcomes:
+                kind, value = _rebuild(o)
+                if kind == "exc":
+                    raise value
+                values.append(value)
+        except BaseException as e:  # noqa: B902
+            self.set_exception(e)
+        else:
+            self.set_result(values)

@@ -1,0 +1,79 @@
+import multiprocessing
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import shmexec  # noqa: E402
+import helpers  # noqa: E402
+
+T = 60
+
+
+class PoolTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pool = shmexec.Pool(2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pool.terminate()
+
+    def test_apply_and_map(self):
+        p = self.pool
+        self.assertEqual(p.apply(helpers.add, (1, 2)), 3)
+        self.assertEqual(p.map(helpers.echo, range(500)), list(range(500)))
+        self.assertEqual(p.starmap(helpers.add, [(1, 2), (3, 4)]), [3, 7])
+        self.assertEqual(list(p.imap(helpers.echo, range(50))), list(range(50)))
+        self.assertEqual(sorted(p.imap_unordered(helpers.echo, range(50), chunksize=7)), list(range(50)))
+        self.assertEqual(p.map_async(helpers.echo, [1, 2]).get(T), [1, 2])
+        self.assertEqual(p.starmap_async(helpers.add, [(1, 1)]).get(T), [2])
+
+    def test_async_result(self):
+        got, errs = [], []
+        r = self.pool.apply_async(helpers.sleep, (0.2,), callback=got.append)
+        self.assertFalse(r.ready())
+        with self.assertRaises(ValueError):
+            r.successful()
+        with self.assertRaises(multiprocessing.TimeoutError):
+            r.get(0.01)
+        self.assertEqual(r.get(T), 0.2)
+        r.wait(T)
+        self.assertTrue(r.ready() and r.successful())
+        self.assertEqual(got, [0.2])
+        r = self.pool.apply_async(helpers.boom, ("x",), error_callback=errs.append)
+        with self.assertRaises(ValueError):
+            r.get(T)
+        self.assertFalse(r.successful())
+        self.assertEqual(len(errs), 1)
+
+    def test_failures_do_not_hang(self):
+        with self.assertRaises(shmexec.RemoteError):
+            self.pool.apply(helpers.raise_mismatched)
+        with self.assertRaises(shmexec.WorkerCrashed):
+            self.pool.apply(helpers.sigkill_self)
+        with self.assertRaises(shmexec.WorkerCrashed):
+            self.pool.map(helpers.exit_now, [5])
+        self.assertEqual(self.pool.apply(helpers.add, (2, 2)), 4)
+
+    def test_close_join_terminate(self):
+        p = shmexec.Pool(1, initializer=helpers.set_init, initargs=("i",), maxtasksperchild=3)
+        self.assertEqual(p.apply(helpers.get_init), "i")
+        r = p.apply_async(helpers.sleep, (0.1,))
+        with self.assertRaises(ValueError):
+            p.join()
+        p.close()
+        with self.assertRaises(ValueError):
+            p.apply(helpers.add, (1, 1))
+        p.join()
+        self.assertEqual(r.get(0), 0.1)
+        with shmexec.Pool(1) as q:
+            r = q.apply_async(helpers.sleep, (30,))
+        with self.assertRaises(shmexec.PoolClosed):
+            r.get(T)
+
+
+if __name__ == "__main__":
+    unittest.main()
