@@ -84,6 +84,7 @@ PYTHON ?= python3
 # The Python binding's tests, against the real library.
 test-python: $(LIB)
 	cd python && timeout 600 $(PYTHON) -m unittest discover -s tests -v
+	cd python && timeout 300 $(PYTHON) -m shmexec.bench --quick > /dev/null
 
 # The race runtime sleeps 1 s at every process exit by default; the tests
 # start hundreds of worker processes.
@@ -106,6 +107,7 @@ bench: lib
 	$(GO) test -run '^$$' -bench Map -benchtime 1000000x -count 1 ./executor
 	$(GO) test -run '^$$' -bench Recovery -benchtime 50x -count 1 ./executor
 	$(MAKE) build/bench && ./build/bench 20000
+	cd python && $(PYTHON) -m shmexec.bench
 
 demo: c-examples
 	$(GO) run ./examples/go/ringdemo

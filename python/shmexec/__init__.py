@@ -133,13 +133,19 @@ class _Future(_cf.Future):
     retrieved, as asyncio does."""
 
     _observed = False
+    _ex = None
+    _job = None
 
     def result(self, timeout=None):
         self._observed = True
+        if self._ex is not None and not self.done():
+            self._ex._wait_here(self, timeout)
         return super().result(timeout)
 
     def exception(self, timeout=None):
         self._observed = True
+        if self._ex is not None and not self.done():
+            self._ex._wait_here(self, timeout)
         return super().exception(timeout)
 
     def __del__(self):
@@ -206,6 +212,11 @@ class Executor(_cf.Executor):
 
     def __init__(self, max_workers=None, *, initializer=None, initargs=(), max_tasks_per_child=None, timeout=None, retries=0):
         _check_fork()
+        if getattr(sys.modules.get("shmexec.worker"), "bootstrapping", False):
+            raise RuntimeError(
+                "shmexec: a pool is being created while a worker loads the main script: the script "
+                "creates pools at module level. Put that code under `if __name__ == \"__main__\":`."
+            )
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         cfg = _lib.PoolConfig()
@@ -226,6 +237,7 @@ class Executor(_cf.Executor):
         self._workers = max_workers or os.cpu_count() or 1
         self._lock = threading.Lock()
         self._pending = {}  # job id -> future
+        self._claimed = set()  # jobs a caller waits for in its own thread
         self._order = []  # job ids, oldest first
         self._wake = threading.Event()
         self._shutdown = False
@@ -248,6 +260,7 @@ class Executor(_cf.Executor):
                 raise ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
             raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
         fut = _Future()
+        fut._ex, fut._job = self, job.value
         fut.set_running_or_notify_cancel()
         with self._lock:
             self._pending[job.value] = fut
@@ -308,12 +321,30 @@ class Executor(_cf.Executor):
         else:
             fut.set_exception(value)
 
+    def _wait_here(self, fut, timeout):
+        """Wait for fut's job in the calling thread (ctypes releases the
+        GIL): a round trip then costs no hand-off to the collector thread."""
+        job = fut._job
+        with self._lock:
+            if job not in self._pending or job in self._claimed or self._pool is None:
+                return
+            self._claimed.add(job)
+        try:
+            res = _lib.Result()
+            ns = -1 if timeout is None else max(0, int(timeout * 1e9))
+            if _LIB.shmx_wait(self._pool, job, ns, ctypes.byref(res)) == _lib.SHMX_OK:
+                self._finish(job, res)
+                _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+        finally:
+            with self._lock:
+                self._claimed.discard(job)
+
     def _collect(self):
         res = _lib.Result()
         while True:
             with self._lock:
                 self._order = [j for j in self._order if j in self._pending]
-                order = list(self._order[:256])
+                order = [j for j in self._order[:256] if j not in self._claimed]
                 done = (self._shutdown and not self._pending) or self._terminating
             if done:
                 return

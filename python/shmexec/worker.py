@@ -4,7 +4,6 @@ started by the pool (never by hand). It runs calls that arrive as pickled
 
 import ctypes
 import os
-import runpy
 import sys
 
 from . import _lib, _wire
@@ -31,27 +30,41 @@ def _run_call(payload):
             return _wire.dumps(("err", None, type(e2).__qualname__, str(e2), ""))
 
 
+# True while the worker loads the caller's main module: creating a pool
+# then means the script lacks its `if __name__ == "__main__":` guard.
+bootstrapping = False
+
+
 def _load_main(ref):
     """Make functions of the caller's main module importable, as the spawn
     start method does: run it as __mp_main__ (its `if __name__ ==
-    "__main__"` block does not run) and alias it as __main__."""
+    "__main__"` block does not run) and alias it as __main__. What it
+    defined before an error stays available."""
     if not ref:
         return
     kind, _, what = ref.partition(":")
+    global bootstrapping
+    mod = type(sys)("__mp_main__")
     try:
         if kind == "mod":
-            ns = runpy.run_module(what, run_name="__mp_main__", alter_sys=False)
+            import importlib.util
+
+            spec = importlib.util.find_spec(what)
+            code = spec.loader.get_code(what)
+            mod.__file__ = spec.origin
         elif kind == "path" and os.path.exists(what):
-            ns = runpy.run_path(what, run_name="__mp_main__")
+            with open(what, "rb") as f:
+                code = compile(f.read(), what, "exec")
+            mod.__file__ = what
         else:
             return
+        sys.modules["__mp_main__"] = sys.modules["__main__"] = mod
+        bootstrapping = True
+        exec(code, mod.__dict__)
     except BaseException as e:  # noqa: B902
-        sys.stderr.write(f"shmexec worker: could not load the main module {what}: {type(e).__name__}: {e}\n")
-        return
-    mod = type(sys)("__mp_main__")
-    mod.__dict__.update(ns)
-    sys.modules["__mp_main__"] = mod
-    sys.modules["__main__"] = mod
+        sys.stderr.write(f"shmexec worker: while loading the main module {what}: {type(e).__name__}: {e}\n")
+    finally:
+        bootstrapping = False
 
 
 def main(argv=None):

@@ -177,6 +177,22 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("result 42", r.stdout)
 
+    def test_script_without_main_guard(self):
+        # Under spawn such a script starts pools in every worker, forever.
+        r = self.run_script('''
+            import shmexec, operator
+
+            def triple(x):
+                return 3 * x
+
+            ex = shmexec.Executor(max_workers=1)
+            print("result", ex.submit(triple, 5).result(60))
+            ex.shutdown()
+        ''')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count("result 15"), 1, r.stdout)
+        self.assertIn("if __name__", r.stderr)
+
     def test_fork_after_import(self):
         r = self.run_script("""
             import os, time, shmexec, operator
