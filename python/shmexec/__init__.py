@@ -164,9 +164,8 @@ def _outcome(res):
     """The value or exception a finished job's result stands for."""
     st = res.status
     if st == _lib.SHMX_OK:
-        data = ctypes.string_at(res.data, res.len) if res.len else b""
-        out = _wire.loads(data)
-        return out
+        data = memoryview((ctypes.c_char * res.len).from_address(res.data)).cast("B") if res.len else b""
+        return _wire.loads(data)  # copies out what it keeps; res is released after
     err = (res.error or b"").decode(errors="replace")
     if st == _lib.SHMX_EWORKER_CRASHED:
         how = f"killed by signal {res.signal}" if res.signal else f"exited with status {res.exit_code}"
@@ -286,7 +285,7 @@ class Executor(_cf.Executor):
         if not items:
             return iter(())
         if chunksize is None:
-            chunksize = max(1, min(1024, len(items) // (self._workers * 4)))
+            chunksize = max(1, len(items) // (self._workers * 4))
         futures = []
         for i in range(0, len(items), chunksize):
             payload = _wire.dumps(("batch", fn, items[i:i + chunksize]))
@@ -295,10 +294,9 @@ class Executor(_cf.Executor):
         def results():
             try:
                 for f in futures:
-                    for outcome in f.result(timeout):
-                        kind, value = _rebuild(outcome)[0], _rebuild(outcome)[1]
-                        if kind == "exc":
-                            raise value
+                    for value in f.result(timeout):
+                        if type(value) is _wire.Failure:
+                            raise _rebuild(value.outcome)[1]
                         yield value
             finally:
                 for f in futures:

@@ -43,3 +43,16 @@ def error_outcome(exc):
     except BaseException:
         blob = None
     return ("err", blob, type(exc).__qualname__, str(exc), tb)
+
+
+class Failure:
+    """An item of a batch that raised: its error outcome (see
+    error_outcome). Values of items that succeeded travel bare."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def __reduce__(self):
+        return (Failure, (self.outcome,))

@@ -96,7 +96,7 @@ class Pool:
         self._check_running()
         items = [tuple(a) if star else (a,) for a in iterable]
         if chunksize is None:
-            chunksize = max(1, min(1024, len(items) // (self._ex._workers * 4)))
+            chunksize = max(1, len(items) // (self._ex._workers * 4))
         futures = []
         for i in range(0, len(items), chunksize):
             futures.append(self._ex._submit_payload(_wire.dumps(("batch", _check_sendable_ref(func), items[i:i + chunksize]))))
@@ -170,13 +170,12 @@ class _Unbatch(cf.Future):
         from . import _rebuild
 
         try:
-            outcomes = f.result(0)
-            values = []
-            for o in outcomes:
-                kind, value = _rebuild(o)
-                if kind == "exc":
-                    raise value
-                values.append(value)
+            from . import _wire
+
+            values = f.result(0)
+            for v in values:
+                if type(v) is _wire.Failure:
+                    raise _rebuild(v.outcome)[1]
         except BaseException as e:  # noqa: B902
             self.set_exception(e)
         else:

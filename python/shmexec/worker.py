@@ -19,9 +19,9 @@ def _run_call(payload):
         outs = []
         for args in items:
             try:
-                outs.append(("ok", fn(*args)))
+                outs.append(fn(*args))
             except BaseException as e:  # noqa: B902 - a task's BaseException ends that task only
-                outs.append(_wire.error_outcome(e))
+                outs.append(_wire.Failure(_wire.error_outcome(e)))
         return _wire.dumps(("ok", outs))
     except BaseException as e:  # noqa: B902
         try:
@@ -97,9 +97,16 @@ def main(argv=None):
             return 4
         data = (ctypes.c_char * task.in_len).from_address(task.input) if task.in_len else b""
         out = _run_call(memoryview(data).cast("B") if task.in_len else b"")
-        buf = (ctypes.c_char * len(out)).from_buffer(out) if len(out) else None
-        lib.shmx_output_set(task.out, ctypes.addressof(buf) if buf is not None else None, len(out))
-        lib.shmx_task_done(w, ctypes.byref(task), 0)
+        rc = 0
+        if len(out):
+            # Straight into shared memory: the output needs no other copy.
+            addr = lib.shmx_output_alloc(task.out, len(out))
+            if addr:
+                ctypes.memmove(addr, (ctypes.c_char * len(out)).from_buffer(out), len(out))
+            else:
+                lib.shmx_output_error(task.out, b"ResultTooLarge", b"the task's result is larger than the pool's max payload")
+                rc = 1
+        lib.shmx_task_done(w, ctypes.byref(task), rc)
 
 
 if __name__ == "__main__":
