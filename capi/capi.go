@@ -212,6 +212,32 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 	return C.SHMX_OK
 }
 
+//export shmxgo_submit_with
+func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t, job *C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	if retries < -1 {
+		return C.SHMX_EINVAL
+	}
+	var in []byte
+	if n > 0 {
+		in = unsafe.Slice((*byte)(data), int(n)) // submit copies it into the segment
+	}
+	f, err := p.p.Client().SubmitWith(context.Background(), C.GoString(handler), in,
+		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries)})
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	p.mu.Lock()
+	p.jobs[f.ID()] = f
+	p.mu.Unlock()
+	*job = C.shmx_job(f.ID())
+	return C.SHMX_OK
+}
+
 //export shmxgo_wait
 func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.shmx_result) C.int {
 	p, ok := lookup(cp)

@@ -97,6 +97,23 @@ int shmx_try_submit(shmx_pool *pool, const char *handler, const void *data, size
     return shmxgo_submit(pool, (char *)handler, (void *)data, len, job, 0);
 }
 
+void shmx_submit_opts_init(shmx_submit_opts *opts) {
+    if (!opts) return;
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+    opts->retries = -1;
+}
+
+int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, size_t len,
+                     const shmx_submit_opts *opts, shmx_job *job) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;
+    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return SHMX_EINVAL;
+    int64_t timeout = opts ? opts->timeout_ns : 0;
+    int32_t retries = opts ? opts->retries : -1;
+    return shmxgo_submit_with(pool, (char *)handler, (void *)data, len, timeout, retries, job);
+}
+
 int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res) {
     GUARD(SHMX_EFORKED);
     if (!pool || !res) return SHMX_EINVAL;

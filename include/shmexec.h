@@ -101,6 +101,20 @@ int shmx_submit(shmx_pool *pool, const char *handler, const void *data, size_t l
 /* shmx_submit that returns SHMX_EFULL instead of blocking. */
 int shmx_try_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job);
 
+/* Per-job options for shmx_submit_with. */
+typedef struct shmx_submit_opts {
+    uint32_t struct_size; /* sizeof(shmx_submit_opts), set by shmx_submit_opts_init */
+    int32_t retries;      /* re-runs after a worker crash; -1: the pool's */
+    int64_t timeout_ns;   /* the job's time limit; 0: the pool's; < 0: none */
+} shmx_submit_opts;
+
+/* Fills opts with "the pool's defaults" and sets struct_size. */
+void shmx_submit_opts_init(shmx_submit_opts *opts);
+
+/* shmx_submit with per-job options (opts may be NULL: the pool's). */
+int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, size_t len,
+                     const shmx_submit_opts *opts, shmx_job *job);
+
 typedef struct shmx_result {
     int status;          /* SHMX_OK or the job's error code */
     const void *data;    /* output when status == SHMX_OK (NULL if empty) */

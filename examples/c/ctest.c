@@ -146,6 +146,22 @@ static void test_timeout_and_full(void) {
     double t0 = now();
     CHECK(run(pool, "sleepy", &ms, sizeof ms, &res) == SHMX_ETIMEDOUT && now() - t0 < 5, "job timeout: %d after %.2fs", res.status, now() - t0);
     shmx_result_release(pool, &res);
+    /* A per-job timeout, and a job that opts out of the pool's. */
+    shmx_submit_opts o;
+    shmx_submit_opts_init(&o);
+    o.timeout_ns = 100000000LL;
+    shmx_job jt;
+    ms = 10000;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &o, &jt) == SHMX_OK, "submit_with");
+    CHECK(shmx_wait(pool, jt, -1, &res) == SHMX_OK && res.status == SHMX_ETIMEDOUT, "per-job timeout: %d", res.status);
+    shmx_result_release(pool, &res);
+    o.timeout_ns = -1;
+    ms = 400;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &o, &jt) == SHMX_OK, "submit_with no timeout");
+    CHECK(shmx_wait(pool, jt, -1, &res) == SHMX_OK && res.status == SHMX_OK, "no timeout: a 400 ms job past the pool's 200 ms: %d", res.status);
+    shmx_result_release(pool, &res);
+    o.struct_size = 2;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &o, &jt) == SHMX_EINVAL, "opts struct_size");
     ms = 100;
     shmx_job j1, j2, j3;
     shmx_submit(pool, "sleepy", &ms, sizeof ms, &j1);

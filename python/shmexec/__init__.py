@@ -246,14 +246,23 @@ class Executor(_cf.Executor):
 
     # -- submitting -------------------------------------------------------
 
-    def _submit_payload(self, payload):
+    def _submit_payload(self, payload, timeout=None, retries=None):
         _check_fork()
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
         job = ctypes.c_uint64()
         buf = (ctypes.c_char * len(payload)).from_buffer(payload)
-        rc = _LIB.shmx_submit(self._pool, b"py", buf, len(payload), ctypes.byref(job))
+        opts = None
+        if timeout is not None or retries is not None:
+            opts = _lib.SubmitOpts()
+            _LIB.shmx_submit_opts_init(ctypes.byref(opts))
+            if timeout is not None:
+                opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
+            if retries is not None:
+                opts.retries = retries
+            opts = ctypes.byref(opts)
+        rc = _LIB.shmx_submit_with(self._pool, b"py", buf, len(payload), opts, ctypes.byref(job))
         if rc != _lib.SHMX_OK:
             if rc == _lib.SHMX_ETOO_LARGE:
                 raise ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
@@ -275,6 +284,18 @@ class Executor(_cf.Executor):
         except Exception as e:
             raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
         return self._submit_payload(payload)
+
+    def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, retries=None):
+        """submit with per-call options: timeout (seconds the task may run
+        before its worker is killed and it raises TimeoutError; 0: none)
+        and retries (re-runs after a worker crash). None: the pool's."""
+        _check_fork()
+        _check_sendable(fn)
+        try:
+            payload = _wire.dumps(("call", fn, (tuple(args), dict(kwargs or {}))))
+        except Exception as e:
+            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+        return self._submit_payload(payload, timeout, retries)
 
     def map(self, fn, *iterables, timeout=None, chunksize=None):
         """Like Executor.map. Items are sent in chunks: chunksize if given,
@@ -360,7 +381,9 @@ class Executor(_cf.Executor):
                         break
                 else:
                     with self._lock:
-                        fut = self._pending.pop(job, None)
+                        # A caller waiting in its own thread may have taken
+                        # the result first: then the job is its to finish.
+                        fut = None if job in self._claimed else self._pending.pop(job, None)
                     if fut is not None:
                         fut.set_exception(ShmexecError(f"wait: {_strerror(rc)}"))
 

@@ -49,6 +49,10 @@ class Buffer(ctypes.Structure):
     _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_size_t), ("id", ctypes.c_uint64)]
 
 
+class SubmitOpts(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("retries", ctypes.c_int32), ("timeout_ns", ctypes.c_int64)]
+
+
 class Task(ctypes.Structure):
     _fields_ = [
         ("handler", ctypes.c_char_p),
@@ -93,6 +97,8 @@ def load():
         "shmx_pool_terminate": (i, [vp]),
         "shmx_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
         "shmx_try_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
+        "shmx_submit_opts_init": (None, [ctypes.POINTER(SubmitOpts)]),
+        "shmx_submit_with": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(SubmitOpts), ctypes.POINTER(u64)]),
         "shmx_wait": (i, [vp, u64, i64, ctypes.POINTER(Result)]),
         "shmx_result_release": (None, [vp, ctypes.POINTER(Result)]),
         "shmx_cancel": (i, [vp, u64, i]),

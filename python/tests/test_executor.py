@@ -131,6 +131,14 @@ class OptionsTest(unittest.TestCase):
                 ex.submit(helpers.sleep, 30).result(DEADLINE)
             self.assertEqual(ex.submit(helpers.add, 1, 1).result(DEADLINE), 2)
 
+    def test_per_call_timeout(self):
+        with shmexec.Executor(max_workers=1) as ex:
+            with self.assertRaises(TimeoutError):
+                ex.submit_with(helpers.sleep, (30,), timeout=0.3).result(DEADLINE)
+            self.assertEqual(ex.submit_with(helpers.add, (1, 2)).result(DEADLINE), 3)
+        with shmexec.Executor(max_workers=1, timeout=0.2) as ex:
+            self.assertEqual(ex.submit_with(helpers.sleep, (0.5,), timeout=0).result(DEADLINE), 0.5)
+
     def test_retries(self):
         marker = os.path.join(tempfile.mkdtemp(), "m")
         with shmexec.Executor(max_workers=1, retries=1) as ex:
