@@ -117,6 +117,29 @@ func code(err error) C.int {
 
 func lookup(cp *C.shmx_pool) (*pool, bool) { return pools.get(uint64(cp.id)) }
 
+// track remembers a submitted job's future under its number for
+// shmx_wait, or reports the submit's error.
+func (p *pool) track(f *executor.Future, err error, job *C.shmx_job) C.int {
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	p.mu.Lock()
+	p.jobs[f.ID()] = f
+	p.mu.Unlock()
+	*job = C.shmx_job(f.ID())
+	return C.SHMX_OK
+}
+
+// input is a view of the caller's bytes; submit copies them into the
+// segment before it returns.
+func input(data unsafe.Pointer, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(data), int(n))
+}
+
 //export shmxgo_pool_create
 func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 	gc := executor.Config{
@@ -190,52 +213,23 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	var in []byte
-	if n > 0 {
-		in = unsafe.Slice((*byte)(data), int(n)) // submit copies it into the segment
+	if block == 0 {
+		f, err := p.p.Client().TrySubmit(C.GoString(handler), input(data, n))
+		return p.track(f, err, job)
 	}
-	var f *executor.Future
-	var err error
-	if block != 0 {
-		f, err = p.p.Submit(context.Background(), C.GoString(handler), in)
-	} else {
-		f, err = p.p.Client().TrySubmit(C.GoString(handler), in)
-	}
-	if err != nil {
-		setErr(err)
-		return code(err)
-	}
-	p.mu.Lock()
-	p.jobs[f.ID()] = f
-	p.mu.Unlock()
-	*job = C.shmx_job(f.ID())
-	return C.SHMX_OK
+	f, err := p.p.Submit(context.Background(), C.GoString(handler), input(data, n))
+	return p.track(f, err, job)
 }
 
 //export shmxgo_submit_with
 func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
-	if !ok {
+	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
 	}
-	if retries < -1 {
-		return C.SHMX_EINVAL
-	}
-	var in []byte
-	if n > 0 {
-		in = unsafe.Slice((*byte)(data), int(n)) // submit copies it into the segment
-	}
-	f, err := p.p.Client().SubmitWith(context.Background(), C.GoString(handler), in,
+	f, err := p.p.Client().SubmitWith(context.Background(), C.GoString(handler), input(data, n),
 		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries)})
-	if err != nil {
-		setErr(err)
-		return code(err)
-	}
-	p.mu.Lock()
-	p.jobs[f.ID()] = f
-	p.mu.Unlock()
-	*job = C.shmx_job(f.ID())
-	return C.SHMX_OK
+	return p.track(f, err, job)
 }
 
 //export shmxgo_wait
@@ -323,14 +317,8 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 	f, err := p.p.Client().SubmitBuffer(context.Background(), C.GoString(handler), b, executor.SubmitOptions{Retries: -1})
 	if err != nil {
 		b.Release()
-		setErr(err)
-		return code(err)
 	}
-	p.mu.Lock()
-	p.jobs[f.ID()] = f
-	p.mu.Unlock()
-	*job = C.shmx_job(f.ID())
-	return C.SHMX_OK
+	return p.track(f, err, job)
 }
 
 //export shmxgo_buffer_release
