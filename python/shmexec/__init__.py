@@ -24,6 +24,7 @@ from . import _lib, _wire
 __all__ = ["Executor", "Pool", "RemoteError", "WorkerCrashed", "ForkedError", "PoolClosed", "ShmexecError"]
 
 _LIB, LIBRARY_PATH = _lib.load()
+_ZERO_COPY_FROM = 64 << 10  # payloads this large are written straight into the segment
 _forked = False
 
 
@@ -246,6 +247,36 @@ class Executor(_cf.Executor):
 
     # -- submitting -------------------------------------------------------
 
+    def _submit_obj(self, obj, timeout=None, retries=None):
+        """Submits the framed pickle of obj. A large one is written
+        straight into a buffer in the segment (one copy, no frame)."""
+        parts, total = _wire.dumps_parts(obj)
+        if total < _ZERO_COPY_FROM or timeout is not None or retries is not None:
+            out = bytearray()
+            for p in parts:
+                out += p
+            return self._submit_payload(out, timeout, retries)
+        _check_fork()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+        buf = _lib.Buffer()
+        rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
+        if rc != _lib.SHMX_OK:
+            if rc == _lib.SHMX_ETOO_LARGE:
+                raise ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
+            raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+        try:
+            _wire.write_parts(parts, buf.data)
+        except BaseException:
+            _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
+            raise
+        job = ctypes.c_uint64()
+        rc = _LIB.shmx_submit_buffer(self._pool, b"py", ctypes.byref(buf), ctypes.byref(job))
+        if rc != _lib.SHMX_OK:
+            raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+        return self._track(job.value)
+
     def _submit_payload(self, payload, timeout=None, retries=None):
         _check_fork()
         with self._lock:
@@ -267,12 +298,15 @@ class Executor(_cf.Executor):
             if rc == _lib.SHMX_ETOO_LARGE:
                 raise ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
             raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+        return self._track(job.value)
+
+    def _track(self, job):
         fut = _Future()
-        fut._ex, fut._job = self, job.value
+        fut._ex, fut._job = self, job
         fut.set_running_or_notify_cancel()
         with self._lock:
-            self._pending[job.value] = fut
-            self._order.append(job.value)
+            self._pending[job] = fut
+            self._order.append(job)
         self._wake.set()
         return fut
 
@@ -280,10 +314,10 @@ class Executor(_cf.Executor):
         _check_fork()
         _check_sendable(fn)
         try:
-            payload = _wire.dumps(("call", fn, (args, kwargs)))
-        except Exception as e:
+            obj = ("call", fn, (args, kwargs))
+            return self._submit_obj(obj)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
             raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
-        return self._submit_payload(payload)
 
     def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, retries=None):
         """submit with per-call options: timeout (seconds the task may run

@@ -7,16 +7,41 @@ import struct
 import traceback
 
 
-def dumps(obj):
+def dumps_parts(obj):
+    """The framed pickle of obj as a list of buffers and its total size,
+    so that a large payload can be written straight to its destination."""
     bufs = []
     data = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
     raws = [b.raw() for b in bufs]
-    head = struct.pack("<I", len(raws) + 1) + struct.pack("<Q", len(data))
-    head += b"".join(struct.pack("<Q", m.nbytes) for m in raws)
-    out = bytearray(head)
-    out += data
-    for m in raws:
-        out += m
+    head = struct.pack("<IQ", len(raws) + 1, len(data)) + b"".join(struct.pack("<Q", m.nbytes) for m in raws)
+    parts = [head, data] + raws
+    return parts, sum(memoryview(p).nbytes for p in parts)
+
+
+def write_parts(parts, addr):
+    """Copies parts one after another to the memory at addr."""
+    import ctypes
+
+    for p in parts:
+        m = memoryview(p).cast("B")
+        n = m.nbytes
+        if not n:
+            continue
+        if not m.readonly:
+            src = (ctypes.c_char * n).from_buffer(m)
+        elif isinstance(m.obj, bytes) and len(m.obj) == n:
+            src = ctypes.c_char_p(m.obj)  # points into the bytes object: no copy
+        else:
+            src = bytes(m)
+        ctypes.memmove(addr, src, n)
+        addr += n
+
+
+def dumps(obj):
+    parts, _ = dumps_parts(obj)
+    out = bytearray()
+    for p in parts:
+        out += p
     return out
 
 

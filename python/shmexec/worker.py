@@ -10,11 +10,12 @@ from . import _lib, _wire
 
 
 def _run_call(payload):
+    """Runs a call and returns its outcome as framed pickle parts."""
     try:
         kind, fn, items = _wire.loads(payload)
         if kind == "call":
             args, kwargs = items
-            return _wire.dumps(("ok", fn(*args, **kwargs)))
+            return _wire.dumps_parts(("ok", fn(*args, **kwargs)))
         # A batch: one outcome per argument tuple.
         outs = []
         for args in items:
@@ -22,12 +23,12 @@ def _run_call(payload):
                 outs.append(fn(*args))
             except BaseException as e:  # noqa: B902 - a task's BaseException ends that task only
                 outs.append(_wire.Failure(_wire.error_outcome(e)))
-        return _wire.dumps(("ok", outs))
+        return _wire.dumps_parts(("ok", outs))
     except BaseException as e:  # noqa: B902
         try:
-            return _wire.dumps(_wire.error_outcome(e))
+            return _wire.dumps_parts(_wire.error_outcome(e))
         except BaseException as e2:  # noqa: B902
-            return _wire.dumps(("err", None, type(e2).__qualname__, str(e2), ""))
+            return _wire.dumps_parts(("err", None, type(e2).__qualname__, str(e2), ""))
 
 
 # True while the worker loads the caller's main module: creating a pool
@@ -96,13 +97,13 @@ def main(argv=None):
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
         data = (ctypes.c_char * task.in_len).from_address(task.input) if task.in_len else b""
-        out = _run_call(memoryview(data).cast("B") if task.in_len else b"")
+        parts, total = _run_call(memoryview(data).cast("B") if task.in_len else b"")
         rc = 0
-        if len(out):
+        if total:
             # Straight into shared memory: the output needs no other copy.
-            addr = lib.shmx_output_alloc(task.out, len(out))
+            addr = lib.shmx_output_alloc(task.out, total)
             if addr:
-                ctypes.memmove(addr, (ctypes.c_char * len(out)).from_buffer(out), len(out))
+                _wire.write_parts(parts, addr)
             else:
                 lib.shmx_output_error(task.out, b"ResultTooLarge", b"the task's result is larger than the pool's max payload")
                 rc = 1
