@@ -6,6 +6,7 @@ RemoteError and the pool goes on."""
 import concurrent.futures as cf
 import multiprocessing
 import threading
+import warnings
 
 from . import _check_fork
 
@@ -65,7 +66,23 @@ class AsyncResult:
     def get(self, timeout=None):
         if not self._done.wait(timeout):
             raise multiprocessing.TimeoutError
+        self._observed = True
         return self._value()
+
+    _observed = False
+
+    def __del__(self):
+        # A failure nobody asked about is reported, as asyncio reports
+        # "exception was never retrieved". An error_callback counts as
+        # asking.
+        try:
+            if self._done.is_set() and not self._observed and not self._error_callback:
+                for f in self._futures:
+                    if f.exception(0) is not None:
+                        warnings.warn(f"shmexec: a task's exception was never retrieved: {f.exception(0)!r}", RuntimeWarning, stacklevel=2)
+                        break
+        except Exception:
+            pass
 
 
 class Pool:

@@ -58,6 +58,18 @@ class PoolTest(unittest.TestCase):
             self.pool.map(helpers.exit_now, [5])
         self.assertEqual(self.pool.apply(helpers.add, (2, 2)), 4)
 
+    def test_unobserved_failure_warns(self):
+        import gc
+        import warnings
+
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            r = self.pool.apply_async(helpers.boom, ("unseen",))
+            r.wait(T)
+            del r
+            gc.collect()
+        self.assertTrue(any("never retrieved" in str(x.message) for x in w), [str(x.message) for x in w])
+
     def test_close_join_terminate(self):
         p = shmexec.Pool(1, initializer=helpers.set_init, initargs=("i",), maxtasksperchild=3)
         self.assertEqual(p.apply(helpers.get_init), "i")
