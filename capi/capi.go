@@ -167,6 +167,9 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 	p, err := executor.New(gc)
 	if err != nil {
 		setErr(err)
+		if errors.Is(err, executor.ErrNestedPool) {
+			return C.SHMX_EINVAL
+		}
 		if errors.Is(err, executor.ErrWorkerStart) {
 			return C.SHMX_EWORKER_START
 		}

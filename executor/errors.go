@@ -52,6 +52,11 @@ var (
 	// ErrWorkerStart: workers cannot stay alive (bad command, crash at
 	// start-up, failing initializer); the pool gave up respawning.
 	ErrWorkerStart = errors.New("shmexec: workers fail to start")
+	// ErrNestedPool: New was called in a pool worker. Workers may not
+	// start pools (as multiprocessing's daemonic processes may not have
+	// children): a program that creates its pool before checking whether
+	// it is a worker would otherwise start pools without end.
+	ErrNestedPool = errors.New("shmexec: a pool worker cannot start a pool of its own")
 )
 
 // HandlerError is the error of a job whose handler failed.

@@ -57,6 +57,14 @@ func registerTestHandlers() {
 	Handle("pid", func(ctx context.Context, in []byte) ([]byte, error) {
 		return []byte(strconv.Itoa(os.Getpid())), nil
 	})
+	Handle("nested", func(ctx context.Context, in []byte) ([]byte, error) {
+		p, err := New(Config{Workers: 1})
+		if err == nil {
+			p.Terminate()
+			return []byte("a worker started a pool"), nil
+		}
+		return []byte(err.Error()), nil
+	})
 	Handle("init", func(ctx context.Context, in []byte) ([]byte, error) { return []byte(initValue), nil })
 	// big returns n bytes written straight into an output buffer.
 	Handle("big", func(ctx context.Context, in []byte) ([]byte, error) {

@@ -185,6 +185,9 @@ type procEvent struct {
 // is ready, or an error that says why they could not start (a bad
 // command, a worker that exits at once, a failing initializer).
 func New(cfg Config) (*Pool, error) {
+	if IsWorker() {
+		return nil, fmt.Errorf("%w (call ServeIfWorker, or check shmx_is_worker, before creating pools)", ErrNestedPool)
+	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}

@@ -424,3 +424,11 @@ func TestMapStream(t *testing.T) {
 		t.Fatalf("%d results, want 3000", i)
 	}
 }
+
+func TestWorkerCannotStartPool(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	out, err := run(t, p, "nested", nil)
+	if err != nil || !strings.Contains(string(out), "cannot start a pool") {
+		t.Fatalf("a pool started inside a worker: %q, %v", out, err)
+	}
+}

@@ -79,8 +79,11 @@ void shmx_pool_config_init(shmx_pool_config *cfg);
 
 /* Starts a pool and its workers; returns once they are ready.
    Returns: SHMX_OK and *out, to be released with shmx_pool_close or
-   shmx_pool_terminate; SHMX_EINVAL for a bad config; SHMX_EWORKER_START
-   if the workers cannot start (shmx_last_error() says why). */
+   shmx_pool_terminate; SHMX_EINVAL for a bad config, or in a process
+   that is itself a pool worker (workers may not start pools: that would
+   never end in a program that creates its pool before checking
+   shmx_is_worker); SHMX_EWORKER_START if the workers cannot start
+   (shmx_last_error() says why). */
 int shmx_pool_create(const shmx_pool_config *cfg, shmx_pool **out);
 
 /* Stops intake, lets queued jobs finish for at most timeout_ns (< 0: the

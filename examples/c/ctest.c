@@ -248,6 +248,14 @@ static int pull_worker(void) {
         if (rc != SHMX_OK) return 4;
         if (strcmp(t.handler, "echo") == 0) {
             rc = echo(NULL, t.in, t.in_len, t.out);
+        } else if (strcmp(t.handler, "nested") == 0) {
+            /* A worker may not start a pool of its own. */
+            shmx_pool_config cfg;
+            shmx_pool_config_init(&cfg);
+            shmx_pool *p2;
+            int got = shmx_pool_create(&cfg, &p2);
+            if (got == SHMX_OK) shmx_pool_terminate(p2);
+            rc = shmx_output_set(t.out, &got, sizeof got);
         } else if (strcmp(t.handler, "rev") == 0) {
             char *o = shmx_output_alloc(t.out, t.in_len); /* zero-copy */
             for (size_t i = 0; i < t.in_len; i++) o[i] = ((const char *)t.in)[t.in_len - 1 - i];
@@ -280,6 +288,10 @@ static void test_pull_worker(void) {
     }
     CHECK(good == 20, "pull worker, zero-copy output, across task-limit restarts: %d of 20", good);
     CHECK(run(pool, "nope", NULL, 0, &res) == SHMX_EHANDLER && strstr(res.error, "LookupError: nope"), "pull worker error");
+    shmx_result_release(pool, &res);
+    int got = 0;
+    CHECK(run(pool, "nested", NULL, 0, &res) == SHMX_OK && res.len == sizeof got && (memcpy(&got, res.data, sizeof got), got == SHMX_EINVAL),
+          "a worker cannot start a pool: %d", got);
     shmx_result_release(pool, &res);
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
     shmx_worker *w;

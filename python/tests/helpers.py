@@ -75,3 +75,13 @@ def get_init():
 
 def length(b):
     return len(b)
+
+
+def nested_pool():
+    import shmexec
+
+    try:
+        shmexec.Executor(max_workers=1).shutdown()
+    except shmexec.ShmexecError as e:
+        return str(e)
+    return "a worker started a pool"

@@ -72,6 +72,9 @@ class ExecutorTest(unittest.TestCase):
         with self.assertRaises(shmexec.WorkerCrashed):
             f.result(DEADLINE)
 
+    def test_worker_cannot_start_a_pool(self):
+        self.assertIn("cannot start a pool", self.ex.submit(helpers.nested_pool).result(DEADLINE))
+
     def test_lambda_and_closure_fail_at_submit(self):
         with self.assertRaisesRegex(TypeError, "lambda"):
             self.ex.submit(lambda: 1)
