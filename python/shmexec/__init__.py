@@ -197,6 +197,18 @@ def _rebuild(outcome):
     return ("exc", RemoteError(type_name, message, tb))
 
 
+def _batch_values(result):
+    """The values of a batch job's items; raises the first item's
+    exception."""
+    failed, outs = result
+    if not failed:
+        return outs
+    for v in outs:
+        if type(v) is _wire.Failure:
+            raise _rebuild(v.outcome)[1]
+    return outs
+
+
 class Executor(_cf.Executor):
     """A concurrent.futures.Executor whose workers are processes that share
     memory with the caller.
@@ -336,23 +348,20 @@ class Executor(_cf.Executor):
         otherwise sized so that every worker gets several chunks."""
         _check_fork()
         _check_sendable(fn)
-        items = list(zip(*iterables))
+        if len(iterables) == 1:
+            kind, items = "batch1", list(iterables[0])
+        else:
+            kind, items = "batch", list(zip(*iterables))
         if not items:
             return iter(())
         if chunksize is None:
             chunksize = max(1, len(items) // (self._workers * 4))
-        futures = []
-        for i in range(0, len(items), chunksize):
-            payload = _wire.dumps(("batch", fn, items[i:i + chunksize]))
-            futures.append(self._submit_payload(payload))
+        futures = [self._submit_payload(_wire.dumps((kind, fn, items[i:i + chunksize]))) for i in range(0, len(items), chunksize)]
 
         def results():
             try:
                 for f in futures:
-                    for value in f.result(timeout):
-                        if type(value) is _wire.Failure:
-                            raise _rebuild(value.outcome)[1]
-                        yield value
+                    yield from _batch_values(f.result(timeout))
             finally:
                 for f in futures:
                     f.cancel()

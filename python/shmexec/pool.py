@@ -111,13 +111,11 @@ class Pool:
         from . import _wire
 
         self._check_running()
-        items = [tuple(a) if star else (a,) for a in iterable]
+        _check_sendable_ref(func)
+        kind, items = ("batch", [tuple(a) for a in iterable]) if star else ("batch1", list(iterable))
         if chunksize is None:
             chunksize = max(1, len(items) // (self._ex._workers * 4))
-        futures = []
-        for i in range(0, len(items), chunksize):
-            futures.append(self._ex._submit_payload(_wire.dumps(("batch", _check_sendable_ref(func), items[i:i + chunksize]))))
-        return futures
+        return [self._ex._submit_payload(_wire.dumps((kind, func, items[i:i + chunksize]))) for i in range(0, len(items), chunksize)]
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
         return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)], False, callback, error_callback)
@@ -184,15 +182,10 @@ class _Unbatch(cf.Future):
         batch_future.add_done_callback(self._copy)
 
     def _copy(self, f):
-        from . import _rebuild
+        from . import _batch_values
 
         try:
-            from . import _wire
-
-            values = f.result(0)
-            for v in values:
-                if type(v) is _wire.Failure:
-                    raise _rebuild(v.outcome)[1]
+            values = _batch_values(f.result(0))
         except BaseException as e:  # noqa: B902
             self.set_exception(e)
         else:

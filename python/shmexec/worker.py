@@ -16,14 +16,22 @@ def _run_call(payload):
         if kind == "call":
             args, kwargs = items
             return _wire.dumps_parts(("ok", fn(*args, **kwargs)))
-        # A batch: one outcome per argument tuple.
+        # A batch: one value per item ("batch1": one argument each,
+        # "batch": an argument tuple each), a Failure for an item that
+        # raised, and whether any did.
+        star = kind == "batch"
+        try:
+            outs = [fn(*a) for a in items] if star else [fn(a) for a in items]
+            return _wire.dumps_parts(("ok", (False, outs)))
+        except BaseException:  # noqa: B902 - redo item by item: a task's exception ends that item only
+            pass
         outs = []
-        for args in items:
+        for a in items:
             try:
-                outs.append(fn(*args))
-            except BaseException as e:  # noqa: B902 - a task's BaseException ends that task only
+                outs.append(fn(*a) if star else fn(a))
+            except BaseException as e:  # noqa: B902
                 outs.append(_wire.Failure(_wire.error_outcome(e)))
-        return _wire.dumps_parts(("ok", outs))
+        return _wire.dumps_parts(("ok", (True, outs)))
     except BaseException as e:  # noqa: B902
         try:
             return _wire.dumps_parts(_wire.error_outcome(e))
