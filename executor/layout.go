@@ -112,6 +112,16 @@ const (
 
 // The state word of a job slot: one CAS moves a slot between states.
 //
+// Memory ordering: every write to a slot's other fields (meta, refs,
+// payloads, crash info) is made by the slot's holder before the CAS that
+// hands the slot on (Filling->Queued, Running->Done, Done->Collecting...),
+// and every reader loads the state word, and checks state and sequence,
+// before it reads them. Go's atomics are sequentially consistent, so each
+// load of a state word pairs with the CAS of the transition it checks for
+// (the table in docs/PROTOCOL.md §6). Page owner words pair the same way:
+// the CAS that claims a page precedes every write to it, and the CAS that
+// frees it follows the last read.
+//
 //	bits 0-7 state, 8-39 owner (party index << 16 | generation),
 //	40-55 sequence (bumped each time the slot is allocated), 56-63 flags
 func stateWord(state uint8, owner uint32, seq uint16, flags uint8) uint64 {
