@@ -432,3 +432,33 @@ func TestWorkerCannotStartPool(t *testing.T) {
 		t.Fatalf("a pool started inside a worker: %q, %v", out, err)
 	}
 }
+
+// TestMapWithCrash: when the workers running a Map's items die, those
+// items end with the crash, Map returns, and the pool serves the next Map.
+func TestMapWithCrash(t *testing.T) {
+	p := newPool(t, Config{})
+	res, err := p.Client().Map(context.Background(), "kill", [][]byte{nil, nil, nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		var ce *CrashError
+		if !errors.As(r.Err, &ce) {
+			t.Fatalf("item %d of a Map whose workers die: %v", i, r.Err)
+		}
+	}
+	waitFullSize(t, p)
+	in := make([][]byte, 2000)
+	for i := range in {
+		in[i] = []byte(strconv.Itoa(i))
+	}
+	res, err = p.Client().Map(context.Background(), "echo", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || string(r.Output) != strconv.Itoa(i) {
+			t.Fatalf("item %d after the crashes: %q, %v", i, r.Output, r.Err)
+		}
+	}
+}
