@@ -153,6 +153,19 @@ class OptionsTest(unittest.TestCase):
             pids = {ex.submit(helpers.pid).result(DEADLINE) for _ in range(6)}
             self.assertGreaterEqual(len(pids), 3)
 
+    def test_shutdown_cancel_futures(self):
+        ex = shmexec.Executor(max_workers=1)
+        fs = [ex.submit(helpers.sleep, 0.3) for _ in range(5)]
+        ex.shutdown(wait=True, cancel_futures=True)
+        outcomes = []
+        for f in fs:
+            try:
+                outcomes.append(f.result(DEADLINE))
+            except cf.CancelledError:
+                outcomes.append("cancelled")
+        # Queued tasks never run; a running one finishes.
+        self.assertGreaterEqual(outcomes[1:].count("cancelled"), 3, outcomes)
+
     def test_shutdown(self):
         ex = shmexec.Executor(max_workers=1)
         f = ex.submit(helpers.sleep, 0.1)
