@@ -137,9 +137,6 @@ func (l *layout) arenaBytes(first int, n uint64) []byte {
 	return b
 }
 
-// atomicHint is a process-local starting point for page searches.
-type atomicHint struct{ v atomic.Uint32 }
-
 // freeSlotPages frees the arena pages that slot idx's input and output
 // refs name. The refs come from shared memory; freePages only frees pages
 // that carry this job's owner word, so a bad ref frees nothing it should

@@ -28,7 +28,7 @@ type Client struct {
 	colMu    sync.Mutex // who drains the outqueue: the collector or a waiter
 	taken    []int      // colMu
 	names    nameCache
-	hint     atomicHint
+	hint     atomic.Uint32 // where this client's page searches start
 	slotHint atomic.Uint32
 	defaults SubmitOptions
 
@@ -301,7 +301,7 @@ func (c *Client) allocSlot(ctx context.Context, owner uint32, block bool) (int, 
 	}
 }
 
-func (c *Client) writeInput(idx int, ref uint32, sl sliceView, input []byte, buf *Buffer) error {
+func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf *Buffer) error {
 	if buf != nil {
 		if err := c.l.setOwner(buf.first, buf.npages, buf.owner, pageOwner(pageInput, ref)); err != nil {
 			return fmt.Errorf("executor: submit buffer: %w", err)
@@ -334,7 +334,7 @@ func (c *Client) allocPagesWait(n int, owner uint64) (int, error) {
 	delay := 50 * time.Microsecond
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		first, err := c.l.allocPages(n, owner, &c.hint.v)
+		first, err := c.l.allocPages(n, owner, &c.hint)
 		if err == nil {
 			return first, nil
 		}

@@ -425,9 +425,6 @@ func (l *layout) validate(seg *shm.Segment, g geometry) error {
 	return nil
 }
 
-// sliceView is the part of shm.View that slot writers use.
-type sliceView = shm.View
-
 // enter reports whether the segment is still mapped and, if so, keeps it
 // mapped until exit.
 func (l *layout) enter() bool {

@@ -20,13 +20,6 @@ import (
 
 // --- child roles --------------------------------------------------------
 
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return n
-	}
-	return def
-}
-
 // childClient attaches as a client (segment on fd 3, ticket on a line
 // from fd 4), runs SHMX_T_JOBS jobs of SHMX_T_HANDLER, writes "ok N" or the
 // first error to stdout and exits 0.
@@ -47,7 +40,7 @@ func childClient() int {
 		return 1
 	}
 	defer c.Close()
-	n, handler, input := envInt("SHMX_T_JOBS", 1), os.Getenv("SHMX_T_HANDLER"), os.Getenv("SHMX_T_INPUT")
+	n, handler, input := testutil.EnvInt("SHMX_T_JOBS", 1), os.Getenv("SHMX_T_HANDLER"), os.Getenv("SHMX_T_INPUT")
 	var fs []*Future
 	for i := 0; i < n; i++ {
 		in := input

@@ -68,7 +68,7 @@ func childEcho() int {
 	if err != nil {
 		return childFail(err)
 	}
-	spin := time.Duration(envInt("SHMX_T_SPIN", int(DefaultSpin)))
+	spin := time.Duration(testutil.EnvInt("SHMX_T_SPIN", int(DefaultSpin)))
 	c.f.r.Spin, pong.Spin = spin, spin
 	for {
 		v, err := c.f.r.Dequeue(c.party, time.Minute)

@@ -6,7 +6,6 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,17 +117,6 @@ type childEnv struct {
 	party *Party
 }
 
-func envInt(name string, def int) int {
-	if s := os.Getenv(name); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			panic(fmt.Sprintf("%s=%q: %v", name, s, err))
-		}
-		return n
-	}
-	return def
-}
-
 func attachChild() (*childEnv, error) {
 	seg, err := shm.Attach(os.NewFile(3, "segment"))
 	if err != nil {
@@ -146,7 +134,7 @@ func attachChild() (*childEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	if envInt("SHMX_T_SLEEP", 0) == 1 {
+	if testutil.EnvInt("SHMX_T_SLEEP", 0) == 1 {
 		f.r.Spin = 0
 	}
 	return &childEnv{f: f, party: p}, nil
@@ -163,7 +151,7 @@ func childProducer() int {
 	if err != nil {
 		return childFail(err)
 	}
-	n, batch, tag := envInt("SHMX_T_N", 0), envInt("SHMX_T_BATCH", 1), uint32(envInt("SHMX_T_TAG", 0))
+	n, batch, tag := testutil.EnvInt("SHMX_T_N", 0), testutil.EnvInt("SHMX_T_BATCH", 1), uint32(testutil.EnvInt("SHMX_T_TAG", 0))
 	buf := make([]uint32, 0, batch)
 	for i := 1; i <= n; {
 		buf = buf[:0]
@@ -187,12 +175,12 @@ func childConsumer() int {
 	if err != nil {
 		return childFail(err)
 	}
-	lv, err := c.f.seg.Region(kindLog, uint32(envInt("SHMX_T_LOG", 0)))
+	lv, err := c.f.seg.Region(kindLog, uint32(testutil.EnvInt("SHMX_T_LOG", 0)))
 	if err != nil {
 		return childFail(err)
 	}
 	count := lv.Uint64(0)
-	buf := make([]uint32, envInt("SHMX_T_BATCH", 1))
+	buf := make([]uint32, testutil.EnvInt("SHMX_T_BATCH", 1))
 	for {
 		n, err := c.f.r.DequeueBatch(c.party, buf, 20*time.Second)
 		if err != nil {
@@ -232,8 +220,8 @@ func childChaosProducer() int {
 		return childFail(err)
 	}
 	ctl := c.f.control()
-	counter, hand := ctl.Uint64(0), ctl.Uint64(64+8*envInt("SHMX_T_SLOT", 0))
-	n := uint64(envInt("SHMX_T_N", 0))
+	counter, hand := ctl.Uint64(0), ctl.Uint64(64+8*testutil.EnvInt("SHMX_T_SLOT", 0))
+	n := uint64(testutil.EnvInt("SHMX_T_N", 0))
 	for {
 		cur := counter.Load()
 		if cur >= n {

@@ -187,3 +187,18 @@ func StartPipeChild(t testing.TB, role string) (*exec.Cmd, *os.File, *os.File) {
 	childOut.Close()
 	return cmd, toChild, fromChild
 }
+
+// EnvInt returns the integer in the environment variable name, or def if
+// it is unset. A child role reads its parameters with it; a value that is
+// not a number is a bug in the test that set it, so it panics.
+func EnvInt(name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(fmt.Sprintf("%s=%q: %v", name, s, err))
+	}
+	return n
+}
