@@ -259,25 +259,30 @@ class Executor(_cf.Executor):
 
     # -- submitting -------------------------------------------------------
 
-    def _submit_obj(self, obj, timeout=None, retries=None):
-        """Submits the framed pickle of obj. A large one is written
-        straight into a buffer in the segment (one copy, no frame)."""
-        parts, total = _wire.dumps_parts(obj)
-        if total < _ZERO_COPY_FROM or timeout is not None or retries is not None:
-            out = bytearray()
-            for p in parts:
-                out += p
-            return self._submit_payload(out, timeout, retries)
+    def _check_open(self):
         _check_fork()
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+
+    @staticmethod
+    def _submit_failed(rc):
+        if rc == _lib.SHMX_ETOO_LARGE:
+            return ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
+        return ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+
+    def _submit_obj(self, obj, timeout=None, retries=None):
+        """Submits the framed pickle of obj. A large one without per-call
+        options is written straight into a buffer in the segment (one
+        copy, no frame)."""
+        parts, total = _wire.dumps_parts(obj)
+        if total < _ZERO_COPY_FROM or timeout is not None or retries is not None:
+            return self._submit_payload(_wire.join(parts), timeout, retries)
+        self._check_open()
         buf = _lib.Buffer()
         rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
         if rc != _lib.SHMX_OK:
-            if rc == _lib.SHMX_ETOO_LARGE:
-                raise ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
-            raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+            raise self._submit_failed(rc)
         try:
             _wire.write_parts(parts, buf.data)
         except BaseException:
@@ -286,14 +291,11 @@ class Executor(_cf.Executor):
         job = ctypes.c_uint64()
         rc = _LIB.shmx_submit_buffer(self._pool, b"py", ctypes.byref(buf), ctypes.byref(job))
         if rc != _lib.SHMX_OK:
-            raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+            raise self._submit_failed(rc)
         return self._track(job.value)
 
     def _submit_payload(self, payload, timeout=None, retries=None):
-        _check_fork()
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+        self._check_open()
         job = ctypes.c_uint64()
         buf = (ctypes.c_char * len(payload)).from_buffer(payload)
         opts = None
@@ -307,10 +309,19 @@ class Executor(_cf.Executor):
             opts = ctypes.byref(opts)
         rc = _LIB.shmx_submit_with(self._pool, b"py", buf, len(payload), opts, ctypes.byref(job))
         if rc != _lib.SHMX_OK:
-            if rc == _lib.SHMX_ETOO_LARGE:
-                raise ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
-            raise ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
+            raise self._submit_failed(rc)
         return self._track(job.value)
+
+    def _submit_batches(self, fn, items, chunksize, star):
+        """Submits items in batch jobs of chunksize (None: sized so that
+        every worker gets several) and returns their futures; each
+        future's result goes through _batch_values. star: items are
+        argument tuples, else single arguments."""
+        _check_sendable(fn)
+        kind = "batch" if star else "batch1"
+        if chunksize is None:
+            chunksize = max(1, len(items) // (self._workers * 4))
+        return [self._submit_payload(_wire.dumps((kind, fn, items[i:i + chunksize]))) for i in range(0, len(items), chunksize)]
 
     def _track(self, job):
         fut = _Future()
@@ -347,16 +358,11 @@ class Executor(_cf.Executor):
         """Like Executor.map. Items are sent in chunks: chunksize if given,
         otherwise sized so that every worker gets several chunks."""
         _check_fork()
-        _check_sendable(fn)
-        if len(iterables) == 1:
-            kind, items = "batch1", list(iterables[0])
-        else:
-            kind, items = "batch", list(zip(*iterables))
+        star = len(iterables) != 1
+        items = list(zip(*iterables)) if star else list(iterables[0])
         if not items:
             return iter(())
-        if chunksize is None:
-            chunksize = max(1, len(items) // (self._workers * 4))
-        futures = [self._submit_payload(_wire.dumps((kind, fn, items[i:i + chunksize]))) for i in range(0, len(items), chunksize)]
+        futures = self._submit_batches(fn, items, chunksize, star)
 
         def results():
             try:

@@ -37,12 +37,16 @@ def write_parts(parts, addr):
         addr += n
 
 
-def dumps(obj):
-    parts, _ = dumps_parts(obj)
+def join(parts):
+    """The parts of dumps_parts as one writable bytearray."""
     out = bytearray()
     for p in parts:
         out += p
     return out
+
+
+def dumps(obj):
+    return join(dumps_parts(obj)[0])
 
 
 def loads(b):

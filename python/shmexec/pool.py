@@ -108,14 +108,9 @@ class Pool:
         return AsyncResult([self._ex.submit(func, *args, **kwds)], True, callback, error_callback)
 
     def _chunks(self, func, iterable, chunksize, star):
-        from . import _wire
-
         self._check_running()
-        _check_sendable_ref(func)
-        kind, items = ("batch", [tuple(a) for a in iterable]) if star else ("batch1", list(iterable))
-        if chunksize is None:
-            chunksize = max(1, len(items) // (self._ex._workers * 4))
-        return [self._ex._submit_payload(_wire.dumps((kind, func, items[i:i + chunksize]))) for i in range(0, len(items), chunksize)]
+        items = [tuple(a) for a in iterable] if star else list(iterable)
+        return self._ex._submit_batches(func, items, chunksize, star)
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
         return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)], False, callback, error_callback)
@@ -164,12 +159,6 @@ class Pool:
 
     def __exit__(self, *exc):
         self.terminate()  # as multiprocessing.Pool does
-
-
-def _check_sendable_ref(func):
-    from . import _check_sendable
-
-    return _check_sendable(func)
 
 
 class _Unbatch(cf.Future):
