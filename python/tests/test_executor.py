@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 import warnings
 
@@ -122,6 +123,34 @@ class ExecutorTest(unittest.TestCase):
         self.assertTrue(any("never retrieved" in str(x.message) for x in w), [str(x.message) for x in w])
 
 
+def children(pid):
+    """The pids whose parent is pid, from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(name))
+    return out
+
+
+def alive(pid):
+    """Whether pid runs (a zombie, or a reused pid that is not ours, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/cmdline") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and "shmexec" in cmdline
+
+
 def threading_lock():
     import threading
     return threading.Lock()
@@ -216,6 +245,37 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.count("result 15"), 1, r.stdout)
         self.assertIn("if __name__", r.stderr)
+
+    def test_supervisor_killed(self):
+        # The pool's owner SIGKILLed: its Python workers are gone within 1 s.
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "owner.py")
+            with open(path, "w") as f:
+                f.write(textwrap.dedent('''
+                    import operator, sys, time, shmexec
+                    if __name__ == "__main__":
+                        ex = shmexec.Executor(max_workers=2)
+                        ex.submit(operator.add, 1, 2).result(60)
+                        print("ready", flush=True)
+                        time.sleep(60)
+                '''))
+            env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            owner = subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, text=True, env=env)
+            try:
+                self.assertEqual(owner.stdout.readline().strip(), "ready")
+                workers = children(owner.pid)
+                self.assertEqual(len(workers), 2, workers)
+                owner.send_signal(signal.SIGKILL)  # only the process this test started
+                owner.wait(DEADLINE)
+                deadline = time.monotonic() + 1.0
+                while any(alive(p) for p in workers):
+                    self.assertLess(time.monotonic(), deadline, f"workers {workers} outlived their pool's owner by 1 s")
+                    time.sleep(0.01)
+            finally:
+                if owner.poll() is None:
+                    owner.kill()
+                    owner.wait()
+                owner.stdout.close()
 
     def test_fork_after_import(self):
         r = self.run_script("""
