@@ -41,11 +41,20 @@ func childClient() int {
 	}
 	defer c.Close()
 	n, handler, input := testutil.EnvInt("SHMX_T_JOBS", 1), os.Getenv("SHMX_T_HANDLER"), os.Getenv("SHMX_T_INPUT")
+	// SHMX_T_PAD makes every input that much longer, so it travels in arena
+	// pages; SHMX_T_HOLD allocates a zero-copy buffer it never releases.
+	pad := strings.Repeat("x", testutil.EnvInt("SHMX_T_PAD", 0))
+	if testutil.EnvInt("SHMX_T_HOLD", 0) == 1 {
+		if _, err := c.AllocBuffer(1 << 20); err != nil {
+			fmt.Println("alloc buffer:", err)
+			return 0
+		}
+	}
 	var fs []*Future
 	for i := 0; i < n; i++ {
 		in := input
 		if in == "" {
-			in = strconv.Itoa(i)
+			in = strconv.Itoa(i) + pad
 		}
 		f, err := c.Submit(context.Background(), handler, []byte(in))
 		if err != nil {
@@ -66,7 +75,7 @@ func childClient() int {
 		case err != nil:
 			fmt.Println("error:", err)
 			return 0
-		case input == "" && string(out) != strconv.Itoa(i):
+		case input == "" && string(out) != strconv.Itoa(i)+pad:
 			fmt.Printf("wrong result %d: %q\n", i, out)
 			return 0
 		}
@@ -241,20 +250,28 @@ func TestClientCrashPoints(t *testing.T) {
 	}
 	for _, point := range []string{"job.fill@3", "job.queued@3", "job.collect@3", "ring.deq.claim@1", "ring.deq.hold@1",
 		"ring.deq.done@1", "ring.enq.claimed@3", "ring.enq.done@3"} {
-		t.Run(point, func(t *testing.T) {
-			p := newPool(t, Config{QueueDepth: 16})
-			cmd, _ := startClient(t, p, "SHMX_T_JOBS=10", "SHMX_T_HANDLER=echo", crashpoint.EnvVar+"="+point)
-			err := testutil.WaitTimeout(t, cmd, 30*time.Second)
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("client did not die at %s: %v", point, err)
-			}
-			waitQuiet(t, p)
-			waitClientsFree(t, p)
-			if out, err := run(t, p, "echo", []byte("z")); err != nil || string(out) != "z" {
-				t.Fatalf("after the client's death: %q, %v", out, err)
-			}
-		})
+		for _, big := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/arena=%v", point, big), func(t *testing.T) {
+				p := newPool(t, Config{QueueDepth: 16})
+				env := []string{"SHMX_T_JOBS=10", "SHMX_T_HANDLER=echo", crashpoint.EnvVar + "=" + point}
+				if big {
+					// Inputs, outputs and a held buffer in arena pages: all
+					// must come back when the client dies.
+					env = append(env, "SHMX_T_PAD=100000", "SHMX_T_HOLD=1")
+				}
+				cmd, _ := startClient(t, p, env...)
+				err := testutil.WaitTimeout(t, cmd, 30*time.Second)
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+					t.Fatalf("client did not die at %s: %v", point, err)
+				}
+				waitQuiet(t, p)
+				waitClientsFree(t, p)
+				if out, err := run(t, p, "echo", []byte("z")); err != nil || string(out) != "z" {
+					t.Fatalf("after the client's death: %q, %v", out, err)
+				}
+			})
+		}
 	}
 }
 
