@@ -389,26 +389,39 @@ class Executor(_cf.Executor):
         else:
             fut.set_exception(value)
 
-    def _wait_here(self, fut, timeout):
-        """Wait for fut's job in the calling thread (ctypes releases the
-        GIL): a round trip then costs no hand-off to the collector thread."""
-        job = fut._job
+    def _wait_one(self, job, ns):
+        """Waits for job for at most ns (< 0: no limit) and finishes its
+        future. Only one thread waits on a job at a time: a job another
+        thread is waiting on is left to it. Returns the C code, or None if
+        the job was not this thread's to wait on."""
         with self._lock:
             if job not in self._pending or job in self._claimed or self._pool is None:
-                return
+                return None
             self._claimed.add(job)
         try:
             res = _lib.Result()
-            ns = -1 if timeout is None else max(0, int(timeout * 1e9))
-            if _LIB.shmx_wait(self._pool, job, ns, ctypes.byref(res)) == _lib.SHMX_OK:
+            rc = _LIB.shmx_wait(self._pool, job, ns, ctypes.byref(res))
+            if rc == _lib.SHMX_OK:
                 self._finish(job, res)
                 _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+            elif rc != _lib.SHMX_ETIMEDOUT:
+                with self._lock:
+                    fut = self._pending.pop(job, None)
+                if fut is not None:
+                    fut.set_exception(ShmexecError(f"wait: {_strerror(rc)}"))
+            return rc
         finally:
             with self._lock:
                 self._claimed.discard(job)
 
+    def _wait_here(self, fut, timeout):
+        """Waits for fut's job in the calling thread (ctypes releases the
+        GIL): a round trip then costs no hand-off to the collector thread.
+        If the collector is waiting on it just now, the future's own wait
+        takes over."""
+        self._wait_one(fut._job, -1 if timeout is None else max(0, int(timeout * 1e9)))
+
     def _collect(self):
-        res = _lib.Result()
         while True:
             with self._lock:
                 self._order = [j for j in self._order if j in self._pending]
@@ -421,20 +434,9 @@ class Executor(_cf.Executor):
                 self._wake.clear()
                 continue
             for k, job in enumerate(order):
-                rc = _LIB.shmx_wait(self._pool, job, 20_000_000 if k == 0 else 0, ctypes.byref(res))
-                if rc == _lib.SHMX_OK:
-                    self._finish(job, res)
-                    _LIB.shmx_result_release(self._pool, ctypes.byref(res))
-                elif rc == _lib.SHMX_ETIMEDOUT:
-                    if k > 0:
-                        break
-                else:
-                    with self._lock:
-                        # A caller waiting in its own thread may have taken
-                        # the result first: then the job is its to finish.
-                        fut = None if job in self._claimed else self._pending.pop(job, None)
-                    if fut is not None:
-                        fut.set_exception(ShmexecError(f"wait: {_strerror(rc)}"))
+                rc = self._wait_one(job, 20_000_000 if k == 0 else 0)
+                if rc == _lib.SHMX_ETIMEDOUT and k > 0:
+                    break
 
     # -- shutting down ----------------------------------------------------
 
