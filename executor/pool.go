@@ -549,8 +549,17 @@ func (p *Pool) recoverParty(party int, gen uint16, ci crashInfo) {
 		case o.Ring == ringInq:
 			idx, seq := refIdx(o.Value), refSeq(o.Value)
 			if idx < l.g.slots {
-				if cur := l.slotState(idx).Load(); wState(cur) == slotQueued && wSeq(cur) == seq {
+				cur := l.slotState(idx).Load()
+				switch {
+				case wSeq(cur) != seq:
+				case wState(cur) == slotQueued:
 					p.supEnqueue(l.inq, o.Value)
+				case wState(cur) == slotDropped:
+					// Its client died; the worker was to free it and did
+					// not (found by docs/model/job.pml).
+					if l.releaseSlot(idx, cur, true) {
+						l.counter(ctrReclaimed).Add(1)
+					}
 				}
 			}
 		case o.Ring >= ringOutBase:

@@ -275,6 +275,66 @@ func TestClientCrashPoints(t *testing.T) {
 	}
 }
 
+// TestDroppedJobOrphanedByWorker is the interleaving the Promela model
+// (docs/model/job.pml) found: a client dies with a job queued, the
+// supervisor marks the job Dropped, and the worker that dequeues its
+// reference dies before freeing it. Recovery must free the slot (it used
+// to put back only Queued references), or the slot and the client slot
+// stay taken for ever.
+func TestDroppedJobOrphanedByWorker(t *testing.T) {
+	if !crashpoint.Enabled {
+		t.Skip("crash points need -tags shmexec_crash (make test sets it)")
+	}
+	for _, point := range []string{"ring.deq.hold@2", "ring.deq.done@2"} {
+		t.Run(point, func(t *testing.T) {
+			p := newPool(t, Config{Workers: 1, spawnEnv: func(w, n int) []string {
+				if n == 0 {
+					return []string{crashpoint.EnvVar + "=" + point}
+				}
+				return nil
+			}})
+			// The only worker is busy for a while (its first dequeue).
+			busy, err := p.Submit(context.Background(), "sleep", []byte("700"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd, out := startClient(t, p, "SHMX_T_JOBS=1", "SHMX_T_HANDLER=echo")
+			if s := readLine(t, out, 20*time.Second); s != "submitted" {
+				t.Fatalf("client: %q", s)
+			}
+			cmd.Process.Signal(syscall.SIGKILL)
+			testutil.WaitTimeout(t, cmd, 10*time.Second)
+			// Wait for the supervisor to drop the dead client's queued job
+			// while the worker is still busy.
+			dropped := false
+			for deadline := time.Now().Add(5 * time.Second); !dropped; {
+				for idx := 0; idx < p.l.g.slots; idx++ {
+					if wState(p.l.slotState(idx).Load()) == slotDropped {
+						dropped = true
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the dead client's job was not marked Dropped within 5s")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if _, err := busy.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			// The worker dies at its second dequeue: the Dropped reference.
+			for deadline := time.Now().Add(10 * time.Second); p.Stats().WorkerDeaths != 1; {
+				if time.Now().After(deadline) {
+					t.Fatalf("the crash point was not hit: %+v", p.Stats())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			waitFullSize(t, p)
+			waitQuiet(t, p)
+			waitClientsFree(t, p)
+		})
+	}
+}
+
 // TestChaos kills a random worker every few milliseconds while 20,000
 // quick and slow jobs run. Every job ends exactly once, OK or
 // WorkerCrashed; the pool ends at full size with nothing leaked.
