@@ -4,6 +4,7 @@
 #   make test   everything that must pass (Go with -race and crash points, fuzz briefly)
 #   make bench  benchmarks, each beside its baseline from the same run
 #   make fuzz   longer fuzzing of everything that reads shared memory
+#   make model  model-check the ring and job protocols with spin (long)
 
 GO        ?= go
 FUZZTIME  ?= 5s
@@ -18,7 +19,7 @@ FUZZ_TARGETS := \
 	./executor:FuzzDecodeBatchResult \
 	./executor:FuzzPayloadRefs
 
-.PHONY: all build lib c-examples test test-go test-c test-python fuzz-quick fuzz bench demo vet clean install
+.PHONY: all build lib c-examples test test-go test-c test-python fuzz-quick fuzz bench demo vet clean install model model-quick
 
 all: build lib c-examples
 
@@ -77,7 +78,16 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet $(CRASHTAGS) ./...
 
-test: vet test-go test-c test-python fuzz-quick
+test: vet model-quick test-go test-c test-python fuzz-quick
+
+# The Promela models of docs/model (spin from Debian's packages): small
+# configurations and the mutants that must fail in make test; the full
+# configurations that docs/model/README.md reports in make model.
+model-quick:
+	docs/model/check.sh quick
+
+model:
+	docs/model/check.sh full
 
 PYTHON ?= python3
 

@@ -11,7 +11,8 @@ import (
 )
 
 // TestNamesAgree checks that the crash points listed in Names, the steps
-// named in docs/PROTOCOL.md and the calls to Hit in the code are one set.
+// named in docs/PROTOCOL.md, the calls to Hit in the code and the step
+// labels of the Promela models are one set.
 func TestNamesAgree(t *testing.T) {
 	root := filepath.Join("..", "..")
 	listed := map[string]bool{}
@@ -55,8 +56,26 @@ func TestNamesAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The Promela models label the crash transition after each step with
+	// the step's name, dots written as underscores.
+	modeled := map[string]bool{}
+	models, _ := filepath.Glob(filepath.Join(root, "docs", "model", "*.pml"))
+	if len(models) == 0 {
+		t.Fatal("no models in docs/model")
+	}
+	label := regexp.MustCompile(`(?m)^\s*((?:ring|job)_[a-z_]+):`)
+	for _, path := range models {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range label.FindAllStringSubmatch(string(b), -1) {
+			modeled[strings.ReplaceAll(m[1], "_", ".")] = true
+		}
+	}
 	compare(t, "Names", listed, "docs/PROTOCOL.md", documented)
 	compare(t, "Names", listed, "calls to Hit", called)
+	compare(t, "Names", listed, "labels in docs/model/*.pml", modeled)
 }
 
 func compare(t *testing.T, an string, a map[string]bool, bn string, b map[string]bool) {
