@@ -74,8 +74,10 @@ func (p *Pool) watchClient(cp *clientProc) {
 		default:
 		}
 		if exited || (err != nil && !errors.Is(err, sysx.ErrInterrupted)) {
+			// A client that closed before it exited detached.
+			detached := p.l.client(cp.index).Uint32(crState).Load() == clientDead
 			select {
-			case p.events <- procEvent{client: cp.index, gen: cp.subGen}:
+			case p.events <- procEvent{client: cp.index, gen: cp.subGen, detach: detached}:
 			case <-p.quit:
 			}
 			return
@@ -83,7 +85,7 @@ func (p *Pool) watchClient(cp *clientProc) {
 		if p.l.client(cp.index).Uint32(crState).Load() == clientDead {
 			// Detached by its own Close.
 			select {
-			case p.events <- procEvent{client: cp.index, gen: cp.subGen}:
+			case p.events <- procEvent{client: cp.index, gen: cp.subGen, detach: true}:
 			case <-p.quit:
 			}
 			return
@@ -91,8 +93,9 @@ func (p *Pool) watchClient(cp *clientProc) {
 	}
 }
 
-// clientDied starts reclaiming what client c left.
-func (p *Pool) clientDied(c int, subGen uint16) {
+// clientDied starts reclaiming what client c left, whether it died or
+// detached.
+func (p *Pool) clientDied(c int, subGen uint16, detached bool) {
 	p.mu.Lock()
 	var cp *clientProc
 	for _, x := range p.clients {
@@ -107,7 +110,11 @@ func (p *Pool) clientDied(c int, subGen uint16) {
 	cp.state = clientDead
 	l := p.l
 	l.client(c).Uint32(crState).Store(clientDead)
-	l.counter(ctrClientDeaths).Add(1)
+	if detached {
+		l.counter(ctrDetached).Add(1)
+	} else {
+		l.counter(ctrClientDeaths).Add(1)
+	}
 	p.recoverParty(l.g.clientSubParty(c), cp.subGen, crashInfo{})
 	p.recoverParty(l.g.clientColParty(c), cp.colGen, crashInfo{})
 	p.reapClient(cp)

@@ -27,6 +27,10 @@ const (
 	ringInq     = 1
 	ringOutBase = 16
 
+	// Version is the release, the same as SHMX_VERSION_* in
+	// include/shmexec.h (a test checks).
+	Version = "0.1.0"
+
 	// ProtocolVersion is the pool protocol spoken over a segment, checked
 	// in the worker handshake and in the control region.
 	ProtocolVersion = 1
@@ -90,7 +94,8 @@ const (
 	ctrRepublished   = 14 // results the supervisor published for a dead worker
 	ctrClientDeaths  = 15
 	ctrReclaimed     = 16 // slots reclaimed from dead clients
-	numCounters      = 17
+	ctrDetached      = 17 // clients that detached by Close (not deaths)
+	numCounters      = 18
 )
 
 // Job slot states (bits 0-7 of the state word).
