@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shmexec/shmexec/executor"
+	"github.com/shmexec/shmexec/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	executor.Handle("echo", func(ctx context.Context, in []byte) ([]byte, error) { return in, nil })
+	executor.ServeIfWorker()
+	testutil.Main(m, nil)
+}
+
+func TestCheckPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		uid, gid      uint32
+		groups, allow []uint32
+		ok            bool
+	}{
+		{"same uid", 1000, 1000, nil, nil, true},
+		{"other uid", 1001, 1001, []uint32{1001}, nil, false},
+		{"other uid, group not allowed", 1001, 1001, []uint32{27}, []uint32{50}, false},
+		{"primary group allowed", 1001, 50, nil, []uint32{50}, true},
+		{"supplementary group allowed", 1001, 1001, []uint32{27, 50}, []uint32{50}, true},
+	} {
+		err := CheckPeer(tc.uid, tc.gid, tc.groups, 1000, tc.allow)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: got %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "uid 1001") || !strings.Contains(err.Error(), "--allow-group")) {
+			t.Errorf("%s: the message should name the uid and the way out: %v", tc.name, err)
+		}
+	}
+}
+
+func TestParseGroups(t *testing.T) {
+	status := "Name:\tx\nUid:\t0\t0\t0\t0\nGroups:\t4 24 27 \nNgid:\t0\n"
+	got := parseGroups(status)
+	if len(got) != 3 || got[0] != 4 || got[2] != 27 {
+		t.Fatalf("parseGroups = %v", got)
+	}
+	if g := parseGroups("Groups:\n"); len(g) != 0 {
+		t.Fatalf("no groups: %v", g)
+	}
+}
+
+func servedPool(t *testing.T) (*executor.Pool, *Server, string) {
+	t.Helper()
+	p, err := executor.New(executor.Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "pool.sock")
+	s, err := Listen(p, Config{Socket: sock})
+	if err != nil {
+		p.Terminate()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		s.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return within 10s of Close")
+		}
+		p.Terminate()
+	})
+	return p, s, sock
+}
+
+func TestAttachAndDetach(t *testing.T) {
+	p, _, sock := servedPool(t)
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v %v", fi.Mode(), err)
+	}
+	c, err := Attach(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f, err := c.Submit(ctx, "echo", []byte("over the socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := f.Wait(ctx); err != nil || string(out) != "over the socket" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The detached client's slot comes back; it is not counted as a death.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := p.Stats()
+		if s.Detached == 1 && len(s.Clients) == 1 {
+			if s.ClientDeaths != 0 {
+				t.Fatalf("a detach counted as a death: %+v", s)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client slot not freed after detach: %+v", s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The read-only descriptor serves stats and cannot be mapped writable.
+	ro, err := OpenStats(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	st, err := executor.ReadStats(ro)
+	if err != nil || st.Collected < 1 || st.State != "open" {
+		t.Fatalf("ReadStats: %+v %v", st, err)
+	}
+	if mode := accessMode(t, ro); mode != os.O_RDONLY {
+		t.Fatalf("stat descriptor is not read-only: access mode %#x", mode)
+	}
+}
+
+func TestBadRequestsAndPaths(t *testing.T) {
+	_, _, sock := servedPool(t)
+	if _, _, err := request(sock, "steal"); err == nil || !strings.Contains(err.Error(), "unknown request") {
+		t.Fatalf("unknown request: %v", err)
+	}
+	if _, err := Attach(filepath.Join(t.TempDir(), "nothing.sock")); err == nil {
+		t.Fatal("attach to no socket succeeded")
+	}
+	// A second server on a live socket is refused; a stale one is replaced.
+	p2, err := executor.New(executor.Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Terminate()
+	if _, err := Listen(p2, Config{Socket: sock}); err == nil || !strings.Contains(err.Error(), "another server") {
+		t.Fatalf("second server on a live socket: %v", err)
+	}
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	s2, err := Listen(p2, Config{Socket: stale})
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	s2.Close()
+	notSock := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notSock, nil, 0o600)
+	if _, err := Listen(p2, Config{Socket: notSock}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("regular file: %v", err)
+	}
+}
