@@ -29,7 +29,7 @@ build:
 # libshmexec.so: only shmx_* exported (version script), with a SONAME.
 LIB      := build/libshmexec.so
 CFLAGS_C := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude
-C_EXAMPLES := build/pool_demo build/crash_demo build/ctest build/bench
+C_EXAMPLES := build/pool_demo build/crash_demo build/ctest build/bench build/attach_demo
 
 lib: $(LIB)
 
@@ -40,6 +40,13 @@ $(LIB): $(shell find capi executor ring shm internal -name '*.go' -o -name '*.c'
 		-o $(LIB) ./capi
 	rm -f build/libshmexec.h   # cgo's generated header is not the contract
 	ln -sf libshmexec.so build/libshmexec.so.0
+
+# The shmexec command (serve, stat, bench); go's cache decides what to rebuild.
+build/shmexec: FORCE
+	mkdir -p build
+	$(GO) build -o $@ ./cmd/shmexec
+
+FORCE:
 
 build/%: examples/c/%.c include/shmexec.h $(LIB)
 	$(CC) $(CFLAGS_C) -o $@ $< -Lbuild -lshmexec -Wl,-rpath,'$$ORIGIN'
@@ -92,7 +99,7 @@ model:
 PYTHON ?= python3
 
 # The Python binding's tests, against the real library.
-test-python: $(LIB)
+test-python: $(LIB) build/shmexec build/attach_demo
 	cd python && timeout 600 $(PYTHON) -m unittest discover -s tests -v
 	cd python && timeout 300 $(PYTHON) -m shmexec.bench --quick > /dev/null
 

@@ -27,6 +27,7 @@ import (
 	"unsafe"
 
 	"github.com/shmexec/shmexec/executor"
+	"github.com/shmexec/shmexec/server"
 )
 
 func main() {}
@@ -62,8 +63,11 @@ func (h *handles[T]) del(id uint64) {
 	h.mu.Unlock()
 }
 
+// pool is a handle: a pool this process owns (p set), or one it attached
+// to through shmexec serve (p nil). c submits either way.
 type pool struct {
 	p       *executor.Pool
+	c       *executor.Client
 	mu      sync.Mutex
 	jobs    map[uint64]*executor.Future
 	buffers handles[*executor.Buffer]
@@ -180,7 +184,28 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 		p.Terminate()
 		return C.SHMX_ENOMEM
 	}
-	cp.id = C.uint64_t(pools.add(&pool{p: p, jobs: map[uint64]*executor.Future{}}))
+	cp.id = C.uint64_t(pools.add(&pool{p: p, c: p.Client(), jobs: map[uint64]*executor.Future{}}))
+	*out = cp
+	setErr(nil)
+	return C.SHMX_OK
+}
+
+//export shmxgo_pool_attach
+func shmxgo_pool_attach(socket *C.char, out **C.shmx_pool) C.int {
+	c, err := server.Attach(C.GoString(socket))
+	if err != nil {
+		setErr(err)
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EACCES) {
+			return C.SHMX_ESYS
+		}
+		return C.SHMX_EINVAL
+	}
+	cp := (*C.shmx_pool)(C.malloc(C.size_t(unsafe.Sizeof(C.shmx_pool{}))))
+	if cp == nil {
+		c.Close()
+		return C.SHMX_ENOMEM
+	}
+	cp.id = C.uint64_t(pools.add(&pool{c: c, jobs: map[uint64]*executor.Future{}}))
 	*out = cp
 	setErr(nil)
 	return C.SHMX_OK
@@ -194,6 +219,15 @@ func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.
 	}
 	pools.del(uint64(cp.id))
 	var err error
+	if p.p == nil {
+		// Attached: detach (the server's pool goes on).
+		err = p.c.Close()
+		setErr(err)
+		if err != nil {
+			return C.SHMX_ESYS
+		}
+		return C.SHMX_OK
+	}
 	if terminate != 0 {
 		err = p.p.Terminate()
 	} else {
@@ -217,10 +251,14 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 		return C.SHMX_EINVAL
 	}
 	if block == 0 {
-		f, err := p.p.Client().TrySubmit(C.GoString(handler), input(data, n))
+		f, err := p.c.TrySubmit(C.GoString(handler), input(data, n))
 		return p.track(f, err, job)
 	}
-	f, err := p.p.Submit(context.Background(), C.GoString(handler), input(data, n))
+	if p.p != nil {
+		f, err := p.p.Submit(context.Background(), C.GoString(handler), input(data, n))
+		return p.track(f, err, job)
+	}
+	f, err := p.c.Submit(context.Background(), C.GoString(handler), input(data, n))
 	return p.track(f, err, job)
 }
 
@@ -230,7 +268,7 @@ func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
 	}
-	f, err := p.p.Client().SubmitWith(context.Background(), C.GoString(handler), input(data, n),
+	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
 		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries)})
 	return p.track(f, err, job)
 }
@@ -293,7 +331,7 @@ func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int 
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	b, err := p.p.Client().AllocBuffer(int(n))
+	b, err := p.c.AllocBuffer(int(n))
 	if err != nil {
 		setErr(err)
 		return code(err)
@@ -317,7 +355,7 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 		return C.SHMX_EINVAL
 	}
 	p.buffers.del(uint64(buf.id))
-	f, err := p.p.Client().SubmitBuffer(context.Background(), C.GoString(handler), b, executor.SubmitOptions{Retries: -1})
+	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b, executor.SubmitOptions{Retries: -1})
 	if err != nil {
 		b.Release()
 	}

@@ -69,6 +69,12 @@ int shmx_pool_create(const shmx_pool_config *cfg, shmx_pool **out) {
     return shmxgo_pool_create((shmx_pool_config *)cfg, out);
 }
 
+int shmx_pool_attach(const char *socket_path, shmx_pool **out) {
+    GUARD(SHMX_EFORKED);
+    if (!socket_path || !*socket_path || !out) return SHMX_EINVAL;
+    return shmxgo_pool_attach((char *)socket_path, out);
+}
+
 int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns) {
     GUARD(SHMX_EFORKED);
     if (!pool) return SHMX_OK;

@@ -86,9 +86,22 @@ void shmx_pool_config_init(shmx_pool_config *cfg);
    (shmx_last_error() says why). */
 int shmx_pool_create(const shmx_pool_config *cfg, shmx_pool **out);
 
+/* Attaches this process as a client of the pool that `shmexec serve`
+   serves on the Unix socket socket_path. The handle then works with
+   shmx_submit, shmx_wait and the rest; shmx_pool_close detaches (the
+   served pool goes on) and shmx_pool_terminate does the same. If this
+   process dies, the server reclaims its queued jobs and space. If the
+   server dies, waits return SHMX_EPOOL_DEAD.
+   Returns: SHMX_OK and *out; SHMX_ESYS if the socket cannot be reached
+   (no such file, nobody listening, no permission); SHMX_EINVAL if the
+   server refuses (shmx_last_error() says why, e.g. a uid it does not
+   allow) or answers something else. */
+int shmx_pool_attach(const char *socket_path, shmx_pool **out);
+
 /* Stops intake, lets queued jobs finish for at most timeout_ns (< 0: the
    library's default of one minute), stops the workers and frees the pool.
-   Jobs not waited for are discarded. NULL: no-op.
+   Jobs not waited for are discarded. For a handle from shmx_pool_attach:
+   detaches, and jobs not waited for are abandoned. NULL: no-op.
    Returns: SHMX_OK, or SHMX_ETIMEDOUT if jobs had to be killed. */
 int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns);
 
