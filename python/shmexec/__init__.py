@@ -45,6 +45,10 @@ class ForkedError(ShmexecError):
     used in the child (start them after the fork, or use exec)."""
 
 
+class PoolDead(ShmexecError):
+    """The process that served the pool (shmexec serve) died."""
+
+
 class PoolClosed(ShmexecError):
     """The pool is closed."""
 
@@ -114,9 +118,15 @@ def _main_ref():
     return "path:" + os.path.abspath(f) if f else ""
 
 
-def _check_sendable(fn, what="function"):
+def _check_sendable(fn, what="function", served=False):
     """Fail at submit time, in the caller, for what a worker cannot find."""
     name = getattr(fn, "__qualname__", repr(fn))
+    if served and getattr(fn, "__module__", None) in ("__main__", "__mp_main__"):
+        raise TypeError(
+            f"shmexec cannot send the {what} {name!r} to a served pool: its workers were started by "
+            "`shmexec serve`, not from this script, so they cannot find functions of __main__. "
+            "Put it in a module the workers can import."
+        )
     if "<lambda>" in name or "<locals>" in name:
         raise TypeError(
             f"shmexec cannot send the {what} {name!r} to a worker: lambdas and functions defined inside "
@@ -177,6 +187,8 @@ def _outcome(res):
         return ("exc", _cf.CancelledError(err))
     if st == _lib.SHMX_ECLOSED:
         return ("exc", PoolClosed(err))
+    if st == _lib.SHMX_EPOOL_DEAD:
+        return ("exc", PoolDead(err or "the process serving the pool died"))
     return ("exc", ShmexecError(f"{_strerror(st)}: {err}"))
 
 
@@ -220,10 +232,29 @@ class Executor(_cf.Executor):
         raises TimeoutError).
     retries: re-runs of a task whose worker died before it raises
         WorkerCrashed.
+    connect: the socket path of a pool that `shmexec serve` serves: attach
+        to it instead of starting workers (its workers, their number and
+        their initializer are the server's; timeout and retries apply to
+        this client's calls). If the server dies, calls raise PoolDead.
     """
 
-    def __init__(self, max_workers=None, *, initializer=None, initargs=(), max_tasks_per_child=None, timeout=None, retries=0):
+    def __init__(self, max_workers=None, *, initializer=None, initargs=(), max_tasks_per_child=None, timeout=None, retries=0, connect=None):
         _check_fork()
+        self._served = connect is not None
+        self._call_timeout, self._call_retries = None, None
+        if self._served:
+            if max_workers is not None or initializer is not None or max_tasks_per_child is not None:
+                raise ValueError("max_workers, initializer and max_tasks_per_child are the server's to set when connect is given")
+            self._pool = ctypes.c_void_p()
+            rc = _LIB.shmx_pool_attach(os.fsencode(connect), ctypes.byref(self._pool))
+            if rc != _lib.SHMX_OK:
+                self._pool = None
+                raise ShmexecError(f"cannot attach to the pool at {connect}: {_last_error()}")
+            self._call_timeout = timeout
+            self._call_retries = retries or None
+            self._workers = os.cpu_count() or 1
+            self._start_collector()
+            return
         if getattr(sys.modules.get("shmexec.worker"), "bootstrapping", False):
             raise RuntimeError(
                 "shmexec: a pool is being created while a worker loads the main script: the script "
@@ -247,6 +278,9 @@ class Executor(_cf.Executor):
             self._pool = None
             raise ShmexecError(f"cannot start the pool: {_strerror(rc)}: {_last_error()}")
         self._workers = max_workers or os.cpu_count() or 1
+        self._start_collector()
+
+    def _start_collector(self):
         self._lock = threading.Lock()
         self._pending = {}  # job id -> future
         self._claimed = set()  # jobs a caller waits for in its own thread
@@ -275,6 +309,10 @@ class Executor(_cf.Executor):
         """Submits the framed pickle of obj. A large one without per-call
         options is written straight into a buffer in the segment (one
         copy, no frame)."""
+        if timeout is None:
+            timeout = self._call_timeout
+        if retries is None:
+            retries = self._call_retries
         parts, total = _wire.dumps_parts(obj)
         if total < _ZERO_COPY_FROM or timeout is not None or retries is not None:
             return self._submit_payload(_wire.join(parts), timeout, retries)
@@ -296,6 +334,10 @@ class Executor(_cf.Executor):
 
     def _submit_payload(self, payload, timeout=None, retries=None):
         self._check_open()
+        if timeout is None:
+            timeout = self._call_timeout
+        if retries is None:
+            retries = self._call_retries
         job = ctypes.c_uint64()
         buf = (ctypes.c_char * len(payload)).from_buffer(payload)
         opts = None
@@ -312,16 +354,28 @@ class Executor(_cf.Executor):
             raise self._submit_failed(rc)
         return self._track(job.value)
 
-    def _submit_batches(self, fn, items, chunksize, star):
+    def _submit_batches(self, fn, items, chunksize, star, progress=False):
         """Submits items in batch jobs of chunksize (None: sized so that
         every worker gets several) and returns their futures; each
         future's result goes through _batch_values. star: items are
-        argument tuples, else single arguments."""
-        _check_sendable(fn)
+        argument tuples, else single arguments. progress: show a progress
+        bar on stderr (or pass a _progress.Progress)."""
+        _check_sendable(fn, served=self._served)
         kind = "batch" if star else "batch1"
         if chunksize is None:
             chunksize = max(1, len(items) // (self._workers * 4))
-        return [self._submit_payload(_wire.dumps((kind, fn, items[i:i + chunksize]))) for i in range(0, len(items), chunksize)]
+        bar = None
+        if progress:
+            from ._progress import Progress
+
+            bar = progress if isinstance(progress, Progress) else Progress(len(items))
+        futures = []
+        for i in range(0, len(items), chunksize):
+            f = self._submit_payload(_wire.dumps((kind, fn, items[i:i + chunksize])))
+            if bar is not None:
+                f.add_done_callback(bar.callback(len(items[i:i + chunksize])))
+            futures.append(f)
+        return futures
 
     def _track(self, job):
         fut = _Future()
@@ -335,7 +389,7 @@ class Executor(_cf.Executor):
 
     def submit(self, fn, /, *args, **kwargs):
         _check_fork()
-        _check_sendable(fn)
+        _check_sendable(fn, served=self._served)
         try:
             obj = ("call", fn, (args, kwargs))
             return self._submit_obj(obj)
@@ -347,22 +401,23 @@ class Executor(_cf.Executor):
         before its worker is killed and it raises TimeoutError; 0: none)
         and retries (re-runs after a worker crash). None: the pool's."""
         _check_fork()
-        _check_sendable(fn)
+        _check_sendable(fn, served=self._served)
         try:
             payload = _wire.dumps(("call", fn, (tuple(args), dict(kwargs or {}))))
         except Exception as e:
             raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
         return self._submit_payload(payload, timeout, retries)
 
-    def map(self, fn, *iterables, timeout=None, chunksize=None):
+    def map(self, fn, *iterables, timeout=None, chunksize=None, progress=False):
         """Like Executor.map. Items are sent in chunks: chunksize if given,
-        otherwise sized so that every worker gets several chunks."""
+        otherwise sized so that every worker gets several chunks.
+        progress=True shows a progress bar on stderr."""
         _check_fork()
         star = len(iterables) != 1
         items = list(zip(*iterables)) if star else list(iterables[0])
         if not items:
             return iter(())
-        futures = self._submit_batches(fn, items, chunksize, star)
+        futures = self._submit_batches(fn, items, chunksize, star, progress)
 
         def results():
             try:
@@ -408,7 +463,10 @@ class Executor(_cf.Executor):
                 with self._lock:
                     fut = self._pending.pop(job, None)
                 if fut is not None:
-                    fut.set_exception(ShmexecError(f"wait: {_strerror(rc)}"))
+                    if rc == _lib.SHMX_EPOOL_DEAD:
+                        fut.set_exception(PoolDead("the process serving the pool died"))
+                    else:
+                        fut.set_exception(ShmexecError(f"wait: {_strerror(rc)}"))
             return rc
         finally:
             with self._lock:

@@ -93,6 +93,7 @@ def load():
         "shmx_last_error": (ctypes.c_char_p, []),
         "shmx_pool_config_init": (None, [ctypes.POINTER(PoolConfig)]),
         "shmx_pool_create": (i, [ctypes.POINTER(PoolConfig), ctypes.POINTER(vp)]),
+        "shmx_pool_attach": (i, [ctypes.c_char_p, ctypes.POINTER(vp)]),
         "shmx_pool_close": (i, [vp, i64]),
         "shmx_pool_terminate": (i, [vp]),
         "shmx_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),

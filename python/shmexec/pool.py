@@ -87,7 +87,8 @@ class AsyncResult:
 
 class Pool:
     """multiprocessing.Pool's interface: apply, apply_async, map, map_async,
-    imap, imap_unordered, starmap, starmap_async, close, terminate, join."""
+    imap, imap_unordered, starmap, starmap_async, close, terminate, join.
+    connect=PATH attaches to a pool that `shmexec serve` serves."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, **kwargs):
         from . import Executor
@@ -107,33 +108,36 @@ class Pool:
         self._check_running()
         return AsyncResult([self._ex.submit(func, *args, **kwds)], True, callback, error_callback)
 
-    def _chunks(self, func, iterable, chunksize, star):
+    # The map family takes progress=True to show a progress bar on stderr
+    # (count, rate, ETA; in place on a terminal, occasional lines otherwise).
+
+    def _chunks(self, func, iterable, chunksize, star, progress=False):
         self._check_running()
         items = [tuple(a) for a in iterable] if star else list(iterable)
-        return self._ex._submit_batches(func, items, chunksize, star)
+        return self._ex._submit_batches(func, items, chunksize, star, progress)
 
-    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)], False, callback, error_callback)
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
+        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)], False, callback, error_callback)
 
-    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
-        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, True)], False, callback, error_callback)
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
+        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, True, progress)], False, callback, error_callback)
 
-    def map(self, func, iterable, chunksize=None):
-        return self.map_async(func, iterable, chunksize).get()
+    def map(self, func, iterable, chunksize=None, progress=False):
+        return self.map_async(func, iterable, chunksize, progress=progress).get()
 
-    def starmap(self, func, iterable, chunksize=None):
-        return self.starmap_async(func, iterable, chunksize).get()
+    def starmap(self, func, iterable, chunksize=None, progress=False):
+        return self.starmap_async(func, iterable, chunksize, progress=progress).get()
 
-    def imap(self, func, iterable, chunksize=1):
-        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)]
+    def imap(self, func, iterable, chunksize=1, progress=False):
+        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)]
 
         def gen():
             for f in futures:
                 yield from f.result()
         return gen()
 
-    def imap_unordered(self, func, iterable, chunksize=1):
-        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False)]
+    def imap_unordered(self, func, iterable, chunksize=1, progress=False):
+        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)]
 
         def gen():
             for f in cf.as_completed(futures):

@@ -76,8 +76,40 @@ def _load_main(ref):
         bootstrapping = False
 
 
+def _run_named(handlers, name, payload):
+    """Runs a raw-bytes handler: a function of the --handlers module that
+    takes the input bytes and returns bytes (str is encoded as UTF-8).
+    Returns (parts, total, error): error is (type, message) on failure."""
+    fn = getattr(handlers, name, None) if handlers is not None and not name.startswith("_") else None
+    if not callable(fn):
+        where = f"module {handlers.__name__}" if handlers is not None else "this worker (start it with --handlers MODULE)"
+        return [], 0, ("UnknownHandler", f"no handler {name!r} in {where}")
+    try:
+        out = fn(bytes(payload))
+        if isinstance(out, str):
+            out = out.encode()
+        out = memoryview(b"" if out is None else out).cast("B")
+        return [out], out.nbytes, None
+    except BaseException as e:  # noqa: B902 - a task's exception ends that task only
+        return [], 0, (type(e).__qualname__, str(e))
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    """argv: [--handlers MODULE] [MAIN_REF [INIT_HEX]]. Jobs for the
+    handler "py" are pickled calls; any other handler name is a function of
+    MODULE that maps input bytes to output bytes, so that C and Go clients
+    can call Python code (for example through `shmexec serve`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    handlers = None
+    if argv[:1] == ["--handlers"] and len(argv) > 1:
+        import importlib
+
+        try:
+            handlers = importlib.import_module(argv[1])
+        except BaseException as e:  # noqa: B902
+            sys.stderr.write(f"shmexec worker: cannot import the handlers module {argv[1]}: {type(e).__name__}: {e}\n")
+            return 3
+        del argv[:2]
     lib, _ = _lib.load()
     w = ctypes.c_void_p()
     if lib.shmx_worker_open(ctypes.byref(w)) != _lib.SHMX_OK:
@@ -105,8 +137,16 @@ def main(argv=None):
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
         data = (ctypes.c_char * task.in_len).from_address(task.input) if task.in_len else b""
-        parts, total = _run_call(memoryview(data).cast("B") if task.in_len else b"")
+        payload = memoryview(data).cast("B") if task.in_len else b""
         rc = 0
+        if task.handler == b"py":
+            parts, total = _run_call(payload)
+        else:
+            parts, total, err = _run_named(handlers, task.handler.decode(errors="replace"), payload)
+            if err is not None:
+                lib.shmx_output_error(task.out, err[0].encode(), err[1].encode(errors="replace"))
+                lib.shmx_task_done(w, ctypes.byref(task), 1)
+                continue
         if total:
             # Straight into shared memory: the output needs no other copy.
             addr = lib.shmx_output_alloc(task.out, total)

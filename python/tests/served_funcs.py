@@ -1,0 +1,24 @@
+"""Functions for the served-pool tests: the workers of `shmexec serve`
+import this module, for raw-bytes handlers (--handlers) and for Python
+calls by reference."""
+
+import time
+
+
+def upper(data):
+    """A raw-bytes handler: C clients call it by name."""
+    return data.upper()
+
+
+def square(x):
+    return x * x
+
+
+def slow_square(x):
+    time.sleep(0.002)
+    return x * x
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
