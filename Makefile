@@ -19,7 +19,7 @@ FUZZ_TARGETS := \
 	./executor:FuzzDecodeBatchResult \
 	./executor:FuzzPayloadRefs
 
-.PHONY: all build lib c-examples test test-go test-c test-python fuzz-quick fuzz bench demo vet clean install model model-quick
+.PHONY: all build lib c-examples test test-go test-c test-python test-bench fuzz-quick fuzz bench demo vet clean install model model-quick
 
 all: build lib c-examples
 
@@ -85,7 +85,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet $(CRASHTAGS) ./...
 
-test: vet model-quick test-go test-c test-python fuzz-quick
+test: vet model-quick test-go test-c test-python test-bench fuzz-quick
 
 # The Promela models of docs/model (spin from Debian's packages): small
 # configurations and the mutants that must fail in make test; the full
@@ -118,13 +118,17 @@ fuzz-quick:
 fuzz:
 	$(MAKE) fuzz-quick FUZZTIME=$(LONGFUZZ)
 
-bench: lib
+# All figures in one run, each beside its baselines (docs/BENCHMARKS.md):
+# the table on stdout, every figure in build/bench.json, plots in docs/.
+bench: lib build/shmexec build/bench
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 1 ./ring
-	$(GO) test -run '^$$' -bench RoundTrip -benchtime 20000x -count 1 ./executor
-	$(GO) test -run '^$$' -bench Map -benchtime 1000000x -count 1 ./executor
-	$(GO) test -run '^$$' -bench Recovery -benchtime 50x -count 1 ./executor
-	$(MAKE) build/bench && ./build/bench 20000
-	cd python && $(PYTHON) -m shmexec.bench
+	./build/shmexec bench --save build/bench.json
+
+# CI: the whole bench runs, briefly, and its JSON is complete (no timing
+# is asserted).
+test-bench: lib build/shmexec build/bench
+	./build/shmexec bench --quick --json > build/bench-quick.json
+	$(PYTHON) -c 'import json,sys; r=json.load(open("build/bench-quick.json")); g={f["group"] for f in r["figures"]}; need={"round trip, empty job","throughput, tiny jobs","payload","recovery"}; sys.exit(0 if need <= g and r["payload"] and r["scaling"] and r["latency_us"] else "bench JSON lacks figures: %s" % sorted(need - g))'
 
 demo: c-examples
 	$(GO) run ./examples/go/ringdemo

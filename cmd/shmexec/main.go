@@ -31,6 +31,16 @@ const usage = `usage:
 `
 
 func main() {
+	// The bench's Go workers are this binary, re-executed by its pools.
+	registerBenchHandlers()
+	executor.ServeIfWorker()
+	if len(os.Args) == 3 && os.Args[1] == "__bench-child" {
+		if err := benchChild(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "shmexec bench child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

@@ -1,12 +1,14 @@
 """`python -m shmexec.bench`: shmexec beside multiprocessing.Pool and
 ProcessPoolExecutor, measured in the same run, printed as ratios.
 
-    python -m shmexec.bench [--quick]
+    python -m shmexec.bench [--quick] [--json]
+
+--json prints every figure as one JSON object (for `shmexec bench`).
 """
 
 import concurrent.futures as cf
+import json
 import multiprocessing as mp
-import statistics
 import sys
 import time
 
@@ -28,46 +30,65 @@ def _latency(call, n):
         call()
         lat.append(time.perf_counter() - t)
     lat.sort()
-    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+    return {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "p999": lat[min(len(lat) - 1, int(len(lat) * 0.999))]}
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def measure(quick=False):
+    """Returns every figure, in seconds, keyed by what was measured."""
+    n_rt = 200 if quick else 5000
+    n_map = 10_000 if quick else 100_000
+    sizes = [64, 1 << 10, 16 << 10, 256 << 10, 4 << 20] + ([] if quick else [64 << 20])
+    ctx = mp.get_context("spawn")
+    r = {"workers": 2, "n_roundtrip": n_rt, "n_map": n_map}
+    with shmexec.Executor(max_workers=2) as ex, ctx.Pool(2) as pool, cf.ProcessPoolExecutor(2, mp_context=ctx) as ppe:
+        for warm in (ex.submit(noop).result, lambda: pool.apply(noop), ppe.submit(noop).result):
+            warm()
+        r["apply"] = _latency(lambda: ex.submit(noop).result(), n_rt)
+        r["mp_apply"] = _latency(lambda: pool.apply(noop), n_rt)
+        r["ppe_submit"] = _latency(lambda: ppe.submit(noop).result(), n_rt)
+
+        items = range(n_map)
+        r["map"] = _timed(lambda: list(ex.map(noop, items)))
+        r["mp_map"] = _timed(lambda: pool.map(noop, items))
+        r["mp_map_chunksize1"] = _timed(lambda: pool.map(noop, items[: n_map // 10], chunksize=1)) * 10  # 1/10 run, scaled
+        r["ppe_map"] = _timed(lambda: list(ppe.map(noop, items)))
+
+        r["echo"] = {}
+        for size in sizes:
+            data = b"x" * size
+            reps = max(1, min(200, (8 << 20) // size))
+            ours = min(_timed(lambda: ex.submit(echo, data).result()) for _ in range(reps))
+            theirs = min(_timed(lambda: pool.apply(echo, (data,))) for _ in range(reps))
+            r["echo"][str(size)] = {"shmexec": ours, "mp_apply": theirs}
+    return r
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    quick = "--quick" in argv
-    n_rt = 200 if quick else 5000
-    n_map = 10_000 if quick else 100_000
-    big = b"x" * ((8 if quick else 64) << 20)
-    ctx = mp.get_context("spawn")
-    rows = []
-    with shmexec.Executor(max_workers=2) as ex, ctx.Pool(2) as pool, cf.ProcessPoolExecutor(2, mp_context=ctx) as ppe:
-        for warm in (ex.submit(noop).result, lambda: pool.apply(noop), ppe.submit(noop).result):
-            warm()
-        s = _latency(lambda: ex.submit(noop).result(), n_rt)
-        m = _latency(lambda: pool.apply(noop), n_rt)
-        p = _latency(lambda: ppe.submit(noop).result(), n_rt)
-        rows.append(("apply round trip p50", s[0], {"multiprocessing.Pool.apply": m[0], "ProcessPoolExecutor.submit": p[0]}, "s"))
-        rows.append(("apply round trip p99", s[1], {"multiprocessing.Pool.apply": m[1], "ProcessPoolExecutor.submit": p[1]}, "s"))
-
-        def timed(f):
-            t = time.perf_counter()
-            f()
-            return time.perf_counter() - t
-
-        items = range(n_map)
-        ts = timed(lambda: list(ex.map(noop, items)))
-        tm = timed(lambda: pool.map(noop, items))
-        tm1 = timed(lambda: pool.map(noop, items[: n_map // 10], chunksize=1)) * 10  # scaled: chunksize=1 is slow
-        tp = timed(lambda: list(ppe.map(noop, items)))
-        rows.append((f"map of {n_map:,} tiny tasks", ts, {"Pool.map (default chunksize)": tm, "Pool.map chunksize=1 (1/10 run, x10)": tm1, "ProcessPoolExecutor.map": tp}, "s"))
-
-        ts = timed(lambda: ex.submit(echo, big).result())
-        tm = timed(lambda: pool.apply(echo, (big,)))
-        rows.append((f"{len(big) >> 20} MiB echo", ts, {"multiprocessing.Pool.apply": tm}, "s"))
+    r = measure("--quick" in argv)
+    if "--json" in argv:
+        print(json.dumps(r))
+        return
     print(f"shmexec {shmexec.version()} — Python {sys.version.split()[0]}, 2 workers each, one run")
-    for name, ours, base, unit in rows:
+
+    def row(name, ours, base):
         print(f"{name}: shmexec {ours * 1e3:.3f} ms")
         for bname, b in base.items():
             print(f"    {bname}: {b * 1e3:.3f} ms  ->  shmexec is {b / ours:.1f}x faster")
+
+    for q in ("p50", "p99"):
+        row(f"apply round trip {q}", r["apply"][q], {"multiprocessing.Pool.apply": r["mp_apply"][q], "ProcessPoolExecutor.submit": r["ppe_submit"][q]})
+    row(f"map of {r['n_map']:,} tiny tasks", r["map"], {"Pool.map (default chunksize)": r["mp_map"],
+        "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"], "ProcessPoolExecutor.map": r["ppe_map"]})
+    biggest = max(r["echo"], key=int)
+    row(f"{int(biggest) >> 20 or int(biggest) >> 10} {'MiB' if int(biggest) >= 1 << 20 else 'KiB'} echo", r["echo"][biggest]["shmexec"],
+        {"multiprocessing.Pool.apply": r["echo"][biggest]["mp_apply"]})
 
 
 if __name__ == "__main__":

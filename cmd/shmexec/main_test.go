@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shmexec/shmexec/executor"
+)
+
+func TestVersionMatchesHeader(t *testing.T) {
+	h, err := os.ReadFile("../../include/shmexec.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := func(name string) string {
+		m := regexp.MustCompile(`#define SHMX_VERSION_` + name + ` (\d+)`).FindSubmatch(h)
+		if m == nil {
+			t.Fatalf("no SHMX_VERSION_%s in the header", name)
+		}
+		return string(m[1])
+	}
+	if want := part("MAJOR") + "." + part("MINOR") + "." + part("PATCH"); executor.Version != want {
+		t.Fatalf("executor.Version %q, header %q", executor.Version, want)
+	}
+}
+
+func TestRatioWords(t *testing.T) {
+	for _, tc := range []struct {
+		r     float64
+		lower bool
+		want  string
+	}{{5.2, true, "5.20x faster"}, {0.5, true, "2.00x slower"}, {3, false, "3.00x better"}, {0.25, false, "4.00x worse"}, {0, true, "-"}} {
+		if got := ratioWords(tc.r, tc.lower); got != tc.want {
+			t.Errorf("ratioWords(%v, %v) = %q, want %q", tc.r, tc.lower, got, tc.want)
+		}
+	}
+}
+
+func TestRenderNamesEverything(t *testing.T) {
+	s := executor.Stats{
+		State: "open", SupervisorPID: 42, Submitted: 10, Collected: 9, Queued: 1,
+		Failed:  map[string]uint64{"worker_crashed": 2, "timeout": 1},
+		Workers: []executor.WorkerStats{{PID: 1001, State: "busy", Current: 3, Job: 77, Done: 5, Restarts: 1}},
+		Clients: []executor.ClientStats{{Index: 0, PID: 42, State: "active"}, {Index: 2, PID: 4242, State: "dead", Slots: 3}},
+	}
+	var b strings.Builder
+	render(&b, s, 123, "/tmp/x.sock", time.Unix(0, 0))
+	out := b.String()
+	for _, want := range []string{"supervisor pid 42", "open", "queued 1", "throughput 123 jobs/s", "timeout 1, worker_crashed 2",
+		"1001", "busy", "77 (slot 3)", "4242", "dead"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the view lacks %q:\n%s", want, out)
+		}
+	}
+}
