@@ -807,4 +807,3 @@ func num(v float64) string {
 	}
 	return fmt.Sprintf("%.3f", v)
 }
-

@@ -23,7 +23,7 @@ verify() {
 	errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$dir/pan.log" | head -1)
 	states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$dir/pan.log" | head -1)
 	incomplete=$(grep -c -E 'out of memory|max search depth too small|reached -DMEMLIM' "$dir/pan.log" || true)
-	what=$(grep -m1 -E 'assertion violated|invalid end state' "$dir/pan.log" || true)
+	what=$(grep -m1 -E 'pan:[0-9]+: ' "$dir/pan.log" || true)
 	case "$expect:$errors:$incomplete" in
 	ok:0:0)    res="verified" ;;
 	error:[1-9]*:*) res="counterexample as expected ($what)" ;;
@@ -46,19 +46,20 @@ quick)
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=0 -DMAXCRASH=2" ok
 	;;
 full)
-	# exhaustive (COLLAPSE compression, no state is dropped)
-	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=2 -DMAXCRASH=1" ok
-	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=3 -DMAXCRASH=1" ok
+	# exhaustive: COLLAPSE compression drops no state
 	verify ring.pml "-DNP=1 -DNC=2 -DK=2 -DB=2 -DCAP=2 -DMAXCRASH=2" ok
+	verify ring.pml "-DNP=1 -DNC=2 -DK=2 -DB=2 -DCAP=3 -DMAXCRASH=2" ok
 	verify ring.pml "-DNP=2 -DNC=1 -DK=2 -DB=2 -DCAP=2 -DMAXCRASH=2" ok
-	verify ring.pml "-DNP=2 -DNC=1 -DK=2 -DB=2 -DCAP=3 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=2 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=2 -DJ=3 -DW=2 -DRETRIES=1 -DMAXCRASH=1" ok
-	# 2 producers x 2 consumers with 2 crashes does not fit in memory
-	# exhaustively here: bitstate (supertrace) search, which may miss states
+	# 2 producers x 2 consumers does not fit in memory exhaustively here:
+	# hash compaction (HC4: every state visited, a collision may hide one
+	# with a tiny probability) for one crash, bitstate search (may miss
+	# states; pan reports its coverage estimate) for two
+	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=2 -DMAXCRASH=1" ok "-DHC4"
+	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=3 -DMAXCRASH=1" ok "-DHC4"
 	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=2 -DMAXCRASH=2" ok "-DBITSTATE" "-w34"
-	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=3 -DMAXCRASH=2" ok "-DBITSTATE" "-w34"
 	;;
 *) echo "usage: $0 quick|full" >&2; exit 2 ;;
 esac
