@@ -130,12 +130,13 @@ test-bench: lib build/shmexec build/bench
 	./build/shmexec bench --quick --json > build/bench-quick.json
 	$(PYTHON) -c 'import json,sys; r=json.load(open("build/bench-quick.json")); g={f["group"] for f in r["figures"]}; need={"round trip, empty job","throughput, tiny jobs","payload","recovery"}; sys.exit(0 if need <= g and r["payload"] and r["scaling"] and r["latency_us"] else "bench JSON lacks figures: %s" % sorted(need - g))'
 
-demo: c-examples
+demo: c-examples build/shmexec
 	$(GO) run ./examples/go/ringdemo
 	$(GO) run ./examples/go/pooldemo
 	./build/pool_demo
 	./build/crash_demo
 	cd python && $(PYTHON) -m shmexec && $(PYTHON) ../examples/python/demo.py
+	examples/serve_demo.sh
 
 PREFIX ?= /usr/local
 

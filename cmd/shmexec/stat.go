@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shmexec/shmexec/executor"
 )
 
@@ -31,6 +33,7 @@ func liveView(f *os.File, out io.Writer, interval time.Duration, count int, sock
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	tty := isTerminal(out)
 	var prev executor.Stats
 	prevAt := time.Time{}
 	for n := 0; count == 0 || n < count; n++ {
@@ -44,7 +47,11 @@ func liveView(f *os.File, out io.Writer, interval time.Duration, count int, sock
 			rate = float64(s.Collected-prev.Collected) / now.Sub(prevAt).Seconds()
 		}
 		var b strings.Builder
-		b.WriteString("\x1b[H\x1b[2J") // home, clear: redraw in place
+		if tty {
+			b.WriteString("\x1b[H\x1b[2J") // home, clear: redraw in place
+		} else if n > 0 {
+			b.WriteString("\n") // not a terminal: one frame after another
+		}
 		render(&b, s, rate, socket, now)
 		io.WriteString(out, b.String())
 		if s.State == "dead" || s.State == "closed" || syscall.Kill(s.SupervisorPID, 0) == syscall.ESRCH {
@@ -95,4 +102,15 @@ func render(b *strings.Builder, s executor.Stats, rate float64, socket string, n
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%d\t%d\n", c.Index, c.PID, c.State, c.Submitted, c.Collected, c.Outqueue, c.Slots)
 	}
 	tw.Flush()
+}
+
+// isTerminal reports whether w is a terminal (the live view redraws in
+// place only there).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
