@@ -71,6 +71,34 @@ type pool struct {
 	mu      sync.Mutex
 	jobs    map[uint64]*executor.Future
 	buffers handles[*executor.Buffer]
+
+	// For shmx_wait_any: once it has been called, every job announces
+	// itself in ready when it finishes; waiting counts the threads in
+	// shmx_wait on each job (wait_any leaves those jobs to them).
+	anyOn   bool
+	ready   chan uint64
+	waiting map[uint64]int
+	quit    chan struct{}
+}
+
+func newPool(p *executor.Pool, c *executor.Client) *pool {
+	return &pool{p: p, c: c, jobs: map[uint64]*executor.Future{}, ready: make(chan uint64, 1024),
+		waiting: map[uint64]int{}, quit: make(chan struct{})}
+}
+
+// announce sends job id to ready once its future is done. p.mu held.
+func (p *pool) announce(id uint64, f *executor.Future) {
+	go func() {
+		select {
+		case <-f.Done():
+		case <-p.quit:
+			return
+		}
+		select {
+		case p.ready <- id:
+		case <-p.quit:
+		}
+	}()
 }
 
 var pools handles[*pool]
@@ -130,6 +158,9 @@ func (p *pool) track(f *executor.Future, err error, job *C.shmx_job) C.int {
 	}
 	p.mu.Lock()
 	p.jobs[f.ID()] = f
+	if p.anyOn {
+		p.announce(f.ID(), f)
+	}
 	p.mu.Unlock()
 	*job = C.shmx_job(f.ID())
 	return C.SHMX_OK
@@ -184,7 +215,7 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 		p.Terminate()
 		return C.SHMX_ENOMEM
 	}
-	cp.id = C.uint64_t(pools.add(&pool{p: p, c: p.Client(), jobs: map[uint64]*executor.Future{}}))
+	cp.id = C.uint64_t(pools.add(newPool(p, p.Client())))
 	*out = cp
 	setErr(nil)
 	return C.SHMX_OK
@@ -205,7 +236,7 @@ func shmxgo_pool_attach(socket *C.char, out **C.shmx_pool) C.int {
 		c.Close()
 		return C.SHMX_ENOMEM
 	}
-	cp.id = C.uint64_t(pools.add(&pool{c: c, jobs: map[uint64]*executor.Future{}}))
+	cp.id = C.uint64_t(pools.add(newPool(nil, c)))
 	*out = cp
 	setErr(nil)
 	return C.SHMX_OK
@@ -218,6 +249,7 @@ func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.
 		return C.SHMX_EINVAL
 	}
 	pools.del(uint64(cp.id))
+	close(p.quit)
 	var err error
 	if p.p == nil {
 		// Attached: detach (the server's pool goes on).
@@ -288,17 +320,29 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 	}
 	var out []byte
 	var err error
+	p.mu.Lock()
+	p.waiting[uint64(job)]++
+	p.mu.Unlock()
 	if timeoutNS < 0 {
 		out, err = f.Wait(context.Background())
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutNS))
 		out, err = f.Wait(ctx)
 		cancel()
-		if errors.Is(err, context.DeadlineExceeded) {
-			return C.SHMX_ETIMEDOUT
-		}
 	}
 	p.mu.Lock()
+	if p.waiting[uint64(job)]--; p.waiting[uint64(job)] <= 0 {
+		delete(p.waiting, uint64(job))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// It may have finished just now, and shmx_wait_any passed it over
+		// while this thread waited: announce it again.
+		if p.anyOn {
+			p.announce(uint64(job), f)
+		}
+		p.mu.Unlock()
+		return C.SHMX_ETIMEDOUT
+	}
 	delete(p.jobs, uint64(job))
 	p.mu.Unlock()
 	*res = C.shmx_result{status: code(err)}
@@ -323,6 +367,46 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 	}
 	res.error = C.CString(detail)
 	return C.SHMX_OK
+}
+
+//export shmxgo_wait_any
+func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.mu.Lock()
+	if !p.anyOn {
+		p.anyOn = true
+		for id, f := range p.jobs {
+			p.announce(id, f)
+		}
+	}
+	p.mu.Unlock()
+	var timeout <-chan time.Time
+	if timeoutNS >= 0 {
+		t := time.NewTimer(time.Duration(timeoutNS))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		select {
+		case id := <-p.ready:
+			p.mu.Lock()
+			_, pending := p.jobs[id]
+			waited := p.waiting[id] > 0
+			p.mu.Unlock()
+			if !pending || waited {
+				continue // fetched already, or a thread in shmx_wait takes it
+			}
+			*job = C.shmx_job(id)
+			return C.SHMX_OK
+		case <-timeout:
+			return C.SHMX_ETIMEDOUT
+		case <-p.quit:
+			return C.SHMX_ECLOSED
+		}
+	}
 }
 
 //export shmxgo_buffer_alloc

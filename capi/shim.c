@@ -155,6 +155,12 @@ void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf) {
     memset(buf, 0, sizeof *buf);
 }
 
+int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !job) return SHMX_EINVAL;
+    return shmxgo_wait_any(pool, timeout_ns, job);
+}
+
 int shmx_cancel(shmx_pool *pool, shmx_job job, int kill) {
     GUARD(SHMX_EFORKED);
     if (!pool) return SHMX_EINVAL;

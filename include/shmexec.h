@@ -170,6 +170,16 @@ int shmx_submit_buffer(shmx_pool *pool, const char *handler, shmx_buffer *buf, s
 /* Frees a buffer that was not submitted; a used or zeroed one is a no-op. */
 void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf);
 
+/* Waits until a job of this handle has finished that no thread is waiting
+   for in shmx_wait, and sets *job to it; fetch its result with shmx_wait
+   (which then returns at once). Meant for a binding's collector thread:
+   a thread that waits for its own job in shmx_wait keeps it, and the
+   collector is not woken for it. Each finished job is reported once
+   (again only if a shmx_wait on it timed out meanwhile).
+   Returns: SHMX_OK and *job; SHMX_ETIMEDOUT after timeout_ns (< 0: no
+   limit); SHMX_ECLOSED once the handle is being closed. */
+int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job);
+
 /* Asks for job to end with SHMX_ECANCELLED: a queued job never runs; a
    running one is killed with its worker only if kill is non-zero.
    Returns: SHMX_OK if the cancel took effect, SHMX_EINVAL otherwise. */

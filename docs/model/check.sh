@@ -3,6 +3,7 @@
 #   quick  small configurations and the mutants (seconds; make test)
 #   full   the configurations docs/model/README.md reports (make model)
 # Each run prints one line: model, configuration, result, states, time.
+# ONLY=TEXT runs just the configurations whose line contains TEXT.
 set -eu
 mode=${1:-quick}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,6 +14,7 @@ fail=0
 # verify MODEL "DEFINES" expect(ok|error) [pan compile flags] [pan run flags]
 verify() {
 	model=$1 defs=$2 expect=$3 cflags=${4:--DCOLLAPSE} rflags=${5:-}
+	case "$model $defs" in *${ONLY:-}*) ;; *) return ;; esac
 	dir=$work/$(echo "$model $defs $cflags" | tr -c 'A-Za-z0-9\n' _)
 	mkdir -p "$dir" && cp "$here/$model" "$dir/"
 	(cd "$dir" && spin -a $defs "$model" > spin.log 2>&1) || { cat "$dir/spin.log"; fail=1; return; }
@@ -49,14 +51,14 @@ full)
 	# exhaustive: COLLAPSE compression drops no state
 	verify ring.pml "-DNP=1 -DNC=2 -DK=2 -DB=2 -DCAP=2 -DMAXCRASH=2" ok
 	verify ring.pml "-DNP=1 -DNC=2 -DK=2 -DB=2 -DCAP=3 -DMAXCRASH=2" ok
-	verify ring.pml "-DNP=2 -DNC=1 -DK=2 -DB=2 -DCAP=2 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=2 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=2 -DJ=3 -DW=2 -DRETRIES=1 -DMAXCRASH=1" ok
-	# 2 producers x 2 consumers does not fit in memory exhaustively here:
-	# hash compaction (HC4: every state visited, a collision may hide one
-	# with a tiny probability) for one crash, bitstate search (may miss
-	# states; pan reports its coverage estimate) for two
+	# 2 producers do not fit in memory exhaustively here: hash compaction
+	# (HC4: every state is visited, but a hash collision may hide one, with
+	# a tiny probability), and for 2x2 with two crashes a bitstate search
+	# (which may miss states; pan reports its hash factor)
+	verify ring.pml "-DNP=2 -DNC=1 -DK=2 -DB=2 -DCAP=2 -DMAXCRASH=2" ok "-DHC4"
 	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=2 -DMAXCRASH=1" ok "-DHC4"
 	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=3 -DMAXCRASH=1" ok "-DHC4"
 	verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=2 -DMAXCRASH=2" ok "-DBITSTATE" "-w34"

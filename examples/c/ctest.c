@@ -298,6 +298,35 @@ static void test_pull_worker(void) {
     CHECK(shmx_worker_open(&w) == SHMX_EINVAL, "worker_open outside a pool");
 }
 
+/* shmx_wait_any reports each finished job once, leaves a job to a thread
+   that waits for it, and times out when nothing is left. */
+static void test_wait_any(void) {
+    shmx_pool *pool = make_pool(2, 0, 0);
+    if (!pool) return;
+    shmx_job jobs[3], got;
+    int ms = 20;
+    for (int i = 0; i < 3; i++) CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &jobs[i]) == SHMX_OK, "submit %d", i);
+    int seen[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK, "wait_any %d", i);
+        for (int k = 0; k < 3; k++) seen[k] += got == jobs[k];
+        shmx_result res;
+        CHECK(shmx_wait(pool, got, 0, &res) == SHMX_OK && res.status == SHMX_OK, "the reported job is finished");
+        shmx_result_release(pool, &res);
+    }
+    CHECK(seen[0] == 1 && seen[1] == 1 && seen[2] == 1, "each job reported once: %d %d %d", seen[0], seen[1], seen[2]);
+    CHECK(shmx_wait_any(pool, 30000000, &got) == SHMX_ETIMEDOUT, "nothing left: timeout");
+    /* A job waited for in shmx_wait is not reported. */
+    shmx_job mine;
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &mine) == SHMX_OK, "submit");
+    shmx_result res;
+    CHECK(shmx_wait(pool, mine, -1, &res) == SHMX_OK && res.status == SHMX_OK, "wait");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wait_any(pool, 30000000, &got) == SHMX_ETIMEDOUT, "a job fetched by shmx_wait is not reported");
+    CHECK(shmx_wait_any(NULL, 0, &got) == SHMX_EINVAL, "NULL pool");
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
 static void test_misc(void) {
     CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
     CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
@@ -315,6 +344,7 @@ int main(int argc, char **argv) {
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     test_misc();
+    test_wait_any();
     test_basics();
     test_timeout_and_full();
     test_fork_guard();

@@ -17,7 +17,6 @@ import os
 import pickle
 import sys
 import threading
-import time
 import warnings
 
 from . import _lib, _wire
@@ -138,11 +137,6 @@ def _check_sendable(fn, what="function", served=False):
     except Exception as e:
         raise TypeError(f"shmexec cannot send the {what} {fn!r} to a worker: {e}. Define it at module level.") from None
     return fn
-
-
-# How long the collector thread leaves a new job to a caller that may wait
-# for it in its own thread.
-_GRACE = 0.002
 
 
 class _Future(_cf.Future):
@@ -290,8 +284,6 @@ class Executor(_cf.Executor):
         self._lock = threading.Lock()
         self._pending = {}  # job id -> future
         self._claimed = set()  # jobs a caller waits for in its own thread
-        self._order = []  # (submitted at, job id), oldest first
-        self._wake = threading.Event()
         self._shutdown = False
         self._terminating = False
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
@@ -389,8 +381,6 @@ class Executor(_cf.Executor):
         fut.set_running_or_notify_cancel()
         with self._lock:
             self._pending[job] = fut
-            self._order.append((time.monotonic(), job))
-        self._wake.set()
         return fut
 
     def submit(self, fn, /, *args, **kwargs):
@@ -486,28 +476,21 @@ class Executor(_cf.Executor):
         self._wait_one(fut._job, -1 if timeout is None else max(0, int(timeout * 1e9)))
 
     def _collect(self):
-        """Finishes futures nobody waits for (callbacks, wait, as_completed).
-        A job younger than _GRACE is left alone: a caller that calls
-        result() at once then waits in its own thread, with no hand-off
-        between threads (which costs tens of microseconds on a small
-        machine)."""
+        """Finishes futures nobody waits for in their own thread (callbacks,
+        wait, as_completed). shmx_wait_any leaves a job that a caller waits
+        for in result() to that caller, and does not wake this thread for
+        it: a round trip then involves no hand-off between threads."""
+        job = ctypes.c_uint64()
         while True:
-            now = time.monotonic()
             with self._lock:
-                self._order = [(t, j) for t, j in self._order if j in self._pending]
-                order = [j for t, j in self._order[:256] if j not in self._claimed and now - t >= _GRACE]
-                young = [t for t, j in self._order[:1] if now - t < _GRACE]
                 done = (self._shutdown and not self._pending) or self._terminating
             if done:
                 return
-            if not order:
-                self._wake.wait(_GRACE - (now - young[0]) if young else 0.05)
-                self._wake.clear()
-                continue
-            for k, job in enumerate(order):
-                rc = self._wait_one(job, 20_000_000 if k == 0 else 0)
-                if rc == _lib.SHMX_ETIMEDOUT and k > 0:
-                    break
+            rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
+            if rc == _lib.SHMX_OK:
+                self._wait_one(job.value, 0)
+            elif rc != _lib.SHMX_ETIMEDOUT:
+                return
 
     # -- shutting down ----------------------------------------------------
 

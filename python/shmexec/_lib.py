@@ -103,6 +103,7 @@ def load():
         "shmx_wait": (i, [vp, u64, i64, ctypes.POINTER(Result)]),
         "shmx_result_release": (None, [vp, ctypes.POINTER(Result)]),
         "shmx_cancel": (i, [vp, u64, i]),
+        "shmx_wait_any": (i, [vp, i64, ctypes.POINTER(u64)]),
         "shmx_buffer_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
         "shmx_submit_buffer": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(u64)]),
         "shmx_buffer_release": (None, [vp, ctypes.POINTER(Buffer)]),
