@@ -28,7 +28,11 @@ var errArenaFull = errors.New("arena full")
 func pagesFor(n uint64) int { return int((n + pageSize - 1) / pageSize) }
 
 // allocPages claims a run of n free pages for owner, starting the search
-// at *hint, and returns the first page.
+// at *hint, and returns the first page. The hint is left at the start of
+// the run, not after it: a party that allocates and frees again and again
+// reuses the same pages, which are mapped and in its cache, instead of
+// touching the whole arena in turn (a page-fault per 4 KiB on first touch:
+// a 37 KB Python submit took 0.1-1 ms instead of under 0.1 ms).
 func (l *layout) allocPages(n int, owner uint64, hint *atomic.Uint32) (int, error) {
 	total := len(l.pages)
 	if n <= 0 || n > total {
@@ -46,7 +50,7 @@ func (l *layout) allocPages(n int, owner uint64, hint *atomic.Uint32) (int, erro
 			got++
 		}
 		if got == n {
-			hint.Store(uint32((s + n) % total))
+			hint.Store(uint32(s))
 			return s, nil
 		}
 		for i := 0; i < got; i++ {
