@@ -166,6 +166,30 @@ func (p *pool) track(f *executor.Future, err error, job *C.shmx_job) C.int {
 	return C.SHMX_OK
 }
 
+// cOutput allocates a job's output in C memory (freed by
+// shmx_result_release, or when the pool handle closes with the job not
+// waited for).
+func cOutput(n int) []byte {
+	p := C.malloc(C.size_t(n))
+	if p == nil {
+		panic("shmexec: out of memory for a job's output")
+	}
+	return unsafe.Slice((*byte)(p), n)
+}
+
+// freeUnwaited frees the C outputs of jobs that finished and were never
+// waited for. p is no longer reachable from C.
+func (p *pool) freeUnwaited() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, f := range p.jobs {
+		if out, err, ok := f.Result(); ok && err == nil && len(out) > 0 {
+			C.free(unsafe.Pointer(&out[0]))
+		}
+		delete(p.jobs, id)
+	}
+}
+
 // input is a view of the caller's bytes; submit copies them into the
 // segment before it returns.
 func input(data unsafe.Pointer, n C.size_t) []byte {
@@ -250,6 +274,7 @@ func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.
 	}
 	pools.del(uint64(cp.id))
 	close(p.quit)
+	defer p.freeUnwaited()
 	var err error
 	if p.p == nil {
 		// Attached: detach (the server's pool goes on).
@@ -282,15 +307,16 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 	if !ok {
 		return C.SHMX_EINVAL
 	}
+	opts := executor.SubmitOptions{Retries: -1, Output: cOutput}
 	if block == 0 {
-		f, err := p.c.TrySubmit(C.GoString(handler), input(data, n))
+		f, err := p.c.TrySubmitWith(C.GoString(handler), input(data, n), opts)
 		return p.track(f, err, job)
 	}
 	if p.p != nil {
-		f, err := p.p.Submit(context.Background(), C.GoString(handler), input(data, n))
+		f, err := p.p.SubmitWith(context.Background(), C.GoString(handler), input(data, n), opts)
 		return p.track(f, err, job)
 	}
-	f, err := p.c.Submit(context.Background(), C.GoString(handler), input(data, n))
+	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n), opts)
 	return p.track(f, err, job)
 }
 
@@ -301,7 +327,7 @@ func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n
 		return C.SHMX_EINVAL
 	}
 	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
-		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries)})
+		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput})
 	return p.track(f, err, job)
 }
 
@@ -348,7 +374,9 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 	*res = C.shmx_result{status: code(err)}
 	if err == nil {
 		if len(out) > 0 {
-			res.data = C.CBytes(out)
+			// C memory from cOutput: the result was copied once, out of
+			// the segment.
+			res.data = unsafe.Pointer(&out[0])
 			res.len = C.size_t(len(out))
 		}
 		return C.SHMX_OK
@@ -439,7 +467,7 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 		return C.SHMX_EINVAL
 	}
 	p.buffers.del(uint64(buf.id))
-	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b, executor.SubmitOptions{Retries: -1})
+	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b, executor.SubmitOptions{Retries: -1, Output: cOutput})
 	if err != nil {
 		b.Release()
 	}

@@ -59,6 +59,11 @@ type SubmitOptions struct {
 	// Retries is how many times the job is re-run after a worker crash.
 	// -1: the pool's Retries.
 	Retries int
+	// Output, if set, allocates the memory a successful job's output (of
+	// n > 0 bytes) is copied into, instead of the Go heap; the memory is
+	// then the caller's. A binding gives it C memory, so that a result is
+	// copied once, straight out of the segment.
+	Output func(n int) []byte
 }
 
 func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOptions) *Client {
@@ -72,8 +77,13 @@ func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOption
 	return c
 }
 
-// waitSpin is how long Wait polls for the result before it parks.
-const waitSpin = 20 * time.Microsecond
+// waitSpin is how long Wait polls for the result before it parks. Waking
+// a parked goroutine costs tens of microseconds on a small machine, more
+// than a job of a binding's worker takes (a Python worker's round trip is
+// some 10-40 µs): with 20 µs, Python round trips parked nearly every time
+// and took 2.5-3x longer (measured in one run beside 100 µs; see
+// docs/BENCHMARKS.md). Polling yields the goroutine every 16 checks.
+const waitSpin = 100 * time.Microsecond
 
 // Future is the pending result of one job.
 type Future struct {
@@ -84,6 +94,8 @@ type Future struct {
 	out  []byte
 	err  error
 	obs  *observed
+	// alloc is SubmitOptions.Output.
+	alloc func(n int) []byte
 }
 
 // observed tracks whether a failed job's error was ever read; a cleanup
@@ -167,7 +179,12 @@ func (c *Client) SubmitWith(ctx context.Context, handler string, input []byte, o
 // TrySubmit is Submit that fails with ErrFull instead of waiting for a
 // free job slot.
 func (c *Client) TrySubmit(handler string, input []byte) (*Future, error) {
-	return c.submit(context.Background(), handler, input, nil, SubmitOptions{Retries: -1}, false)
+	return c.TrySubmitWith(handler, input, SubmitOptions{Retries: -1})
+}
+
+// TrySubmitWith is TrySubmit with per-job options.
+func (c *Client) TrySubmitWith(handler string, input []byte, opts SubmitOptions) (*Future, error) {
+	return c.submit(context.Background(), handler, input, nil, opts, false)
 }
 
 func (c *Client) checkOpen() error {
@@ -238,7 +255,7 @@ func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *
 		c.l.releaseSlot(idx, cur, false)
 		return nil, err
 	}
-	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{}), obs: &observed{}}
+	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{}), obs: &observed{}, alloc: opts.Output}
 	runtime.AddCleanup(f, func(o *observed) {
 		if o.failed.Load() && !o.seen.Load() {
 			c.unobserved.Add(1)
@@ -484,12 +501,20 @@ func (c *Client) finish(idx int) {
 	seq := wSeq(st.Load())
 	sl := l.slot(idx)
 	m := unpackMeta(sl.Uint64(slMeta).Load())
+	ref := slotRef(idx, seq)
+	c.mu.Lock()
+	f := c.futures[ref]
+	delete(c.futures, ref)
+	c.mu.Unlock()
 	var out []byte
 	var err error
 	data, perr := l.payload(idx, sl.Uint64(slOutRef).Load(), sl.Uint64(slOutLen).Load(), true)
 	switch {
 	case perr != nil:
 		err = &HandlerError{Type: "CorruptOutput", Message: perr.Error()}
+	case m.code == codeOK && len(data) > 0 && f != nil && f.alloc != nil:
+		out = f.alloc(len(data))
+		copy(out, data)
 	case m.code == codeOK:
 		out = append([]byte(nil), data...)
 	case m.code == codeHandlerError:
@@ -507,12 +532,6 @@ func (c *Client) finish(idx int) {
 	}
 	l.releaseSlot(idx, st.Load(), false)
 	l.client(c.index).Uint64(crCollected).Add(1)
-
-	ref := slotRef(idx, seq)
-	c.mu.Lock()
-	f := c.futures[ref]
-	delete(c.futures, ref)
-	c.mu.Unlock()
 	if f != nil {
 		f.complete(out, err)
 	}

@@ -295,10 +295,16 @@ func (p *Pool) Client() *Client { return p.client }
 
 // Submit is p.Client().Submit.
 func (p *Pool) Submit(ctx context.Context, handler string, input []byte) (*Future, error) {
+	return p.SubmitWith(ctx, handler, input, SubmitOptions{Retries: -1})
+}
+
+// SubmitWith is p.Client().SubmitWith, failing at once with ErrWorkerStart
+// when no worker can start.
+func (p *Pool) SubmitWith(ctx context.Context, handler string, input []byte, opts SubmitOptions) (*Future, error) {
 	if err := p.brokenErr(); err != nil {
 		return nil, err
 	}
-	return p.client.Submit(ctx, handler, input)
+	return p.client.SubmitWith(ctx, handler, input, opts)
 }
 
 func (p *Pool) brokenErr() error {

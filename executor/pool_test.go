@@ -462,3 +462,35 @@ func TestMapWithCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputAllocator: SubmitOptions.Output receives the output's size
+// and the output lands in the memory it returned; failures do not call it.
+func TestOutputAllocator(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	var calls []int
+	var mine []byte
+	alloc := func(n int) []byte {
+		calls = append(calls, n)
+		mine = make([]byte, n, n+8)
+		return mine
+	}
+	ctx := context.Background()
+	f, err := p.SubmitWith(ctx, "echo", []byte("into my memory"), SubmitOptions{Retries: -1, Output: alloc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.Wait(ctx)
+	if err != nil || string(out) != "into my memory" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if len(calls) != 1 || calls[0] != len(out) || &out[0] != &mine[0] {
+		t.Fatalf("allocator calls %v; output not in its memory", calls)
+	}
+	f, err = p.SubmitWith(ctx, "fail", []byte("x"), SubmitOptions{Retries: -1, Output: alloc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Wait(ctx); !errors.Is(err, ErrHandler) || len(calls) != 1 {
+		t.Fatalf("a failed job: %v, allocator calls %v", err, calls)
+	}
+}
