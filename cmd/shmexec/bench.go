@@ -93,6 +93,7 @@ type benchReport struct {
 }
 
 func (r *benchReport) add(f figure) {
+	f.Baselines = append([]baseline(nil), f.Baselines...) // callers share slices
 	for i := range f.Baselines {
 		b := &f.Baselines[i]
 		if f.Value > 0 && b.Value > 0 {
