@@ -144,15 +144,18 @@ func (s *Server) handle(c *net.UnixConn) error {
 	if err != nil {
 		return err
 	}
+	// Read the request first, also from a peer about to be refused: a
+	// socket closed with unread data resets the connection, and the peer
+	// might not read the refusal.
+	c.SetReadDeadline(time.Now().Add(requestTimeout))
+	line, rerr := bufio.NewReader(c).ReadString('\n')
 	groups := peerGroups(int(cred.Pid))
 	if err := CheckPeer(cred.Uid, cred.Gid, groups, s.uid, s.cfg.AllowGroups); err != nil {
 		reply(c, "error "+err.Error(), -1)
 		return fmt.Errorf("refused pid %d (uid %d, gid %d): %v", cred.Pid, cred.Uid, cred.Gid, err)
 	}
-	c.SetReadDeadline(time.Now().Add(requestTimeout))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("pid %d: reading its request: %v", cred.Pid, err)
+	if rerr != nil {
+		return fmt.Errorf("pid %d: reading its request: %v", cred.Pid, rerr)
 	}
 	switch req := strings.TrimSpace(line); req {
 	case "attach":
@@ -263,8 +266,22 @@ func request(socket, req string) ([]string, *os.File, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(requestTimeout))
-	if _, err := c.Write([]byte(req + "\n")); err != nil && !errors.Is(err, syscall.EPIPE) {
+	// MSG_NOSIGNAL: a server that refused us may have closed already, and
+	// in a C program (libshmexec) SIGPIPE would kill the process. Its
+	// answer is still there to read.
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	var werr error
+	if err := raw.Write(func(fd uintptr) bool {
+		werr = unix.Sendmsg(int(fd), []byte(req+"\n"), nil, nil, unix.MSG_NOSIGNAL)
+		return werr != unix.EAGAIN
+	}); err != nil {
 		return nil, nil, fmt.Errorf("shmexec: %s: %w", socket, err)
+	}
+	if werr != nil && !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
+		return nil, nil, fmt.Errorf("shmexec: %s: %w", socket, werr)
 	}
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4))
