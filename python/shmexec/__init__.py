@@ -515,7 +515,8 @@ class Executor(_cf.Executor):
         self._pool = None
 
     def terminate(self):
-        """Kills the workers now; pending tasks raise PoolClosed."""
+        """Kills the workers now; pending tasks raise PoolClosed. For a
+        served pool (connect=) it detaches: the server's workers go on."""
         if _forked or self._pool is None:
             return
         with self._lock:
