@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shmexec/shmexec/executor"
 	"github.com/shmexec/shmexec/internal/testutil"
 )
@@ -168,4 +170,13 @@ func TestBadRequestsAndPaths(t *testing.T) {
 	if _, err := Listen(p2, Config{Socket: notSock}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("regular file: %v", err)
 	}
+}
+
+func accessMode(t *testing.T, f *os.File) int {
+	t.Helper()
+	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fl & unix.O_ACCMODE
 }

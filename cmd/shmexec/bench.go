@@ -20,6 +20,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shmexec/shmexec/executor"
 	"github.com/shmexec/shmexec/internal/sysx"
 )
@@ -198,22 +200,11 @@ func machine() map[string]string {
 		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
 		m["memory"] = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
 	}
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		m["kernel"] = cstr(u.Release[:])
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m["kernel"] = unix.ByteSliceToString(u.Release[:])
 	}
 	return m
-}
-
-func cstr(b []int8) string {
-	var s []byte
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s = append(s, byte(c))
-	}
-	return string(s)
 }
 
 // percentiles returns p50, p99 and p99.9 of sorted samples.
