@@ -1,6 +1,7 @@
 """`shmexec serve` / `shmexec stat` with C and Python clients, against the
 real binaries (build/shmexec, build/attach_demo) and library."""
 
+import contextlib
 import io
 import json
 import os
@@ -115,18 +116,20 @@ class ServeTest(unittest.TestCase):
 
     def test_python_client_with_progress_and_errors(self):
         self.serve()
-        with shmexec.Executor(connect=self.sock) as ex:
-            err = io.StringIO()
-            old, sys.stderr = sys.stderr, err
-            try:
-                got = list(ex.map(served_funcs.square, range(500), progress=True))
-            finally:
-                sys.stderr = old
-            self.assertEqual(got, [x * x for x in range(500)])
-            self.assertIn("500/500 100.0%", err.getvalue())
+        err = io.StringIO()
+        with shmexec.Executor(connect=self.sock) as ex, contextlib.redirect_stderr(err):
+            self.assertEqual(list(ex.map(served_funcs.square, range(500), progress=True)), [x * x for x in range(500)])
             self.assertEqual(ex.submit(served_funcs.square, 12).result(30), 144)
             with self.assertRaisesRegex(TypeError, "served pool.*__main__"):
                 ex.submit(_local_square, 3)
+        self.assertIn("500/500 100.0%", err.getvalue())
+        err = io.StringIO()
+        with shmexec.Pool(connect=self.sock) as pool, contextlib.redirect_stderr(err):
+            got = sorted(pool.imap_unordered(served_funcs.square, range(200), chunksize=10, progress=True))
+            self.assertEqual(got, sorted(x * x for x in range(200)))
+            self.assertEqual(pool.starmap(pow, [(2, 3)], progress=True), [8])
+        self.assertIn("200/200 100.0%", err.getvalue())
+        self.assertIn("1/1 100.0%", err.getvalue())
         with self.assertRaisesRegex(ValueError, "server's to set"):
             shmexec.Executor(4, connect=self.sock)
         with self.assertRaisesRegex(shmexec.ShmexecError, "cannot attach"):
