@@ -12,7 +12,7 @@ export PYTHONPATH="$root/python:$root/python/tests"
 "$root/build/shmexec" serve --socket "$sock" --workers 2 \
 	-- python3 -m shmexec.worker --handlers served_funcs &
 serve=$!
-trap 'kill $serve 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
+trap 'kill $serve 2>/dev/null || true; rm -rf "$dir"' EXIT INT TERM
 i=0
 while [ ! -S "$sock" ]; do
 	i=$((i + 1)); [ $i -lt 300 ] || { echo "serve did not start" >&2; exit 1; }
