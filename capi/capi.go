@@ -457,9 +457,9 @@ func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int 
 }
 
 //export shmxgo_submit_buffer
-func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, job *C.shmx_job) C.int {
+func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, timeoutNS C.int64_t, retries C.int32_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
-	if !ok {
+	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
 	}
 	b, ok := p.buffers.get(uint64(buf.id))
@@ -467,7 +467,8 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 		return C.SHMX_EINVAL
 	}
 	p.buffers.del(uint64(buf.id))
-	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b, executor.SubmitOptions{Retries: -1, Output: cOutput})
+	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b,
+		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput})
 	if err != nil {
 		b.Release()
 	}

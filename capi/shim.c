@@ -141,12 +141,20 @@ int shmx_buffer_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf) {
     return shmxgo_buffer_alloc(pool, len, buf);
 }
 
-int shmx_submit_buffer(shmx_pool *pool, const char *handler, shmx_buffer *buf, shmx_job *job) {
+int shmx_submit_buffer_with(shmx_pool *pool, const char *handler, shmx_buffer *buf,
+                            const shmx_submit_opts *opts, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !handler || !buf || !job || !buf->id) return SHMX_EINVAL;
-    int rc = shmxgo_submit_buffer(pool, (char *)handler, buf, job);
+    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return SHMX_EINVAL;
+    int64_t timeout = opts ? opts->timeout_ns : 0;
+    int32_t retries = opts ? opts->retries : -1;
+    int rc = shmxgo_submit_buffer(pool, (char *)handler, buf, timeout, retries, job);
     if (rc == SHMX_OK) memset(buf, 0, sizeof *buf);
     return rc;
+}
+
+int shmx_submit_buffer(shmx_pool *pool, const char *handler, shmx_buffer *buf, shmx_job *job) {
+    return shmx_submit_buffer_with(pool, handler, buf, NULL, job);
 }
 
 void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf) {

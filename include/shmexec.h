@@ -167,6 +167,12 @@ int shmx_buffer_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf);
    Returns: SHMX_OK and *job; SHMX_EINVAL for a used or unknown buffer. */
 int shmx_submit_buffer(shmx_pool *pool, const char *handler, shmx_buffer *buf, shmx_job *job);
 
+/* shmx_submit_buffer with per-job options (NULL: the pool's), as
+   shmx_submit_with. Returns as shmx_submit_buffer; SHMX_EINVAL also for a
+   bad opts. */
+int shmx_submit_buffer_with(shmx_pool *pool, const char *handler, shmx_buffer *buf,
+                            const shmx_submit_opts *opts, shmx_job *job);
+
 /* Frees a buffer that was not submitted; a used or zeroed one is a no-op. */
 void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf);
 

@@ -110,6 +110,20 @@ static void test_basics(void) {
     CHECK(shmx_submit_buffer(pool, "echo", &buf, &job) == SHMX_EINVAL, "a submitted buffer cannot be reused");
     CHECK(shmx_wait(pool, job, -1, &res) == SHMX_OK && res.status == SHMX_OK && res.len == 100000 && ((const char *)res.data)[99999] == 'z', "zero-copy echo");
     shmx_result_release(pool, &res);
+    /* ... with per-job options: a time limit the sleepy handler runs past. */
+    shmx_submit_opts opts;
+    shmx_submit_opts_init(&opts);
+    opts.timeout_ns = 50000000;
+    CHECK(shmx_buffer_alloc(pool, sizeof(int), &buf) == SHMX_OK, "buffer alloc for sleepy");
+    int long_ms = 3000;
+    memcpy(buf.data, &long_ms, sizeof long_ms);
+    CHECK(shmx_submit_buffer_with(pool, "sleepy", &buf, &opts, &job) == SHMX_OK && buf.id == 0, "submit buffer with options");
+    CHECK(shmx_wait(pool, job, -1, &res) == SHMX_OK && res.status == SHMX_ETIMEDOUT, "its timeout applies: %d", res.status);
+    shmx_result_release(pool, &res);
+    opts.struct_size = 1;
+    CHECK(shmx_buffer_alloc(pool, 4, &buf) == SHMX_OK, "buffer alloc");
+    CHECK(shmx_submit_buffer_with(pool, "echo", &buf, &opts, &job) == SHMX_EINVAL, "bad opts refused");
+    shmx_buffer_release(pool, &buf);
     CHECK(shmx_buffer_alloc(pool, (size_t)1 << 30, &buf) == SHMX_ETOO_LARGE, "buffer over max_payload");
     CHECK(shmx_buffer_alloc(pool, 10, &buf) == SHMX_OK, "buffer alloc 2");
     shmx_buffer_release(pool, &buf);

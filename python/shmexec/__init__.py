@@ -303,16 +303,28 @@ class Executor(_cf.Executor):
             return ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
         return ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
 
-    def _submit_obj(self, obj, timeout=None, retries=None):
-        """Submits the framed pickle of obj. A large one without per-call
-        options is written straight into a buffer in the segment (one
-        copy, no frame)."""
+    def _opts(self, timeout, retries):
+        """The C submit options for per-call timeout and retries (None:
+        this executor's, then the pool's), or None for the pool's."""
         if timeout is None:
             timeout = self._call_timeout
         if retries is None:
             retries = self._call_retries
+        if timeout is None and retries is None:
+            return None
+        opts = _lib.SubmitOpts()
+        _LIB.shmx_submit_opts_init(ctypes.byref(opts))
+        if timeout is not None:
+            opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
+        if retries is not None:
+            opts.retries = retries
+        return ctypes.byref(opts)
+
+    def _submit_obj(self, obj, timeout=None, retries=None):
+        """Submits the framed pickle of obj. A large one is written straight
+        into a buffer in the segment (one copy, no frame)."""
         parts, total = _wire.dumps_parts(obj)
-        if total < _ZERO_COPY_FROM or timeout is not None or retries is not None:
+        if total < _ZERO_COPY_FROM:
             return self._submit_payload(_wire.join(parts), timeout, retries)
         self._check_open()
         buf = _lib.Buffer()
@@ -325,29 +337,17 @@ class Executor(_cf.Executor):
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_buffer(self._pool, b"py", ctypes.byref(buf), ctypes.byref(job))
+        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries), ctypes.byref(job))
         if rc != _lib.SHMX_OK:
+            _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise self._submit_failed(rc)
         return self._track(job.value)
 
     def _submit_payload(self, payload, timeout=None, retries=None):
         self._check_open()
-        if timeout is None:
-            timeout = self._call_timeout
-        if retries is None:
-            retries = self._call_retries
         job = ctypes.c_uint64()
         buf = (ctypes.c_char * len(payload)).from_buffer(payload)
-        opts = None
-        if timeout is not None or retries is not None:
-            opts = _lib.SubmitOpts()
-            _LIB.shmx_submit_opts_init(ctypes.byref(opts))
-            if timeout is not None:
-                opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
-            if retries is not None:
-                opts.retries = retries
-            opts = ctypes.byref(opts)
-        rc = _LIB.shmx_submit_with(self._pool, b"py", buf, len(payload), opts, ctypes.byref(job))
+        rc = _LIB.shmx_submit_with(self._pool, b"py", buf, len(payload), self._opts(timeout, retries), ctypes.byref(job))
         if rc != _lib.SHMX_OK:
             raise self._submit_failed(rc)
         return self._track(job.value)

@@ -106,6 +106,7 @@ def load():
         "shmx_wait_any": (i, [vp, i64, ctypes.POINTER(u64)]),
         "shmx_buffer_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
         "shmx_submit_buffer": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(u64)]),
+        "shmx_submit_buffer_with": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(SubmitOpts), ctypes.POINTER(u64)]),
         "shmx_buffer_release": (None, [vp, ctypes.POINTER(Buffer)]),
         "shmx_is_worker": (i, []),
         "shmx_worker_open": (i, [ctypes.POINTER(vp)]),

@@ -50,6 +50,11 @@ def sleep(s):
     return s
 
 
+def sleep_then_len(s, data):
+    time.sleep(s)
+    return len(data)
+
+
 def pid():
     return os.getpid()
 

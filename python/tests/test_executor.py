@@ -170,6 +170,11 @@ class OptionsTest(unittest.TestCase):
             self.assertEqual(ex.submit_with(helpers.add, (1, 2)).result(DEADLINE), 3)
         with shmexec.Executor(max_workers=1, timeout=0.2) as ex:
             self.assertEqual(ex.submit_with(helpers.sleep, (0.5,), timeout=0).result(DEADLINE), 0.5)
+            # A large argument goes straight into the segment, options and all.
+            big = b"x" * (1 << 20)
+            self.assertEqual(ex.submit_with(helpers.sleep_then_len, (0.5, big), timeout=0).result(DEADLINE), len(big))
+            with self.assertRaises(TimeoutError):
+                ex.submit_with(helpers.sleep_then_len, (30, big), timeout=0.3).result(DEADLINE)
 
     def test_retries(self):
         marker = os.path.join(tempfile.mkdtemp(), "m")
