@@ -17,7 +17,8 @@ FUZZ_TARGETS := \
 	./ring:FuzzRingOps \
 	./executor:FuzzDecodeBatch \
 	./executor:FuzzDecodeBatchResult \
-	./executor:FuzzPayloadRefs
+	./executor:FuzzPayloadRefs \
+	./executor:FuzzParseTicket
 
 .PHONY: all build lib c-examples test test-go test-c test-python test-bench fuzz-quick fuzz bench demo vet clean install model model-quick
 

@@ -59,3 +59,22 @@ func FuzzPayloadRefs(f *testing.F) {
 		l.setOwner(int(ref), int(n%64), 0, ref)
 	})
 }
+
+// FuzzParseTicket: a client parses the ticket a server sent; garbage must
+// give an error or a ticket that prints back the same, never a panic.
+func FuzzParseTicket(f *testing.F) {
+	f.Add("1:2:3")
+	f.Add("-1:65536:0")
+	f.Add("")
+	f.Add("9999999999999999999:1:1")
+	f.Fuzz(func(t *testing.T, s string) {
+		tk, err := ParseTicket(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseTicket(tk.String())
+		if err != nil || again != tk {
+			t.Fatalf("%q parsed as %+v, which prints as %q and parses as %+v, %v", s, tk, tk.String(), again, err)
+		}
+	})
+}
