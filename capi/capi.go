@@ -369,6 +369,13 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 		p.mu.Unlock()
 		return C.SHMX_ETIMEDOUT
 	}
+	if _, still := p.jobs[uint64(job)]; !still {
+		// Another thread waiting for the same job took the result (one
+		// copy in C memory, with one owner).
+		p.mu.Unlock()
+		setErr(fmt.Errorf("job %d was waited for by another thread", uint64(job)))
+		return C.SHMX_EINVAL
+	}
 	delete(p.jobs, uint64(job))
 	p.mu.Unlock()
 	*res = C.shmx_result{status: code(err)}

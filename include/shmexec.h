@@ -143,7 +143,8 @@ typedef struct shmx_result {
    wait). Returns: SHMX_OK when the job has ended — its outcome is in
    res->status and res must be released with shmx_result_release; the job
    is then forgotten. SHMX_ETIMEDOUT when it has not ended yet (the job
-   stays; wait again). SHMX_EINVAL for an unknown job. */
+   stays; wait again). SHMX_EINVAL for an unknown job, or when another
+   thread waiting for the same job got it. */
 int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res);
 
 /* Frees what res points to and clears it; NULL-safe. */
