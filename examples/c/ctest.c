@@ -3,6 +3,7 @@
  * own worker. It prints one line per check and "N passed, M failed".
  */
 #include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +342,35 @@ static void test_wait_any(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
+struct waiter { shmx_pool *pool; shmx_job job; int rc; shmx_result res; };
+
+static void *wait_in_thread(void *arg) {
+    struct waiter *w = arg;
+    w->rc = shmx_wait(w->pool, w->job, -1, &w->res);
+    return NULL;
+}
+
+/* Two threads wait for one job: one gets the result, the other EINVAL
+   (the result is one copy with one owner). */
+static void test_two_waiters(void) {
+    shmx_pool *pool = make_pool(1, 0, 0);
+    if (!pool) return;
+    int ms = 100;
+    struct waiter a = {pool, 0, 0, {0}}, b;
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &a.job) == SHMX_OK, "submit");
+    b = a;
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, wait_in_thread, &a);
+    pthread_create(&tb, NULL, wait_in_thread, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK((a.rc == SHMX_OK) + (b.rc == SHMX_OK) == 1 && (a.rc == SHMX_EINVAL || b.rc == SHMX_EINVAL),
+          "one waiter gets it: %d %d", a.rc, b.rc);
+    if (a.rc == SHMX_OK) shmx_result_release(pool, &a.res);
+    if (b.rc == SHMX_OK) shmx_result_release(pool, &b.res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
 static void test_misc(void) {
     CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
     CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
@@ -359,6 +389,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_misc();
     test_wait_any();
+    test_two_waiters();
     test_basics();
     test_timeout_and_full();
     test_fork_guard();
