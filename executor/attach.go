@@ -73,19 +73,12 @@ func (p *Pool) watchClient(cp *clientProc) {
 			return
 		default:
 		}
-		if exited || (err != nil && !errors.Is(err, sysx.ErrInterrupted)) {
-			// A client that closed before it exited detached.
-			detached := p.l.client(cp.index).Uint32(crState).Load() == clientDead
+		// A client that closed (its record says so) detached; one that
+		// exited without closing died. Either way it is reclaimed.
+		detached := p.l.client(cp.index).Uint32(crState).Load() == clientDead
+		if detached || exited || (err != nil && !errors.Is(err, sysx.ErrInterrupted)) {
 			select {
 			case p.events <- procEvent{client: cp.index, gen: cp.subGen, detach: detached}:
-			case <-p.quit:
-			}
-			return
-		}
-		if p.l.client(cp.index).Uint32(crState).Load() == clientDead {
-			// Detached by its own Close.
-			select {
-			case p.events <- procEvent{client: cp.index, gen: cp.subGen, detach: true}:
 			case <-p.quit:
 			}
 			return
