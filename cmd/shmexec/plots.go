@@ -20,6 +20,14 @@ func writePlots(r *benchReport, dir string) ([]string, error) {
 		return nil, err
 	}
 	var files []string
+	save := func(p *plot.Plot, name string, w, h vg.Length) error {
+		f := filepath.Join(dir, name)
+		if err := p.Save(w, h, f); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+		files = append(files, f)
+		return nil
+	}
 
 	// Latency: the cumulative distribution of each round trip, log time.
 	lp := plot.New()
@@ -50,11 +58,9 @@ func writePlots(r *benchReport, dir string) ([]string, error) {
 		if err := plotutil.AddLines(lp, lines...); err != nil {
 			return nil, err
 		}
-		f := filepath.Join(dir, "bench-latency.png")
-		if err := lp.Save(9*vg.Inch, 5*vg.Inch, f); err != nil {
-			return nil, fmt.Errorf("plot: %w", err)
+		if err := save(lp, "bench-latency.png", 9*vg.Inch, 5*vg.Inch); err != nil {
+			return nil, err
 		}
-		files = append(files, f)
 	}
 
 	// Payload: round-trip throughput against payload size, log-log.
@@ -92,11 +98,9 @@ func writePlots(r *benchReport, dir string) ([]string, error) {
 		if err := plotutil.AddLinePoints(pp, lines...); err != nil {
 			return nil, err
 		}
-		f := filepath.Join(dir, "bench-payload.png")
-		if err := pp.Save(9*vg.Inch, 5*vg.Inch, f); err != nil {
-			return nil, fmt.Errorf("plot: %w", err)
+		if err := save(pp, "bench-payload.png", 9*vg.Inch, 5*vg.Inch); err != nil {
+			return nil, err
 		}
-		files = append(files, f)
 	}
 
 	// Scaling: Map throughput against worker count.
@@ -113,11 +117,9 @@ func writePlots(r *benchReport, dir string) ([]string, error) {
 		if err := plotutil.AddLinePoints(sp, "empty jobs", e, "jobs that spin 50 µs", s); err != nil {
 			return nil, err
 		}
-		f := filepath.Join(dir, "bench-scaling.png")
-		if err := sp.Save(7*vg.Inch, 4*vg.Inch, f); err != nil {
-			return nil, fmt.Errorf("plot: %w", err)
+		if err := save(sp, "bench-scaling.png", 7*vg.Inch, 4*vg.Inch); err != nil {
+			return nil, err
 		}
-		files = append(files, f)
 	}
 	return files, nil
 }
