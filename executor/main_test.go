@@ -102,9 +102,8 @@ func TestMain(m *testing.M) {
 	registerTestHandlers()
 	ServeIfWorker()
 	testutil.Main(m, map[string]func() int{
-		"supervisor":          childSupervisor,
-		"client":              childClient,
-		testutil.PipeEchoRole: testutil.PipeEcho,
+		"supervisor": childSupervisor,
+		"client":     childClient,
 	})
 }
 
