@@ -72,33 +72,51 @@ type pool struct {
 	jobs    map[uint64]*executor.Future
 	buffers handles[*executor.Buffer]
 
-	// For shmx_wait_any: once it has been called, every job announces
-	// itself in ready when it finishes; waiting counts the threads in
-	// shmx_wait on each job (wait_any leaves those jobs to them).
+	// For shmx_wait_any: once it has been called, a job that ends with
+	// no thread in shmx_wait for it is queued in ready (by the executor's
+	// OnDone hook, no goroutine per job) and sig is poked; waiting
+	// counts the threads in shmx_wait on each job (wait_any leaves those
+	// jobs to them, and is not woken for them).
 	anyOn   bool
-	ready   chan uint64
+	ready   []uint64
+	sig     chan struct{}
 	waiting map[uint64]int
 	quit    chan struct{}
+	onDone  func(*executor.Future)
 }
 
 func newPool(p *executor.Pool, c *executor.Client) *pool {
-	return &pool{p: p, c: c, jobs: map[uint64]*executor.Future{}, ready: make(chan uint64, 1024),
+	np := &pool{p: p, c: c, jobs: map[uint64]*executor.Future{}, sig: make(chan struct{}, 1),
 		waiting: map[uint64]int{}, quit: make(chan struct{})}
+	np.onDone = func(f *executor.Future) {
+		np.mu.Lock()
+		np.announce(f.ID())
+		np.mu.Unlock()
+	}
+	return np
 }
 
-// announce sends job id to ready once its future is done. p.mu held.
-func (p *pool) announce(id uint64, f *executor.Future) {
-	go func() {
-		select {
-		case <-f.Done():
-		case <-p.quit:
-			return
-		}
-		select {
-		case p.ready <- id:
-		case <-p.quit:
-		}
-	}()
+// announce queues a finished job for shmx_wait_any, unless wait_any is
+// not in use, a thread in shmx_wait takes it, or it was fetched already
+// (a job submitted but not yet tracked is announced by track). p.mu held.
+func (p *pool) announce(id uint64) {
+	if !p.anyOn || p.waiting[id] > 0 {
+		return
+	}
+	if _, pending := p.jobs[id]; !pending {
+		return
+	}
+	p.ready = append(p.ready, id)
+	p.poke()
+}
+
+// announceIfDone announces job id if it has ended. p.mu held.
+func (p *pool) announceIfDone(id uint64, f *executor.Future) {
+	select {
+	case <-f.Done():
+		p.announce(id)
+	default:
+	}
 }
 
 var pools handles[*pool]
@@ -158,9 +176,9 @@ func (p *pool) track(f *executor.Future, err error, job *C.shmx_job) C.int {
 	}
 	p.mu.Lock()
 	p.jobs[f.ID()] = f
-	if p.anyOn {
-		p.announce(f.ID(), f)
-	}
+	// It may have ended before it was tracked, when OnDone could not
+	// find it.
+	p.announceIfDone(f.ID(), f)
 	p.mu.Unlock()
 	*job = C.shmx_job(f.ID())
 	return C.SHMX_OK
@@ -170,7 +188,7 @@ func (p *pool) track(f *executor.Future, err error, job *C.shmx_job) C.int {
 // shmx_result_release, or when the pool handle closes with the job not
 // waited for).
 func cOutput(n int) []byte {
-	p := C.malloc(C.size_t(n))
+	p := C.shmxint_output_alloc(C.size_t(n))
 	if p == nil {
 		panic("shmexec: out of memory for a job's output")
 	}
@@ -184,7 +202,7 @@ func (p *pool) freeUnwaited() {
 	defer p.mu.Unlock()
 	for id, f := range p.jobs {
 		if out, err, ok := f.Result(); ok && err == nil && len(out) > 0 {
-			C.free(unsafe.Pointer(&out[0]))
+			C.shmxint_output_free(unsafe.Pointer(&out[0]), C.size_t(len(out)))
 		}
 		delete(p.jobs, id)
 	}
@@ -307,7 +325,7 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	opts := executor.SubmitOptions{Retries: -1, Output: cOutput}
+	opts := executor.SubmitOptions{Retries: -1, Output: cOutput, OnDone: p.onDone}
 	if block == 0 {
 		f, err := p.c.TrySubmitWith(C.GoString(handler), input(data, n), opts)
 		return p.track(f, err, job)
@@ -327,7 +345,7 @@ func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n
 		return C.SHMX_EINVAL
 	}
 	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
-		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput})
+		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone})
 	return p.track(f, err, job)
 }
 
@@ -361,11 +379,9 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 		delete(p.waiting, uint64(job))
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		// It may have finished just now, and shmx_wait_any passed it over
-		// while this thread waited: announce it again.
-		if p.anyOn {
-			p.announce(uint64(job), f)
-		}
+		// It may have finished just now, and OnDone passed it over while
+		// this thread waited: announce it now.
+		p.announceIfDone(uint64(job), f)
 		p.mu.Unlock()
 		return C.SHMX_ETIMEDOUT
 	}
@@ -414,7 +430,7 @@ func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.in
 	if !p.anyOn {
 		p.anyOn = true
 		for id, f := range p.jobs {
-			p.announce(id, f)
+			p.announceIfDone(id, f)
 		}
 	}
 	p.mu.Unlock()
@@ -425,22 +441,38 @@ func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.in
 		timeout = t.C
 	}
 	for {
-		select {
-		case id := <-p.ready:
-			p.mu.Lock()
+		p.mu.Lock()
+		for len(p.ready) > 0 {
+			id := p.ready[0]
+			p.ready = p.ready[1:]
 			_, pending := p.jobs[id]
-			waited := p.waiting[id] > 0
-			p.mu.Unlock()
-			if !pending || waited {
-				continue // fetched already, or a thread in shmx_wait takes it
+			if pending && p.waiting[id] == 0 {
+				if len(p.ready) > 0 {
+					p.poke() // more for another thread in wait_any
+				}
+				p.mu.Unlock()
+				*job = C.shmx_job(id)
+				return C.SHMX_OK
 			}
-			*job = C.shmx_job(id)
-			return C.SHMX_OK
+			// fetched already, or a thread in shmx_wait takes it
+		}
+		p.ready = nil
+		p.mu.Unlock()
+		select {
+		case <-p.sig:
 		case <-timeout:
 			return C.SHMX_ETIMEDOUT
 		case <-p.quit:
 			return C.SHMX_ECLOSED
 		}
+	}
+}
+
+// poke wakes one thread in shmx_wait_any.
+func (p *pool) poke() {
+	select {
+	case p.sig <- struct{}{}:
+	default:
 	}
 }
 
@@ -475,7 +507,7 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 	}
 	p.buffers.del(uint64(buf.id))
 	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b,
-		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput})
+		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone})
 	if err != nil {
 		b.Release()
 	}

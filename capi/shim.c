@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "shim.h"
 #include "_cgo_export.h"
@@ -126,10 +128,38 @@ int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *re
     return shmxgo_wait(pool, job, timeout_ns, res);
 }
 
+/* A fresh 64 MiB output copied into malloc'd pages costs 16,384 page
+   faults, four times the copy itself; with 2 MiB pages it costs 32
+   (measured in docs/BENCHMARKS.md: the large echo). madvise only: where
+   the kernel gives no huge pages, these are ordinary pages. */
+void *shmxint_output_alloc(size_t n) {
+    if (n < SHMXINT_HUGE_OUTPUT) return malloc(n);
+    const size_t huge = (size_t)2 << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t len = (n + page - 1) & ~(page - 1);
+    char *m = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    /* keep a 2 MiB-aligned stretch of len bytes; give back the slack */
+    char *p = (char *)(((uintptr_t)m + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (p > m) munmap(m, (size_t)(p - m));
+    if (m + len + huge > p + len) munmap(p + len, (size_t)(m + len + huge - (p + len)));
+    (void)madvise(p, len, MADV_HUGEPAGE);
+    return p;
+}
+
+void shmxint_output_free(const void *p, size_t n) {
+    if (!p) return;
+    if (n < SHMXINT_HUGE_OUTPUT) {
+        free((void *)p);
+        return;
+    }
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    munmap((void *)p, (n + page - 1) & ~(page - 1));
+}
+
 void shmx_result_release(shmx_pool *pool, shmx_result *res) {
     (void)pool;
     if (!res) return;
-    free((void *)res->data);
+    shmxint_output_free(res->data, res->len);
     free((void *)res->error);
     memset(res, 0, sizeof *res);
 }

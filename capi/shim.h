@@ -11,4 +11,11 @@ struct shmx_worker { uint64_t id; };
 int shmxint_call_handler(shmx_handler_fn fn, void *ctx, const void *in, size_t len, shmx_output *out);
 int shmxint_call_init(int (*init)(void *), void *ctx);
 void shmxint_set_last_error(const char *msg);
+
+/* A job's output in C memory, freed by shmx_result_release. Outputs of
+   SHMXINT_HUGE_OUTPUT bytes or more get a mapping of their own whose
+   pages the kernel may fault in as transparent huge pages. */
+#define SHMXINT_HUGE_OUTPUT ((size_t)4 << 20)
+void *shmxint_output_alloc(size_t n);
+void shmxint_output_free(const void *p, size_t n);
 #endif

@@ -64,6 +64,11 @@ type SubmitOptions struct {
 	// then the caller's. A binding gives it C memory, so that a result is
 	// copied once, straight out of the segment.
 	Output func(n int) []byte
+	// OnDone, if set, is called once when the job has ended, after Done
+	// is closed, in the goroutine that collected the result. It must not
+	// block. A binding uses it to hand finished jobs to a thread that
+	// waits for any of them, without a goroutine per job.
+	OnDone func(*Future)
 }
 
 func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOptions) *Client {
@@ -94,8 +99,9 @@ type Future struct {
 	out  []byte
 	err  error
 	obs  *observed
-	// alloc is SubmitOptions.Output.
-	alloc func(n int) []byte
+	// alloc and onDone are SubmitOptions.Output and OnDone.
+	alloc  func(n int) []byte
+	onDone func(*Future)
 }
 
 // observed tracks whether a failed job's error was ever read; a cleanup
@@ -161,6 +167,9 @@ func (f *Future) complete(out []byte, err error) {
 	f.out, f.err = out, err
 	f.obs.failed.Store(err != nil)
 	close(f.done)
+	if f.onDone != nil {
+		f.onDone(f)
+	}
 }
 
 // Submit queues a job for handler with input and returns its future. It
@@ -255,7 +264,7 @@ func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *
 		c.l.releaseSlot(idx, cur, false)
 		return nil, err
 	}
-	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{}), obs: &observed{}, alloc: opts.Output}
+	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{}), obs: &observed{}, alloc: opts.Output, onDone: opts.OnDone}
 	runtime.AddCleanup(f, func(o *observed) {
 		if o.failed.Load() && !o.seen.Load() {
 			c.unobserved.Add(1)

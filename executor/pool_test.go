@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -492,5 +493,53 @@ func TestOutputAllocator(t *testing.T) {
 	}
 	if _, err := f.Wait(ctx); !errors.Is(err, ErrHandler) || len(calls) != 1 {
 		t.Fatalf("a failed job: %v, allocator calls %v", err, calls)
+	}
+}
+
+// OnDone runs once per job, after Done is closed, for results and
+// failures alike, also when nobody waits for the job.
+func TestOnDone(t *testing.T) {
+	p := newPool(t, Config{Workers: 2})
+	ctx := context.Background()
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	all := make(chan struct{}, 64)
+	onDone := func(f *Future) {
+		select {
+		case <-f.Done():
+		default:
+			t.Errorf("OnDone for job %d before Done was closed", f.ID())
+		}
+		mu.Lock()
+		seen[f.ID()]++
+		mu.Unlock()
+		all <- struct{}{}
+	}
+	var fs []*Future
+	for i := 0; i < 40; i++ {
+		h := "echo"
+		if i%4 == 3 {
+			h = "fail"
+		}
+		f, err := p.SubmitWith(ctx, h, []byte("x"), SubmitOptions{Retries: -1, OnDone: onDone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	deadline := time.After(30 * time.Second)
+	for range fs {
+		select {
+		case <-all:
+		case <-deadline:
+			t.Fatalf("OnDone ran for %d of %d jobs", len(seen), len(fs))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, f := range fs {
+		if seen[f.ID()] != 1 {
+			t.Fatalf("job %d: OnDone ran %d times", f.ID(), seen[f.ID()])
+		}
 	}
 }
