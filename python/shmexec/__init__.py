@@ -118,8 +118,21 @@ def _main_ref():
     return "path:" + os.path.abspath(f) if f else ""
 
 
+_sendable = {}  # functions found sendable (module-level ones: a few)
+_FUNCTION_TYPES = (type(_check_fork), type(len))
+
+
 def _check_sendable(fn, what="function", served=False):
     """Fail at submit time, in the caller, for what a worker cannot find."""
+    if type(fn) in _FUNCTION_TYPES and _sendable.get(fn) is served:
+        return fn
+    _check_sendable_slow(fn, what, served)
+    if type(fn) in _FUNCTION_TYPES and len(_sendable) < 4096:
+        _sendable[fn] = served
+    return fn
+
+
+def _check_sendable_slow(fn, what, served):
     name = getattr(fn, "__qualname__", repr(fn))
     if served and getattr(fn, "__module__", None) in ("__main__", "__mp_main__"):
         raise TypeError(
@@ -283,7 +296,9 @@ class Executor(_cf.Executor):
     def _start_collector(self):
         self._lock = threading.Lock()
         self._pending = {}  # job id -> future
-        self._claimed = set()  # jobs a caller waits for in its own thread
+        self._claimed = set()  # jobs a thread is fetching (see _wait_one)
+        self._fetched = threading.Condition(self._lock)  # a claim ended
+        self._early = {}  # outcomes of jobs fetched before they were tracked
         self._shutdown = False
         self._terminating = False
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
@@ -320,12 +335,13 @@ class Executor(_cf.Executor):
             opts.retries = retries
         return ctypes.byref(opts)
 
-    def _submit_obj(self, obj, timeout=None, retries=None):
-        """Submits the framed pickle of obj. A large one is written straight
-        into a buffer in the segment (one copy, no frame)."""
+    def _submit_obj(self, obj, timeout=None, retries=None, track=True):
+        """Submits the framed pickle of obj and returns its future (track)
+        or its job number. A large one is written straight into a buffer
+        in the segment (one copy, no frame)."""
         parts, total = _wire.dumps_parts(obj)
         if total < _ZERO_COPY_FROM:
-            return self._submit_payload(_wire.join(parts), timeout, retries)
+            return self._submit_payload(_wire.join(parts), timeout, retries, track)
         self._check_open()
         buf = _lib.Buffer()
         rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
@@ -341,16 +357,15 @@ class Executor(_cf.Executor):
         if rc != _lib.SHMX_OK:
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise self._submit_failed(rc)
-        return self._track(job.value)
+        return self._track(job.value) if track else job.value
 
-    def _submit_payload(self, payload, timeout=None, retries=None):
+    def _submit_payload(self, payload, timeout=None, retries=None, track=True):
         self._check_open()
         job = ctypes.c_uint64()
-        buf = (ctypes.c_char * len(payload)).from_buffer(payload)
-        rc = _LIB.shmx_submit_with(self._pool, b"py", buf, len(payload), self._opts(timeout, retries), ctypes.byref(job))
+        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries), ctypes.byref(job))
         if rc != _lib.SHMX_OK:
             raise self._submit_failed(rc)
-        return self._track(job.value)
+        return self._track(job.value) if track else job.value
 
     def _submit_batches(self, fn, items, chunksize, star, progress=False):
         """Submits items in batch jobs of chunksize (None: sized so that
@@ -380,7 +395,11 @@ class Executor(_cf.Executor):
         fut._ex, fut._job = self, job
         fut.set_running_or_notify_cancel()
         with self._lock:
-            self._pending[job] = fut
+            outcome = self._early.pop(job, None)
+            if outcome is None:
+                self._pending[job] = fut
+        if outcome is not None:
+            self._settle(fut, outcome)
         return fut
 
     def submit(self, fn, /, *args, **kwargs):
@@ -391,6 +410,17 @@ class Executor(_cf.Executor):
             return self._submit_obj(obj)
         except (pickle.PicklingError, TypeError, AttributeError) as e:
             raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+
+    def _call(self, fn, args, kwargs):
+        """fn(*args, **kwargs) in a worker, waited for in this thread:
+        its value, or its exception raised (Pool.apply)."""
+        _check_fork()
+        _check_sendable(fn, served=self._served)
+        try:
+            job = self._submit_obj(("call", fn, (tuple(args), dict(kwargs))), track=False)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+        return self._wait_direct(job)
 
     def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, retries=None):
         """submit with per-call options: timeout (seconds the task may run
@@ -425,48 +455,100 @@ class Executor(_cf.Executor):
         return results()
 
     # -- collecting -------------------------------------------------------
+    #
+    # A finished job is fetched (shmx_wait) by exactly one thread: the
+    # caller waiting for it (Future.result, Pool.apply) or the collector,
+    # which shmx_wait_any wakes for the jobs nobody waits for. _claimed
+    # holds the jobs a thread is fetching. The collector can learn of a job
+    # before its submitter has tracked it (a tiny job ends within
+    # microseconds): it fetches it anyway and keeps the outcome in _early
+    # until the submitter comes for it, so no outcome is ever dropped.
 
-    def _finish(self, job, res):
-        with self._lock:
-            fut = self._pending.pop(job, None)
-        if fut is None:
-            return
+    def _fetch(self, job, ns):
+        """shmx_wait for job for at most ns (< 0: no limit). Returns the C
+        code and the job's outcome, ("ok", value) or ("exc", exception),
+        or None while the job has not ended."""
+        res = _lib.Result()
+        rc = _LIB.shmx_wait(self._pool, job, ns, ctypes.byref(res))
+        if rc == _lib.SHMX_ETIMEDOUT:
+            return rc, None
+        if rc != _lib.SHMX_OK:
+            if rc == _lib.SHMX_EPOOL_DEAD:
+                return rc, ("exc", PoolDead("the process serving the pool died"))
+            return rc, ("exc", ShmexecError(f"wait: {_strerror(rc)}: {_last_error()}"))
         try:
-            kind, value = _rebuild(_outcome(res))
+            return rc, _rebuild(_outcome(res))
         except Exception as e:  # a result that cannot be decoded
-            kind, value = "exc", RemoteError(type(e).__qualname__, str(e), "")
-        if kind == "ok":
-            fut.set_result(value)
+            return rc, ("exc", RemoteError(type(e).__qualname__, str(e), ""))
+        finally:
+            _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+
+    @staticmethod
+    def _settle(fut, outcome):
+        if outcome[0] == "ok":
+            fut.set_result(outcome[1])
         else:
-            fut.set_exception(value)
+            fut.set_exception(outcome[1])
 
     def _wait_one(self, job, ns):
-        """Waits for job for at most ns (< 0: no limit) and finishes its
-        future. Only one thread waits on a job at a time: a job another
-        thread is waiting on is left to it. Returns the C code, or None if
-        the job was not this thread's to wait on."""
+        """Fetches job, waiting at most ns (< 0: no limit), and settles its
+        future, or keeps its outcome in _early for a submitter that has not
+        tracked it yet. A job another thread is fetching is left to it.
+        Returns the C code, or None if the job was not this thread's."""
         with self._lock:
-            if job not in self._pending or job in self._claimed or self._pool is None:
+            if job in self._claimed or self._pool is None:
                 return None
+            if ns != 0 and job not in self._pending:
+                return None  # settled already
             self._claimed.add(job)
+        rc = None
         try:
-            res = _lib.Result()
-            rc = _LIB.shmx_wait(self._pool, job, ns, ctypes.byref(res))
-            if rc == _lib.SHMX_OK:
-                self._finish(job, res)
-                _LIB.shmx_result_release(self._pool, ctypes.byref(res))
-            elif rc != _lib.SHMX_ETIMEDOUT:
+            rc, outcome = self._fetch(job, ns)
+            if outcome is not None:
                 with self._lock:
                     fut = self._pending.pop(job, None)
+                    if fut is None and rc == _lib.SHMX_OK:
+                        self._early[job] = outcome
                 if fut is not None:
-                    if rc == _lib.SHMX_EPOOL_DEAD:
-                        fut.set_exception(PoolDead("the process serving the pool died"))
-                    else:
-                        fut.set_exception(ShmexecError(f"wait: {_strerror(rc)}"))
-            return rc
+                    self._settle(fut, outcome)
         finally:
             with self._lock:
                 self._claimed.discard(job)
+                self._fetched.notify_all()
+        if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
+            # It may have ended as the wait ran out and been announced to
+            # the collector while this thread still held it: look again.
+            self._wait_one(job, 0)
+        return rc
+
+    def _wait_direct(self, job, timeout=None):
+        """Waits for an untracked job in the calling thread and returns its
+        value or raises its exception (Pool.apply: no future, no hand-off
+        to another thread). Waits in slices, so that Ctrl-C works."""
+        with self._lock:
+            while job in self._claimed:  # the collector is fetching it
+                self._fetched.wait()
+            outcome = self._early.pop(job, None)
+            if outcome is None:
+                self._claimed.add(job)
+        try:
+            while outcome is None:
+                _, outcome = self._fetch(job, 100_000_000)
+        except BaseException:
+            # Interrupted (Ctrl-C): leave the job to the collector, which
+            # drops its outcome; fetch it now if it has ended already.
+            if outcome is None:
+                self._track(job)._observed = True
+                with self._lock:
+                    self._claimed.discard(job)
+                self._wait_one(job, 0)
+            raise
+        finally:
+            with self._lock:
+                self._claimed.discard(job)
+        if outcome[0] == "ok":
+            return outcome[1]
+        raise outcome[1]
 
     def _wait_here(self, fut, timeout):
         """Waits for fut's job in the calling thread (ctypes releases the

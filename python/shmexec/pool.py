@@ -102,7 +102,8 @@ class Pool:
             raise ValueError("Pool not running")
 
     def apply(self, func, args=(), kwds={}):
-        return self.apply_async(func, args, kwds).get()
+        self._check_running()
+        return self._ex._call(func, args, kwds)
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         self._check_running()

@@ -31,6 +31,52 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(p.map_async(helpers.echo, [1, 2]).get(T), [1, 2])
         self.assertEqual(p.starmap_async(helpers.add, [(1, 1)]).get(T), [2])
 
+    def test_tiny_jobs_never_lose_an_outcome(self):
+        # A tiny job can end, and be announced to the collector thread,
+        # before apply_async has tracked it; its outcome must still reach
+        # the AsyncResult (it once was dropped: get() then hung).
+        # A busy thread makes the GIL change hands at random points, which
+        # widens the window between a submit and its tracking.
+        import threading
+
+        stop = threading.Event()
+
+        def busy():
+            while not stop.is_set():
+                sum(range(1000))
+
+        t = threading.Thread(target=busy)
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-4)
+        t.start()
+        try:
+            p = self.pool
+            for i in range(2000):
+                self.assertEqual(p.apply_async(helpers.add, (i, 1)).get(10), i + 1)
+                self.assertEqual(p.apply(helpers.add, (i, 2)), i + 2)
+        finally:
+            stop.set()
+            t.join()
+            sys.setswitchinterval(old)
+
+    def test_apply_interrupted(self):
+        # Ctrl-C during a long apply raises KeyboardInterrupt within the
+        # wait's slice; the job's outcome is dropped and the pool goes on.
+        import signal
+        import threading
+        import time
+
+        t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        t.start()
+        start = time.monotonic()
+        with self.assertRaises(KeyboardInterrupt):
+            self.pool.apply(helpers.sleep, (1.5,))
+        self.assertLess(time.monotonic() - start, 1.2)
+        t.join()
+        self.assertEqual(self.pool.apply(helpers.add, (2, 2)), 4)
+        time.sleep(1.5)  # the interrupted job ends; its outcome is dropped
+        self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
+
     def test_async_result(self):
         got, errs = [], []
         r = self.pool.apply_async(helpers.sleep, (0.2,), callback=got.append)
