@@ -136,8 +136,11 @@ def main(argv=None):
         if rc != _lib.SHMX_OK:
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
-        data = (ctypes.c_char * task.in_len).from_address(task.input) if task.in_len else b""
-        payload = memoryview(data).cast("B") if task.in_len else b""
+        n = task.in_len
+        if n >= _wire.BIG:  # a view of the segment: its buffers are copied once, where they land
+            payload = memoryview((ctypes.c_char * n).from_address(task.input)).cast("B")
+        else:
+            payload = ctypes.string_at(task.input, n) if n else b""
         rc = 0
         if task.handler == b"py":
             parts, total = _run_call(payload)

@@ -90,3 +90,11 @@ def nested_pool():
     except shmexec.ShmexecError as e:
         return str(e)
     return "a worker started a pool"
+
+
+def describe(*args):
+    """The type, length and, for memoryviews, format and read-only flag
+    of each argument, and whether the first two are one object."""
+    out = [(type(a).__name__, len(a) if hasattr(a, "__len__") else None,
+            (a.format, a.readonly) if isinstance(a, memoryview) else None) for a in args]
+    return out, len(args) > 1 and args[0] is args[1]

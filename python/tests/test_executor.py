@@ -93,6 +93,32 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(self.ex.submit(helpers.length, b).result(DEADLINE), len(b))
         self.assertEqual(self.ex.submit(helpers.echo, b).result(DEADLINE), b)
 
+    def test_buffers_keep_their_types(self):
+        # Large bytes and bytearrays, and memoryviews, travel out of band;
+        # each arrives as what was sent, shared references stay shared.
+        big = os.urandom(1 << 20)
+        ba = bytearray(big[: 100_000])
+        mv = memoryview(bytearray(range(256)) * 4).cast("i")
+        out, same = self.ex.submit(helpers.describe, big, big, ba, mv, memoryview(b"ro")).result(DEADLINE)
+        self.assertEqual(out, [("bytes", 1 << 20, None), ("bytes", 1 << 20, None), ("bytearray", 100_000, None),
+                               ("memoryview", 256, ("i", False)), ("memoryview", 2, ("B", True))])
+        self.assertTrue(same)
+        self.assertEqual(self.ex.submit(helpers.echo, {"k": [ba]}).result(DEADLINE), {"k": [ba]})
+        self.assertEqual(self.ex.submit(helpers.echo, mv).result(DEADLINE).tolist(), mv.tolist())
+
+    def test_result_timeout_then_wait(self):
+        # A result() that runs out just as the job ends must not lose the
+        # job for wait() and callbacks (the collector is told of it while
+        # this thread still holds it).
+        for i in range(200):
+            f = self.ex.submit(helpers.sleep, 0.001)
+            try:
+                f.result(0.001)
+            except cf.TimeoutError:
+                pass
+            done, _ = cf.wait([f], timeout=10)
+            self.assertEqual(done, {f}, f"job {i} never finished for wait()")
+
     def test_wait_and_as_completed(self):
         fs = [self.ex.submit(helpers.sleep, 0.01 * i) for i in range(5)]
         done, not_done = cf.wait(fs, timeout=DEADLINE)
