@@ -382,11 +382,16 @@ class Executor(_cf.Executor):
             from ._progress import Progress
 
             bar = progress if isinstance(progress, Progress) else Progress(len(items))
+        # Pickle every batch before submitting any: the first submit wakes
+        # the workers, and on a small machine a woken worker takes the CPU
+        # the pickling would have used.
+        payloads = [(_wire.dumps((kind, fn, items[i:i + chunksize])), len(items[i:i + chunksize]))
+                    for i in range(0, len(items), chunksize)]
         futures = []
-        for i in range(0, len(items), chunksize):
-            f = self._submit_payload(_wire.dumps((kind, fn, items[i:i + chunksize])))
+        for payload, n in payloads:
+            f = self._submit_payload(payload)
             if bar is not None:
-                f.add_done_callback(bar.callback(len(items[i:i + chunksize])))
+                f.add_done_callback(bar.callback(n))
             futures.append(f)
         return futures
 
