@@ -526,7 +526,7 @@ class Executor(_cf.Executor):
             self._wait_one(job, 0)
         return rc
 
-    def _wait_direct(self, job, timeout=None):
+    def _wait_direct(self, job):
         """Waits for an untracked job in the calling thread and returns its
         value or raises its exception (Pool.apply: no future, no hand-off
         to another thread). Waits in slices, so that Ctrl-C works."""
