@@ -58,6 +58,7 @@ class ServeTest(unittest.TestCase):
 
     def serve(self, *extra):
         self.serve_log = open(os.path.join(self.dir, "serve.log"), "w+")
+        self.addCleanup(self.serve_log.close)
         cmd = [BIN, "serve", "--socket", self.sock, "--workers", "2", *extra,
                "--", sys.executable, "-m", "shmexec.worker", "--handlers", "served_funcs"]
         p = self.start(subprocess.Popen(cmd, env=ENV, stdout=self.serve_log, stderr=subprocess.STDOUT))
