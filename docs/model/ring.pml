@@ -49,6 +49,14 @@
 #ifndef CRASHSET
 #define CRASHSET 255
 #endif
+/* CRASHFIRST: if defined, the first death must be that party's (later
+ * ones may be anyone's in CRASHSET). With two producers that may both
+ * die, runs where P1 dies first mirror runs where P0 does. */
+#ifdef CRASHFIRST
+#define FIRSTOK (crashes > 0 || me == CRASHFIRST)
+#else
+#define FIRSTOK true
+#endif
 
 #define NPART (NP+NC)
 #define NV (NP*K)
@@ -103,7 +111,7 @@ byte swept;          /* cells the safety-net sweep had to free */
 /* A crash transition: the party dies here (its process exits). */
 #define CRASH \
 	if \
-	:: atomic { crashes < MAXCRASH && ((CRASHSET >> me) & 1) -> crashes++; dead[me] = true; \
+	:: atomic { crashes < MAXCRASH && ((CRASHSET >> me) & 1) && FIRSTOK -> crashes++; dead[me] = true; \
 		if :: me >= NP -> livec-- :: else fi }; goto died \
 	:: true \
 	fi
