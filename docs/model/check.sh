@@ -91,14 +91,18 @@ full)
 	# consumers alike (their only difference is their index: the values
 	# they carry, their bits in the masks; the supervisor's choice among
 	# dead parties is nondeterministic; same_states above checks mirrored
-	# configurations). {P0,P1} alone ran out at 4.1e8 states; its runs
-	# where P1 dies first mirror those where P0 does, and its runs with
-	# one death are in the {Pi,Cj} case: CRASHFIRST=0. Each run needs up
-	# to ~20 GB.
+	# configurations). {P0,P1} ran out at 4.1e8 states; its runs where
+	# P1 dies first mirror those where P0 does, and its runs with one
+	# death are in the {Pi,Cj} case: CRASHFIRST=0. That too ran out at
+	# 4.1e8, so its runs are split once more by the phase of P0's record
+	# when it dies (CRASHPHASES: 4 = claimed; 3 = idle or claiming; 248 =
+	# the rest; together every phase). Each run needs up to ~20 GB.
 	for cap in 2 3; do
 		MEMLIM=${MEMLIM:-21000} verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=$cap -DMAXCRASH=2 -DCRASHSET=5" ok "-DCOLLAPSE" "-w26"
 		MEMLIM=${MEMLIM:-21000} verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=$cap -DMAXCRASH=2 -DCRASHSET=12" ok "-DCOLLAPSE" "-w26"
-		MEMLIM=${MEMLIM:-21000} verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=$cap -DMAXCRASH=2 -DCRASHSET=3 -DCRASHFIRST=0" ok "-DCOLLAPSE" "-w26"
+		for phases in 4 3 248; do
+			MEMLIM=${MEMLIM:-21000} verify ring.pml "-DNP=2 -DNC=2 -DK=1 -DB=1 -DCAP=$cap -DMAXCRASH=2 -DCRASHSET=3 -DCRASHFIRST=0 -DCRASHPHASES=$phases" ok "-DCOLLAPSE" "-w26"
+		done
 	done
 	# Two producers of two values each do not fit even so: bitstate
 	# (supertrace) search, which may miss states; pan prints its hash

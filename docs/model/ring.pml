@@ -52,8 +52,14 @@
 /* CRASHFIRST: if defined, the first death must be that party's (later
  * ones may be anyone's in CRASHSET). With two producers that may both
  * die, runs where P1 dies first mirror runs where P0 does. */
+/* CRASHPHASES: with CRASHFIRST, a bit per pending phase (below) in which
+ * that first death may happen; runs with complementary masks together
+ * cover every run, each with a part of the state space. */
+#ifndef CRASHPHASES
+#define CRASHPHASES 255
+#endif
 #ifdef CRASHFIRST
-#define FIRSTOK (crashes > 0 || me == CRASHFIRST)
+#define FIRSTOK (crashes > 0 || me == CRASHFIRST && ((CRASHPHASES >> ph[me]) & 1))
 #else
 #define FIRSTOK true
 #endif
