@@ -106,6 +106,17 @@ func (p *pool) announce(id uint64) {
 	if _, pending := p.jobs[id]; !pending {
 		return
 	}
+	if len(p.ready) >= 2*len(p.jobs)+64 {
+		// Entries of jobs fetched by shmx_wait since are stale: drop them,
+		// so that a caller who no longer calls wait_any leaks nothing.
+		live := p.ready[:0]
+		for _, r := range p.ready {
+			if _, pending := p.jobs[r]; pending {
+				live = append(live, r)
+			}
+		}
+		p.ready = live
+	}
 	p.ready = append(p.ready, id)
 	p.poke()
 }
