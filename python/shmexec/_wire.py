@@ -116,57 +116,40 @@ def _rebuild_memoryview(buf, readonly, fmt, shape):
         return m
 
 
+_LIFTED = (tuple, list, dict, bytes, bytearray, memoryview)
+
+
 def _lift(obj, memo, depth=3):
     """obj with every large bytes or bytearray, and every memoryview, near
     its top (in tuples, lists and dicts of up to 16 items, 3 levels down;
-    deeper ones are pickled in band) replaced by an
-    _OutOfBand; obj itself when there is none. A container met twice is
-    replaced by one copy, so shared references stay shared."""
+    deeper ones are pickled in band) replaced by an _OutOfBand; obj itself
+    when there is none, with nothing built (this runs for every call). A
+    container met twice is replaced by one copy, so shared references
+    stay shared (memo: id -> replacement)."""
     t = type(obj)
     if t is bytes or t is bytearray:
         if len(obj) < BIG:
             return obj
-    elif t is memoryview:
-        pass  # any size: pickle cannot send a memoryview otherwise
-    elif not depth or t not in (tuple, list, dict) or len(obj) > 16:
-        return obj
-    key = id(obj)
-    if key in memo:
-        return memo[key]
+    elif t is not memoryview:  # any size: pickle cannot send a memoryview otherwise
+        if not depth or (t is not tuple and t is not list and t is not dict) or len(obj) > 16:
+            return obj
     if t is bytes or t is bytearray or t is memoryview:
-        new = _OutOfBand(obj)
-    elif t is dict:
-        vals = [_lift(v, memo, depth - 1) for v in obj.values()]
-        new = obj if all(v is w for v, w in zip(vals, obj.values())) else dict(zip(obj.keys(), vals))
+        new = memo.get(id(obj)) or _OutOfBand(obj)
     else:
-        items = [_lift(v, memo, depth - 1) for v in obj]
-        new = obj if all(v is w for v, w in zip(items, obj)) else t(items)
-    memo[key] = new
+        items = obj.values() if t is dict else obj
+        for v in items:  # the common case: nothing to lift, nothing built
+            tv = type(v)  # (an empty container holds nothing to lift)
+            if (tv is memoryview or tv in _LIFTED and v) and _lift(v, memo, depth - 1) is not v:
+                break
+        else:
+            return obj
+        new = memo.get(id(obj))
+        if new is not None:
+            return new
+        lifted = [_lift(v, memo, depth - 1) if type(v) in _LIFTED else v for v in items]
+        new = dict(zip(obj.keys(), lifted)) if t is dict else t(lifted)
+    memo[id(obj)] = new
     return new
-
-
-def _has_big(obj, depth=3):
-    """Whether _lift would change obj (without building anything; leaves
-    are looked at inline, since this runs for every call)."""
-    t = type(obj)
-    if t is tuple or t is list:
-        items = obj
-    elif t is dict:
-        items = obj.values()
-    else:
-        return (t is bytes or t is bytearray) and len(obj) >= BIG or t is memoryview
-    if not depth or len(obj) > 16:
-        return False
-    for x in items:
-        tx = type(x)
-        if tx is bytes or tx is bytearray:
-            if len(x) >= BIG:
-                return True
-        elif tx is memoryview:
-            return True
-        elif (tx is tuple or tx is list or tx is dict) and x and _has_big(x, depth - 1):
-            return True
-    return False
 
 
 _HEAD = struct.Struct("<IQ")
@@ -176,9 +159,7 @@ def dumps_parts(obj):
     """The framed pickle of obj as a list of buffers and its total size,
     so that a large payload can be written straight to its destination."""
     bufs = []
-    if _has_big(obj):
-        obj = _lift(obj, {})
-    data = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    data = pickle.dumps(_lift(obj, {}), protocol=5, buffer_callback=bufs.append)
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
     raws = [b.raw() for b in bufs]

@@ -99,9 +99,9 @@ class ExecutorTest(unittest.TestCase):
         big = os.urandom(1 << 20)
         ba = bytearray(big[: 100_000])
         mv = memoryview(bytearray(range(256)) * 4).cast("i")
-        out, same = self.ex.submit(helpers.describe, big, big, ba, mv, memoryview(b"ro")).result(DEADLINE)
+        out, same = self.ex.submit(helpers.describe, big, big, ba, mv, memoryview(b"ro"), memoryview(b"")).result(DEADLINE)
         self.assertEqual(out, [("bytes", 1 << 20, None), ("bytes", 1 << 20, None), ("bytearray", 100_000, None),
-                               ("memoryview", 256, ("i", False)), ("memoryview", 2, ("B", True))])
+                               ("memoryview", 256, ("i", False)), ("memoryview", 2, ("B", True)), ("memoryview", 0, ("B", True))])
         self.assertTrue(same)
         self.assertEqual(self.ex.submit(helpers.echo, {"k": [ba]}).result(DEADLINE), {"k": [ba]})
         self.assertEqual(self.ex.submit(helpers.echo, mv).result(DEADLINE).tolist(), mv.tolist())
