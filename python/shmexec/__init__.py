@@ -299,6 +299,7 @@ class Executor(_cf.Executor):
         self._claimed = set()  # jobs a thread is fetching (see _wait_one)
         self._fetched = threading.Condition(self._lock)  # a claim ended
         self._early = {}  # outcomes of jobs fetched before they were tracked
+        self._abandoned = set()  # Pool.apply jobs whose caller was interrupted
         self._shutdown = False
         self._terminating = False
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
@@ -495,15 +496,17 @@ class Executor(_cf.Executor):
         else:
             fut.set_exception(outcome[1])
 
-    def _wait_one(self, job, ns):
+    def _wait_one(self, job, ns, untracked=False):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
-        future, or keeps its outcome in _early for a submitter that has not
-        tracked it yet. A job another thread is fetching is left to it.
-        Returns the C code, or None if the job was not this thread's."""
+        future; with no future (a submitter that has not tracked it yet, or
+        an untracked Pool.apply job) keeps the outcome in _early, or drops
+        it for a job its caller gave up (_abandoned). A job another thread
+        is fetching is left to it. Returns the C code, or None if the job
+        was not this thread's."""
         with self._lock:
             if job in self._claimed or self._pool is None:
                 return None
-            if ns != 0 and job not in self._pending:
+            if ns != 0 and not untracked and job not in self._pending:
                 return None  # settled already
             self._claimed.add(job)
         rc = None
@@ -512,8 +515,11 @@ class Executor(_cf.Executor):
             if outcome is not None:
                 with self._lock:
                     fut = self._pending.pop(job, None)
-                    if fut is None and rc == _lib.SHMX_OK:
-                        self._early[job] = outcome
+                    if fut is None:
+                        if job in self._abandoned:
+                            self._abandoned.discard(job)
+                        elif rc != _lib.SHMX_EINVAL or untracked:  # EINVAL: fetched by another thread
+                            self._early[job] = outcome
                 if fut is not None:
                     self._settle(fut, outcome)
         finally:
@@ -530,27 +536,23 @@ class Executor(_cf.Executor):
         """Waits for an untracked job in the calling thread and returns its
         value or raises its exception (Pool.apply: no future, no hand-off
         to another thread). Waits in slices, so that Ctrl-C works."""
-        with self._lock:
-            while job in self._claimed:  # the collector is fetching it
-                self._fetched.wait()
-            outcome = self._early.pop(job, None)
-            if outcome is None:
-                self._claimed.add(job)
         try:
-            while outcome is None:
-                _, outcome = self._fetch(job, 100_000_000)
-        except BaseException:
-            # Interrupted (Ctrl-C): leave the job to the collector, which
-            # drops its outcome; fetch it now if it has ended already.
-            if outcome is None:
-                self._track(job)._observed = True
+            while True:
                 with self._lock:
-                    self._claimed.discard(job)
-                self._wait_one(job, 0)
-            raise
-        finally:
+                    while job in self._claimed:  # the collector is fetching it
+                        self._fetched.wait()
+                    outcome = self._early.pop(job, None)
+                if outcome is not None:
+                    break
+                self._wait_one(job, 100_000_000, untracked=True)
+        except BaseException:
+            # Interrupted (Ctrl-C): give the job up; its outcome is dropped
+            # when it is fetched (now, if it has ended already).
             with self._lock:
-                self._claimed.discard(job)
+                if self._early.pop(job, None) is None:
+                    self._abandoned.add(job)
+            self._wait_one(job, 0)
+            raise
         if outcome[0] == "ok":
             return outcome[1]
         raise outcome[1]

@@ -76,6 +76,11 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(self.pool.apply(helpers.add, (2, 2)), 4)
         time.sleep(1.5)  # the interrupted job ends; its outcome is dropped
         self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
+        ex = self.pool._ex
+        deadline = time.monotonic() + 10
+        while (ex._abandoned or ex._early) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual((ex._abandoned, ex._early), (set(), {}), "the interrupted job's outcome was kept")
 
     def test_async_result(self):
         got, errs = [], []
