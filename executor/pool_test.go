@@ -497,7 +497,8 @@ func TestOutputAllocator(t *testing.T) {
 }
 
 // OnDone runs once per job, after Done is closed, for results and
-// failures alike, also when nobody waits for the job.
+// failures alike (a handler error, a worker SIGKILLed mid-job), also
+// when nobody waits for the job.
 func TestOnDone(t *testing.T) {
 	p := newPool(t, Config{Workers: 2})
 	ctx := context.Background()
@@ -518,10 +519,13 @@ func TestOnDone(t *testing.T) {
 	var fs []*Future
 	for i := 0; i < 40; i++ {
 		h := "echo"
-		if i%4 == 3 {
+		switch i % 10 {
+		case 3, 7:
 			h = "fail"
+		case 5:
+			h = "kill" // the worker SIGKILLs itself: WorkerCrashed
 		}
-		f, err := p.SubmitWith(ctx, h, []byte("x"), SubmitOptions{Retries: -1, OnDone: onDone})
+		f, err := p.SubmitWith(ctx, h, []byte("x"), SubmitOptions{Retries: 0, OnDone: onDone})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -537,9 +541,17 @@ func TestOnDone(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	crashed := 0
 	for _, f := range fs {
 		if seen[f.ID()] != 1 {
 			t.Fatalf("job %d: OnDone ran %d times", f.ID(), seen[f.ID()])
 		}
+		var ce *CrashError
+		if _, err, _ := f.Result(); errors.As(err, &ce) {
+			crashed++
+		}
+	}
+	if crashed != 4 {
+		t.Fatalf("%d jobs ended WorkerCrashed, want the 4 killed ones", crashed)
 	}
 }

@@ -65,6 +65,23 @@ class ExecutorTest(unittest.TestCase):
         self.assertGreaterEqual(len(pids), 1)
         self.assertEqual(self.ex.submit(helpers.add, 2, 2).result(DEADLINE), 4)
 
+    def test_killed_worker_seen_through_callbacks(self):
+        # Nobody waits in result(): the crash reaches the future through
+        # the collector thread (shmx_wait_any), as do the other jobs.
+        got = []
+        fs = [self.ex.submit(helpers.sigkill_self)] + [self.ex.submit(helpers.add, i, 1) for i in range(50)]
+        for f in fs:
+            f.add_done_callback(got.append)
+        done, not_done = cf.wait(fs, timeout=DEADLINE)
+        self.assertFalse(not_done, f"{len(not_done)} jobs never finished")
+        self.assertIsInstance(fs[0].exception(0), shmexec.WorkerCrashed)
+        self.assertEqual([f.result(0) for f in fs[1:]], [i + 1 for i in range(50)])
+        deadline = time.monotonic() + DEADLINE  # callbacks run just after wait() is told
+        while len(got) < len(fs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(len(got), len(fs))
+        self.assertEqual(self.ex.submit(helpers.add, 2, 2).result(DEADLINE), 4)
+
     def test_kill_during_map(self):
         items = [0.001] * 200
         f = self.ex.submit(helpers.sigkill_self)
