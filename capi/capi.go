@@ -368,42 +368,64 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 	}
 	p.mu.Lock()
 	f, ok := p.jobs[uint64(job)]
-	p.mu.Unlock()
 	if !ok {
+		p.mu.Unlock()
 		setErr(fmt.Errorf("no pending job %d", uint64(job)))
 		return C.SHMX_EINVAL
 	}
-	var out []byte
-	var err error
-	p.mu.Lock()
 	p.waiting[uint64(job)]++
 	p.mu.Unlock()
-	if timeoutNS < 0 {
-		out, err = f.Wait(context.Background())
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutNS))
-		out, err = f.Wait(ctx)
-		cancel()
+	return p.await(uint64(job), f, timeoutNS, res)
+}
+
+//export shmxgo_call
+func shmxgo_call(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
+	waitNS C.int64_t, job *C.shmx_job, res *C.shmx_result) C.int {
+	p, ok := lookup(cp)
+	if !ok || retries < -1 {
+		return C.SHMX_EINVAL
 	}
+	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
+		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone})
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	id := f.ID()
+	// Tracked as waited for from the start: shmx_wait_any never hears of
+	// it unless this wait runs out.
 	p.mu.Lock()
-	if p.waiting[uint64(job)]--; p.waiting[uint64(job)] <= 0 {
-		delete(p.waiting, uint64(job))
+	p.jobs[id] = f
+	p.waiting[id]++
+	p.mu.Unlock()
+	*job = C.shmx_job(id)
+	return p.await(id, f, waitNS, res)
+}
+
+// await waits for job (f) for at most timeoutNS (< 0: no limit) on behalf
+// of a caller counted in p.waiting, and fills res with its outcome: the
+// body of shmx_wait.
+func (p *pool) await(job uint64, f *executor.Future, timeoutNS C.int64_t, res *C.shmx_result) C.int {
+	out, err := f.WaitTimeout(time.Duration(timeoutNS))
+	p.mu.Lock()
+	if p.waiting[job]--; p.waiting[job] <= 0 {
+		delete(p.waiting, job)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		// It may have finished just now, and OnDone passed it over while
 		// this thread waited: announce it now.
-		p.announceIfDone(uint64(job), f)
+		p.announceIfDone(job, f)
 		p.mu.Unlock()
 		return C.SHMX_ETIMEDOUT
 	}
-	if _, still := p.jobs[uint64(job)]; !still {
+	if _, still := p.jobs[job]; !still {
 		// Another thread waiting for the same job took the result (one
 		// copy in C memory, with one owner).
 		p.mu.Unlock()
-		setErr(fmt.Errorf("job %d was waited for by another thread", uint64(job)))
+		setErr(fmt.Errorf("job %d was waited for by another thread", job))
 		return C.SHMX_EINVAL
 	}
-	delete(p.jobs, uint64(job))
+	delete(p.jobs, job)
 	p.mu.Unlock()
 	*res = C.shmx_result{status: code(err)}
 	if err == nil {
@@ -755,8 +777,27 @@ func shmxgo_task_done(cw *C.shmx_worker, ct *C.shmx_task, rc C.int) C.int {
 	tasks.del(uint64(ct.id))
 	out, err := tk.o.result(rc)
 	tk.t.Finish(out, err)
+	tk.free()
+	return C.SHMX_OK
+}
+
+//export shmxgo_task_reply
+func shmxgo_task_reply(cw *C.shmx_worker, ct *C.shmx_task, data unsafe.Pointer, n C.size_t) C.int {
+	tk, ok := tasks.get(uint64(ct.id))
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	tasks.del(uint64(ct.id))
+	// The caller's bytes, copied once, straight into the segment by
+	// Finish (C memory, not Go memory: nothing to pin). They replace
+	// whatever was set through the task's output.
+	tk.t.Finish(unsafe.Slice((*byte)(data), int(n)), nil)
+	tk.free()
+	return C.SHMX_OK
+}
+
+func (tk *task) free() {
 	outputs.del(tk.oid)
 	C.free(unsafe.Pointer(tk.co))
 	C.free(unsafe.Pointer(tk.name))
-	return C.SHMX_OK
 }

@@ -122,6 +122,16 @@ int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, siz
     return shmxgo_submit_with(pool, (char *)handler, (void *)data, len, timeout, retries, job);
 }
 
+int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len,
+              const shmx_submit_opts *opts, int64_t wait_ns, shmx_job *job, shmx_result *res) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !handler || !job || !res || (!data && len)) return SHMX_EINVAL;
+    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return SHMX_EINVAL;
+    int64_t timeout = opts ? opts->timeout_ns : 0;
+    int32_t retries = opts ? opts->retries : -1;
+    return shmxgo_call(pool, (char *)handler, (void *)data, len, timeout, retries, wait_ns, job, res);
+}
+
 int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res) {
     GUARD(SHMX_EFORKED);
     if (!pool || !res) return SHMX_EINVAL;
@@ -270,6 +280,15 @@ int shmx_task_done(shmx_worker *w, shmx_task *task, int rc) {
     GUARD(SHMX_EFORKED);
     if (!w || !task || !task->id) return SHMX_EINVAL;
     int r = shmxgo_task_done(w, task, rc);
+    memset(task, 0, sizeof *task);
+    return r;
+}
+
+int shmx_task_reply(shmx_worker *w, shmx_task *task, const void *data, size_t len) {
+    GUARD(SHMX_EFORKED);
+    if (!w || !task || !task->id || (!data && len)) return SHMX_EINVAL;
+    static const char empty;
+    int r = shmxgo_task_reply(w, task, data ? (void *)data : (void *)&empty, len);
     memset(task, 0, sizeof *task);
     return r;
 }

@@ -120,17 +120,64 @@ func (f *Future) Done() <-chan struct{} { return f.done }
 // output or its terminal error. If ctx ends first it returns ctx's error
 // and the job goes on. It may be called many times, from any goroutine.
 func (f *Future) Wait(ctx context.Context) ([]byte, error) {
-	// A tiny job's result comes back within microseconds: poll briefly
-	// before parking, since waking a parked goroutine costs more.
+	if f.poll(waitSpin) {
+		return f.out, f.err
+	}
+	select {
+	case <-f.done:
+		f.obs.seen.Store(true)
+		return f.out, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// WaitTimeout is Wait with a time limit instead of a context (d < 0: no
+// limit): it returns context.DeadlineExceeded when d passes first. It
+// arms no timer for a job that ends while it polls, so a caller that
+// waits in slices pays nothing for them.
+func (f *Future) WaitTimeout(d time.Duration) ([]byte, error) {
+	start := time.Now()
+	spin := waitSpin
+	if d >= 0 && d < spin {
+		spin = d
+	}
+	if f.poll(spin) {
+		return f.out, f.err
+	}
+	if d < 0 {
+		<-f.done
+		f.obs.seen.Store(true)
+		return f.out, f.err
+	}
+	left := d - time.Since(start)
+	if left <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-f.done:
+		f.obs.seen.Store(true)
+		return f.out, f.err
+	case <-t.C:
+		return nil, context.DeadlineExceeded
+	}
+}
+
+// poll reports whether the job has ended (marking its outcome seen),
+// checking for up to spin (waitSpin: a tiny job's result comes back
+// within microseconds, and waking a parked goroutine costs more).
+func (f *Future) poll(spin time.Duration) bool {
 	for start, i := time.Now(), 0; ; i++ {
 		select {
 		case <-f.done:
 			f.obs.seen.Store(true)
-			return f.out, f.err
+			return true
 		default:
 		}
-		if i%16 == 15 && time.Since(start) > waitSpin {
-			break
+		if i > 0 && (spin <= 0 || i%16 == 15 && time.Since(start) > spin) {
+			return false
 		}
 		if c := f.c; c.colMu.TryLock() {
 			if c.l.enter() {
@@ -141,13 +188,6 @@ func (f *Future) Wait(ctx context.Context) ([]byte, error) {
 		} else {
 			runtime.Gosched()
 		}
-	}
-	select {
-	case <-f.done:
-		f.obs.seen.Store(true)
-		return f.out, f.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 

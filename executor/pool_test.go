@@ -238,6 +238,36 @@ func TestTimeout(t *testing.T) {
 	waitQuiet(t, p)
 }
 
+func TestWaitTimeout(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	c := p.Client()
+	f, err := c.Submit(context.Background(), "sleep", []byte("300"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := f.WaitTimeout(0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitTimeout(0) on a running job: %v", err)
+	}
+	if _, err := f.WaitTimeout(20 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitTimeout(20ms) on a running job: %v", err)
+	}
+	if el := time.Since(start); el > 250*time.Millisecond {
+		t.Fatalf("two short waits took %v", el)
+	}
+	if _, err := f.WaitTimeout(-1); err != nil {
+		t.Fatalf("WaitTimeout(-1): %v", err)
+	}
+	if _, err := f.WaitTimeout(0); err != nil {
+		t.Fatalf("WaitTimeout(0) on an ended job: %v", err)
+	}
+	g, _ := c.Submit(context.Background(), "pid", nil)
+	if out, err := g.WaitTimeout(10 * time.Second); err != nil || len(out) == 0 {
+		t.Fatalf("WaitTimeout of a quick job: %q, %v", out, err)
+	}
+	waitQuiet(t, p)
+}
+
 func TestCancel(t *testing.T) {
 	p := newPool(t, Config{Workers: 1})
 	c := p.Client()

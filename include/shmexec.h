@@ -147,6 +147,17 @@ typedef struct shmx_result {
    thread waiting for the same job got it. */
 int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res);
 
+/* Submits a job and waits for it in one call: shmx_submit_with, then
+   shmx_wait(job, wait_ns, res) — for a caller that waits for its own job
+   at once (a binding's apply). shmx_wait_any does not report the job
+   while this call waits for it.
+   Returns: a submit error as shmx_submit_with (no job); otherwise as
+   shmx_wait: SHMX_OK with the outcome in res (release it), or
+   SHMX_ETIMEDOUT with *job still pending — wait for it with shmx_wait
+   (or cancel it) as for any submitted job. */
+int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len,
+              const shmx_submit_opts *opts, int64_t wait_ns, shmx_job *job, shmx_result *res);
+
 /* Frees what res points to and clears it; NULL-safe. */
 void shmx_result_release(shmx_pool *pool, shmx_result *res);
 
@@ -265,6 +276,12 @@ int shmx_worker_next(shmx_worker *w, int64_t timeout_ns, shmx_task *task);
    shmx_strerror(rc)), publishes the result and clears *task.
    Returns: SHMX_OK; SHMX_EINVAL for an unknown task. */
 int shmx_task_done(shmx_worker *w, shmx_task *task, int rc);
+
+/* Ends task successfully with the len bytes at data as its output (copied
+   into the pool before it returns), replacing anything set through
+   task->out: shmx_output_set and shmx_task_done(w, task, 0) in one call.
+   Returns: SHMX_OK; SHMX_EINVAL for an unknown task. */
+int shmx_task_reply(shmx_worker *w, shmx_task *task, const void *data, size_t len);
 
 #ifdef __cplusplus
 }

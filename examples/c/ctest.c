@@ -139,6 +139,27 @@ static void test_basics(void) {
     shmx_result_release(pool, &res);
     CHECK(shmx_wait(pool, job, 0, &res) == SHMX_EINVAL, "a job is forgotten once waited for");
 
+    /* shmx_call: submit and wait in one call. */
+    CHECK(shmx_call(pool, "echo", "xyz", 3, NULL, -1, &job, &res) == SHMX_OK && res.status == SHMX_OK && res.len == 3 &&
+          memcmp(res.data, "xyz", 3) == 0, "call");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wait(pool, job, 0, &res) == SHMX_EINVAL, "a called job is forgotten");
+    CHECK(shmx_call(pool, "fails", "x", 1, NULL, -1, &job, &res) == SHMX_OK && res.status == SHMX_EHANDLER &&
+          strstr(res.error, "ValueError: bad input"), "call of a failing handler");
+    shmx_result_release(pool, &res);
+    ms = 200;
+    CHECK(shmx_call(pool, "sleepy", &ms, sizeof ms, NULL, 20000000, &job, &res) == SHMX_ETIMEDOUT, "call past its wait");
+    CHECK(shmx_wait(pool, job, -1, &res) == SHMX_OK && res.status == SHMX_OK, "... then shmx_wait gets it");
+    shmx_result_release(pool, &res);
+    opts.struct_size = sizeof opts;
+    opts.timeout_ns = 50000000;
+    long_ms = 3000;
+    CHECK(shmx_call(pool, "sleepy", &long_ms, sizeof long_ms, &opts, -1, &job, &res) == SHMX_OK && res.status == SHMX_ETIMEDOUT,
+          "call with options: its time limit applies: %d", res.status);
+    shmx_result_release(pool, &res);
+    CHECK(shmx_call(pool, "echo", huge, sizeof huge, NULL, -1, &job, &res) == SHMX_ETOO_LARGE, "call: input too large");
+    CHECK(shmx_call(pool, "echo", "", 0, NULL, -1, &job, NULL) == SHMX_EINVAL, "call: NULL result");
+
     /* Cancel of a queued job. */
     ms = 300;
     shmx_job a, b;
@@ -271,6 +292,14 @@ static int pull_worker(void) {
             int got = shmx_pool_create(&cfg, &p2);
             if (got == SHMX_OK) shmx_pool_terminate(p2);
             rc = shmx_output_set(t.out, &got, sizeof got);
+        } else if (strcmp(t.handler, "upper") == 0) {
+            /* Output and end in one call; it replaces an error set first. */
+            char o[64];
+            size_t k = t.in_len < sizeof o ? t.in_len : sizeof o;
+            for (size_t i = 0; i < k; i++) o[i] = (char)(((const char *)t.in)[i] & ~0x20);
+            shmx_output_error(t.out, "Ignored", "replaced by the reply");
+            if (shmx_task_reply(w, &t, o, k) != SHMX_OK || t.id != 0) return 5;
+            continue;
         } else if (strcmp(t.handler, "rev") == 0) {
             char *o = shmx_output_alloc(t.out, t.in_len); /* zero-copy */
             for (size_t i = 0; i < t.in_len; i++) o[i] = ((const char *)t.in)[t.in_len - 1 - i];
@@ -302,6 +331,10 @@ static void test_pull_worker(void) {
         shmx_result_release(pool, &res);
     }
     CHECK(good == 20, "pull worker, zero-copy output, across task-limit restarts: %d of 20", good);
+    CHECK(run(pool, "upper", "abc", 3, &res) == SHMX_OK && res.len == 3 && memcmp(res.data, "ABC", 3) == 0, "shmx_task_reply");
+    shmx_result_release(pool, &res);
+    CHECK(run(pool, "upper", NULL, 0, &res) == SHMX_OK && res.len == 0, "shmx_task_reply with no output");
+    shmx_result_release(pool, &res);
     CHECK(run(pool, "nope", NULL, 0, &res) == SHMX_EHANDLER && strstr(res.error, "LookupError: nope"), "pull worker error");
     shmx_result_release(pool, &res);
     int got = 0;
@@ -311,6 +344,8 @@ static void test_pull_worker(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
     shmx_worker *w;
     CHECK(shmx_worker_open(&w) == SHMX_EINVAL, "worker_open outside a pool");
+    shmx_task t = {0};
+    CHECK(shmx_task_reply(NULL, &t, "", 0) == SHMX_EINVAL, "task_reply without a task");
 }
 
 /* shmx_wait_any reports each finished job once, leaves a job to a thread
@@ -338,6 +373,13 @@ static void test_wait_any(void) {
     CHECK(shmx_wait(pool, mine, -1, &res) == SHMX_OK && res.status == SHMX_OK, "wait");
     shmx_result_release(pool, &res);
     CHECK(shmx_wait_any(pool, 30000000, &got) == SHMX_ETIMEDOUT, "a job fetched by shmx_wait is not reported");
+    CHECK(shmx_call(pool, "sleepy", &ms, sizeof ms, NULL, -1, &mine, &res) == SHMX_OK && res.status == SHMX_OK, "call");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wait_any(pool, 30000000, &got) == SHMX_ETIMEDOUT, "a job fetched by shmx_call is not reported");
+    CHECK(shmx_call(pool, "sleepy", &ms, sizeof ms, NULL, 0, &mine, &res) == SHMX_ETIMEDOUT, "call that does not wait");
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == mine, "... is reported once it ends");
+    CHECK(shmx_wait(pool, mine, 0, &res) == SHMX_OK && res.status == SHMX_OK, "... and fetched");
+    shmx_result_release(pool, &res);
     CHECK(shmx_wait_any(NULL, 0, &got) == SHMX_EINVAL, "NULL pool");
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
