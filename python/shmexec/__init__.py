@@ -25,6 +25,8 @@ __all__ = ["Executor", "Pool", "RemoteError", "WorkerCrashed", "ForkedError", "P
 
 _LIB, LIBRARY_PATH = _lib.load()
 _ZERO_COPY_FROM = 64 << 10  # payloads this large are written straight into the segment
+_SLICE_NS = 100_000_000  # a caller waits in slices this long, so that Ctrl-C works
+_UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
 _forked = False
 
 
@@ -118,17 +120,31 @@ def _main_ref():
     return "path:" + os.path.abspath(f) if f else ""
 
 
-_sendable = {}  # functions found sendable (module-level ones: a few)
+_sendable = {}  # plain function -> (served, its call-frame head), for the few a program sends
 _FUNCTION_TYPES = (type(_check_fork), type(len))
 
 
-def _check_sendable(fn, what="function", served=False):
-    """Fail at submit time, in the caller, for what a worker cannot find."""
-    if type(fn) in _FUNCTION_TYPES and _sendable.get(fn) is served:
-        return fn
+def _function_ref(fn, served=False, what="function"):
+    """Checks that a worker can find fn — failing at submit time, in the
+    caller, with what to do — and returns the call-frame head that names
+    it (_wire.function_ref), or None for a callable that is not a plain
+    function (it is pickled with each call)."""
+    if type(fn) not in _FUNCTION_TYPES:
+        _check_sendable_slow(fn, what, served)
+        return None
+    hit = _sendable.get(fn)
+    if hit is not None and hit[0] is served:
+        return hit[1]
     _check_sendable_slow(fn, what, served)
-    if type(fn) in _FUNCTION_TYPES and len(_sendable) < 4096:
-        _sendable[fn] = served
+    ref = _wire.function_ref(fn)
+    if len(_sendable) < 4096:
+        _sendable[fn] = (served, ref)
+    return ref
+
+
+def _check_sendable(fn, what="function", served=False):
+    """Fails at submit time, in the caller, for what a worker cannot find."""
+    _function_ref(fn, served, what)
     return fn
 
 
@@ -336,11 +352,9 @@ class Executor(_cf.Executor):
             opts.retries = retries
         return ctypes.byref(opts)
 
-    def _submit_obj(self, obj, timeout=None, retries=None, track=True):
-        """Submits the framed pickle of obj and returns its future (track)
-        or its job number. A large one is written straight into a buffer
-        in the segment (one copy, no frame)."""
-        parts, total = _wire.dumps_parts(obj)
+    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True):
+        """Submits a framed pickle (dumps_parts). A large one is written
+        straight into a buffer in the segment (one copy, no frame)."""
         if total < _ZERO_COPY_FROM:
             return self._submit_payload(_wire.join(parts), timeout, retries, track)
         self._check_open()
@@ -408,37 +422,75 @@ class Executor(_cf.Executor):
             self._settle(fut, outcome)
         return fut
 
+    def _call_parts(self, fn, args, kwargs):
+        """The frame of the call fn(*args, **kwargs), as dumps_parts gives
+        it. Raises TypeError for what cannot be sent."""
+        ref = _function_ref(fn, self._served)
+        try:
+            if ref is None:
+                return _wire.dumps_parts(("call", fn, (args, kwargs)))
+            return _wire.dumps_call(fn, ref, args, kwargs)
+        except Exception as e:
+            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+
     def submit(self, fn, /, *args, **kwargs):
         _check_fork()
-        _check_sendable(fn, served=self._served)
-        try:
-            obj = ("call", fn, (args, kwargs))
-            return self._submit_obj(obj)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
-            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+        return self._submit_parts(*self._call_parts(fn, args, kwargs))
 
     def _call(self, fn, args, kwargs):
         """fn(*args, **kwargs) in a worker, waited for in this thread:
-        its value, or its exception raised (Pool.apply)."""
-        _check_fork()
-        _check_sendable(fn, served=self._served)
+        its value, or its exception raised (Pool.apply). A small call is
+        submitted and waited for in one C call (shmx_call), for a first
+        slice of 100 ms; no other thread hears of the job unless it runs
+        longer."""
+        if _forked:
+            _check_fork()
+        parts, total = self._call_parts(fn, tuple(args), dict(kwargs))
+        if total >= _ZERO_COPY_FROM or self._shutdown:
+            self._check_open()
+            return self._wait_direct(self._submit_parts(parts, total, track=False))
+        payload = parts[0] + parts[1] if len(parts) == 2 else b"".join(parts)
+        opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
+        job = ctypes.c_uint64()
+        res = _lib.Result()
+        res.status = _UNFETCHED
         try:
-            job = self._submit_obj(("call", fn, (tuple(args), dict(kwargs))), track=False)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
-            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
-        return self._wait_direct(job)
+            rc = _LIB.shmx_call(self._pool, b"py", payload, len(payload), opts, _SLICE_NS, ctypes.byref(job), ctypes.byref(res))
+            if rc == _lib.SHMX_OK:
+                try:
+                    if res.status == _lib.SHMX_OK and 0 < res.len < _wire.BIG:
+                        outcome = _wire.loads(ctypes.string_at(res.data, res.len))
+                        if outcome[0] == "err":
+                            outcome = _rebuild(outcome)
+                    else:
+                        outcome = _rebuild(_outcome(res))
+                except Exception as e:  # a result that cannot be decoded
+                    outcome = ("exc", RemoteError(type(e).__qualname__, str(e), ""))
+                finally:
+                    _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+        except BaseException:
+            # Interrupted (Ctrl-C) as the call returned: free what it
+            # fetched, or give the job up as _wait_direct does.
+            if res.status != _UNFETCHED:
+                _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+            elif job.value:
+                self._abandon(job.value)
+            raise
+        if rc == _lib.SHMX_ETIMEDOUT:
+            return self._wait_direct(job.value)
+        if rc != _lib.SHMX_OK:
+            raise self._submit_failed(rc)
+        if outcome[0] == "ok":
+            return outcome[1]
+        raise outcome[1]
 
     def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, retries=None):
         """submit with per-call options: timeout (seconds the task may run
         before its worker is killed and it raises TimeoutError; 0: none)
         and retries (re-runs after a worker crash). None: the pool's."""
         _check_fork()
-        _check_sendable(fn, served=self._served)
-        try:
-            payload = _wire.dumps(("call", fn, (tuple(args), dict(kwargs or {}))))
-        except Exception as e:
-            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
-        return self._submit_payload(payload, timeout, retries)
+        parts, total = self._call_parts(fn, tuple(args), dict(kwargs or {}))
+        return self._submit_parts(parts, total, timeout, retries)
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, progress=False):
         """Like Executor.map. Items are sent in chunks: chunksize if given,
@@ -544,18 +596,22 @@ class Executor(_cf.Executor):
                     outcome = self._early.pop(job, None)
                 if outcome is not None:
                     break
-                self._wait_one(job, 100_000_000, untracked=True)
+                self._wait_one(job, _SLICE_NS, untracked=True)
         except BaseException:
-            # Interrupted (Ctrl-C): give the job up; its outcome is dropped
-            # when it is fetched (now, if it has ended already).
-            with self._lock:
-                if self._early.pop(job, None) is None:
-                    self._abandoned.add(job)
-            self._wait_one(job, 0)
+            self._abandon(job)
             raise
         if outcome[0] == "ok":
             return outcome[1]
         raise outcome[1]
+
+    def _abandon(self, job):
+        """Gives up an untracked job whose caller was interrupted (Ctrl-C):
+        its outcome is dropped when it is fetched (now, if it has ended
+        already)."""
+        with self._lock:
+            if self._early.pop(job, None) is None:
+                self._abandoned.add(job)
+        self._wait_one(job, 0)
 
     def _wait_here(self, fut, timeout):
         """Waits for fut's job in the calling thread (ctypes releases the

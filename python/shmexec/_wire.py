@@ -168,6 +168,65 @@ def dumps_parts(obj):
     return parts, sum(memoryview(p).nbytes for p in parts)
 
 
+# A call of a plain function: u32 0 (no pickle frame starts so) | u32 k |
+# k bytes naming the function (its pickle) | the pickle of (args,
+# kwargs). The caller pickles the name once per function and a worker
+# looks it up once: unpickling a function imports and searches its module
+# each time. A call whose arguments hold buffers to send out of band
+# travels as a ("call", fn, (args, kwargs)) frame instead.
+_CALL = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+
+
+def function_ref(fn):
+    """The head of a call frame that names fn (raises what pickling fn
+    raises)."""
+    blob = pickle.dumps(fn, protocol=5)
+    return _CALL.pack(0, len(blob)) + blob
+
+
+def dumps_call(fn, ref, args, kwargs):
+    """The call fn(*args, **kwargs) as parts and their total size, like
+    dumps_parts: a call frame after ref (function_ref(fn)) when nothing in
+    the arguments travels out of band."""
+    bufs = []
+    data = pickle.dumps(_lift((args, kwargs), {}), protocol=5, buffer_callback=bufs.append)
+    if bufs:
+        return dumps_parts(("call", fn, (args, kwargs)))
+    return [ref, data], len(ref) + len(data)
+
+
+def is_call(b):
+    """Whether the frame b is a call frame (dumps_call)."""
+    return b[:4] == b"\0\0\0\0"
+
+
+def loads_call(b, functions):
+    """(fn, args, kwargs) of the call frame b; functions caches what each
+    function name was unpickled to."""
+    k = _U32.unpack_from(b, 4)[0]
+    key = bytes(b[8:8 + k])
+    fn = functions.get(key)
+    if fn is None:
+        fn = pickle.loads(key)
+        if len(functions) < 4096:
+            functions[key] = fn
+    args, kwargs = pickle.loads(b[8 + k:])
+    return fn, args, kwargs
+
+
+_PLAIN = frozenset((type(None), bool, int, float, str))
+
+
+def dumps_value(v):
+    """dumps_parts(("ok", v)), without the search for large buffers when v
+    is a plain scalar or string (nothing in it travels out of band)."""
+    if type(v) in _PLAIN:
+        data = pickle.dumps(("ok", v), protocol=5)
+        return [_HEAD.pack(1, len(data)), data], 12 + len(data)
+    return dumps_parts(("ok", v))
+
+
 def write_parts(parts, addr):
     """Copies parts one after another to the memory at addr."""
     if len(parts) == 2 and len(parts[1]) < BIG:
@@ -188,10 +247,10 @@ def dumps(obj):
 
 
 def loads(b):
-    mv = memoryview(b)
-    n, first = _HEAD.unpack_from(mv, 0)
+    n, first = _HEAD.unpack_from(b, 0)
     if n == 1:
-        return pickle.loads(mv[12:12 + first])
+        return pickle.loads(memoryview(b)[12:12 + first])
+    mv = memoryview(b)
     lens = struct.unpack_from("<%dQ" % n, mv, 4)
     off = 4 + 8 * n
     data = mv[off:off + lens[0]]

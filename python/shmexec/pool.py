@@ -102,8 +102,9 @@ class Pool:
             raise ValueError("Pool not running")
 
     def apply(self, func, args=(), kwds={}):
-        self._check_running()
-        return self._ex._call(func, args, kwds)
+        if self._state != "run":
+            raise ValueError("Pool not running")
+        return self._ex._call(func, args, kwds)  # checks for a fork
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         self._check_running()

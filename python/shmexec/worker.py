@@ -9,9 +9,16 @@ import sys
 from . import _lib, _wire
 
 
+# Functions named by call frames, by name: a worker unpickles each once.
+_functions = {}
+
+
 def _run_call(payload):
     """Runs a call and returns its outcome as framed pickle parts."""
     try:
+        if _wire.is_call(payload):
+            fn, args, kwargs = _wire.loads_call(payload, _functions)
+            return _wire.dumps_value(fn(*args, **kwargs))
         kind, fn, items = _wire.loads(payload)
         if kind == "call":
             args, kwargs = items
@@ -150,14 +157,18 @@ def main(argv=None):
                 lib.shmx_output_error(task.out, err[0].encode(), err[1].encode(errors="replace"))
                 lib.shmx_task_done(w, ctypes.byref(task), 1)
                 continue
-        if total:
-            # Straight into shared memory: the output needs no other copy.
-            addr = lib.shmx_output_alloc(task.out, total)
-            if addr:
-                _wire.write_parts(parts, addr)
-            else:
-                lib.shmx_output_error(task.out, b"ResultTooLarge", b"the task's result is larger than the pool's max payload")
-                rc = 1
+        if total < _wire.BIG:
+            # Copied once, into shared memory, as the task ends.
+            out = _wire.join(parts) if total else b""
+            lib.shmx_task_reply(w, ctypes.byref(task), out, len(out))
+            continue
+        # Straight into shared memory: the output needs no other copy.
+        addr = lib.shmx_output_alloc(task.out, total)
+        if addr:
+            _wire.write_parts(parts, addr)
+        else:
+            lib.shmx_output_error(task.out, b"ResultTooLarge", b"the task's result is larger than the pool's max payload")
+            rc = 1
         lib.shmx_task_done(w, ctypes.byref(task), rc)
 
 

@@ -55,6 +55,11 @@ def sleep_then_len(s, data):
     return len(data)
 
 
+def sleep_then_boom(s, msg):
+    time.sleep(s)
+    raise ValueError(msg)
+
+
 def pid():
     return os.getpid()
 

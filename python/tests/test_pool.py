@@ -31,6 +31,31 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(p.map_async(helpers.echo, [1, 2]).get(T), [1, 2])
         self.assertEqual(p.starmap_async(helpers.add, [(1, 1)]).get(T), [2])
 
+    def test_callables_of_every_kind(self):
+        # Plain functions travel as a name each worker looks up once;
+        # builtins, partials, bound methods and calls whose arguments go
+        # out of band travel as a whole pickle. All give the same answers.
+        import functools
+
+        p = self.pool
+        for _ in range(3):  # the second and third calls hit the caches
+            self.assertEqual(p.apply(helpers.add, (1, 2)), 3)
+            self.assertEqual(p.apply(helpers.add, (), {"a": "x", "b": "y"}), "xy")
+            self.assertEqual(p.apply(len, ([1, 2, 3],)), 3)
+            self.assertEqual(p.apply(functools.partial(helpers.add, 10), (5,)), 15)
+            self.assertEqual(p.apply("{}-{}".format, (1, 2)), "1-2")
+            self.assertEqual(p.apply(helpers.length, (memoryview(b"abcd"),)), 4)
+            self.assertEqual(p.apply(helpers.echo, (bytearray(100 << 10),)), bytearray(100 << 10))
+            self.assertEqual(p.apply(helpers.describe, (b"x" * (70 << 10), None)), helpers.describe(b"x" * (70 << 10), None))
+        with self.assertRaises(ValueError):
+            p.apply(helpers.boom, ("no",))
+
+    def test_apply_longer_than_a_wait_slice(self):
+        # Pool.apply waits in one C call for 100 ms, then in slices.
+        self.assertEqual(self.pool.apply(helpers.sleep_then_len, (0.35, b"abc")), 3)
+        with self.assertRaises(ValueError):
+            self.pool.apply(helpers.sleep_then_boom, (0.25, "late"))
+
     def test_tiny_jobs_never_lose_an_outcome(self):
         # A tiny job can end, and be announced to the collector thread,
         # before apply_async has tracked it; its outcome must still reach
