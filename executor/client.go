@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shmexec/shmexec/internal/crashpoint"
+	"github.com/shmexec/shmexec/internal/sysx"
 	"github.com/shmexec/shmexec/ring"
 	"github.com/shmexec/shmexec/shm"
 )
@@ -169,6 +170,21 @@ func (f *Future) WaitTimeout(d time.Duration) ([]byte, error) {
 // checking for up to spin (waitSpin: a tiny job's result comes back
 // within microseconds, and waking a parked goroutine costs more).
 func (f *Future) poll(spin time.Duration) bool {
+	if c := f.c; spin > 0 && c.l.enter() {
+		// Say so on the outqueue: a worker then skips waking the
+		// collector goroutine for the result this goroutine will take.
+		out := c.l.outq[c.index]
+		spinning := out.StartSpin(c.colParty)
+		c.l.exit()
+		if spinning {
+			defer func() {
+				if c.l.enter() { // else the segment is gone, and its bits with it
+					out.EndSpin(c.colParty)
+					c.l.exit()
+				}
+			}()
+		}
+	}
 	for start, i := time.Now(), 0; ; i++ {
 		select {
 		case <-f.done:
@@ -186,7 +202,7 @@ func (f *Future) poll(spin time.Duration) bool {
 			}
 			c.colMu.Unlock()
 		} else {
-			runtime.Gosched()
+			sysx.Pause() // not Gosched: see ring.DefaultSpin
 		}
 	}
 }

@@ -97,6 +97,7 @@ func (r *Ring) DequeueBatch(p *Party, buf []uint32, timeout time.Duration) (int,
 		return 0, nil
 	}
 	w := newWaiter(timeout)
+	defer w.done(r, p)
 	for {
 		n, err := r.tryDequeue(p, buf)
 		if err != ErrEmpty {
@@ -113,6 +114,7 @@ func (r *Ring) DequeueBatch(p *Party, buf []uint32, timeout time.Duration) (int,
 // nothing. It returns ErrTimeout, or the error given to Interrupt.
 func (r *Ring) WaitReady(p *Party, timeout time.Duration) error {
 	w := newWaiter(timeout)
+	defer w.done(r, p)
 	for !r.canDequeue() {
 		if err := w.wait(r, &r.notEmpty, p, r.canDequeue); err != nil {
 			return err

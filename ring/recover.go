@@ -97,6 +97,7 @@ func Recover(pt *Parties, idx int, gen uint16, rings []*Ring) ([]Orphan, error) 
 		}
 		r.notEmpty.unregister(uint16(idx))
 		r.notFull.unregister(uint16(idx))
+		r.notEmpty.spinners[idx/64].And(^uint64(1 << (idx % 64))) // producers skipped wakes for it
 		r.WakeAll()
 	}
 	pendingWord.Store(0) // last: a rerun before this point redoes the same work

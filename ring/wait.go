@@ -3,7 +3,6 @@ package ring
 import (
 	"errors"
 	"math"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -23,13 +22,27 @@ import (
 // re-check sees the change or the waker sees the sleeper's bit; in the
 // second case the bump makes FUTEX_WAIT return at once if it has not slept
 // yet. The mask costs the waker one load and no syscall when nobody sleeps.
+//
+// Not-empty also has a mask of spinning consumers: a consumer that polls
+// the ring before it sleeps sets its bit, and a producer that sees any
+// spin bit skips the wake (the spinner will see the value). Whoever clears
+// a spin bit then re-checks the ring and wakes the sleepers if it is not
+// empty ("pass on", endSpin): a value published while the bit was set was
+// published before the producer read the bit, so the re-check sees it
+// unless someone took it. A dead spinner's bit is cleared by recovery,
+// which wakes everyone. docs/model/ring.pml checks this.
 type waitq struct {
 	seq      *atomic.Uint32
 	sleepers []atomic.Uint64 // MaxParties bits
+	spinners []atomic.Uint64 // MaxParties bits; nil: no spinning (not-full)
 }
 
-func newWaitq(v shm.View, seqOff, maskOff int) waitq {
-	return waitq{seq: v.Uint32(seqOff), sleepers: v.Uint64s(maskOff, MaxParties/64)}
+func newWaitq(v shm.View, seqOff, maskOff, spinOff int) waitq {
+	q := waitq{seq: v.Uint32(seqOff), sleepers: v.Uint64s(maskOff, MaxParties/64)}
+	if spinOff > 0 {
+		q.spinners = v.Uint64s(spinOff, MaxParties/64)
+	}
+	return q
 }
 
 func (q *waitq) register(idx uint16) {
@@ -40,18 +53,55 @@ func (q *waitq) unregister(idx uint16) {
 	q.sleepers[idx/64].And(^uint64(1 << (idx % 64))) // pairs with the loads in wake
 }
 
-func (q *waitq) wake() {
-	for i := range q.sleepers {
-		if q.sleepers[i].Load() != 0 { // pairs with register's Or
-			q.wakeAll()
-			return
+func anySet(m []atomic.Uint64) bool {
+	for i := range m {
+		if m[i].Load() != 0 {
+			return true
 		}
+	}
+	return false
+}
+
+func (q *waitq) wake() {
+	if anySet(q.spinners) { // pairs with startSpin's Or and endSpin's And
+		return
+	}
+	if anySet(q.sleepers) { // pairs with register's Or
+		q.wakeAll()
 	}
 }
 
 func (q *waitq) wakeAll() {
 	q.seq.Add(1) // pairs with the sleeper's load of seq before FUTEX_WAIT
 	sysx.FutexWake(q.seq, math.MaxInt32)
+}
+
+// startSpin sets idx's spin bit unless another party's is set (one
+// spinner is enough: the others sleep and are not woken while it spins).
+// It reports whether it set the bit.
+func (q *waitq) startSpin(idx uint16) bool {
+	if q.spinners == nil || anySet(q.spinners) {
+		return false
+	}
+	q.spinners[idx/64].Or(1 << (idx % 64)) // pairs with the loads in wake
+	return true
+}
+
+// StartSpin tells producers that p is about to poll the ring for values
+// (TryDequeueBatch in a loop), so that they skip waking sleepers. It
+// reports whether it did so: false when another party spins already (p
+// may poll all the same). Each true must be followed by EndSpin.
+func (r *Ring) StartSpin(p *Party) bool { return r.notEmpty.startSpin(p.idx) }
+
+// EndSpin ends p's spin: it clears p's spin bit and wakes the sleepers if
+// the ring is not empty, since producers did not wake them meanwhile.
+func (r *Ring) EndSpin(p *Party) { r.endSpin(p.idx) }
+
+func (r *Ring) endSpin(idx uint16) {
+	r.notEmpty.spinners[idx/64].And(^uint64(1 << (idx % 64))) // pairs with the loads in wake
+	if r.canDequeue() {
+		r.notEmpty.wake()
+	}
 }
 
 // Interrupt makes every blocking operation on this handle, now and later,
@@ -82,12 +132,14 @@ func (r *Ring) stopped() error {
 
 // waiter paces one blocking operation: spin, then sleep on the futex,
 // until ready reports true, the deadline passes or the ring is
-// interrupted.
+// interrupted. A consumer's waiter spins with its spin bit set, and only
+// if no other consumer spins; done ends the spin.
 type waiter struct {
 	deadline  time.Time
 	forever   bool
 	spins     int
 	spinUntil time.Time
+	spinBit   bool
 }
 
 func newWaiter(timeout time.Duration) waiter {
@@ -108,12 +160,17 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 	if r.Spin > 0 {
 		if w.spins == 0 {
 			w.spinUntil = time.Now().Add(r.Spin)
+			if q.spinners != nil {
+				if w.spinBit = q.startSpin(p.idx); !w.spinBit {
+					w.spinUntil = time.Time{} // another consumer spins: sleep
+				}
+			}
 		}
 		w.spins++
-		if w.spins%16 != 0 {
+		if w.spins%16 != 0 && !w.spinUntil.IsZero() {
+			sysx.Pause()
 			return nil
 		}
-		runtime.Gosched()
 		if time.Now().Before(w.spinUntil) {
 			return nil
 		}
@@ -127,6 +184,13 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 	}
 	q.register(p.idx)
 	defer q.unregister(p.idx)
+	w.done(r, p) // after register: a pass-on may wake this party too
+	if anySet(q.spinners) && (remaining < 0 || remaining > stuckSpinner) {
+		// Another party spins, so producers do not wake this one; if it
+		// stops running (SIGSTOP, a debugger) without dying, look again
+		// soon.
+		remaining = stuckSpinner
+	}
 	seq := q.seq.Load() // pairs with wakeAll's Add
 	if ready() {
 		return nil
@@ -141,6 +205,20 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 		return nil
 	default:
 		return err
+	}
+}
+
+// stuckSpinner bounds a consumer's sleep while another consumer holds a
+// spin bit: a spinner that stops running without dying delays a value
+// by at most about this much.
+const stuckSpinner = 10 * time.Millisecond
+
+// done ends the waiter's spin, if it holds a spin bit: every way out of a
+// consumer's blocking operation calls it.
+func (w *waiter) done(r *Ring, p *Party) {
+	if w.spinBit {
+		w.spinBit = false
+		r.endSpin(p.idx)
 	}
 }
 

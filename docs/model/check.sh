@@ -61,11 +61,15 @@ verify ring.pml "-DNP=1 -DNC=1 -DK=2 -DMUTANT_NO_OWNER" error
 verify job.pml  "-DBUG_DROPPED_ORPHAN" error
 # and with deaths restricted by CRASHSET (as the full 2x2 runs are)
 verify ring.pml "-DNP=1 -DNC=1 -DK=2 -DMUTANT_NO_PENDING -DCRASHSET=1" error
+# a spinner that clears its bit without re-checking the ring strands a
+# value when it stops polling (-DSTOPS: a client thread that polled)
+verify ring.pml "-DNP=1 -DNC=2 -DK=1 -DB=2 -DCAP=2 -DSTOPS -DMUTANT_NO_PASSON" error
 
 case $mode in
 quick)
 	verify ring.pml "-DNP=1 -DNC=1 -DK=2 -DCAP=2" ok
 	verify ring.pml "-DNP=1 -DNC=1 -DK=2 -DCAP=3" ok
+	verify ring.pml "-DNP=1 -DNC=2 -DK=1 -DB=2 -DCAP=2 -DCRASHSET=3 -DSTOPS" ok
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=0 -DMAXCRASH=2" ok
 	# CRASHSET and CRASHFIRST (used by the full 2x2 runs) restrict who

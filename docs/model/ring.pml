@@ -9,7 +9,13 @@
  * by helping, and recovery wakes every sleeper); the supervisor then runs
  * Recover for it, and Recover itself may be interrupted and run again
  * (at most MAXRI times). Waiting is the futex protocol of §4: a sleeper
- * bit, a sequence word, a re-check, a wait for the word to move.
+ * bit, a sequence word, a re-check, a wait for the word to move; a
+ * consumer may first spin with its spin bit set, and a producer skips the
+ * wake while any spin bit is set: a consumer that clears its spin bit
+ * then re-checks the ring and wakes the sleepers if values are left
+ * ("pass on"). A consumer may also stop after spinning, taking nothing
+ * more (a client's thread that polled for its result and left; the
+ * other consumer plays the client's collector).
  *
  * Labels named like crash points (ring_enq_intent ~ "ring.enq.intent")
  * mark the crash transition after that step; a test checks that they,
@@ -18,6 +24,7 @@
  * Mutants (for the test that the model is not vacuous):
  *   -DMUTANT_NO_PENDING  the producer does not announce its operation
  *   -DMUTANT_NO_OWNER    the producer publishes without claiming first
+ *   -DMUTANT_NO_PASSON   a consumer clears its spin bit without the re-check
  */
 
 #ifndef CAP
@@ -92,6 +99,8 @@ byte head; byte tail;
  * every interleaving its own state). */
 byte nekick; byte nfkick;
 byte nesleep; byte nfsleep;        /* sleeper bitmasks, a bit per party */
+byte nespin;                       /* spinning consumers, a bit per party */
+byte gone;                         /* consumers that stopped after spinning */
 
 /* the party records: pending word (phase, n, m, mask), ticket, values */
 byte ph[NPART]; byte pn[NPART]; byte pm[NPART]; byte pmask[NPART];
@@ -129,7 +138,9 @@ byte swept;          /* cells the safety-net sweep had to free */
 	:: true \
 	fi
 
-inline wake_ne() { if :: nesleep != 0 -> nekick = 255 :: else fi }
+/* A producer reads the spin mask, then the sleepers (reading both at
+ * once is the same: a skip is a skip at the first read or the second). */
+inline wake_ne() { if :: nesleep != 0 && nespin == 0 -> nekick = 255 :: else fi }
 inline wake_nf() { if :: nfsleep != 0 -> nfkick = 255 :: else fi }
 
 inline advance_head(to) { atomic { if :: head < to -> head = to :: else fi } }
@@ -266,12 +277,40 @@ out:
 
 /* ------------------------------------------------------------------ */
 
+/* A consumer ends its spin: clears its bit, then re-checks the ring as
+ * Ring.canDequeue does and wakes the sleepers if it is not empty (the
+ * wakes producers skipped while the bit was set). Uses t, st, lp, d. */
+#ifdef MUTANT_NO_PASSON
+#define ENDSPIN nespin = nespin & ~(1 << me); spinning = false
+#else
+#define ENDSPIN \
+	nespin = nespin & ~(1 << me); spinning = false; \
+	t = tail; \
+	atomic { st = cst[IDX(t)]; lp = clap[IDX(t)] }; \
+	d = lp - LAP(t); \
+	if \
+	:: !((d == 0 && (st == EMPTY || st == CLAIMED)) || d == -1) -> wake_ne() \
+	:: else \
+	fi; \
+	atomic { t = 0; st = 0; lp = 0; d = 0 }   /* dead now: fewer states */
+#endif
+
+/* -DSTOPS (needs NC > 1): after its spin one consumer may stop for good
+ * instead of sleeping, taking nothing more — a client's thread that
+ * polled for its own result, and left; the other consumer plays the
+ * client's collector, which sleeps on the ring. */
+#ifdef STOPS
+#define STOP atomic { gone++; livec-- }; goto stopped
+#endif
+
 proctype consumer(byte me)
 {
 	byte t, n, m, i, st, lp, v;
 	byte lv[B];
 	short d;
 	bool sleeping = false;
+	bool spinning = false;
+	bool slept = false;   /* this wait has slept: it spins no more */
 
 end_top:
 	do
@@ -294,16 +333,29 @@ retry:
 			fi;
 			goto retry
 		:: (d == 0 && (st == EMPTY || st == CLAIMED)) || d == -1 ->
-			/* empty for now: sleep on not-empty (§4) */
+			/* empty for now: spin, or sleep on not-empty (§4) */
 			if
 			:: sleeping ->
 end_wait:			nekick & (1 << me);
 				nesleep = nesleep & ~(1 << me);
 				sleeping = false
-			:: else ->
+			:: !sleeping && !spinning && !slept ->
+				/* spin, once per wait (as Ring's waiter does) */
+				nespin = nespin | (1 << me);
+				spinning = true
+#ifdef STOPS
+			:: !sleeping && spinning && gone == 0 ->
+				ENDSPIN;
+				STOP
+#endif
+			:: !sleeping ->
 				nesleep = nesleep | (1 << me);
+				if
+				:: spinning -> ENDSPIN
+				:: else
+				fi;
 				nekick = nekick & ~(1 << me);   /* read the word */
-				sleeping = true
+				sleeping = true; slept = true
 			fi;
 			goto retry
 		:: d > 0 || (d == 0 && st == TAKEN) ->
@@ -315,6 +367,7 @@ end_wait:			nekick & (1 << me);
 		:: sleeping -> nesleep = nesleep & ~(1 << me); sleeping = false
 		:: else
 		fi;
+		slept = false;
 
 		/* read ahead: consecutive full cells */
 		lv[0] = v;
@@ -389,9 +442,20 @@ ring_deq_release:
 		};
 ring_deq_done:
 		CRASH;
-		wake_nf()
+		wake_nf();
+		if
+		:: spinning ->
+			ENDSPIN;
+#ifdef STOPS
+			if :: gone == 0 -> STOP :: true fi
+#endif
+		:: else
+		fi
 	od;
 died:
+	skip;
+stopped:
+end_stopped:
 	skip
 }
 
@@ -530,6 +594,7 @@ sweep:
 		od;
 		atomic {
 			nesleep = nesleep & ~(1 << x); nfsleep = nfsleep & ~(1 << x);
+			nespin = nespin & ~(1 << x);
 			nekick = 255; nfkick = 255
 		};
 		RINT;
@@ -584,7 +649,7 @@ init {
 		:: livec > 0 ->
 			/* progress: with a consumer alive, every live producer
 			 * finished and the ring drained */
-			assert(finished + crashes - (NC - livec) == NP);
+			assert(finished + crashes - (NC - livec - gone) == NP);   /* a stopped consumer is not a death */
 			i = 0;
 			do
 			:: i < CAP -> assert(cst[i] == EMPTY); i++

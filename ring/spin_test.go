@@ -1,0 +1,143 @@
+package ring
+
+import (
+	"testing"
+	"time"
+)
+
+// sleeper dequeues one value in a goroutine with a long timeout and
+// reports it, or an error, on the returned channel.
+func sleeper(f fixture, p *Party, timeout time.Duration) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.r.Dequeue(p, timeout)
+		errc <- err
+	}()
+	return errc
+}
+
+// sleeping waits until party idx has its sleeper bit set on not-empty.
+func sleeping(t *testing.T, f fixture, idx int) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); f.r.notEmpty.sleepers[idx/64].Load()&(1<<(idx%64)) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("party %d did not go to sleep within 3s", idx)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func within(t *testing.T, errc <-chan error, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s: not within %v", what, d)
+	}
+}
+
+// While a consumer spins, an enqueue does not wake sleepers (the futex
+// word stays put); the spinner then takes one value of two and its
+// EndSpin passes the other on to the sleeper at once.
+func TestSpinnerSkipsWakesAndPassesOn(t *testing.T) {
+	f := newFixture(t, 4, 3)
+	prod, spinner, other := f.join(t, 0), f.join(t, 1), f.join(t, 2)
+	f.r.Spin = 0
+	errc := sleeper(f, other, 20*time.Second)
+	sleeping(t, f, 2)
+	if !f.r.StartSpin(spinner) {
+		t.Fatal("StartSpin with no other spinner did not set the bit")
+	}
+	if f.r.StartSpin(other) {
+		t.Fatal("a second spinner was let in")
+	}
+	seq := f.r.notEmpty.seq.Load()
+	for v := uint32(1); v <= 2; v++ {
+		if err := f.r.TryEnqueue(prod, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.r.notEmpty.seq.Load(); got != seq {
+		t.Fatalf("enqueue with a spinner bumped the futex word %d -> %d (a wake)", seq, got)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("the sleeper woke while the spinner spun: %v", err)
+	case <-time.After(30 * time.Millisecond):
+	}
+	if _, err := f.r.TryDequeue(spinner); err != nil {
+		t.Fatal(err)
+	}
+	f.r.EndSpin(spinner)
+	within(t, errc, 2*time.Second, "the second value after the spinner's EndSpin")
+}
+
+// A spinner that never ends its spin (stopped, not dead) delays a
+// consumer that slept after it began by about stuckSpinner, not by the
+// consumer's own timeout.
+func TestStuckSpinnerDelaysBriefly(t *testing.T) {
+	f := newFixture(t, 4, 3)
+	prod, spinner, other := f.join(t, 0), f.join(t, 1), f.join(t, 2)
+	f.r.Spin = 0
+	f.r.StartSpin(spinner)
+	errc := sleeper(f, other, 20*time.Second)
+	sleeping(t, f, 2)
+	if err := f.r.TryEnqueue(prod, 9); err != nil {
+		t.Fatal(err)
+	}
+	within(t, errc, 20*stuckSpinner+time.Second, "a value behind a stuck spinner")
+}
+
+// A dead spinner's bit is cleared by recovery, which wakes the sleepers.
+func TestRecoveryClearsDeadSpinner(t *testing.T) {
+	f := newFixture(t, 4, 3)
+	spinner, prod, other := f.join(t, 0), f.join(t, 1), f.join(t, 2)
+	f.r.Spin = 0
+	errc := sleeper(f, other, 20*time.Second)
+	sleeping(t, f, 2)
+	f.r.StartSpin(spinner)
+	if err := f.r.TryEnqueue(prod, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.Recover(f.pt, 0, spinner.gen); err != nil {
+		t.Fatal(err)
+	}
+	if f.r.notEmpty.spinners[0].Load() != 0 {
+		t.Fatal("recovery left the dead party's spin bit")
+	}
+	within(t, errc, 2*time.Second, "the value after the spinner's recovery")
+}
+
+// A blocking dequeue spins with its bit set and clears it on every way
+// out: with a value, and on a timeout.
+func TestDequeueSpinBit(t *testing.T) {
+	f := newFixture(t, 4, 2)
+	prod, cons := f.join(t, 0), f.join(t, 1)
+	f.r.Spin = 5 * time.Millisecond
+	if _, err := f.r.Dequeue(cons, 20*time.Millisecond); err != ErrTimeout {
+		t.Fatalf("dequeue on an empty ring: %v", err)
+	}
+	if f.r.notEmpty.spinners[0].Load() != 0 {
+		t.Fatal("a timed-out dequeue left its spin bit")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.r.Dequeue(cons, 5*time.Second)
+		done <- err
+	}()
+	for deadline := time.Now().Add(3 * time.Second); f.r.notEmpty.spinners[0].Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("a blocking dequeue did not set its spin bit")
+		}
+	}
+	if err := f.r.TryEnqueue(prod, 1); err != nil {
+		t.Fatal(err)
+	}
+	within(t, done, 3*time.Second, "dequeue while spinning")
+	if f.r.notEmpty.spinners[0].Load() != 0 {
+		t.Fatal("a dequeue that got its value left its spin bit")
+	}
+}
