@@ -37,14 +37,24 @@ class AsyncResult:
         try:
             value = self._value()
         except BaseException as e:  # noqa: B902
+            self._outcome = (False, e)
             if self._error_callback:
                 self._error_callback(e)
         else:
+            self._outcome = (True, value)
             if self._callback:
                 self._callback(value)
         self._done.set()
 
+    _outcome = None
+
     def _value(self):
+        """The value, built once (a map's list can be large)."""
+        if self._outcome is not None:
+            ok, v = self._outcome
+            if ok:
+                return v
+            raise v
         if self._single:
             return self._futures[0].result(0)
         out = []
@@ -125,10 +135,28 @@ class Pool:
         return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, True, progress)], False, callback, error_callback)
 
     def map(self, func, iterable, chunksize=None, progress=False):
-        return self.map_async(func, iterable, chunksize, progress=progress).get()
+        return self._map_here(func, iterable, chunksize, False, progress)
 
     def starmap(self, func, iterable, chunksize=None, progress=False):
-        return self.starmap_async(func, iterable, chunksize, progress=progress).get()
+        return self._map_here(func, iterable, chunksize, True, progress)
+
+    def _map_here(self, func, iterable, chunksize, star, progress):
+        """map and starmap: the batches are waited for in the calling
+        thread, in order (no hand-off through the collector thread and an
+        AsyncResult); the first failure is raised, as multiprocessing
+        does, and counts as the report of the others."""
+        from . import _batch_values
+
+        futures = self._chunks(func, iterable, chunksize, star, progress)
+        out = []
+        try:
+            for f in futures:
+                out.extend(_batch_values(f.result()))
+        except BaseException:
+            for f in futures:
+                f._observed = True
+            raise
+        return out
 
     def imap(self, func, iterable, chunksize=1, progress=False):
         futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)]

@@ -134,6 +134,27 @@ class PoolTest(unittest.TestCase):
             self.pool.map(helpers.exit_now, [5])
         self.assertEqual(self.pool.apply(helpers.add, (2, 2)), 4)
 
+    def test_map_raises_the_first_failure_and_reports_it_once(self):
+        import gc
+        import warnings
+
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            with self.assertRaises(ValueError) as cm:
+                self.pool.map(helpers.boom, ["a", "b", "c", "d"], chunksize=1)
+            self.assertEqual(str(cm.exception), "a")
+            with self.assertRaises(ZeroDivisionError):
+                self.pool.starmap(divmod, [(1, 1), (1, 0), (2, 0)], chunksize=1)
+            with self.assertRaises(shmexec.WorkerCrashed) as cm2:  # batches that fail whole
+                self.pool.map(helpers.exit_now, [3, 4, 5], chunksize=1)
+            import time
+
+            time.sleep(0.5)  # the other batches end while their futures live (the tracebacks hold them)
+            del cm, cm2
+            gc.collect()
+        self.assertFalse([x for x in w if "never retrieved" in str(x.message)], [str(x.message) for x in w])
+        self.assertEqual(self.pool.starmap(divmod, [(7, 2), (9, 4)]), [(3, 1), (2, 1)])
+
     def test_unobserved_failure_warns(self):
         import gc
         import warnings
