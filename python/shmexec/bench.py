@@ -23,14 +23,23 @@ def echo(b):
     return b
 
 
-def _latency(call, n):
-    lat = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        lat.append(time.perf_counter() - t)
-    lat.sort()
-    return {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "p999": lat[min(len(lat) - 1, int(len(lat) * 0.999))]}
+def _latencies(calls, n, rounds=10):
+    """Round-trip percentiles of each call, measured in alternating rounds
+    (n calls each in all), so that every call sees the same machine: a
+    burst of other work on a 2-core machine hits them all alike."""
+    lats = [[] for _ in calls]
+    per = max(1, n // rounds)
+    for _ in range(rounds):
+        for call, lat in zip(calls, lats):
+            for _ in range(per):
+                t = time.perf_counter()
+                call()
+                lat.append(time.perf_counter() - t)
+    out = []
+    for lat in lats:
+        lat.sort()
+        out.append({"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "p999": lat[min(len(lat) - 1, int(len(lat) * 0.999))]})
+    return out
 
 
 def _timed(f):
@@ -50,12 +59,17 @@ def measure(quick=False):
     r = {"workers": 2, "n_roundtrip": n_rt, "n_map": n_map}
     with shmexec.Executor(max_workers=2) as ex, shmexec.Pool(2) as sp, ctx.Pool(2) as pool, \
             cf.ProcessPoolExecutor(2, mp_context=ctx) as ppe:
+        # Every worker started and idle before anything is timed: spawned
+        # workers import for a while, and would steal the CPU from
+        # whatever is measured first.
+        list(ppe.map(noop, range(20)))
+        pool.map(noop, range(20), chunksize=1)
         for warm in (ex.submit(noop).result, lambda: sp.apply(noop), lambda: pool.apply(noop), ppe.submit(noop).result):
-            warm()
-        r["pool_apply"] = _latency(lambda: sp.apply(noop), n_rt)
-        r["mp_apply"] = _latency(lambda: pool.apply(noop), n_rt)
-        r["apply"] = _latency(lambda: ex.submit(noop).result(), n_rt)
-        r["ppe_submit"] = _latency(lambda: ppe.submit(noop).result(), n_rt)
+            for _ in range(50):
+                warm()
+        time.sleep(0.5)
+        r["pool_apply"], r["mp_apply"], r["apply"], r["ppe_submit"] = _latencies(
+            [lambda: sp.apply(noop), lambda: pool.apply(noop), lambda: ex.submit(noop).result(), lambda: ppe.submit(noop).result()], n_rt)
 
         items = range(n_map)
         r["pool_map"] = _timed(lambda: sp.map(noop, items))
