@@ -238,6 +238,15 @@ def _rebuild(outcome):
     return ("exc", RemoteError(type_name, message, tb))
 
 
+def _sequence(iterable):
+    """iterable as something to slice into batches: a list, tuple or range
+    as it is (a slice of a range is a range: its batches pickle small),
+    anything else as a list."""
+    if type(iterable) in (list, tuple, range):
+        return iterable
+    return list(iterable)
+
+
 def _batch_values(result):
     """The values of a batch job's items; raises the first item's
     exception."""
@@ -397,14 +406,15 @@ class Executor(_cf.Executor):
             from ._progress import Progress
 
             bar = progress if isinstance(progress, Progress) else Progress(len(items))
-        # Pickle every batch before submitting any: the first submit wakes
-        # the workers, and on a small machine a woken worker takes the CPU
-        # the pickling would have used.
-        payloads = [(_wire.dumps((kind, fn, items[i:i + chunksize])), len(items[i:i + chunksize]))
-                    for i in range(0, len(items), chunksize)]
+        # Each batch is submitted as soon as it is pickled, so that the
+        # workers start while the rest is pickled (pickling everything
+        # first measured slower once waiting stopped yielding the CPU:
+        # 0.8-1.5x multiprocessing's Pool.map against 1.0-1.7x).
         futures = []
-        for payload, n in payloads:
-            f = self._submit_payload(payload)
+        for i in range(0, len(items), chunksize):
+            chunk = items[i:i + chunksize]
+            n = len(chunk)
+            f = self._submit_payload(_wire.dumps((kind, fn, chunk)))
             if bar is not None:
                 f.add_done_callback(bar.callback(n))
             futures.append(f)
@@ -498,7 +508,7 @@ class Executor(_cf.Executor):
         progress=True shows a progress bar on stderr."""
         _check_fork()
         star = len(iterables) != 1
-        items = list(zip(*iterables)) if star else list(iterables[0])
+        items = list(zip(*iterables)) if star else _sequence(iterables[0])
         if not items:
             return iter(())
         futures = self._submit_batches(fn, items, chunksize, star, progress)

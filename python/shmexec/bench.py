@@ -48,6 +48,15 @@ def _timed(f):
     return time.perf_counter() - t
 
 
+def _alternating(fs, reps):
+    """The median time of each function over reps alternating runs."""
+    times = [[] for _ in fs]
+    for _ in range(reps):
+        for f, t in zip(fs, times):
+            t.append(_timed(f))
+    return [sorted(t)[len(t) // 2] for t in times]
+
+
 def measure(quick=False):
     """Returns every figure, in seconds, keyed by what was measured. Each
     shmexec figure is taken beside its multiprocessing counterpart, in
@@ -71,9 +80,14 @@ def measure(quick=False):
         r["pool_apply"], r["mp_apply"], r["apply"], r["ppe_submit"] = _latencies(
             [lambda: sp.apply(noop), lambda: pool.apply(noop), lambda: ex.submit(noop).result(), lambda: ppe.submit(noop).result()], n_rt)
 
+        # map: medians of alternating runs, over a range (which both
+        # pools slice as they like: shmexec sends ranges, multiprocessing
+        # tuples) and over a list
         items = range(n_map)
-        r["pool_map"] = _timed(lambda: sp.map(noop, items))
-        r["mp_map"] = _timed(lambda: pool.map(noop, items))
+        reps = 3 if quick else 7
+        r["pool_map"], r["mp_map"] = _alternating([lambda: sp.map(noop, items), lambda: pool.map(noop, items)], reps)
+        as_list = list(items)
+        r["pool_map_list"], r["mp_map_list"] = _alternating([lambda: sp.map(noop, as_list), lambda: pool.map(noop, as_list)], reps)
         r["map"] = _timed(lambda: list(ex.map(noop, items)))
         r["ppe_map"] = _timed(lambda: list(ppe.map(noop, items)))
         r["mp_map_chunksize1"] = _timed(lambda: pool.map(noop, items[: n_map // 10], chunksize=1)) * 10  # 1/10 run, scaled
@@ -106,8 +120,9 @@ def main(argv=None):
     for q in ("p50", "p99"):
         row(f"Pool.apply round trip {q}", r["pool_apply"][q], {"multiprocessing.Pool.apply": r["mp_apply"][q]})
         row(f"Executor.submit().result() round trip {q}", r["apply"][q], {"ProcessPoolExecutor.submit().result()": r["ppe_submit"][q]})
-    row(f"Pool.map of {r['n_map']:,} tiny tasks", r["pool_map"], {"multiprocessing Pool.map (default chunksize)": r["mp_map"],
+    row(f"Pool.map of {r['n_map']:,} tiny tasks, a range (median of alternating runs)", r["pool_map"], {"multiprocessing Pool.map (default chunksize)": r["mp_map"],
         "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"]})
+    row(f"Pool.map of {r['n_map']:,} tiny tasks, a list", r["pool_map_list"], {"multiprocessing Pool.map (default chunksize)": r["mp_map_list"]})
     row(f"Executor.map of {r['n_map']:,} tiny tasks", r["map"], {"ProcessPoolExecutor.map": r["ppe_map"]})
     biggest = max(r["echo"], key=int)
     row(f"{int(biggest) >> 20 or int(biggest) >> 10} {'MiB' if int(biggest) >= 1 << 20 else 'KiB'} echo", r["echo"][biggest]["shmexec"],

@@ -125,7 +125,9 @@ class Pool:
 
     def _chunks(self, func, iterable, chunksize, star, progress=False):
         self._check_running()
-        items = [tuple(a) for a in iterable] if star else list(iterable)
+        from . import _sequence
+
+        items = [tuple(a) for a in iterable] if star else _sequence(iterable)
         return self._ex._submit_batches(func, items, chunksize, star, progress)
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):

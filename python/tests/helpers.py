@@ -13,6 +13,10 @@ def echo(x):
     return x
 
 
+def double(x):
+    return x * 2
+
+
 def boom(msg):
     raise ValueError(msg)
 

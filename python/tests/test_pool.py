@@ -31,6 +31,16 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(p.map_async(helpers.echo, [1, 2]).get(T), [1, 2])
         self.assertEqual(p.starmap_async(helpers.add, [(1, 1)]).get(T), [2])
 
+    def test_map_over_every_kind_of_iterable(self):
+        # Lists, tuples and ranges are sliced as they are (a range's
+        # batches are ranges); anything else is listed first.
+        p = self.pool
+        want = [x * 2 for x in range(1000)]
+        for it in (range(1000), list(range(1000)), tuple(range(1000)), (x for x in range(1000)), iter(range(1000))):
+            self.assertEqual(p.map(helpers.double, it, chunksize=7), want, type(it).__name__)
+        self.assertEqual(p.map(helpers.double, range(3, 30, 4)), [x * 2 for x in range(3, 30, 4)])
+        self.assertEqual(list(p._ex.map(helpers.double, range(1000), chunksize=64)), want)
+
     def test_callables_of_every_kind(self):
         # Plain functions travel as a name each worker looks up once;
         # builtins, partials, bound methods and calls whose arguments go
