@@ -189,6 +189,13 @@ def dumps_call(fn, ref, args, kwargs):
     """The call fn(*args, **kwargs) as parts and their total size, like
     dumps_parts: a call frame after ref (function_ref(fn)) when nothing in
     the arguments travels out of band."""
+    for a in args:
+        if type(a) not in _PLAIN:
+            break
+    else:
+        if not kwargs:  # plain scalars and strings: nothing to send out of band
+            data = pickle.dumps((args, kwargs), protocol=5)
+            return [ref, data], len(ref) + len(data)
     bufs = []
     data = pickle.dumps(_lift((args, kwargs), {}), protocol=5, buffer_callback=bufs.append)
     if bufs:
@@ -247,6 +254,8 @@ def dumps(obj):
 
 
 def loads(b):
+    if b[:4] == b"\x01\0\0\0":  # one part, no buffers: the pickle after the 12-byte head
+        return pickle.loads(memoryview(b)[12:])
     n, first = _HEAD.unpack_from(b, 0)
     if n == 1:
         return pickle.loads(memoryview(b)[12:12 + first])

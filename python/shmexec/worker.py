@@ -134,8 +134,10 @@ def main(argv=None):
             return 3
     lib.shmx_worker_ready(w)
     task = _lib.Task()
+    ref = ctypes.byref(task)
+    next_task, reply, string_at, big = lib.shmx_worker_next, lib.shmx_task_reply, ctypes.string_at, _wire.BIG
     while True:
-        rc = lib.shmx_worker_next(w, 1_000_000_000, ctypes.byref(task))
+        rc = next_task(w, 1_000_000_000, ref)
         if rc == _lib.SHMX_ETIMEDOUT:
             continue
         if rc == _lib.SHMX_ECLOSED:
@@ -144,10 +146,10 @@ def main(argv=None):
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
         n = task.in_len
-        if n >= _wire.BIG:  # a view of the segment: its buffers are copied once, where they land
+        if n >= big:  # a view of the segment: its buffers are copied once, where they land
             payload = memoryview((ctypes.c_char * n).from_address(task.input)).cast("B")
         else:
-            payload = ctypes.string_at(task.input, n) if n else b""
+            payload = string_at(task.input, n) if n else b""
         rc = 0
         if task.handler == b"py":
             parts, total = _run_call(payload)
@@ -155,12 +157,12 @@ def main(argv=None):
             parts, total, err = _run_named(handlers, task.handler.decode(errors="replace"), payload)
             if err is not None:
                 lib.shmx_output_error(task.out, err[0].encode(), err[1].encode(errors="replace"))
-                lib.shmx_task_done(w, ctypes.byref(task), 1)
+                lib.shmx_task_done(w, ref, 1)
                 continue
-        if total < _wire.BIG:
+        if total < big:
             # Copied once, into shared memory, as the task ends.
-            out = _wire.join(parts) if total else b""
-            lib.shmx_task_reply(w, ctypes.byref(task), out, len(out))
+            out = (parts[0] + parts[1] if len(parts) == 2 else b"".join(parts)) if total else b""
+            reply(w, ref, out, len(out))
             continue
         # Straight into shared memory: the output needs no other copy.
         addr = lib.shmx_output_alloc(task.out, total)
@@ -169,7 +171,7 @@ def main(argv=None):
         else:
             lib.shmx_output_error(task.out, b"ResultTooLarge", b"the task's result is larger than the pool's max payload")
             rc = 1
-        lib.shmx_task_done(w, ctypes.byref(task), rc)
+        lib.shmx_task_done(w, ref, rc)
 
 
 if __name__ == "__main__":
