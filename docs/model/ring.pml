@@ -25,6 +25,10 @@
  *   -DMUTANT_NO_PENDING  the producer does not announce its operation
  *   -DMUTANT_NO_OWNER    the producer publishes without claiming first
  *   -DMUTANT_NO_PASSON   a consumer clears its spin bit without the re-check
+ *
+ * Options: -DSTOPS lets one consumer stop after its spin (see STOP);
+ * -DNOSPIN compiles the spin layer out, leaving the model as it was
+ * before it, state for state (check.sh requires the old state count).
  */
 
 #ifndef CAP
@@ -339,10 +343,12 @@ retry:
 end_wait:			nekick & (1 << me);
 				nesleep = nesleep & ~(1 << me);
 				sleeping = false
+#ifndef NOSPIN
 			:: !sleeping && !spinning && !slept ->
 				/* spin, once per wait (as Ring's waiter does) */
 				nespin = nespin | (1 << me);
 				spinning = true
+#endif
 #ifdef STOPS
 			:: !sleeping && spinning && gone == 0 ->
 				ENDSPIN;
@@ -350,12 +356,17 @@ end_wait:			nekick & (1 << me);
 #endif
 			:: !sleeping ->
 				nesleep = nesleep | (1 << me);
+#ifndef NOSPIN
 				if
 				:: spinning -> ENDSPIN
 				:: else
 				fi;
+#endif
 				nekick = nekick & ~(1 << me);   /* read the word */
-				sleeping = true; slept = true
+				sleeping = true;
+#ifndef NOSPIN
+				slept = true
+#endif
 			fi;
 			goto retry
 		:: d > 0 || (d == 0 && st == TAKEN) ->
@@ -367,7 +378,9 @@ end_wait:			nekick & (1 << me);
 		:: sleeping -> nesleep = nesleep & ~(1 << me); sleeping = false
 		:: else
 		fi;
+#ifndef NOSPIN
 		slept = false;
+#endif
 
 		/* read ahead: consecutive full cells */
 		lv[0] = v;
@@ -442,7 +455,9 @@ ring_deq_release:
 		};
 ring_deq_done:
 		CRASH;
-		wake_nf();
+		wake_nf()
+#ifndef NOSPIN
+		;
 		if
 		:: spinning ->
 			ENDSPIN;
@@ -451,12 +466,16 @@ ring_deq_done:
 #endif
 		:: else
 		fi
+#endif
 	od;
 died:
-	skip;
+	skip
+#ifdef STOPS
+	;
 stopped:
 end_stopped:
 	skip
+#endif
 }
 
 /* ------------------------------------------------------------------ */
