@@ -21,7 +21,8 @@ import (
 //	256  not-empty sleepers: 4 x uint64 bitmask  - a bit per sleeping consumer party
 //	320  not-full futex word (uint32)            - consumers bump it to wake producers
 //	384  not-full sleepers: 4 x uint64 bitmask   - a bit per sleeping producer party
-//	448  not-empty spinners: 4 x uint64 bitmask - a bit per consumer polling before it sleeps
+//	448  not-empty spinners: 4 x uint64 bitmask - a bit per consumer polling before it sleeps,
+//	     then spins begun (uint64)              - tells a stuck spinner from a busy one
 //	512  cells: capacity x uint64 (see cell.go)
 //
 // head and tail are hints that anyone may move forward past a cell that is

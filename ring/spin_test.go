@@ -77,7 +77,8 @@ func TestSpinnerSkipsWakesAndPassesOn(t *testing.T) {
 
 // A spinner that never ends its spin (stopped, not dead) delays a
 // consumer that slept after it began by about stuckSpinner, not by the
-// consumer's own timeout.
+// consumer's own timeout; that consumer then ends the stuck spin, so
+// that the next values wake sleepers at once.
 func TestStuckSpinnerDelaysBriefly(t *testing.T) {
 	f := newFixture(t, 4, 3)
 	prod, spinner, other := f.join(t, 0), f.join(t, 1), f.join(t, 2)
@@ -89,6 +90,44 @@ func TestStuckSpinnerDelaysBriefly(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, errc, 20*stuckSpinner+time.Second, "a value behind a stuck spinner")
+	for deadline := time.Now().Add(3 * time.Second); anySet(f.r.notEmpty.spinners); {
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck spinner's bit was not cleared")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	errc = sleeper(f, other, 20*time.Second)
+	sleeping(t, f, 2)
+	seq := f.r.notEmpty.seq.Load()
+	if err := f.r.TryEnqueue(prod, 10); err != nil {
+		t.Fatal(err)
+	}
+	if f.r.notEmpty.seq.Load() == seq {
+		t.Fatal("an enqueue after the stuck spin was ended did not wake the sleeper")
+	}
+	within(t, errc, 2*time.Second, "a value after the stuck spin was ended")
+}
+
+// A spinner that keeps starting new spins is not taken for stuck.
+func TestBusySpinnerIsNotStuck(t *testing.T) {
+	f := newFixture(t, 4, 3)
+	spinner, other := f.join(t, 1), f.join(t, 2)
+	f.r.Spin = 0
+	f.r.StartSpin(spinner)
+	errc := sleeper(f, other, 3*stuckSpinner)
+	stop := time.Now().Add(5 * stuckSpinner)
+	for time.Now().Before(stop) { // a spinner between jobs: end, start again
+		f.r.EndSpin(spinner)
+		f.r.StartSpin(spinner)
+		time.Sleep(100 * time.Microsecond)
+	}
+	if !anySet(f.r.notEmpty.spinners) {
+		t.Fatal("a busy spinner's bit was taken from it")
+	}
+	f.r.EndSpin(spinner)
+	if err := <-errc; err != ErrTimeout {
+		t.Fatalf("the sleeper on an empty ring: %v", err)
+	}
 }
 
 // A dead spinner's bit is cleared by recovery, which wakes the sleepers.

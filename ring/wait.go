@@ -35,12 +35,14 @@ type waitq struct {
 	seq      *atomic.Uint32
 	sleepers []atomic.Uint64 // MaxParties bits
 	spinners []atomic.Uint64 // MaxParties bits; nil: no spinning (not-full)
+	spins    *atomic.Uint64  // spins begun, to tell a stuck spinner (same line as spinners)
 }
 
 func newWaitq(v shm.View, seqOff, maskOff, spinOff int) waitq {
 	q := waitq{seq: v.Uint32(seqOff), sleepers: v.Uint64s(maskOff, MaxParties/64)}
 	if spinOff > 0 {
 		q.spinners = v.Uint64s(spinOff, MaxParties/64)
+		q.spins = v.Uint64(spinOff + 8*MaxParties/64)
 	}
 	return q
 }
@@ -84,6 +86,7 @@ func (q *waitq) startSpin(idx uint16) bool {
 		return false
 	}
 	q.spinners[idx/64].Or(1 << (idx % 64)) // pairs with the loads in wake
+	q.spins.Add(1)
 	return true
 }
 
@@ -185,11 +188,12 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 	q.register(p.idx)
 	defer q.unregister(p.idx)
 	w.done(r, p) // after register: a pass-on may wake this party too
+	watch, spins := false, uint64(0)
 	if anySet(q.spinners) && (remaining < 0 || remaining > stuckSpinner) {
 		// Another party spins, so producers do not wake this one; if it
 		// stops running (SIGSTOP, a debugger) without dying, look again
 		// soon.
-		remaining = stuckSpinner
+		watch, spins, remaining = true, q.spins.Load(), stuckSpinner
 	}
 	seq := q.seq.Load() // pairs with wakeAll's Add
 	if ready() {
@@ -199,6 +203,21 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 		return err
 	}
 	err := sysx.FutexWait(q.seq, seq, remaining)
+	if watch && errors.Is(err, sysx.ErrTimeout) && q.spins.Load() == spins && anySet(q.spinners) {
+		// No spin began for stuckSpinner and a bit is still set: its
+		// spinner stopped running (a spin lasts Spin). End its spin for
+		// it, pass on included, so that producers wake sleepers again
+		// while it is stopped. If it runs again, it spins without its
+		// bit, which only costs wakes.
+		for i := range q.spinners {
+			if b := q.spinners[i].Load(); b != 0 {
+				q.spinners[i].And(^b)
+			}
+		}
+		if r.canDequeue() {
+			q.wake()
+		}
+	}
 	switch {
 	case err == nil, errors.Is(err, sysx.ErrTimeout), errors.Is(err, sysx.ErrInterrupted):
 		// Re-check the ring, the stop flag and the deadline.
