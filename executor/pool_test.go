@@ -202,6 +202,40 @@ func TestWorkerCrash(t *testing.T) {
 	waitQuiet(t, p)
 }
 
+// An idle worker spins on the inqueue with its spin bit set, and
+// producers then skip the wake. SIGKILL it there: the other worker must
+// still get every job at once (recovery clears the dead party's bit and
+// wakes everyone; a sleeper would also end a stuck spin), nothing is
+// lost, and the pool gets back to full size.
+func TestKillSpinningIdleWorker(t *testing.T) {
+	p := newPool(t, Config{Workers: 2})
+	for round := 0; round < 6; round++ {
+		out, err := run(t, p, "pid", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(string(out))
+		// It has just published the result and gone back to the inqueue,
+		// where an idle worker spins before it sleeps.
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 20; i++ {
+			start := time.Now()
+			if out, err := run(t, p, "echo", []byte("x")); err != nil || string(out) != "x" {
+				t.Fatalf("round %d job %d after killing pid %d: %q, %v", round, i, pid, out, err)
+			}
+			// 1 s is a worker's wait slice: a job that waited for it was
+			// not woken.
+			if el := time.Since(start); el > 500*time.Millisecond {
+				t.Fatalf("round %d job %d after killing the spinning worker took %v", round, i, el)
+			}
+		}
+		waitFullSize(t, p)
+	}
+	waitQuiet(t, p)
+}
+
 func TestRetryAndPoison(t *testing.T) {
 	p := newPool(t, Config{})
 	marker := filepath.Join(t.TempDir(), "crashed")

@@ -27,6 +27,22 @@ func sleeping(t *testing.T, f fixture, idx int) {
 	}
 }
 
+// spinFixture is a ring of 4 cells whose waiters sleep at once, and
+// three parties (indices 0, 1, 2).
+func spinFixture(t *testing.T) (fixture, *Party, *Party, *Party) {
+	f := newFixture(t, 4, 3)
+	f.r.Spin = 0
+	return f, f.join(t, 0), f.join(t, 1), f.join(t, 2)
+}
+
+// asleep starts a dequeue by p (party index idx) that times out after
+// timeout, and waits until it sleeps.
+func asleep(t *testing.T, f fixture, p *Party, idx int, timeout time.Duration) <-chan error {
+	errc := sleeper(f, p, timeout)
+	sleeping(t, f, idx)
+	return errc
+}
+
 func within(t *testing.T, errc <-chan error, d time.Duration, what string) {
 	t.Helper()
 	select {
@@ -43,11 +59,8 @@ func within(t *testing.T, errc <-chan error, d time.Duration, what string) {
 // word stays put); the spinner then takes one value of two and its
 // EndSpin passes the other on to the sleeper at once.
 func TestSpinnerSkipsWakesAndPassesOn(t *testing.T) {
-	f := newFixture(t, 4, 3)
-	prod, spinner, other := f.join(t, 0), f.join(t, 1), f.join(t, 2)
-	f.r.Spin = 0
-	errc := sleeper(f, other, 20*time.Second)
-	sleeping(t, f, 2)
+	f, prod, spinner, other := spinFixture(t)
+	errc := asleep(t, f, other, 2, 20*time.Second)
 	if !f.r.StartSpin(spinner) {
 		t.Fatal("StartSpin with no other spinner did not set the bit")
 	}
@@ -80,12 +93,9 @@ func TestSpinnerSkipsWakesAndPassesOn(t *testing.T) {
 // consumer's own timeout; that consumer then ends the stuck spin, so
 // that the next values wake sleepers at once.
 func TestStuckSpinnerDelaysBriefly(t *testing.T) {
-	f := newFixture(t, 4, 3)
-	prod, spinner, other := f.join(t, 0), f.join(t, 1), f.join(t, 2)
-	f.r.Spin = 0
+	f, prod, spinner, other := spinFixture(t)
 	f.r.StartSpin(spinner)
-	errc := sleeper(f, other, 20*time.Second)
-	sleeping(t, f, 2)
+	errc := asleep(t, f, other, 2, 20*time.Second)
 	if err := f.r.TryEnqueue(prod, 9); err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +106,7 @@ func TestStuckSpinnerDelaysBriefly(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	errc = sleeper(f, other, 20*time.Second)
-	sleeping(t, f, 2)
+	errc = asleep(t, f, other, 2, 20*time.Second)
 	seq := f.r.notEmpty.seq.Load()
 	if err := f.r.TryEnqueue(prod, 10); err != nil {
 		t.Fatal(err)
@@ -110,9 +119,7 @@ func TestStuckSpinnerDelaysBriefly(t *testing.T) {
 
 // A spinner that keeps starting new spins is not taken for stuck.
 func TestBusySpinnerIsNotStuck(t *testing.T) {
-	f := newFixture(t, 4, 3)
-	spinner, other := f.join(t, 1), f.join(t, 2)
-	f.r.Spin = 0
+	f, _, spinner, other := spinFixture(t)
 	f.r.StartSpin(spinner)
 	errc := sleeper(f, other, 3*stuckSpinner)
 	stop := time.Now().Add(5 * stuckSpinner)
@@ -132,11 +139,8 @@ func TestBusySpinnerIsNotStuck(t *testing.T) {
 
 // A dead spinner's bit is cleared by recovery, which wakes the sleepers.
 func TestRecoveryClearsDeadSpinner(t *testing.T) {
-	f := newFixture(t, 4, 3)
-	spinner, prod, other := f.join(t, 0), f.join(t, 1), f.join(t, 2)
-	f.r.Spin = 0
-	errc := sleeper(f, other, 20*time.Second)
-	sleeping(t, f, 2)
+	f, spinner, prod, other := spinFixture(t) // Recover below names party 0
+	errc := asleep(t, f, other, 2, 20*time.Second)
 	f.r.StartSpin(spinner)
 	if err := f.r.TryEnqueue(prod, 5); err != nil {
 		t.Fatal(err)
