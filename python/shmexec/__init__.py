@@ -221,6 +221,18 @@ def _outcome(res):
     return ("exc", ShmexecError(f"{_strerror(st)}: {err}"))
 
 
+def _decoded(res):
+    """The outcome of a fetched result (not yet released): ("ok", value)
+    or ("exc", exception); a small value is copied out with one call."""
+    try:
+        if res.status == _lib.SHMX_OK and 0 < res.len < _wire.BIG:
+            outcome = _wire.loads(ctypes.string_at(res.data, res.len))
+            return _rebuild(outcome) if outcome[0] == "err" else outcome
+        return _rebuild(_outcome(res))
+    except Exception as e:  # a result that cannot be decoded
+        return ("exc", RemoteError(type(e).__qualname__, str(e), ""))
+
+
 def _rebuild(outcome):
     """('ok', value) -> value; ('err', ...) -> the exception to raise."""
     if outcome[0] == "exc":
@@ -468,14 +480,7 @@ class Executor(_cf.Executor):
             rc = _LIB.shmx_call(self._pool, b"py", payload, len(payload), opts, _SLICE_NS, ctypes.byref(job), ctypes.byref(res))
             if rc == _lib.SHMX_OK:
                 try:
-                    if res.status == _lib.SHMX_OK and 0 < res.len < _wire.BIG:
-                        outcome = _wire.loads(ctypes.string_at(res.data, res.len))
-                        if outcome[0] == "err":
-                            outcome = _rebuild(outcome)
-                    else:
-                        outcome = _rebuild(_outcome(res))
-                except Exception as e:  # a result that cannot be decoded
-                    outcome = ("exc", RemoteError(type(e).__qualname__, str(e), ""))
+                    outcome = _decoded(res)
                 finally:
                     _LIB.shmx_result_release(self._pool, ctypes.byref(res))
         except BaseException:
@@ -545,9 +550,7 @@ class Executor(_cf.Executor):
                 return rc, ("exc", PoolDead("the process serving the pool died"))
             return rc, ("exc", ShmexecError(f"wait: {_strerror(rc)}: {_last_error()}"))
         try:
-            return rc, _rebuild(_outcome(res))
-        except Exception as e:  # a result that cannot be decoded
-            return rc, ("exc", RemoteError(type(e).__qualname__, str(e), ""))
+            return rc, _decoded(res)
         finally:
             _LIB.shmx_result_release(self._pool, ctypes.byref(res))
 
