@@ -3,6 +3,7 @@ package ring
 import (
 	"errors"
 	"math"
+	"math/bits"
 	"sync/atomic"
 	"time"
 
@@ -102,9 +103,25 @@ func (r *Ring) EndSpin(p *Party) { r.endSpin(p.idx) }
 
 func (r *Ring) endSpin(idx uint16) {
 	r.notEmpty.spinners[idx/64].And(^uint64(1 << (idx % 64))) // pairs with the loads in wake
+	r.passOn()
+}
+
+// passOn wakes the sleepers if the ring is not empty: what whoever clears
+// a spin bit owes them, since producers skipped their wakes meanwhile.
+func (r *Ring) passOn() {
 	if r.canDequeue() {
 		r.notEmpty.wake()
 	}
+}
+
+// Spinners returns how many parties hold a spin bit now (for tests and
+// counters; stale as soon as it returns).
+func (r *Ring) Spinners() int {
+	n := 0
+	for i := range r.notEmpty.spinners {
+		n += bits.OnesCount64(r.notEmpty.spinners[i].Load())
+	}
+	return n
 }
 
 // Interrupt makes every blocking operation on this handle, now and later,
@@ -214,9 +231,7 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 				q.spinners[i].And(^b)
 			}
 		}
-		if r.canDequeue() {
-			q.wake()
-		}
+		r.passOn()
 	}
 	switch {
 	case err == nil, errors.Is(err, sysx.ErrTimeout), errors.Is(err, sysx.ErrInterrupted):
