@@ -50,6 +50,24 @@ func childClient() int {
 			return 0
 		}
 	}
+	if testutil.EnvInt("SHMX_T_ONEBYONE", 0) == 1 {
+		// Round trips, one job at a time: the client polls its outqueue
+		// (with its spin bit set) nearly all the time.
+		fmt.Println("submitted")
+		for i := 0; i < n; i++ {
+			f, err := c.Submit(context.Background(), handler, []byte(strconv.Itoa(i)))
+			if err != nil {
+				fmt.Println("submit:", err)
+				return 0
+			}
+			if out, err := f.WaitTimeout(time.Minute); err != nil || string(out) != strconv.Itoa(i) {
+				fmt.Printf("job %d: %q, %v\n", i, out, err)
+				return 0
+			}
+		}
+		fmt.Println("ok", n)
+		return 0
+	}
 	var fs []*Future
 	for i := 0; i < n; i++ {
 		in := input
@@ -185,6 +203,41 @@ func TestClientKilled(t *testing.T) {
 	}
 	if out, err := run(t, p, "echo", []byte("after")); err != nil || string(out) != "after" {
 		t.Fatal(out, err)
+	}
+}
+
+// TestClientKilledWhilePolling: a client doing round trips one by one
+// polls its outqueue with its spin bit set, and is SIGKILLed there. The
+// supervisor's recovery must clear that bit (a stale one would make
+// workers skip waking the next client in that slot), and a new client
+// gets its jobs.
+func TestClientKilledWhilePolling(t *testing.T) {
+	p := newPool(t, Config{Workers: 2})
+	for round := 0; round < 3; round++ {
+		cmd, out := startClient(t, p, "SHMX_T_JOBS=100000000", "SHMX_T_HANDLER=echo", "SHMX_T_ONEBYONE=1")
+		if s := readLine(t, out, 20*time.Second); s != "submitted" {
+			t.Fatalf("client: %q", s)
+		}
+		time.Sleep(50 * time.Millisecond) // round trips under way
+		cmd.Process.Signal(syscall.SIGKILL)
+		testutil.WaitTimeout(t, cmd, 10*time.Second)
+		waitQuiet(t, p)
+		waitClientsFree(t, p)
+		for i, q := range p.l.outq {
+			if n := q.Spinners(); n != 0 {
+				t.Fatalf("round %d: outqueue %d keeps %d spin bits after its client died", round, i, n)
+			}
+		}
+		cmd, out = startClient(t, p, "SHMX_T_JOBS=300", "SHMX_T_HANDLER=echo", "SHMX_T_ONEBYONE=1")
+		readLine(t, out, 20*time.Second)
+		if s := readLine(t, out, 30*time.Second); s != "ok 300" {
+			t.Fatalf("round %d: the next client: %q", round, s)
+		}
+		testutil.WaitTimeout(t, cmd, 10*time.Second)
+		waitClientsFree(t, p)
+	}
+	if d := p.Stats().ClientDeaths; d != 3 {
+		t.Fatalf("ClientDeaths = %d", d)
 	}
 }
 
