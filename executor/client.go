@@ -122,12 +122,11 @@ func (f *Future) Done() <-chan struct{} { return f.done }
 // and the job goes on. It may be called many times, from any goroutine.
 func (f *Future) Wait(ctx context.Context) ([]byte, error) {
 	if f.poll(waitSpin) {
-		return f.out, f.err
+		return f.taken()
 	}
 	select {
 	case <-f.done:
-		f.obs.seen.Store(true)
-		return f.out, f.err
+		return f.taken()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -144,12 +143,11 @@ func (f *Future) WaitTimeout(d time.Duration) ([]byte, error) {
 		spin = d
 	}
 	if f.poll(spin) {
-		return f.out, f.err
+		return f.taken()
 	}
 	if d < 0 {
 		<-f.done
-		f.obs.seen.Store(true)
-		return f.out, f.err
+		return f.taken()
 	}
 	left := d - time.Since(start)
 	if left <= 0 {
@@ -159,15 +157,19 @@ func (f *Future) WaitTimeout(d time.Duration) ([]byte, error) {
 	defer t.Stop()
 	select {
 	case <-f.done:
-		f.obs.seen.Store(true)
-		return f.out, f.err
+		return f.taken()
 	case <-t.C:
 		return nil, context.DeadlineExceeded
 	}
 }
 
-// poll reports whether the job has ended (marking its outcome seen),
-// checking for up to spin (waitSpin: a tiny job's result comes back
+// taken returns the ended job's outcome, which counts as seen.
+func (f *Future) taken() ([]byte, error) {
+	f.obs.seen.Store(true)
+	return f.out, f.err
+}
+
+// poll reports whether the job has ended, checking for up to spin (waitSpin: a tiny job's result comes back
 // within microseconds, and waking a parked goroutine costs more).
 func (f *Future) poll(spin time.Duration) bool {
 	if c := f.c; spin > 0 && c.l.enter() {
@@ -188,7 +190,6 @@ func (f *Future) poll(spin time.Duration) bool {
 	for start, i := time.Now(), 0; ; i++ {
 		select {
 		case <-f.done:
-			f.obs.seen.Store(true)
 			return true
 		default:
 		}
@@ -212,8 +213,8 @@ func (f *Future) poll(spin time.Duration) bool {
 func (f *Future) Result() (out []byte, err error, ok bool) {
 	select {
 	case <-f.done:
-		f.obs.seen.Store(true)
-		return f.out, f.err, true
+		out, err := f.taken()
+		return out, err, true
 	default:
 		return nil, nil, false
 	}
