@@ -219,6 +219,13 @@ func (p *pool) freeUnwaited() {
 	}
 }
 
+// submitOpts are the options of a job this handle submits: its time
+// limit (0: the pool's) and retries (-1: the pool's), its output copied
+// into C memory, and OnDone for shmx_wait_any.
+func (p *pool) submitOpts(timeoutNS C.int64_t, retries C.int32_t) executor.SubmitOptions {
+	return executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone}
+}
+
 // input is a view of the caller's bytes; submit copies them into the
 // segment before it returns.
 func input(data unsafe.Pointer, n C.size_t) []byte {
@@ -336,7 +343,7 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	opts := executor.SubmitOptions{Retries: -1, Output: cOutput, OnDone: p.onDone}
+	opts := p.submitOpts(0, -1)
 	if block == 0 {
 		f, err := p.c.TrySubmitWith(C.GoString(handler), input(data, n), opts)
 		return p.track(f, err, job)
@@ -356,7 +363,7 @@ func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n
 		return C.SHMX_EINVAL
 	}
 	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
-		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone})
+		p.submitOpts(timeoutNS, retries))
 	return p.track(f, err, job)
 }
 
@@ -386,7 +393,7 @@ func shmxgo_call(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size
 		return C.SHMX_EINVAL
 	}
 	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
-		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone})
+		p.submitOpts(timeoutNS, retries))
 	if err != nil {
 		setErr(err)
 		return code(err)
@@ -540,7 +547,7 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 	}
 	p.buffers.del(uint64(buf.id))
 	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b,
-		executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone})
+		p.submitOpts(timeoutNS, retries))
 	if err != nil {
 		b.Release()
 	}

@@ -112,13 +112,22 @@ void shmx_submit_opts_init(shmx_submit_opts *opts) {
     opts->retries = -1;
 }
 
+/* The time limit and retries of opts (NULL: the pool's); 0 for an opts
+   too small to be one. */
+static int split_opts(const shmx_submit_opts *opts, int64_t *timeout, int32_t *retries) {
+    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return 0;
+    *timeout = opts ? opts->timeout_ns : 0;
+    *retries = opts ? opts->retries : -1;
+    return 1;
+}
+
 int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, size_t len,
                      const shmx_submit_opts *opts, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;
-    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return SHMX_EINVAL;
-    int64_t timeout = opts ? opts->timeout_ns : 0;
-    int32_t retries = opts ? opts->retries : -1;
+    int64_t timeout;
+    int32_t retries;
+    if (!split_opts(opts, &timeout, &retries)) return SHMX_EINVAL;
     return shmxgo_submit_with(pool, (char *)handler, (void *)data, len, timeout, retries, job);
 }
 
@@ -126,9 +135,9 @@ int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len
               const shmx_submit_opts *opts, int64_t wait_ns, shmx_job *job, shmx_result *res) {
     GUARD(SHMX_EFORKED);
     if (!pool || !handler || !job || !res || (!data && len)) return SHMX_EINVAL;
-    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return SHMX_EINVAL;
-    int64_t timeout = opts ? opts->timeout_ns : 0;
-    int32_t retries = opts ? opts->retries : -1;
+    int64_t timeout;
+    int32_t retries;
+    if (!split_opts(opts, &timeout, &retries)) return SHMX_EINVAL;
     return shmxgo_call(pool, (char *)handler, (void *)data, len, timeout, retries, wait_ns, job, res);
 }
 
@@ -185,9 +194,9 @@ int shmx_submit_buffer_with(shmx_pool *pool, const char *handler, shmx_buffer *b
                             const shmx_submit_opts *opts, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !handler || !buf || !job || !buf->id) return SHMX_EINVAL;
-    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return SHMX_EINVAL;
-    int64_t timeout = opts ? opts->timeout_ns : 0;
-    int32_t retries = opts ? opts->retries : -1;
+    int64_t timeout;
+    int32_t retries;
+    if (!split_opts(opts, &timeout, &retries)) return SHMX_EINVAL;
     int rc = shmxgo_submit_buffer(pool, (char *)handler, buf, timeout, retries, job);
     if (rc == SHMX_OK) memset(buf, 0, sizeof *buf);
     return rc;
