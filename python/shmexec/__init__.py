@@ -471,7 +471,7 @@ class Executor(_cf.Executor):
         if total >= _ZERO_COPY_FROM or self._shutdown:
             self._check_open()
             return self._wait_direct(self._submit_parts(parts, total, track=False))
-        payload = parts[0] + parts[1] if len(parts) == 2 else b"".join(parts)
+        payload = _wire.join(parts)
         opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
         job = ctypes.c_uint64()
         res = _lib.Result()

@@ -161,7 +161,7 @@ def main(argv=None):
                 continue
         if total < big:
             # Copied once, into shared memory, as the task ends.
-            out = (parts[0] + parts[1] if len(parts) == 2 else b"".join(parts)) if total else b""
+            out = _wire.join(parts) if total else b""
             reply(w, ref, out, len(out))
             continue
         # Straight into shared memory: the output needs no other copy.
