@@ -141,6 +141,19 @@ int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len
     return shmxgo_call(pool, (char *)handler, (void *)data, len, timeout, retries, wait_ns, job, res);
 }
 
+int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_t len,
+                   const shmx_submit_opts *opts, int64_t wait_ns, void *buf, size_t cap,
+                   shmx_job *job, shmx_result *res) {
+    if (!buf && cap) return SHMX_EINVAL;
+    int r = shmx_call(pool, handler, data, len, opts, wait_ns, job, res);
+    if (r == SHMX_OK && res->status == SHMX_OK && res->data && res->len <= cap) {
+        memcpy(buf, res->data, res->len);
+        shmxint_output_free(res->data, res->len);
+        res->data = NULL; /* res->len stays: the output is in buf */
+    }
+    return r;
+}
+
 int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res) {
     GUARD(SHMX_EFORKED);
     if (!pool || !res) return SHMX_EINVAL;
@@ -300,6 +313,13 @@ int shmx_task_reply(shmx_worker *w, shmx_task *task, const void *data, size_t le
     int r = shmxgo_task_reply(w, task, data ? (void *)data : (void *)&empty, len);
     memset(task, 0, sizeof *task);
     return r;
+}
+
+int shmx_task_reply_next(shmx_worker *w, shmx_task *task, const void *data, size_t len,
+                         int64_t timeout_ns, shmx_task *next) {
+    if (!next) return SHMX_EINVAL;
+    int r = shmx_task_reply(w, task, data, len);
+    return r == SHMX_OK ? shmx_worker_next(w, timeout_ns, next) : r;
 }
 
 int shmx_output_set(shmx_output *out, const void *data, size_t len) {

@@ -158,6 +158,16 @@ int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *re
 int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len,
               const shmx_submit_opts *opts, int64_t wait_ns, shmx_job *job, shmx_result *res);
 
+/* shmx_call for a caller that keeps a buffer for small outputs: a
+   successful output of at most cap bytes is copied into buf, and res then
+   has data NULL and len the output's size (nothing of it to free: a
+   binding saves a copy-out and a shmx_result_release call). A larger
+   output, a failure or a wait that runs out comes as from shmx_call.
+   Returns: as shmx_call; SHMX_EINVAL also for a NULL buf with cap > 0. */
+int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_t len,
+                   const shmx_submit_opts *opts, int64_t wait_ns, void *buf, size_t cap,
+                   shmx_job *job, shmx_result *res);
+
 /* Frees what res points to and clears it; NULL-safe. */
 void shmx_result_release(shmx_pool *pool, shmx_result *res);
 
@@ -282,6 +292,16 @@ int shmx_task_done(shmx_worker *w, shmx_task *task, int rc);
    task->out: shmx_output_set and shmx_task_done(w, task, 0) in one call.
    Returns: SHMX_OK; SHMX_EINVAL for an unknown task. */
 int shmx_task_reply(shmx_worker *w, shmx_task *task, const void *data, size_t len);
+
+/* shmx_task_reply, then shmx_worker_next(w, timeout_ns, next) in one call
+   (next may be task): a worker that answers from a language with costly
+   foreign calls pays one per job, and is back waiting for the next job
+   before its caller can submit it, so that submit finds it spinning
+   instead of waking another worker.
+   Returns: SHMX_EINVAL for an unknown task or a NULL next (nothing
+   replied or waited for); otherwise as shmx_worker_next. */
+int shmx_task_reply_next(shmx_worker *w, shmx_task *task, const void *data, size_t len,
+                         int64_t timeout_ns, shmx_task *next);
 
 #ifdef __cplusplus
 }

@@ -160,6 +160,23 @@ static void test_basics(void) {
     CHECK(shmx_call(pool, "echo", huge, sizeof huge, NULL, -1, &job, &res) == SHMX_ETOO_LARGE, "call: input too large");
     CHECK(shmx_call(pool, "echo", "", 0, NULL, -1, &job, NULL) == SHMX_EINVAL, "call: NULL result");
 
+    /* shmx_call_into: a small output lands in the caller's buffer. */
+    char small[8];
+    CHECK(shmx_call_into(pool, "echo", "xyz", 3, NULL, -1, small, sizeof small, &job, &res) == SHMX_OK &&
+          res.status == SHMX_OK && res.data == NULL && res.len == 3 && memcmp(small, "xyz", 3) == 0, "call_into");
+    shmx_result_release(pool, &res); /* nothing to free; allowed */
+    CHECK(shmx_call_into(pool, "echo", "0123456789", 10, NULL, -1, small, sizeof small, &job, &res) == SHMX_OK &&
+          res.status == SHMX_OK && res.data != NULL && res.len == 10 && memcmp(res.data, "0123456789", 10) == 0,
+          "call_into: an output over the buffer comes as from shmx_call");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_call_into(pool, "fails", "x", 1, NULL, -1, small, sizeof small, &job, &res) == SHMX_OK &&
+          res.status == SHMX_EHANDLER && strstr(res.error, "ValueError: bad input"), "call_into of a failing handler");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_call_into(pool, "echo", "xyz", 3, NULL, -1, NULL, 0, &job, &res) == SHMX_OK && res.data != NULL &&
+          res.len == 3, "call_into without a buffer");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_call_into(pool, "echo", "xyz", 3, NULL, -1, NULL, 8, &job, &res) == SHMX_EINVAL, "call_into: NULL buffer");
+
     /* Cancel of a queued job. */
     ms = 300;
     shmx_job a, b;
@@ -276,12 +293,15 @@ static int pull_worker(void) {
     shmx_worker *w;
     if (shmx_worker_open(&w) != SHMX_OK) return 3;
     shmx_worker_ready(w);
-    for (;;) {
-        shmx_task t;
-        int rc = shmx_worker_next(w, 1000000000LL, &t);
-        if (rc == SHMX_ETIMEDOUT) continue;
-        if (rc == SHMX_ECLOSED) return 0;
-        if (rc != SHMX_OK) return 4;
+    const int64_t slice = 1000000000LL;
+    shmx_task t;
+    int next = shmx_worker_next(w, slice, &t);
+    for (;; next = shmx_worker_next(w, slice, &t)) {
+    have_next:
+        if (next == SHMX_ETIMEDOUT) continue;
+        if (next == SHMX_ECLOSED) return 0;
+        if (next != SHMX_OK) return 4;
+        int rc;
         if (strcmp(t.handler, "echo") == 0) {
             rc = echo(NULL, t.in, t.in_len, t.out);
         } else if (strcmp(t.handler, "nested") == 0) {
@@ -292,12 +312,18 @@ static int pull_worker(void) {
             int got = shmx_pool_create(&cfg, &p2);
             if (got == SHMX_OK) shmx_pool_terminate(p2);
             rc = shmx_output_set(t.out, &got, sizeof got);
-        } else if (strcmp(t.handler, "upper") == 0) {
-            /* Output and end in one call; it replaces an error set first. */
+        } else if (strcmp(t.handler, "upper") == 0 || strcmp(t.handler, "upper_next") == 0) {
+            /* Output and end in one call; it replaces an error set first.
+               upper_next also waits for the next task in that call. */
             char o[64];
             size_t k = t.in_len < sizeof o ? t.in_len : sizeof o;
             for (size_t i = 0; i < k; i++) o[i] = (char)(((const char *)t.in)[i] & ~0x20);
             shmx_output_error(t.out, "Ignored", "replaced by the reply");
+            if (strcmp(t.handler, "upper_next") == 0) {
+                if (shmx_task_reply_next(w, &t, o, k, slice, NULL) != SHMX_EINVAL) return 6;
+                next = shmx_task_reply_next(w, &t, o, k, slice, &t);
+                goto have_next;
+            }
             if (shmx_task_reply(w, &t, o, k) != SHMX_OK || t.id != 0) return 5;
             continue;
         } else if (strcmp(t.handler, "rev") == 0) {
@@ -335,6 +361,14 @@ static void test_pull_worker(void) {
     shmx_result_release(pool, &res);
     CHECK(run(pool, "upper", NULL, 0, &res) == SHMX_OK && res.len == 0, "shmx_task_reply with no output");
     shmx_result_release(pool, &res);
+    /* Replies that wait for the next task in the same call, across the
+       worker's task limit (5): the call then returns SHMX_ECLOSED. */
+    good = 0;
+    for (int i = 0; i < 12; i++) {
+        if (run(pool, "upper_next", "ab", 2, &res) == SHMX_OK && res.len == 2 && memcmp(res.data, "AB", 2) == 0) good++;
+        shmx_result_release(pool, &res);
+    }
+    CHECK(good == 12, "shmx_task_reply_next, across task-limit restarts: %d of 12", good);
     CHECK(run(pool, "nope", NULL, 0, &res) == SHMX_EHANDLER && strstr(res.error, "LookupError: nope"), "pull worker error");
     shmx_result_release(pool, &res);
     int got = 0;
@@ -346,6 +380,7 @@ static void test_pull_worker(void) {
     CHECK(shmx_worker_open(&w) == SHMX_EINVAL, "worker_open outside a pool");
     shmx_task t = {0};
     CHECK(shmx_task_reply(NULL, &t, "", 0) == SHMX_EINVAL, "task_reply without a task");
+    CHECK(shmx_task_reply_next(NULL, &t, "", 0, 0, &t) == SHMX_EINVAL, "task_reply_next without a task");
 }
 
 /* shmx_wait_any reports each finished job once, leaves a job to a thread

@@ -224,13 +224,36 @@ def _outcome(res):
 def _decoded(res):
     """The outcome of a fetched result (not yet released): ("ok", value)
     or ("exc", exception); a small value is copied out with one call."""
+    if res.status == _lib.SHMX_OK and 0 < res.len < _wire.BIG:
+        return _decoded_frame(ctypes.string_at(res.data, res.len))
     try:
-        if res.status == _lib.SHMX_OK and 0 < res.len < _wire.BIG:
-            outcome = _wire.loads(ctypes.string_at(res.data, res.len))
-            return _rebuild(outcome) if outcome[0] == "err" else outcome
         return _rebuild(_outcome(res))
     except Exception as e:  # a result that cannot be decoded
         return ("exc", RemoteError(type(e).__qualname__, str(e), ""))
+
+
+def _decoded_frame(frame):
+    """The outcome of a successful job's output frame (bytes-like)."""
+    try:
+        outcome = _wire.loads(frame)
+        return _rebuild(outcome) if outcome[0] == "err" else outcome
+    except Exception as e:  # a result that cannot be decoded
+        return ("exc", RemoteError(type(e).__qualname__, str(e), ""))
+
+
+class _CallSlot:
+    """What one shmx_call_into needs, made once and reused by later calls
+    (Executor._call): a buffer for a small result, the job number, the
+    result, and their C references."""
+
+    __slots__ = ("addr", "view", "job", "res", "job_ref", "res_ref", "_buf")
+
+    def __init__(self):
+        self._buf = (ctypes.c_char * _wire.BIG)()
+        self.addr = ctypes.addressof(self._buf)
+        self.view = memoryview(self._buf).cast("B")
+        self.job, self.res = ctypes.c_uint64(), _lib.Result()
+        self.job_ref, self.res_ref = ctypes.byref(self.job), ctypes.byref(self.res)
 
 
 def _rebuild(outcome):
@@ -333,6 +356,7 @@ class Executor(_cf.Executor):
     def _start_collector(self):
         self._lock = threading.Lock()
         self._pending = {}  # job id -> future
+        self._slots = []  # _CallSlots free for the next _call
         self._claimed = set()  # jobs a thread is fetching (see _wait_one)
         self._fetched = threading.Condition(self._lock)  # a claim ended
         self._early = {}  # outcomes of jobs fetched before they were tracked
@@ -473,26 +497,36 @@ class Executor(_cf.Executor):
             return self._wait_direct(self._submit_parts(parts, total, track=False))
         payload = _wire.join(parts)
         opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
-        job = ctypes.c_uint64()
-        res = _lib.Result()
+        # A slot per call in progress (list pop and append are atomic):
+        # threads, and a signal handler that calls apply, each get their own.
+        slot = self._slots.pop() if self._slots else _CallSlot()
+        res = slot.res
         res.status = _UNFETCHED
+        slot.job.value = 0
         try:
-            rc = _LIB.shmx_call(self._pool, b"py", payload, len(payload), opts, _SLICE_NS, ctypes.byref(job), ctypes.byref(res))
+            rc = _LIB.shmx_call_into(self._pool, b"py", payload, len(payload), opts, _SLICE_NS, slot.addr, _wire.BIG,
+                                     slot.job_ref, slot.res_ref)
             if rc == _lib.SHMX_OK:
-                try:
-                    outcome = _decoded(res)
-                finally:
-                    _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+                if res.data or res.status != _lib.SHMX_OK:
+                    try:
+                        outcome = _decoded(res)
+                    finally:
+                        _LIB.shmx_result_release(self._pool, slot.res_ref)
+                else:  # the output is in the slot's buffer: nothing to release
+                    outcome = _decoded_frame(slot.view[:res.len])
         except BaseException:
             # Interrupted (Ctrl-C) as the call returned: free what it
             # fetched, or give the job up as _wait_direct does.
             if res.status != _UNFETCHED:
-                _LIB.shmx_result_release(self._pool, ctypes.byref(res))
-            elif job.value:
-                self._abandon(job.value)
+                _LIB.shmx_result_release(self._pool, slot.res_ref)
+            elif slot.job.value:
+                self._abandon(slot.job.value)
             raise
+        finally:
+            job = slot.job.value
+            self._slots.append(slot)
         if rc == _lib.SHMX_ETIMEDOUT:
-            return self._wait_direct(job.value)
+            return self._wait_direct(job)
         if rc != _lib.SHMX_OK:
             raise self._submit_failed(rc)
         if outcome[0] == "ok":

@@ -135,10 +135,12 @@ def main(argv=None):
     lib.shmx_worker_ready(w)
     task = _lib.Task()
     ref = ctypes.byref(task)
-    next_task, reply, string_at, big = lib.shmx_worker_next, lib.shmx_task_reply, ctypes.string_at, _wire.BIG
+    next_task, reply_next, string_at, big = lib.shmx_worker_next, lib.shmx_task_reply_next, ctypes.string_at, _wire.BIG
+    slice_ns = 1_000_000_000
+    rc = next_task(w, slice_ns, ref)
     while True:
-        rc = next_task(w, 1_000_000_000, ref)
         if rc == _lib.SHMX_ETIMEDOUT:
+            rc = next_task(w, slice_ns, ref)
             continue
         if rc == _lib.SHMX_ECLOSED:
             return 0
@@ -150,7 +152,6 @@ def main(argv=None):
             payload = memoryview((ctypes.c_char * n).from_address(task.input)).cast("B")
         else:
             payload = string_at(task.input, n) if n else b""
-        rc = 0
         if task.handler == b"py":
             parts, total = _run_call(payload)
         else:
@@ -158,21 +159,24 @@ def main(argv=None):
             if err is not None:
                 lib.shmx_output_error(task.out, err[0].encode(), err[1].encode(errors="replace"))
                 lib.shmx_task_done(w, ref, 1)
+                rc = next_task(w, slice_ns, ref)
                 continue
         if total < big:
-            # Copied once, into shared memory, as the task ends.
+            # Copied once, into shared memory, as the task ends; and back
+            # to waiting for the next task in the same call.
             out = _wire.join(parts) if total else b""
-            reply(w, ref, out, len(out))
+            rc = reply_next(w, ref, out, len(out), slice_ns, ref)
             continue
         # Straight into shared memory: the output needs no other copy.
         addr = lib.shmx_output_alloc(task.out, total)
+        done = 0
         if addr:
             _wire.write_parts(parts, addr)
         else:
             lib.shmx_output_error(task.out, b"ResultTooLarge", b"the task's result is larger than the pool's max payload")
-            rc = 1
-        lib.shmx_task_done(w, ref, rc)
-
+            done = 1
+        lib.shmx_task_done(w, ref, done)
+        rc = next_task(w, slice_ns, ref)
 
 if __name__ == "__main__":
     sys.exit(main())
