@@ -13,6 +13,14 @@ def echo(x):
     return x
 
 
+def zeros(n):
+    return bytes(n)
+
+
+def text(n):
+    return "y" * n
+
+
 def double(x):
     return x * 2
 

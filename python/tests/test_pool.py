@@ -41,6 +41,35 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(p.map(helpers.double, range(3, 30, 4)), [x * 2 for x in range(3, 30, 4)])
         self.assertEqual(list(p._ex.map(helpers.double, range(1000), chunksize=64)), want)
 
+    def test_apply_results_of_every_size_from_many_threads(self):
+        # A small result comes back in the calling thread's buffer, a larger
+        # one (past shmexec's 64 KiB buffer, with and without out-of-band
+        # parts) as the library's copy; threads calling at once each get
+        # their own results.
+        import threading
+
+        from shmexec import _wire
+
+        p = self.pool
+        for n in (0, 1, _wire.BIG - 64, _wire.BIG - 12, _wire.BIG, _wire.BIG + 1, 300 << 10):
+            self.assertEqual(p.apply(helpers.zeros, (n,)), bytes(n), n)
+            self.assertEqual(p.apply(helpers.text, (n,)), "y" * n, n)
+        wrong, done = [], []
+
+        def caller(k):
+            for i in range(200):
+                if p.apply(helpers.add, (k, i)) != k + i or p.apply(helpers.text, (k * 1000 + i,)) != "y" * (k * 1000 + i):
+                    wrong.append((k, i))
+            done.append(k)
+
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(T)
+        self.assertEqual(len(done), 6, "a calling thread did not finish in time")
+        self.assertEqual(wrong, [])
+
     def test_callables_of_every_kind(self):
         # Plain functions travel as a name each worker looks up once;
         # builtins, partials, bound methods and calls whose arguments go
