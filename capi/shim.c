@@ -144,6 +144,7 @@ int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len
 int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_t len,
                    const shmx_submit_opts *opts, int64_t wait_ns, void *buf, size_t cap,
                    shmx_job *job, shmx_result *res) {
+    GUARD(SHMX_EFORKED);
     if (!buf && cap) return SHMX_EINVAL;
     int r = shmx_call(pool, handler, data, len, opts, wait_ns, job, res);
     if (r == SHMX_OK && res->status == SHMX_OK && res->data && res->len <= cap) {
@@ -317,6 +318,7 @@ int shmx_task_reply(shmx_worker *w, shmx_task *task, const void *data, size_t le
 
 int shmx_task_reply_next(shmx_worker *w, shmx_task *task, const void *data, size_t len,
                          int64_t timeout_ns, shmx_task *next) {
+    GUARD(SHMX_EFORKED);
     if (!next) return SHMX_EINVAL;
     int r = shmx_task_reply(w, task, data, len);
     return r == SHMX_OK ? shmx_worker_next(w, timeout_ns, next) : r;

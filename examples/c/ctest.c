@@ -235,7 +235,10 @@ static void test_fork_guard(void) {
         int ok = shmx_submit(pool, "echo", "x", 1, &job) == SHMX_EFORKED &&
                  shmx_wait(pool, 1, -1, &res) == SHMX_EFORKED &&
                  shmx_is_worker() == SHMX_EFORKED &&
-                 shmx_pool_close(pool, 0) == SHMX_EFORKED;
+                 shmx_pool_close(pool, 0) == SHMX_EFORKED &&
+                 shmx_call_into(pool, "echo", "x", 1, NULL, -1, NULL, 8, &job, &res) == SHMX_EFORKED;
+        shmx_task t = {0};
+        ok = ok && shmx_task_reply_next(NULL, &t, "", 0, 0, NULL) == SHMX_EFORKED;
         shmx_pool_config cfg;
         shmx_pool_config_init(&cfg);
         shmx_pool *p2;

@@ -178,5 +178,6 @@ def main(argv=None):
         lib.shmx_task_done(w, ref, done)
         rc = next_task(w, slice_ns, ref)
 
+
 if __name__ == "__main__":
     sys.exit(main())
