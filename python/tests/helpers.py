@@ -76,6 +76,11 @@ def pid():
     return os.getpid()
 
 
+def sleep_then_pid(s):
+    time.sleep(s)
+    return os.getpid()
+
+
 def crash_once(marker):
     if not os.path.exists(marker):
         open(marker, "w").close()

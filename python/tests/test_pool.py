@@ -95,6 +95,33 @@ class PoolTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.pool.apply(helpers.sleep_then_boom, (0.25, "late"))
 
+    def test_idle_worker_killed_while_waiting_for_its_next_task(self):
+        # A worker that has just replied waits for its next task inside
+        # the same C call (shmx_task_reply_next), spinning with its inqueue
+        # spin bit set. SIGKILL it there, six times: every next call must
+        # succeed well within a worker's 1 s wait slice, and the pool must
+        # be back at two workers. (A spin bit recovery failed to clear
+        # would cost about 10 ms once, too little to assert on here; the
+        # ring's own tests catch that.) Only this pool's own workers,
+        # children of this process, are killed.
+        import signal
+        import time
+
+        with shmexec.Pool(2) as p:
+            for round_ in range(6):
+                victim = p.apply(helpers.pid)  # it replied, and now waits for the next task
+                os.kill(victim, signal.SIGKILL)
+                t = time.monotonic()
+                self.assertEqual(p.apply(helpers.add, (round_, 1)), round_ + 1)
+                took = time.monotonic() - t
+                self.assertLess(took, 0.9, f"round {round_}: the call after the kill took {took:.3f} s")
+            deadline = time.monotonic() + T
+            while True:  # two sleeps at once run in two different workers once the pool is whole again
+                a, b = p.apply_async(helpers.sleep_then_pid, (0.3,)), p.apply_async(helpers.sleep_then_pid, (0.3,))
+                if a.get(T) != b.get(T):
+                    break
+                self.assertLess(time.monotonic(), deadline, "the pool did not get back to two workers")
+
     def test_tiny_jobs_never_lose_an_outcome(self):
         # A tiny job can end, and be announced to the collector thread,
         # before apply_async has tracked it; its outcome must still reach
