@@ -22,3 +22,13 @@ def slow_square(x):
 def sleep(seconds):
     time.sleep(seconds)
     return seconds
+
+
+def fails(data):
+    """A raw-bytes handler that raises."""
+    raise ValueError(f"bad bytes: {bytes(data)!r}")
+
+
+def grow(data):
+    """A raw-bytes handler whose output is 2 MiB."""
+    return bytes(2 << 20)
