@@ -152,30 +152,27 @@ def main(argv=None):
             payload = memoryview((ctypes.c_char * n).from_address(task.input)).cast("B")
         else:
             payload = string_at(task.input, n) if n else b""
+        err = None
         if task.handler == b"py":
             parts, total = _run_call(payload)
         else:
             parts, total, err = _run_named(handlers, task.handler.decode(errors="replace"), payload)
-            if err is not None:
-                lib.shmx_output_error(task.out, err[0].encode(), err[1].encode(errors="replace"))
-                lib.shmx_task_done(w, ref, 1)
-                rc = next_task(w, slice_ns, ref)
-                continue
-        if total < big:
+        if err is None and total < big:
             # Copied once, into shared memory, as the task ends; and back
             # to waiting for the next task in the same call.
             out = _wire.join(parts) if total else b""
             rc = reply_next(w, ref, out, len(out), slice_ns, ref)
             continue
-        # Straight into shared memory: the output needs no other copy.
-        addr = lib.shmx_output_alloc(task.out, total)
-        done = 0
-        if addr:
-            _wire.write_parts(parts, addr)
-        else:
-            lib.shmx_output_error(task.out, b"ResultTooLarge", b"the task's result is larger than the pool's max payload")
-            done = 1
-        lib.shmx_task_done(w, ref, done)
+        if err is None:
+            # Straight into shared memory: the output needs no other copy.
+            addr = lib.shmx_output_alloc(task.out, total)
+            if addr:
+                _wire.write_parts(parts, addr)
+            else:
+                err = ("ResultTooLarge", "the task's result is larger than the pool's max payload")
+        if err is not None:
+            lib.shmx_output_error(task.out, err[0].encode(), err[1].encode(errors="replace"))
+        lib.shmx_task_done(w, ref, 0 if err is None else 1)
         rc = next_task(w, slice_ns, ref)
 
 
