@@ -135,8 +135,12 @@ def main(argv=None):
     lib.shmx_worker_ready(w)
     task = _lib.Task()
     ref = ctypes.byref(task)
-    next_task, reply_next, string_at, big = lib.shmx_worker_next, lib.shmx_task_reply_next, ctypes.string_at, _wire.BIG
-    slice_ns = 1_000_000_000
+    # The two calls of every task, without argtypes: their arguments are
+    # C values already, and converting them through argtypes costs more
+    # than the C call itself (0.7 us of a 7 us round trip).
+    next_task, reply_next = lib["shmx_worker_next"], lib["shmx_task_reply_next"]
+    string_at, big, c_size = ctypes.string_at, _wire.BIG, ctypes.c_size_t
+    slice_ns = ctypes.c_int64(1_000_000_000)
     rc = next_task(w, slice_ns, ref)
     while True:
         if rc == _lib.SHMX_ETIMEDOUT:
@@ -161,7 +165,7 @@ def main(argv=None):
             # Copied once, into shared memory, as the task ends; and back
             # to waiting for the next task in the same call.
             out = _wire.join(parts) if total else b""
-            rc = reply_next(w, ref, out, len(out), slice_ns, ref)
+            rc = reply_next(w, ref, out, c_size(len(out)), slice_ns, ref)
             continue
         if err is None:
             # Straight into shared memory: the output needs no other copy.

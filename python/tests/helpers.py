@@ -1,5 +1,6 @@
 """Functions the tests send to workers (they must be importable there)."""
 
+import enum
 import os
 import signal
 import time
@@ -120,3 +121,21 @@ def describe(*args):
     out = [(type(a).__name__, len(a) if hasattr(a, "__len__") else None,
             (a.format, a.readonly) if isinstance(a, memoryview) else None) for a in args]
     return out, len(args) > 1 and args[0] is args[1]
+
+
+def typed_call(*args, **kwargs):
+    """The exact type and repr of every argument, keyword ones by name."""
+    return [(type(a).__name__, repr(a)) for a in args], {k: (type(v).__name__, repr(v)) for k, v in kwargs.items()}
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Name(str):
+    pass
+
+
+def subclassed(kind):
+    """A value of a subclass of a plain type (they travel pickled)."""
+    return {"enum": Color.RED, "str": Name("n"), "bool": True}[kind]

@@ -70,6 +70,31 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(len(done), 6, "a calling thread did not finish in time")
         self.assertEqual(wrong, [])
 
+    def test_plain_values_keep_their_exact_types(self):
+        # Plain arguments and values travel marshalled (_wire's call and
+        # value frames); their subclasses travel pickled, class and all.
+        p = self.pool
+        values = [None, True, False, 0, -1, 2**200, -(2**70), 1.5, float("inf"), "", "é\u20ac\U0001f600", "\ud800",
+                  "x" * 70_000, 10**20000]
+        for v in values:
+            got = p.apply(helpers.echo, (v,))
+            self.assertIs(type(got), type(v))
+            self.assertEqual(got, v)
+        nan = p.apply(helpers.echo, (float("nan"),))
+        self.assertIs(type(nan), float)
+        self.assertNotEqual(nan, nan)
+        args, kwargs = p.apply(helpers.typed_call, (1, "a", None, 2.0, False), {"k": 3, "s": "t", "n": None})
+        self.assertEqual(args, [("int", "1"), ("str", "'a'"), ("NoneType", "None"), ("float", "2.0"), ("bool", "False")])
+        self.assertEqual(kwargs, {"k": ("int", "3"), "s": ("str", "'t'"), "n": ("NoneType", "None")})
+        self.assertIs(p.apply(helpers.subclassed, ("enum",)), helpers.Color.RED)
+        name = p.apply(helpers.subclassed, ("str",))
+        self.assertIs(type(name), helpers.Name)
+        self.assertIs(p.apply(helpers.subclassed, ("bool",)), True)
+        # Subclassed arguments as well, positional and by keyword.
+        args, kwargs = p.apply(helpers.typed_call, (helpers.Color.RED, helpers.Name("a")), {"c": helpers.Color.RED})
+        self.assertEqual([t for t, _ in args], ["Color", "Name"])
+        self.assertEqual(kwargs["c"][0], "Color")
+
     def test_callables_of_every_kind(self):
         # Plain functions travel as a name each worker looks up once;
         # builtins, partials, bound methods and calls whose arguments go

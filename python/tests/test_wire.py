@@ -1,0 +1,81 @@
+"""The frames of _wire on their own: what each kind of call and value
+travels as, and that every frame reads back as it was written."""
+
+import marshal
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from shmexec import _wire  # noqa: E402
+import helpers  # noqa: E402
+
+
+class WireTest(unittest.TestCase):
+    def call_frame(self, args, kwargs):
+        parts, total = _wire.dumps_call(helpers.add, _wire.function_ref(helpers.add), args, kwargs)
+        frame = _wire.join(parts)
+        self.assertEqual(len(frame), total)
+        return frame
+
+    def test_plain_arguments_travel_marshalled(self):
+        frame = self.call_frame((1, "a", None, 2.5, True), {"k": -3})
+        self.assertTrue(_wire.is_call(frame))
+        fn, args, kwargs = _wire.loads_call(frame, {})
+        self.assertIs(fn, helpers.add)
+        self.assertEqual((args, kwargs), ((1, "a", None, 2.5, True), {"k": -3}))
+        k = int.from_bytes(frame[4:8], "little")
+        self.assertNotEqual(frame[8 + k], 0x80)  # not a pickle
+        self.assertEqual(marshal.loads(frame[8 + k:]), (args, kwargs))
+
+    def test_other_arguments_travel_pickled(self):
+        for args, kwargs in [((helpers.Color.RED,), {}), ((1,), {"c": helpers.Name("x")}), (([1, 2],), {}), ((b"ab",), {})]:
+            frame = self.call_frame(args, kwargs)
+            k = int.from_bytes(frame[4:8], "little")
+            self.assertEqual(frame[8 + k], 0x80)  # a pickle
+            fn, got_args, got_kwargs = _wire.loads_call(frame, {})
+            self.assertEqual((got_args, got_kwargs), (args, kwargs))
+            self.assertEqual([type(a) for a in got_args], [type(a) for a in args])
+
+    def test_functions_are_unpickled_once(self):
+        functions = {}
+        frame = self.call_frame((1, 2), {})
+        _wire.loads_call(frame, functions)
+        self.assertEqual(list(functions.values()), [helpers.add])
+        key = next(iter(functions))
+        functions[key] = helpers.double  # the cache answers, not pickle
+        self.assertIs(_wire.loads_call(frame, functions)[0], helpers.double)
+
+    def test_plain_values_travel_in_value_frames(self):
+        for v in [None, True, 0, 2**100, 1.25, "", "é\ud800", "z" * 100_000]:
+            frame = _wire.join(_wire.dumps_value(v)[0])
+            self.assertTrue(_wire.is_value(frame))
+            self.assertEqual(_wire.loads(frame), ("ok", v))
+            self.assertIs(type(_wire.loads(frame)[1]), type(v))
+            # From a longer buffer, as a caller's reused one: what follows
+            # the frame is ignored.
+            buf = bytearray(frame) + b"\x01stale bytes of an earlier frame"
+            self.assertEqual(_wire.load_value(memoryview(buf)[4:]), v)
+
+    def test_other_values_travel_pickled(self):
+        for v in [helpers.Color.RED, helpers.Name("n"), [1], {"a": 1}, (1,), b"x", 1j]:
+            frame = _wire.join(_wire.dumps_value(v)[0])
+            self.assertFalse(_wire.is_value(frame))
+            got = _wire.loads(frame)
+            self.assertEqual(got, ("ok", v))
+            self.assertIs(type(got[1]), type(v))
+
+    def test_no_frame_kind_is_mistaken_for_another(self):
+        value = _wire.join(_wire.dumps_value(1)[0])
+        pickled = _wire.join(_wire.dumps_parts(("ok", [1]))[0])
+        call = self.call_frame((1,), {})
+        oob = _wire.join(_wire.dumps_parts(("ok", [bytes(_wire.BIG)] * 3))[0])
+        self.assertEqual([_wire.is_value(f) for f in (value, pickled, call, oob)], [True, False, False, False])
+        self.assertEqual([_wire.is_call(f) for f in (value, pickled, call, oob)], [False, False, True, False])
+        self.assertEqual(_wire.loads(oob)[1], [bytes(_wire.BIG)] * 3)
+
+
+if __name__ == "__main__":
+    unittest.main()
