@@ -12,6 +12,9 @@ package main
 #include <stdlib.h>
 #include <string.h>
 #include "shim.h"
+
+extern char **environ;
+static inline char **shmxint_environ(void) { return environ; }
 */
 import "C"
 
@@ -256,6 +259,18 @@ func input(data unsafe.Pointer, n C.size_t) []byte {
 	return unsafe.Slice((*byte)(data), int(n))
 }
 
+// cEnviron is the process's environment as C sees it now: workers inherit
+// what the program set with setenv (or Python's os.environ) after the
+// library was loaded, as they would from posix_spawn(..., environ).
+// os.Environ is Go's copy, taken when the runtime started.
+func cEnviron() []string {
+	var env []string
+	for p := C.shmxint_environ(); p != nil && *p != nil; p = (**C.char)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(p))) {
+		env = append(env, C.GoString(*p))
+	}
+	return env
+}
+
 //export shmxgo_pool_create
 func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 	gc := executor.Config{
@@ -265,6 +280,7 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 		MaxTasksPerWorker: int(cfg.max_tasks_per_worker),
 		Retries:           int(cfg.retries),
 		JobTimeout:        time.Duration(cfg.job_timeout_ns),
+		Environ:           cEnviron,
 	}
 	if cfg.max_payload > 1<<40 || cfg.job_timeout_ns < 0 {
 		setErr(errors.New("max_payload over 1 TiB or negative job_timeout_ns"))

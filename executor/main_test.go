@@ -54,6 +54,7 @@ func registerTestHandlers() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return []byte(strconv.Itoa(os.Getpid())), nil
 	})
+	Handle("env", func(ctx context.Context, in []byte) ([]byte, error) { return []byte(os.Getenv(string(in))), nil })
 	Handle("pid", func(ctx context.Context, in []byte) ([]byte, error) {
 		return []byte(strconv.Itoa(os.Getpid())), nil
 	})

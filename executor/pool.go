@@ -29,6 +29,12 @@ type Config struct {
 	WorkerArgv []string
 	// WorkerEnv is added to the workers' environment.
 	WorkerEnv []string
+	// Environ returns the environment a worker starts from, read at each
+	// spawn (respawns included). nil: os.Environ(). A library loaded
+	// into a C or Python program passes the C environment here: Go's
+	// copy of it is taken once, when the runtime starts, and misses what
+	// the program sets afterwards.
+	Environ func() []string
 	// QueueDepth is the number of job slots: jobs submitted and not yet
 	// collected. Rounded up to a power of two. 0: 1024.
 	QueueDepth int
@@ -332,7 +338,11 @@ func (p *Pool) spawn(w *workerProc) error {
 	}
 	argv := p.cfg.WorkerArgv
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), p.cfg.WorkerEnv...)
+	environ := os.Environ
+	if p.cfg.Environ != nil {
+		environ = p.cfg.Environ
+	}
+	cmd.Env = append(environ(), p.cfg.WorkerEnv...)
 	cmd.Env = append(cmd.Env,
 		envCookie+"="+cookieValue,
 		envProtocol+"="+strconv.Itoa(ProtocolVersion),

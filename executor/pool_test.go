@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -331,6 +332,33 @@ func TestCancel(t *testing.T) {
 	}
 	waitFullSize(t, p)
 	waitQuiet(t, p)
+}
+
+// TestEnviron: Config.Environ is read at every spawn, respawns included,
+// and WorkerEnv still applies on top of it.
+func TestEnviron(t *testing.T) {
+	var value atomic.Value
+	value.Store("first")
+	p := newPool(t, Config{
+		Workers:   1,
+		WorkerEnv: []string{"SHMX_T_EXTRA=extra"},
+		Environ: func() []string {
+			return append(os.Environ(), "SHMX_T_ENVIRON="+value.Load().(string))
+		},
+	})
+	for _, tc := range []struct{ name, want string }{{"SHMX_T_ENVIRON", "first"}, {"SHMX_T_EXTRA", "extra"}} {
+		if out, err := run(t, p, "env", []byte(tc.name)); err != nil || string(out) != tc.want {
+			t.Fatalf("%s = %q, %v; want %q", tc.name, out, err, tc.want)
+		}
+	}
+	value.Store("second")
+	var ce *CrashError
+	if _, err := run(t, p, "kill", nil); !errors.As(err, &ce) {
+		t.Fatalf("kill: %v, want a CrashError", err)
+	}
+	if out, err := run(t, p, "env", []byte("SHMX_T_ENVIRON")); err != nil || string(out) != "second" {
+		t.Fatalf("after a respawn: %q, %v; want \"second\"", out, err)
+	}
 }
 
 func TestBadWorkerCommand(t *testing.T) {

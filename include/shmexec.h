@@ -77,7 +77,9 @@ typedef struct shmx_pool_config {
 /* Fills cfg with the defaults and sets struct_size. */
 void shmx_pool_config_init(shmx_pool_config *cfg);
 
-/* Starts a pool and its workers; returns once they are ready.
+/* Starts a pool and its workers; returns once they are ready. Each worker
+   (a respawned one too) starts with the process's environment as it is
+   when that worker starts, as posix_spawn(..., environ) would give it.
    Returns: SHMX_OK and *out, to be released with shmx_pool_close or
    shmx_pool_terminate; SHMX_EINVAL for a bad config, or in a process
    that is itself a pool worker (workers may not start pools: that would

@@ -44,6 +44,17 @@ static int big(void *ctx, const void *in, size_t len, shmx_output *out) {
     return shmx_output_alloc(out, (size_t)1 << 30) ? 0 : SHMX_ETOO_LARGE;
 }
 
+/* The value of the environment variable named by the input ("" if unset). */
+static int env(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx;
+    char name[64];
+    if (len >= sizeof name) return SHMX_EINVAL;
+    memcpy(name, in, len);
+    name[len] = 0;
+    const char *v = getenv(name);
+    return shmx_output_set(out, v ? v : "", v ? strlen(v) : 0);
+}
+
 static int init_fail;
 static int init_ok(void *ctx) { (void)ctx; return init_fail; }
 
@@ -77,6 +88,21 @@ static int run(shmx_pool *pool, const char *handler, const void *in, size_t len,
     rc = shmx_wait(pool, job, 20000000000LL, res);
     if (rc != SHMX_OK) return rc;
     return res->status;
+}
+
+/* Workers start from the environment as the program has it when they
+   start, as posix_spawn(..., environ) gives it: the library's Go runtime
+   took its own copy when the program started, before this setenv. */
+static void test_environment(void) {
+    CHECK(setenv("SHMX_CTEST_ENV", "set-after-load", 1) == 0, "setenv");
+    shmx_pool *pool = make_pool(1, 0, 0);
+    shmx_result res;
+    const char *name = "SHMX_CTEST_ENV";
+    CHECK(run(pool, "env", name, strlen(name), &res) == SHMX_OK && res.len == 14 && memcmp(res.data, "set-after-load", 14) == 0,
+          "a worker sees a variable set after the library was loaded: %.*s", (int)res.len, res.data ? (const char *)res.data : "");
+    shmx_result_release(pool, &res);
+    unsetenv("SHMX_CTEST_ENV");
+    shmx_pool_close(pool, -1);
 }
 
 static void test_basics(void) {
@@ -463,14 +489,16 @@ int main(int argc, char **argv) {
     init_fail = argc > 1 && strcmp(argv[1], "--init-fail") == 0;
     if (shmx_is_worker() && argc > 1 && strcmp(argv[1], "--pull") == 0) return pull_worker();
     if (shmx_is_worker()) {
-        shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL}};
-        return shmx_worker_main(hs, 4, init_ok, NULL);
+        shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL},
+                             {"env", env, NULL}};
+        return shmx_worker_main(hs, 5, init_ok, NULL);
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     test_misc();
     test_wait_any();
     test_two_waiters();
     test_basics();
+    test_environment();
     test_timeout_and_full();
     test_fork_guard();
     test_terminate_in_flight();

@@ -139,3 +139,7 @@ class Name(str):
 def subclassed(kind):
     """A value of a subclass of a plain type (they travel pickled)."""
     return {"enum": Color.RED, "str": Name("n"), "bool": True}[kind]
+
+
+def getenv(name):
+    return os.environ.get(name)

@@ -199,6 +199,24 @@ def threading_lock():
     return threading.Lock()
 
 
+class EnvironmentTest(unittest.TestCase):
+    def test_workers_start_from_the_environment_of_the_moment(self):
+        # As with multiprocessing: what the program put in os.environ
+        # after importing shmexec reaches the workers, and a worker
+        # respawned after a crash sees the environment of its respawn.
+        name = "SHMEXEC_TEST_ENVIRONMENT"
+        os.environ[name] = "first"
+        try:
+            with shmexec.Executor(max_workers=1) as ex:
+                self.assertEqual(ex.submit(helpers.getenv, name).result(DEADLINE), "first")
+                os.environ[name] = "second"
+                with self.assertRaises(shmexec.WorkerCrashed):
+                    ex.submit(helpers.sigkill_self).result(DEADLINE)
+                self.assertEqual(ex.submit(helpers.getenv, name).result(DEADLINE), "second")
+        finally:
+            del os.environ[name]
+
+
 class OptionsTest(unittest.TestCase):
     def test_timeout_kills_the_task(self):
         with shmexec.Executor(max_workers=1, timeout=0.3) as ex:
