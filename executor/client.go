@@ -481,12 +481,20 @@ func (f *Future) Cancel(kill bool) bool {
 // results arrive and drains them. A goroutine in Future.Wait may drain
 // them itself (colMu decides who), which saves a goroutine hand-off on a
 // round trip of a tiny job.
+//
+// It sleeps on the futex at once, without the spin of WaitReady. A
+// spinning collector kept its spin bit from one result to the next, so
+// that callers polling for their own results polled beside it: on two
+// cores the collector, a polling caller and a working worker then shared
+// two CPUs. Measured on the 2-core VM, Python Executor.map of 100,000
+// tiny tasks 12.6-14.3 ms -> 8.7-10.0 ms, 20,000 submit().result()
+// 671 ms -> 491-515 ms.
 func (c *Client) collect() {
 	defer close(c.collected)
 	l := c.l
 	out := l.outq[c.index]
 	for {
-		err := out.WaitReady(c.colParty, 100*time.Millisecond)
+		err := out.SleepReady(c.colParty, 100*time.Millisecond)
 		if errors.Is(err, ring.ErrTimeout) {
 			select {
 			case <-c.stopping:

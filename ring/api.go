@@ -38,7 +38,7 @@ func (r *Ring) TryEnqueueBatch(p *Party, vs []uint32) (int, error) {
 // for at most timeout in all. It returns how many it added; fewer than
 // len(vs) only with an error.
 func (r *Ring) EnqueueBatch(p *Party, vs []uint32, timeout time.Duration) (int, error) {
-	w := newWaiter(timeout)
+	w := newWaiter(timeout, r.Spin)
 	done := 0
 	for done < len(vs) {
 		n, err := r.tryEnqueue(p, vs[done:min(done+MaxBatch, len(vs))])
@@ -96,7 +96,7 @@ func (r *Ring) DequeueBatch(p *Party, buf []uint32, timeout time.Duration) (int,
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	w := newWaiter(timeout)
+	w := newWaiter(timeout, r.Spin)
 	defer w.done(r, p)
 	for {
 		n, err := r.tryDequeue(p, buf)
@@ -113,7 +113,19 @@ func (r *Ring) DequeueBatch(p *Party, buf []uint32, timeout time.Duration) (int,
 // dequeue may still find the ring empty), for at most timeout. It takes
 // nothing. It returns ErrTimeout, or the error given to Interrupt.
 func (r *Ring) WaitReady(p *Party, timeout time.Duration) error {
-	w := newWaiter(timeout)
+	return r.waitReady(p, timeout, r.Spin)
+}
+
+// SleepReady is WaitReady without the spin: it sleeps on the futex at
+// once. It suits a background consumer whose wake-up latency matters less
+// than the core a spin would take from the parties doing the work (a
+// client's collector, while its callers poll for their own results).
+func (r *Ring) SleepReady(p *Party, timeout time.Duration) error {
+	return r.waitReady(p, timeout, 0)
+}
+
+func (r *Ring) waitReady(p *Party, timeout, spin time.Duration) error {
+	w := newWaiter(timeout, spin)
 	defer w.done(r, p)
 	for !r.canDequeue() {
 		if err := w.wait(r, &r.notEmpty, p, r.canDequeue); err != nil {

@@ -184,3 +184,53 @@ func TestDequeueSpinBit(t *testing.T) {
 		t.Fatal("a dequeue that got its value left its spin bit")
 	}
 }
+
+// SleepReady never spins, even with Spin set and no other spinner: it
+// sets no spin bit, so that a producer's enqueue wakes it (the futex word
+// moves), and it returns once a value is ready, or ErrTimeout.
+func TestSleepReadySleepsAtOnce(t *testing.T) {
+	f := newFixture(t, 4, 2)
+	prod, cons := f.join(t, 0), f.join(t, 1)
+	f.r.Spin = time.Second
+	start := time.Now()
+	if err := f.r.SleepReady(cons, 20*time.Millisecond); err != ErrTimeout {
+		t.Fatalf("SleepReady on an empty ring: %v", err)
+	}
+	if d := time.Since(start); d > time.Second/2 {
+		t.Fatalf("SleepReady timed out after %v: it spun", d)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.r.SleepReady(cons, 20*time.Second) }()
+	sleeping(t, f, 1)
+	if f.r.notEmpty.spinners[0].Load() != 0 {
+		t.Fatal("SleepReady set a spin bit")
+	}
+	seq := f.r.notEmpty.seq.Load()
+	if err := f.r.TryEnqueue(prod, 7); err != nil {
+		t.Fatal(err)
+	}
+	if f.r.notEmpty.seq.Load() == seq {
+		t.Fatal("the enqueue did not wake the sleeper")
+	}
+	within(t, done, 3*time.Second, "SleepReady with a value enqueued")
+	if v, err := f.r.TryDequeue(cons); err != nil || v != 7 {
+		t.Fatalf("SleepReady took the value: %v, %v", v, err)
+	}
+}
+
+// A spinning wait reads the clock once in 16 checks, yet a zero timeout
+// still fails at the first check, and a short one on time.
+func TestSpinningWaitKeepsItsDeadline(t *testing.T) {
+	f := newFixture(t, 4, 2)
+	cons := f.join(t, 1)
+	f.r.Spin = time.Second
+	for _, timeout := range []time.Duration{0, 5 * time.Millisecond} {
+		start := time.Now()
+		if _, err := f.r.Dequeue(cons, timeout); err != ErrTimeout {
+			t.Fatalf("Dequeue(%v) on an empty ring: %v", timeout, err)
+		}
+		if d := time.Since(start); d > timeout+200*time.Millisecond {
+			t.Fatalf("Dequeue(%v) returned after %v", timeout, d)
+		}
+	}
+}
