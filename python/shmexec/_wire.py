@@ -69,8 +69,23 @@ def _fill(addr, src, n):
     copy_to(addr, src)
 
 
+def _adopted(buf, kind):
+    """The kind object (bytes or bytearray) that buf is, or that a view buf
+    covers whole, else None: loads gives every out-of-band buffer as an
+    object of its own, which the rebuilders below take as it is."""
+    if type(buf) is kind:
+        return buf
+    if type(buf) is memoryview and type(buf.obj) is kind and buf.nbytes == len(buf.obj):
+        return buf.obj  # the unpickler's read-only view of a buffer (READONLY_BUFFER)
+    return None
+
+
 def _rebuild_bytes(buf):
-    """bytes from an out-of-band buffer (a view of the segment)."""
+    """bytes from an out-of-band buffer: the buffer itself when loads made
+    it bytes, else a copy (a view of the segment, or of C memory)."""
+    own = _adopted(buf, bytes)
+    if own is not None:
+        return own
     n = memoryview(buf).nbytes
     if n < HUGE:
         return bytes(buf)
@@ -80,6 +95,9 @@ def _rebuild_bytes(buf):
 
 
 def _rebuild_bytearray(buf):
+    own = _adopted(buf, bytearray)
+    if own is not None:
+        return own
     n = memoryview(buf).nbytes
     if n < HUGE:
         return bytearray(buf)
@@ -156,6 +174,9 @@ def _lift(obj, memo, depth=3):
 
 
 _HEAD = struct.Struct("<IQ")
+# The top bit of an out-of-band buffer's length in a frame: the buffer
+# was read-only (it is rebuilt as bytes, else as a bytearray).
+_READONLY = 1 << 63
 
 
 def dumps_parts(obj):
@@ -166,7 +187,8 @@ def dumps_parts(obj):
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
     raws = [b.raw() for b in bufs]
-    head = _HEAD.pack(len(raws) + 1, len(data)) + b"".join(struct.pack("<Q", m.nbytes) for m in raws)
+    head = _HEAD.pack(len(raws) + 1, len(data)) + b"".join(
+        struct.pack("<Q", m.nbytes | (_READONLY if m.readonly else 0)) for m in raws)
     parts = [head, data] + raws
     return parts, sum(memoryview(p).nbytes for p in parts)
 
@@ -297,10 +319,18 @@ def loads(b):
     off = 4 + 8 * n
     data = mv[off:off + lens[0]]
     off += lens[0]
+    # Each out-of-band buffer as an object of its own: b is a view of the
+    # segment or of C memory that is reused or freed once the frame is
+    # read, and an object rebuilt from its buffer may keep it (a numpy
+    # array does, as would any class whose __reduce_ex__ gives a
+    # PickleBuffer). shmexec's own rebuilders take these copies as they
+    # are, so a buffer is still copied once.
     bufs = []
     for ln in lens[1:]:
-        bufs.append(mv[off:off + ln])
-        off += ln
+        n = ln & ~_READONLY
+        view = mv[off:off + n]
+        bufs.append(_rebuild_bytes(view) if ln & _READONLY else _rebuild_bytearray(view))
+        off += n
     return pickle.loads(data, buffers=bufs)
 
 

@@ -2,6 +2,7 @@
 
 import enum
 import os
+import pickle
 import signal
 import time
 
@@ -143,3 +144,39 @@ def subclassed(kind):
 
 def getenv(name):
     return os.environ.get(name)
+
+
+class Adopting:
+    """Pickles as a numpy array does under protocol 5: its buffer travels
+    out of band, and unpickling adopts the buffer it is given, without a
+    copy (so the buffer must outlive the frame it arrived in)."""
+
+    def __init__(self, buf):
+        self.buf = buf
+
+    def __reduce_ex__(self, protocol):
+        if protocol >= 5:
+            return Adopting, (pickle.PickleBuffer(self.buf),)
+        return Adopting, (bytes(self.buf),)
+
+    def summary(self):
+        m = memoryview(self.buf)
+        return m.nbytes, m[0], m[-1], m.readonly
+
+
+def adopting(n, v, readonly):
+    """An Adopting of n bytes of value v, over bytes or a bytearray."""
+    return Adopting(bytes([v]) * n if readonly else bytearray([v]) * n)
+
+
+_kept = []
+
+
+def keep(obj):
+    """Keeps obj past the end of the task (a cache would)."""
+    _kept.append(obj)
+    return obj.summary()
+
+
+def kept():
+    return [o.summary() for o in _kept]

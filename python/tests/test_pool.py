@@ -95,6 +95,34 @@ class PoolTest(unittest.TestCase):
         self.assertEqual([t for t, _ in args], ["Color", "Name"])
         self.assertEqual(kwargs["c"][0], "Color")
 
+    def test_objects_that_adopt_their_out_of_band_buffers(self):
+        # Such an object (a numpy array is one) keeps the very buffer it
+        # is unpickled from. Those buffers must outlive the frame: the
+        # caller frees a large result's C copy once it is decoded (this
+        # was a segfault), and a worker's large argument lives in the
+        # segment only until its task ends.
+        p = self.pool
+        n = shmexec._wire.BIG * 16  # a large frame: read in place
+        results = [p.apply(helpers.adopting, (size, v, ro)) for size in (100, n) for v, ro in ((7, True), (9, False))]
+        for _ in range(3):  # reuse the freed memory and the segment's space
+            p.apply(helpers.adopting, (n, 5, False))
+        self.assertEqual([r.summary() for r in results],
+                         [(100, 7, 7, True), (100, 9, 9, False), (n, 7, 7, True), (n, 9, 9, False)])
+        kept = []
+        for size, v in ((n, 1), (n, 2), (100, 3)):
+            self.assertEqual(p.apply(helpers.keep, (helpers.adopting(size, v, False),)), (size, v, v, False))
+            kept.append((size, v, v, False))
+        for _ in range(3):  # new payloads where the kept ones arrived
+            p.apply(helpers.echo, (helpers.adopting(n, 6, False),))
+        # Every worker's kept objects are as they arrived (asked often
+        # enough to hear from both workers).
+        seen = set()
+        for _ in range(40):
+            for summary in p.apply(helpers.kept):
+                self.assertIn(summary, kept)
+                seen.add(summary)
+        self.assertEqual(seen, set(kept))
+
     def test_callables_of_every_kind(self):
         # Plain functions travel as a name each worker looks up once;
         # builtins, partials, bound methods and calls whose arguments go
