@@ -273,7 +273,7 @@ int shmx_worker_main(const shmx_handler *handlers, size_t n, int (*init)(void *c
     return shmxgo_worker_main((shmx_handler *)handlers, n, (void *)init, init_ctx);
 }
 
-static struct shmx_worker the_worker = {1}; /* one per process, never freed */
+static struct shmx_worker the_worker = {1, NULL, 0}; /* one per process, never freed */
 
 int shmx_worker_open(shmx_worker **out) {
     GUARD(SHMX_EFORKED);
@@ -292,11 +292,24 @@ int shmx_worker_ready(shmx_worker *w) {
     return shmxgo_worker_ready(w);
 }
 
+int shmx_worker_input_buffer(shmx_worker *w, void *buf, size_t cap) {
+    GUARD(SHMX_EFORKED);
+    if (!w || (!buf && cap)) return SHMX_EINVAL;
+    w->in_buf = cap ? buf : NULL;
+    w->in_cap = cap;
+    return SHMX_OK;
+}
+
 int shmx_worker_next(shmx_worker *w, int64_t timeout_ns, shmx_task *task) {
     GUARD(SHMX_EFORKED);
     if (!w || !task) return SHMX_EINVAL;
     memset(task, 0, sizeof *task);
-    return shmxgo_worker_next(w, timeout_ns, task);
+    int rc = shmxgo_worker_next(w, timeout_ns, task);
+    if (rc == SHMX_OK && w->in_buf && task->in_len <= w->in_cap && task->in_len > 0) {
+        memcpy(w->in_buf, task->in, task->in_len);
+        task->in = w->in_buf;
+    }
+    return rc;
 }
 
 int shmx_task_done(shmx_worker *w, shmx_task *task, int rc) {

@@ -6,7 +6,11 @@
 
 struct shmx_pool { uint64_t id; };
 struct shmx_output { uint64_t id; };
-struct shmx_worker { uint64_t id; };
+struct shmx_worker {
+    uint64_t id;
+    void *in_buf; /* shmx_worker_input_buffer: small inputs are copied here */
+    size_t in_cap;
+};
 
 int shmxint_call_handler(shmx_handler_fn fn, void *ctx, const void *in, size_t len, shmx_output *out);
 int shmxint_call_init(int (*init)(void *), void *ctx);

@@ -277,6 +277,16 @@ int shmx_worker_open(shmx_worker **out);
    start-up failure). Returns: SHMX_OK. */
 int shmx_worker_ready(shmx_worker *w);
 
+/* Makes shmx_worker_next (and shmx_task_reply_next) copy an input of at
+   most cap bytes into buf and point task->in there, instead of at shared
+   memory; larger inputs stay in shared memory. For a worker whose
+   language reads foreign memory through a costly call (Python's ctypes):
+   it reads a small input from memory of its own, at a fixed address. buf
+   is overwritten by the next task's input and must stay valid while the
+   worker runs; a cap of 0 turns the copying off.
+   Returns: SHMX_OK; SHMX_EINVAL for a NULL w, or a NULL buf with cap > 0. */
+int shmx_worker_input_buffer(shmx_worker *w, void *buf, size_t cap);
+
 /* Waits for a job for at most timeout_ns (< 0: no limit).
    Returns: SHMX_OK with *task, to be ended with shmx_task_done;
    SHMX_ETIMEDOUT when none came; SHMX_ECLOSED when the worker should exit

@@ -265,6 +265,7 @@ static void test_fork_guard(void) {
                  shmx_call_into(pool, "echo", "x", 1, NULL, -1, NULL, 8, &job, &res) == SHMX_EFORKED;
         shmx_task t = {0};
         ok = ok && shmx_task_reply_next(NULL, &t, "", 0, 0, NULL) == SHMX_EFORKED;
+        ok = ok && shmx_worker_input_buffer(NULL, NULL, 0) == SHMX_EFORKED;
         shmx_pool_config cfg;
         shmx_pool_config_init(&cfg);
         shmx_pool *p2;
@@ -321,6 +322,11 @@ static void test_bad_workers(void) {
 static int pull_worker(void) {
     shmx_worker *w;
     if (shmx_worker_open(&w) != SHMX_OK) return 3;
+    /* Inputs of up to 8 bytes arrive in inbuf ("where" tells). */
+    static char inbuf[8];
+    if (shmx_worker_input_buffer(NULL, inbuf, sizeof inbuf) != SHMX_EINVAL || shmx_worker_input_buffer(w, NULL, 1) != SHMX_EINVAL ||
+        shmx_worker_input_buffer(w, inbuf, sizeof inbuf) != SHMX_OK)
+        return 7;
     shmx_worker_ready(w);
     const int64_t slice = 1000000000LL;
     shmx_task t;
@@ -333,6 +339,12 @@ static int pull_worker(void) {
         int rc;
         if (strcmp(t.handler, "echo") == 0) {
             rc = echo(NULL, t.in, t.in_len, t.out);
+        } else if (strcmp(t.handler, "where") == 0) {
+            /* 'b' if the input is in inbuf, 's' if in shared memory; then the input. */
+            char *o = shmx_output_alloc(t.out, t.in_len + 1);
+            o[0] = t.in == (const void *)inbuf ? 'b' : 's';
+            memcpy(o + 1, t.in, t.in_len);
+            rc = 0;
         } else if (strcmp(t.handler, "nested") == 0) {
             /* A worker may not start a pool of its own. */
             shmx_pool_config cfg;
@@ -398,6 +410,21 @@ static void test_pull_worker(void) {
         shmx_result_release(pool, &res);
     }
     CHECK(good == 12, "shmx_task_reply_next, across task-limit restarts: %d of 12", good);
+    /* shmx_worker_input_buffer (8 bytes): a small input is copied there,
+       a larger one stays in shared memory; after reply_next too. */
+    const char *ins[] = {"12345678", "123456789", "a", "0123456789abcdef"};
+    good = 0;
+    for (int i = 0; i < 12; i++) {
+        const char *in = ins[i % 4];
+        size_t k = strlen(in);
+        if (run(pool, "where", in, k, &res) == SHMX_OK && res.len == k + 1 &&
+            ((const char *)res.data)[0] == (k <= 8 ? 'b' : 's') && memcmp((const char *)res.data + 1, in, k) == 0)
+            good++;
+        shmx_result_release(pool, &res);
+        if (run(pool, "upper_next", "ab", 2, &res) == SHMX_OK) good++;
+        shmx_result_release(pool, &res);
+    }
+    CHECK(good == 24, "shmx_worker_input_buffer: %d of 24", good);
     CHECK(run(pool, "nope", NULL, 0, &res) == SHMX_EHANDLER && strstr(res.error, "LookupError: nope"), "pull worker error");
     shmx_result_release(pool, &res);
     int got = 0;

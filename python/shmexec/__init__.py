@@ -27,6 +27,7 @@ _LIB, LIBRARY_PATH = _lib.load()
 _ZERO_COPY_FROM = 64 << 10  # payloads this large are written straight into the segment
 _SLICE_NS = 100_000_000  # a caller waits in slices this long, so that Ctrl-C works
 _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
+_OK = _lib.SHMX_OK
 # shmx_call_into for Executor._call, without argtypes: _call passes C
 # values, and converting ten arguments through argtypes costs 0.45 us, as
 # much as the C call itself.
@@ -126,15 +127,15 @@ def _main_ref():
     return "path:" + os.path.abspath(f) if f else ""
 
 
-_sendable = {}  # plain function -> (served, its call-frame head), for the few a program sends
+_sendable = {}  # plain function -> (served, its key in call frames), for the few a program sends
 _FUNCTION_TYPES = (type(_check_fork), type(len))
 
 
 def _function_ref(fn, served=False, what="function"):
     """Checks that a worker can find fn — failing at submit time, in the
-    caller, with what to do — and returns the call-frame head that names
-    it (_wire.function_ref), or None for a callable that is not a plain
-    function (it is pickled with each call)."""
+    caller, with what to do — and returns the key that names it in call
+    frames (_wire.function_ref), or None for a callable that is not a
+    plain function (it is pickled with each call)."""
     if type(fn) not in _FUNCTION_TYPES:
         _check_sendable_slow(fn, what, served)
         return None
@@ -264,7 +265,7 @@ class _CallSlot:
 
     def outcome(self, n):
         """The outcome of the n-byte output frame in the buffer."""
-        if n > 4 and _wire.is_value(self.view):
+        if n > 4 and self.view[3] == 0xFF:  # _wire.is_value, inline: this runs for every apply
             try:
                 return ("ok", _wire.load_value(self.body))
             except Exception as e:  # a result that cannot be decoded
@@ -507,11 +508,12 @@ class Executor(_cf.Executor):
         longer."""
         if _forked:
             _check_fork()
-        parts, total = self._call_parts(fn, tuple(args), dict(kwargs))
+        parts, total = self._call_parts(fn, args if type(args) is tuple else tuple(args),
+                                        kwargs if type(kwargs) is dict else dict(kwargs))
         if total >= _ZERO_COPY_FROM or self._shutdown:
             self._check_open()
             return self._wait_direct(self._submit_parts(parts, total, track=False))
-        payload = _wire.join(parts)
+        payload = parts[0] if len(parts) == 1 else _wire.join(parts)
         opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
         # A slot per call in progress (list pop and append are atomic):
         # threads, and a signal handler that calls apply, each get their own.
@@ -522,8 +524,8 @@ class Executor(_cf.Executor):
         try:
             rc = _CALL_INTO(self._pool, b"py", payload, ctypes.c_size_t(len(payload)), opts, _SLICE_C, slot.addr, _BIG_C,
                             slot.job_ref, slot.res_ref)
-            if rc == _lib.SHMX_OK:
-                if res.data or res.status != _lib.SHMX_OK:
+            if rc == _OK:
+                if res.data or res.status != _OK:
                     try:
                         outcome = _decoded(res)
                     finally:
@@ -541,9 +543,9 @@ class Executor(_cf.Executor):
         finally:
             job = slot.job.value
             self._slots.append(slot)
-        if rc == _lib.SHMX_ETIMEDOUT:
-            return self._wait_direct(job)
-        if rc != _lib.SHMX_OK:
+        if rc != _OK:
+            if rc == _lib.SHMX_ETIMEDOUT:
+                return self._wait_direct(job)
             raise self._submit_failed(rc)
         if outcome[0] == "ok":
             return outcome[1]

@@ -113,6 +113,7 @@ def load():
         "shmx_is_worker": (i, []),
         "shmx_worker_open": (i, [ctypes.POINTER(vp)]),
         "shmx_worker_ready": (i, [vp]),
+        "shmx_worker_input_buffer": (i, [vp, vp, sz]),
         "shmx_worker_next": (i, [vp, i64, ctypes.POINTER(Task)]),
         "shmx_task_done": (i, [vp, ctypes.POINTER(Task), i]),
         "shmx_task_reply": (i, [vp, ctypes.POINTER(Task), vp, sz]),

@@ -193,24 +193,27 @@ def dumps_parts(obj):
     return parts, sum(memoryview(p).nbytes for p in parts)
 
 
-# A call of a plain function: u32 0 (no pickle frame starts so) | u32 k |
-# k bytes naming the function (its pickle) | the arguments (args, kwargs),
-# marshalled when they are all of a plain type, else pickled (a pickle
-# starts with 0x80, which no marshalled value does). The caller pickles
-# the name once per function and a worker looks it up once: unpickling a
-# function imports and searches its module each time. A call whose
-# arguments hold buffers to send out of band travels as a ("call", fn,
-# (args, kwargs)) frame instead.
+# A call of a plain function travels in a call frame that names the
+# function by its pickle (its key), which the caller makes once per
+# function and a worker unpickles once (unpickling a function imports and
+# searches its module each time):
+# - when every argument is of a plain type: u32 0xfe000000 | the
+#   marshalled (key, args, kwargs) (marshal writes and reads these in a
+#   third of pickle's time);
+# - otherwise: u32 0 | u32 k | the k-byte key | the pickle of (args, kwargs).
+# No frame of dumps_parts starts with either tag (a count of parts is at
+# least 1, and far below 0xfe000000). A call whose arguments hold buffers
+# to send out of band travels as a ("call", fn, (args, kwargs)) frame
+# instead.
 _CALL = struct.Struct("<II")
 _U32 = struct.Struct("<I")
 _CALL_TAG = b"\0\0\0\0"
+_PLAIN_CALL_TAG = b"\0\0\0\xfe"
 
-# A value frame: u32 0xff000000 (no count of parts is that large) | the
-# marshalled value: the outcome ("ok", value) of a call that returned a
-# value of a plain type. marshal (format 4, which every Python 3.4+ reads)
-# writes and reads these in a third of pickle's time.
+# A value frame: u32 0xff000000 | the marshalled value: the outcome
+# ("ok", value) of a call that returned a value of a plain type.
 _VALUE_TAG = b"\0\0\0\xff"
-_MARSHAL = 4
+_MARSHAL = 4  # marshal's format 4, which every Python since 3.4 reads
 
 # Exactly these types (not subclasses: marshal refuses those, and pickle
 # keeps their class) travel marshalled.
@@ -218,16 +221,15 @@ _PLAIN = frozenset((type(None), bool, int, float, str))
 
 
 def function_ref(fn):
-    """The head of a call frame that names fn (raises what pickling fn
-    raises)."""
-    blob = pickle.dumps(fn, protocol=5)
-    return _CALL.pack(0, len(blob)) + blob
+    """The key that names fn in a call frame: its pickle (raises what
+    pickling fn raises)."""
+    return pickle.dumps(fn, protocol=5)
 
 
-def dumps_call(fn, ref, args, kwargs):
+def dumps_call(fn, key, args, kwargs):
     """The call fn(*args, **kwargs) as parts and their total size, like
-    dumps_parts: a call frame after ref (function_ref(fn)) when nothing in
-    the arguments travels out of band."""
+    dumps_parts: a call frame (key: function_ref(fn)) when nothing in the
+    arguments travels out of band."""
     for a in args:
         if type(a) not in _PLAIN:
             break
@@ -236,33 +238,52 @@ def dumps_call(fn, ref, args, kwargs):
             if type(a) not in _PLAIN:
                 break
         else:
-            data = marshal.dumps((args, kwargs), _MARSHAL)
-            return [ref, data], len(ref) + len(data)
+            frame = _PLAIN_CALL_TAG + marshal.dumps((key, args, kwargs), _MARSHAL)
+            return [frame], len(frame)
     bufs = []
     data = pickle.dumps(_lift((args, kwargs), {}), protocol=5, buffer_callback=bufs.append)
     if bufs:
         return dumps_parts(("call", fn, (args, kwargs)))
-    return [ref, data], len(ref) + len(data)
+    head = _CALL.pack(0, len(key)) + key
+    return [head, data], len(head) + len(data)
 
 
 def is_call(b):
     """Whether the frame b is a call frame (dumps_call)."""
-    return b[:4] == _CALL_TAG
+    return len(b) > 4 and (b[3] == 0xFE or b[:4] == _CALL_TAG)
 
 
-def loads_call(b, functions):
-    """(fn, args, kwargs) of the call frame b; functions caches what each
-    function name was unpickled to."""
-    k = _U32.unpack_from(b, 4)[0]
-    key = bytes(b[8:8 + k])
+def is_plain_call(b):
+    """Whether the frame b (at least 4 bytes) is a call frame with
+    marshalled arguments (its body: b past a 4-byte tag)."""
+    return b[3] == 0xFE
+
+
+def _function(key, functions):
     fn = functions.get(key)
     if fn is None:
         fn = pickle.loads(key)
         if len(functions) < 4096:
             functions[key] = fn
-    body = b[8 + k:]
-    args, kwargs = pickle.loads(body) if body[0] == 0x80 else marshal.loads(body)
-    return fn, args, kwargs
+    return fn
+
+
+def loads_plain_call(body, functions):
+    """(fn, args, kwargs) of a call frame with marshalled arguments, from
+    its body. Bytes after the frame are ignored (marshal.loads stops where
+    the value ends), so body may be a view of a longer buffer."""
+    key, args, kwargs = marshal.loads(body)
+    return _function(key, functions), args, kwargs
+
+
+def loads_call(b, functions):
+    """(fn, args, kwargs) of the call frame b; functions caches what each
+    function key was unpickled to."""
+    if is_plain_call(b):
+        return loads_plain_call(memoryview(b)[4:], functions)
+    k = _U32.unpack_from(b, 4)[0]
+    args, kwargs = pickle.loads(memoryview(b)[8 + k:])
+    return _function(bytes(b[8:8 + k]), functions), args, kwargs
 
 
 def dumps_value(v):

@@ -23,19 +23,24 @@ class WireTest(unittest.TestCase):
     def test_plain_arguments_travel_marshalled(self):
         frame = self.call_frame((1, "a", None, 2.5, True), {"k": -3})
         self.assertTrue(_wire.is_call(frame))
+        self.assertTrue(_wire.is_plain_call(frame))
         fn, args, kwargs = _wire.loads_call(frame, {})
         self.assertIs(fn, helpers.add)
         self.assertEqual((args, kwargs), ((1, "a", None, 2.5, True), {"k": -3}))
-        k = int.from_bytes(frame[4:8], "little")
-        self.assertNotEqual(frame[8 + k], 0x80)  # not a pickle
-        self.assertEqual(marshal.loads(frame[8 + k:]), (args, kwargs))
+        self.assertEqual(marshal.loads(frame[4:]), (_wire.function_ref(helpers.add), args, kwargs))
+        # From a longer buffer, as a worker's reused input buffer.
+        buf = bytearray(frame) + b"\xfestale bytes of an earlier frame"
+        self.assertEqual(_wire.loads_plain_call(memoryview(buf)[4:], {})[1:], (args, kwargs))
 
     def test_other_arguments_travel_pickled(self):
         for args, kwargs in [((helpers.Color.RED,), {}), ((1,), {"c": helpers.Name("x")}), (([1, 2],), {}), ((b"ab",), {})]:
             frame = self.call_frame(args, kwargs)
+            self.assertTrue(_wire.is_call(frame))
+            self.assertFalse(_wire.is_plain_call(frame))
             k = int.from_bytes(frame[4:8], "little")
             self.assertEqual(frame[8 + k], 0x80)  # a pickle
             fn, got_args, got_kwargs = _wire.loads_call(frame, {})
+            self.assertIs(fn, helpers.add)
             self.assertEqual((got_args, got_kwargs), (args, kwargs))
             self.assertEqual([type(a) for a in got_args], [type(a) for a in args])
 
@@ -72,8 +77,12 @@ class WireTest(unittest.TestCase):
         pickled = _wire.join(_wire.dumps_parts(("ok", [1]))[0])
         call = self.call_frame((1,), {})
         oob = _wire.join(_wire.dumps_parts(("ok", [bytes(_wire.BIG)] * 3))[0])
-        self.assertEqual([_wire.is_value(f) for f in (value, pickled, call, oob)], [True, False, False, False])
-        self.assertEqual([_wire.is_call(f) for f in (value, pickled, call, oob)], [False, False, True, False])
+        pickled_call = self.call_frame((helpers.Color.RED,), {})
+        frames = (value, pickled, call, oob, pickled_call)
+        self.assertEqual([_wire.is_value(f) for f in frames], [True, False, False, False, False])
+        self.assertEqual([_wire.is_call(f) for f in frames], [False, False, True, False, True])
+        self.assertEqual([_wire.is_plain_call(f) for f in frames], [False, False, True, False, False])
+        self.assertFalse(_wire.is_call(b"\0\0\0"))
         self.assertEqual(_wire.loads(oob)[1], [bytes(_wire.BIG)] * 3)
 
 
