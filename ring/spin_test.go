@@ -43,6 +43,19 @@ func asleep(t *testing.T, f fixture, p *Party, idx int, timeout time.Duration) <
 	return errc
 }
 
+// enqueueWakes enqueues v and fails unless the enqueue woke the
+// sleepers (bumped the futex word), as it must when no consumer spins.
+func enqueueWakes(t *testing.T, f fixture, prod *Party, v uint32, what string) {
+	t.Helper()
+	seq := f.r.notEmpty.seq.Load()
+	if err := f.r.TryEnqueue(prod, v); err != nil {
+		t.Fatal(err)
+	}
+	if f.r.notEmpty.seq.Load() == seq {
+		t.Fatalf("%s did not wake the sleeper", what)
+	}
+}
+
 func within(t *testing.T, errc <-chan error, d time.Duration, what string) {
 	t.Helper()
 	select {
@@ -107,13 +120,7 @@ func TestStuckSpinnerDelaysBriefly(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	errc = asleep(t, f, other, 2, 20*time.Second)
-	seq := f.r.notEmpty.seq.Load()
-	if err := f.r.TryEnqueue(prod, 10); err != nil {
-		t.Fatal(err)
-	}
-	if f.r.notEmpty.seq.Load() == seq {
-		t.Fatal("an enqueue after the stuck spin was ended did not wake the sleeper")
-	}
+	enqueueWakes(t, f, prod, 10, "an enqueue after the stuck spin was ended")
 	within(t, errc, 2*time.Second, "a value after the stuck spin was ended")
 }
 
@@ -205,13 +212,7 @@ func TestSleepReadySleepsAtOnce(t *testing.T) {
 	if f.r.notEmpty.spinners[0].Load() != 0 {
 		t.Fatal("SleepReady set a spin bit")
 	}
-	seq := f.r.notEmpty.seq.Load()
-	if err := f.r.TryEnqueue(prod, 7); err != nil {
-		t.Fatal(err)
-	}
-	if f.r.notEmpty.seq.Load() == seq {
-		t.Fatal("the enqueue did not wake the sleeper")
-	}
+	enqueueWakes(t, f, prod, 7, "an enqueue beside SleepReady")
 	within(t, done, 3*time.Second, "SleepReady with a value enqueued")
 	if v, err := f.r.TryDequeue(cons); err != nil || v != 7 {
 		t.Fatalf("SleepReady took the value: %v, %v", v, err)
