@@ -265,7 +265,7 @@ class _CallSlot:
 
     def outcome(self, n):
         """The outcome of the n-byte output frame in the buffer."""
-        if n > 4 and self.view[3] == 0xFF:  # _wire.is_value, inline: this runs for every apply
+        if n > 4 and self.view[3] == _wire.VALUE:  # _wire.is_value, inline: this runs for every apply
             try:
                 return ("ok", _wire.load_value(self.body))
             except Exception as e:  # a result that cannot be decoded

@@ -69,23 +69,12 @@ def _fill(addr, src, n):
     copy_to(addr, src)
 
 
-def _adopted(buf, kind):
-    """The kind object (bytes or bytearray) that buf is, or that a view buf
-    covers whole, else None: loads gives every out-of-band buffer as an
-    object of its own, which the rebuilders below take as it is."""
-    if type(buf) is kind:
-        return buf
-    if type(buf) is memoryview and type(buf.obj) is kind and buf.nbytes == len(buf.obj):
-        return buf.obj  # the unpickler's read-only view of a buffer (READONLY_BUFFER)
-    return None
-
-
 def _rebuild_bytes(buf):
     """bytes from an out-of-band buffer: the buffer itself when loads made
-    it bytes, else a copy (a view of the segment, or of C memory)."""
-    own = _adopted(buf, bytes)
-    if own is not None:
-        return own
+    it bytes (it gives every such buffer as an object of its own), else a
+    copy (a view of the segment, or of C memory)."""
+    if type(buf) is bytes:
+        return buf
     n = memoryview(buf).nbytes
     if n < HUGE:
         return bytes(buf)
@@ -95,9 +84,8 @@ def _rebuild_bytes(buf):
 
 
 def _rebuild_bytearray(buf):
-    own = _adopted(buf, bytearray)
-    if own is not None:
-        return own
+    if type(buf) is bytearray:
+        return buf
     n = memoryview(buf).nbytes
     if n < HUGE:
         return bytearray(buf)
@@ -208,11 +196,15 @@ def dumps_parts(obj):
 _CALL = struct.Struct("<II")
 _U32 = struct.Struct("<I")
 _CALL_TAG = b"\0\0\0\0"
-_PLAIN_CALL_TAG = b"\0\0\0\xfe"
+# A frame's kind is in its fourth byte (the top byte of its u32 tag), for
+# hot paths that test it inline: frame[3] == PLAIN_CALL or VALUE.
+PLAIN_CALL = 0xFE
+_PLAIN_CALL_TAG = bytes((0, 0, 0, PLAIN_CALL))
 
 # A value frame: u32 0xff000000 | the marshalled value: the outcome
 # ("ok", value) of a call that returned a value of a plain type.
-_VALUE_TAG = b"\0\0\0\xff"
+VALUE = 0xFF
+_VALUE_TAG = bytes((0, 0, 0, VALUE))
 _MARSHAL = 4  # marshal's format 4, which every Python since 3.4 reads
 
 # Exactly these types (not subclasses: marshal refuses those, and pickle
@@ -250,13 +242,13 @@ def dumps_call(fn, key, args, kwargs):
 
 def is_call(b):
     """Whether the frame b is a call frame (dumps_call)."""
-    return len(b) > 4 and (b[3] == 0xFE or b[:4] == _CALL_TAG)
+    return len(b) > 4 and (b[3] == PLAIN_CALL or b[:4] == _CALL_TAG)
 
 
 def is_plain_call(b):
     """Whether the frame b (at least 4 bytes) is a call frame with
     marshalled arguments (its body: b past a 4-byte tag)."""
-    return b[3] == 0xFE
+    return b[3] == PLAIN_CALL
 
 
 def _function(key, functions):
@@ -296,7 +288,7 @@ def dumps_value(v):
 
 def is_value(b):
     """Whether the frame b (at least 4 bytes) is a value frame."""
-    return b[3] == 0xFF
+    return b[3] == VALUE
 
 
 def load_value(body):

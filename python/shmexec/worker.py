@@ -151,7 +151,7 @@ def main(argv=None):
     # C values already, and converting them through argtypes costs more
     # than the C call itself (0.7 us of a 7 us round trip).
     next_task, reply_next = lib["shmx_worker_next"], lib["shmx_task_reply_next"]
-    big, c_size = _wire.BIG, ctypes.c_size_t
+    big, plain_call, c_size = _wire.BIG, _wire.PLAIN_CALL, ctypes.c_size_t
     slice_ns = ctypes.c_int64(1_000_000_000)
     rc = next_task(w, slice_ns, ref)
     while True:
@@ -164,7 +164,7 @@ def main(argv=None):
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
         n, handler, err = task.in_len, task.handler, None
-        if handler == b"py" and 4 < n < big and inview[3] == 0xFE:  # _wire.is_plain_call
+        if handler == b"py" and 4 < n < big and inview[3] == plain_call:  # _wire.is_plain_call, inline
             parts, total = _run_call(None, inbody)
         else:
             if n >= big:  # a view of the segment: its buffers are copied once, where they land
