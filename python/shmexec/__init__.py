@@ -513,7 +513,7 @@ class Executor(_cf.Executor):
         if total >= _ZERO_COPY_FROM or self._shutdown:
             self._check_open()
             return self._wait_direct(self._submit_parts(parts, total, track=False))
-        payload = parts[0] if len(parts) == 1 else _wire.join(parts)
+        payload = _wire.join(parts)
         opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
         # A slot per call in progress (list pop and append are atomic):
         # threads, and a signal handler that calls apply, each get their own.
