@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // The arena holds payloads too large for a slot's inline space, in
@@ -14,7 +15,8 @@ import (
 //
 //	owner word: kind (bits 32-35) | id (bits 0-31)
 //	kind 1: input of job slotRef id    kind 2: output of job slotRef id
-//	kind 3: a zero-copy buffer of party owner id (not yet attached to a job)
+//	kind 3: party owner id's: a zero-copy buffer (not yet attached to a
+//	        job), or an output a collector holds in place (Future.Release)
 const (
 	pageInput  = 1
 	pageOutput = 2
@@ -59,6 +61,27 @@ func (l *layout) allocPages(n int, owner uint64, hint *atomic.Uint32) (int, erro
 		scanned += got + 1
 	}
 	return 0, errArenaFull
+}
+
+// allocPagesWait is allocPages that waits (with back-off, up to 10 s) for
+// space other jobs are still using, or outputs held in place
+// (SubmitOptions.InPlace) that their callers are about to release. Clients
+// wait for space for inputs, workers for outputs: a worker that failed an
+// output at once failed jobs that ran beside other large ones.
+func (l *layout) allocPagesWait(n int, owner uint64, hint *atomic.Uint32) (int, error) {
+	delay := 50 * time.Microsecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		first, err := l.allocPages(n, owner, hint)
+		if err == nil {
+			return first, nil
+		}
+		if n > len(l.pages) || time.Now().After(deadline) {
+			return 0, fmt.Errorf("%w: no arena space for %d pages of %d", ErrTooLarge, n, len(l.pages))
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 10*time.Millisecond)
+	}
 }
 
 // setOwner moves pages [first, first+n) from owner from to owner to. It

@@ -35,7 +35,7 @@ func (c *Client) AllocBuffer(n int) (*Buffer, error) {
 	}
 	np := max(pagesFor(uint64(n)), 1)
 	owner := pageOwner(pageParty, c.subParty.Owner())
-	first, err := c.allocPagesWait(np, owner)
+	first, err := c.l.allocPagesWait(np, owner, &c.hint)
 	if err != nil {
 		return nil, err
 	}

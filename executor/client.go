@@ -39,9 +39,12 @@ type Client struct {
 	stopErr error // set once the client stops (pool closed or dead)
 
 	unobserved atomic.Int64
-	stopping   chan struct{}
-	collected  chan struct{}
-	stopOnce   sync.Once
+	// inPlace counts the arena pages of outputs held in place
+	// (SubmitOptions.InPlace), at most half the arena.
+	inPlace   atomic.Int64
+	stopping  chan struct{}
+	collected chan struct{}
+	stopOnce  sync.Once
 
 	// Set for a client attached with Connect.
 	external  *shm.Segment
@@ -70,6 +73,16 @@ type SubmitOptions struct {
 	// block. A binding uses it to hand finished jobs to a thread that
 	// waits for any of them, without a goroutine per job.
 	OnDone func(*Future)
+	// InPlace, if > 0, leaves a successful output of at least InPlace
+	// bytes where the worker wrote it, in the segment: Wait returns a
+	// view of it, and Future.Release must free it (InPlace then reports
+	// true). A binding whose caller decodes the output at once saves a
+	// copy of it. Outputs held in place take arena space that jobs also
+	// need, so they are copied instead (as without InPlace) while held
+	// ones fill half the arena, or when the output is inline. A
+	// client attached with Connect always copies: once it detaches, the
+	// server may give the space to another client.
+	InPlace int
 }
 
 func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOptions) *Client {
@@ -100,9 +113,15 @@ type Future struct {
 	out  []byte
 	err  error
 	obs  *observed
-	// alloc and onDone are SubmitOptions.Output and OnDone.
-	alloc  func(n int) []byte
-	onDone func(*Future)
+	// alloc, onDone and inPlace are SubmitOptions.Output, OnDone and
+	// InPlace.
+	alloc   func(n int) []byte
+	onDone  func(*Future)
+	inPlace int
+	// held: the output is in the arena's pages [first, first+npages),
+	// owned by the collector party, until Release.
+	held          atomic.Bool
+	first, npages int
 }
 
 // observed tracks whether a failed job's error was ever read; a cleanup
@@ -220,6 +239,53 @@ func (f *Future) Result() (out []byte, err error, ok bool) {
 	}
 }
 
+// InPlace reports whether the job's output is held in the segment
+// (SubmitOptions.InPlace) until Release.
+func (f *Future) InPlace() bool { return f.held.Load() }
+
+// Release frees an output held in place: the bytes Wait returned must not
+// be used after it. It does nothing for an output that was copied, and on
+// a second call. Closing the pool leaves a held output readable until it
+// is released.
+func (f *Future) Release() {
+	if !f.held.CompareAndSwap(true, false) {
+		return
+	}
+	c := f.c
+	c.l.unhold(func() { c.l.freePages(f.first, f.npages, pageOwner(pageParty, c.colParty.Owner())) })
+	c.inPlace.Add(-int64(f.npages))
+}
+
+// keepInPlace makes the n-byte output of collected slot idx (job ref),
+// which is in arena pages when outRef says so, f's own until f.Release:
+// its pages move to the collector party, so releasing the slot leaves
+// them, and the client's death frees them. It reports false, changing
+// nothing, when the output is to be copied instead.
+func (c *Client) keepInPlace(f *Future, ref uint32, outRef uint64, n int) bool {
+	if f == nil || f.inPlace <= 0 || n < f.inPlace || outRef&refArena == 0 || c.external != nil {
+		return false
+	}
+	first, np := int(outRef&^refArena), max(pagesFor(uint64(n)), 1)
+	if c.inPlace.Add(int64(np)) > int64(len(c.l.pages)/2) {
+		c.inPlace.Add(-int64(np))
+		return false
+	}
+	from, to := pageOwner(pageOutput, ref), pageOwner(pageParty, c.colParty.Owner())
+	if err := c.l.setOwner(first, np, from, to); err != nil {
+		// Not this job's pages (a bad ref): give back what moved; the
+		// output is copied, or found corrupt, as before.
+		for i := first; i < min(first+np, len(c.l.pages)); i++ {
+			c.l.pages[i].CompareAndSwap(to, from)
+		}
+		c.inPlace.Add(-int64(np))
+		return false
+	}
+	f.first, f.npages = first, np
+	c.l.hold()
+	f.held.Store(true)
+	return true
+}
+
 func (f *Future) complete(out []byte, err error) {
 	f.out, f.err = out, err
 	f.obs.failed.Store(err != nil)
@@ -321,7 +387,7 @@ func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *
 		c.l.releaseSlot(idx, cur, false)
 		return nil, err
 	}
-	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{}), obs: &observed{}, alloc: opts.Output, onDone: opts.OnDone}
+	f := &Future{c: c, ref: ref, id: id, done: make(chan struct{}), obs: &observed{}, alloc: opts.Output, onDone: opts.OnDone, inPlace: opts.InPlace}
 	runtime.AddCleanup(f, func(o *observed) {
 		if o.failed.Load() && !o.seen.Load() {
 			c.unobserved.Add(1)
@@ -401,7 +467,7 @@ func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf 
 		sl.Uint64(slInLen).Store(uint64(len(input)))
 		return nil
 	}
-	first, err := c.allocPagesWait(pagesFor(uint64(len(input))), pageOwner(pageInput, ref))
+	first, err := c.l.allocPagesWait(pagesFor(uint64(len(input))), pageOwner(pageInput, ref), &c.hint)
 	if err != nil {
 		return err
 	}
@@ -409,24 +475,6 @@ func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf 
 	sl.Uint64(slInRef).Store(refArena | uint64(first))
 	sl.Uint64(slInLen).Store(uint64(len(input)))
 	return nil
-}
-
-// allocPagesWait waits (with back-off, up to 10 s) for arena space that
-// other jobs are still using.
-func (c *Client) allocPagesWait(n int, owner uint64) (int, error) {
-	delay := 50 * time.Microsecond
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		first, err := c.l.allocPages(n, owner, &c.hint)
-		if err == nil {
-			return first, nil
-		}
-		if n > len(c.l.pages) || time.Now().After(deadline) {
-			return 0, fmt.Errorf("%w: no arena space for %d pages of %d", ErrTooLarge, n, len(c.l.pages))
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, 10*time.Millisecond)
-	}
 }
 
 // Cancel asks for the job to end with ErrCancelled. A queued job never
@@ -582,10 +630,13 @@ func (c *Client) finish(idx int) {
 	c.mu.Unlock()
 	var out []byte
 	var err error
-	data, perr := l.payload(idx, sl.Uint64(slOutRef).Load(), sl.Uint64(slOutLen).Load(), true)
+	outRef := sl.Uint64(slOutRef).Load()
+	data, perr := l.payload(idx, outRef, sl.Uint64(slOutLen).Load(), true)
 	switch {
 	case perr != nil:
 		err = &HandlerError{Type: "CorruptOutput", Message: perr.Error()}
+	case m.code == codeOK && c.keepInPlace(f, ref, outRef, len(data)):
+		out = data
 	case m.code == codeOK && len(data) > 0 && f != nil && f.alloc != nil:
 		out = f.alloc(len(data))
 		copy(out, data)

@@ -278,6 +278,11 @@ type layout struct {
 	// it for writing, so no access can race the unmap.
 	mu       sync.RWMutex
 	unmapped bool
+	// holds counts outputs left in place (Future.Release frees them):
+	// unmap leaves the segment mapped while any is held, and the last
+	// release unmaps it, so that a held output stays readable.
+	holds     atomic.Int64
+	segClosed bool // mu
 
 	seg     *shm.Segment
 	g       geometry
@@ -443,7 +448,8 @@ func (l *layout) enter() bool {
 
 func (l *layout) exit() { l.mu.RUnlock() }
 
-// unmap waits for every entered operation to exit, then unmaps.
+// unmap waits for every entered operation to exit, then unmaps, or, while
+// an output is held in place, leaves that to the last unhold.
 func (l *layout) unmap() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -451,7 +457,34 @@ func (l *layout) unmap() error {
 		return nil
 	}
 	l.unmapped = true
+	if l.holds.Load() > 0 {
+		return nil
+	}
+	l.segClosed = true
 	return l.seg.Close()
+}
+
+// hold keeps the segment mapped past unmap until a matching unhold. Call
+// it while the segment is certainly mapped: between enter and exit, or in
+// the collector goroutine, which unmap outlives.
+func (l *layout) hold() { l.holds.Add(1) }
+
+// unhold ends a hold: it runs free while the segment is in use, and
+// unmaps the segment if unmap was called meanwhile and this was the last
+// hold (free is then skipped: nobody uses the pages any more).
+func (l *layout) unhold(free func()) {
+	if l.enter() {
+		free()
+		l.holds.Add(-1)
+		l.exit()
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holds.Add(-1) == 0 && !l.segClosed {
+		l.segClosed = true
+		_ = l.seg.Close() // as Close's would have been: nothing left to report it to
+	}
 }
 
 // allocSlot claims a free slot for owner: CAS Free -> Filling(owner)

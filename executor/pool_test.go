@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestRoundTripSizes(t *testing.T) {
@@ -646,4 +647,98 @@ func TestOnDone(t *testing.T) {
 	if crashed != 4 {
 		t.Fatalf("%d jobs ended WorkerCrashed, want the 4 killed ones", crashed)
 	}
+}
+
+// Outputs left in place (SubmitOptions.InPlace): a view of the segment,
+// freed by Release; copied instead below the threshold, inline, or once
+// held outputs fill half the arena; readable after Close until released.
+func TestOutputInPlace(t *testing.T) {
+	p := newPool(t, Config{Workers: 1, MaxPayload: 4 << 20, ArenaSize: 16 << 20})
+	arena, _ := p.l.arena.Bytes(0, uint64(p.l.arena.Len()))
+	inArena := func(b []byte) bool {
+		return len(b) > 0 && uintptr(unsafe.Pointer(&b[0])) >= uintptr(unsafe.Pointer(&arena[0])) &&
+			uintptr(unsafe.Pointer(&b[0])) < uintptr(unsafe.Pointer(&arena[0]))+uintptr(len(arena))
+	}
+	ctx := context.Background()
+	opts := SubmitOptions{Retries: -1, InPlace: 1 << 20}
+	big := func() *Future {
+		f, err := p.SubmitWith(ctx, "big", []byte(strconv.Itoa(3<<20)), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := waitFor(t, f)
+		if err != nil || len(out) != 3<<20 || out[12345] != byte(12345%256) {
+			t.Fatalf("big: %d bytes, %v", len(out), err)
+		}
+		return f
+	}
+	f := big()
+	if out, _ := f.Wait(ctx); !f.InPlace() || !inArena(out) {
+		t.Fatalf("a 3 MiB output with InPlace 1 MiB: in place %v, in the arena %v", f.InPlace(), inArena(out))
+	}
+	if s := p.Stats(); s.PagesInUse != 48 || s.SlotsInUse != 0 {
+		t.Fatalf("held output: %d pages, %d slots in use; want 48 pages (3 MiB), no slot", s.PagesInUse, s.SlotsInUse)
+	}
+	// Half the 256-page arena is 128 pages: a third 48-page output is
+	// copied while two are held.
+	g, h := big(), big()
+	if !g.InPlace() {
+		t.Fatal("a second output was not left in place")
+	}
+	if out, _ := h.Wait(ctx); h.InPlace() || inArena(out) {
+		t.Fatal("an output past half the arena was left in place")
+	}
+	h.Release() // a copied output: nothing to free
+	f.Release()
+	f.Release()
+	g.Release()
+	waitQuiet(t, p)
+	for _, in := range [][]byte{[]byte("small"), make([]byte, 512<<10)} {
+		h, err := p.SubmitWith(ctx, "echo", in, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := waitFor(t, h); err != nil || !bytes.Equal(out, in) || h.InPlace() || inArena(out) {
+			t.Fatalf("echo of %d bytes under the threshold: in place %v, %v", len(in), h.InPlace(), err)
+		}
+	}
+	// Closed with an output held: it stays readable until released.
+	f = big()
+	out, _ := f.Wait(ctx)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out[3<<20-1] != byte((3<<20-1)%256) {
+		t.Fatal("a held output changed after Close")
+	}
+	f.Release()
+}
+
+// A worker whose output finds the arena full waits for space (it used to
+// fail the job at once with "no arena space").
+func TestOutputWaitsForSpace(t *testing.T) {
+	p := newPool(t, Config{Workers: 1, MaxPayload: 4 << 20, ArenaSize: 16 << 20})
+	var hogs []*Buffer // 14 MiB of the 16
+	for range 4 {
+		b, err := p.Client().AllocBuffer(7 << 19)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hogs = append(hogs, b)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		for _, b := range hogs {
+			b.Release()
+		}
+	}()
+	start := time.Now()
+	out, err := run(t, p, "big", []byte(strconv.Itoa(3<<20)))
+	if err != nil || len(out) != 3<<20 {
+		t.Fatalf("an output that had to wait for space: %d bytes, %v", len(out), err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("the output took %v: it did not wait for the held space", d)
+	}
+	waitQuiet(t, p)
 }

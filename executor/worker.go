@@ -473,7 +473,7 @@ func OutputBuffer(ctx context.Context, n int) ([]byte, error) {
 		return nil, errors.New("executor: OutputBuffer called twice for one job")
 	}
 	np := max(pagesFor(uint64(n)), 1)
-	first, err := l.allocPages(np, pageOwner(pageOutput, slotRef(jc.idx, jc.seq)), &jc.w.hint)
+	first, err := l.allocPagesWait(np, pageOwner(pageOutput, slotRef(jc.idx, jc.seq)), &jc.w.hint)
 	if err != nil {
 		return nil, err
 	}
@@ -534,7 +534,7 @@ func (w *worker) writeResult(idx int, seq uint16, sl shm.View, m meta, out []byt
 		if jc != nil && jc.first >= 0 {
 			l.freePages(jc.first, jc.npages, pageOwner(pageOutput, slotRef(idx, seq)))
 		}
-		first, err := l.allocPages(pagesFor(uint64(len(out))), pageOwner(pageOutput, slotRef(idx, seq)), &w.hint)
+		first, err := l.allocPagesWait(pagesFor(uint64(len(out))), pageOwner(pageOutput, slotRef(idx, seq)), &w.hint)
 		if err != nil {
 			code, out = codeTooLarge, []byte(fmt.Sprintf("no arena space for an output of %d bytes", len(out)))
 			b, _ := sl.Bytes(uint64(slotHeader+l.g.inline), uint64(min(len(out), l.g.inline)))
