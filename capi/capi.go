@@ -107,7 +107,15 @@ type pool struct {
 	waiting map[uint64]int
 	quit    chan struct{}
 	onDone  func(*executor.Future)
+
+	// inPlace is shmx_results_in_place's minimum (0: results are copied).
+	inPlace atomic.Int64
 }
+
+// heldResults maps the data pointer of each result left in the segment
+// (shmx_results_in_place) to its job, for shmx_result_release, which gets
+// no pool handle it can count on.
+var heldResults sync.Map // unsafe.Pointer -> *executor.Future
 
 func newPool(p *executor.Pool, c *executor.Client) *pool {
 	np := &pool{p: p, c: c, jobs: map[uint64]*executor.Future{}, sig: make(chan struct{}, 1),
@@ -236,7 +244,9 @@ func (p *pool) freeUnwaited() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id, f := range p.jobs {
-		if out, err, ok := f.Result(); ok && err == nil && len(out) > 0 {
+		if f.InPlace() {
+			f.Release()
+		} else if out, err, ok := f.Result(); ok && err == nil && len(out) > 0 {
 			C.shmxint_output_free(unsafe.Pointer(&out[0]), C.size_t(len(out)))
 		}
 		delete(p.jobs, id)
@@ -247,7 +257,39 @@ func (p *pool) freeUnwaited() {
 // limit (0: the pool's) and retries (-1: the pool's), its output copied
 // into C memory, and OnDone for shmx_wait_any.
 func (p *pool) submitOpts(timeoutNS C.int64_t, retries C.int32_t) executor.SubmitOptions {
-	return executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone}
+	return executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone,
+		InPlace: int(p.inPlace.Load())}
+}
+
+//export shmxgo_results_in_place
+func shmxgo_results_in_place(cp *C.shmx_pool, minLen C.size_t) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	if p.p == nil {
+		setErr(errors.New("results stay copied for a handle attached to a served pool: the server may reuse their space once it detaches"))
+		return C.SHMX_EINVAL
+	}
+	switch {
+	case minLen == 0:
+	case minLen < C.SHMXINT_HUGE_OUTPUT:
+		minLen = C.SHMXINT_HUGE_OUTPUT
+	case uint64(minLen) > 1<<62:
+		minLen = 1 << 62
+	}
+	p.inPlace.Store(int64(minLen))
+	return C.SHMX_OK
+}
+
+//export shmxgo_release_in_place
+func shmxgo_release_in_place(data unsafe.Pointer) C.int {
+	f, ok := heldResults.LoadAndDelete(data)
+	if !ok {
+		return 0
+	}
+	f.(*executor.Future).Release()
+	return 1
 }
 
 // input is a view of the caller's bytes; submit copies them into the
@@ -475,9 +517,12 @@ func (p *pool) await(job uint64, f *executor.Future, timeoutNS C.int64_t, res *C
 	if err == nil {
 		if len(out) > 0 {
 			// C memory from cOutput: the result was copied once, out of
-			// the segment.
+			// the segment; or, left in place, the segment itself.
 			res.data = unsafe.Pointer(&out[0])
 			res.len = C.size_t(len(out))
+			if f.InPlace() {
+				heldResults.Store(res.data, f)
+			}
 		}
 		return C.SHMX_OK
 	}

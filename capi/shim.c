@@ -149,7 +149,7 @@ int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_
     int r = shmx_call(pool, handler, data, len, opts, wait_ns, job, res);
     if (r == SHMX_OK && res->status == SHMX_OK && res->data && res->len <= cap) {
         memcpy(buf, res->data, res->len);
-        shmxint_output_free(res->data, res->len);
+        shmxint_result_free(res->data, res->len);
         res->data = NULL; /* res->len stays: the output is in buf */
     }
     return r;
@@ -189,10 +189,24 @@ void shmxint_output_free(const void *p, size_t n) {
     munmap((void *)p, (n + page - 1) & ~(page - 1));
 }
 
+/* In a forked child the Go side cannot be entered; unmapping the child's
+   view of an output left in the segment is then right too: the pages are
+   the parent's to free, and the child cannot use the pool. */
+void shmxint_result_free(const void *p, size_t n) {
+    if (p && n >= SHMXINT_HUGE_OUTPUT && !shmx_forked && shmxgo_release_in_place((void *)p)) return;
+    shmxint_output_free(p, n);
+}
+
+int shmx_results_in_place(shmx_pool *pool, size_t min_len) {
+    GUARD(SHMX_EFORKED);
+    if (!pool) return SHMX_EINVAL;
+    return shmxgo_results_in_place(pool, min_len);
+}
+
 void shmx_result_release(shmx_pool *pool, shmx_result *res) {
     (void)pool;
     if (!res) return;
-    shmxint_output_free(res->data, res->len);
+    shmxint_result_free(res->data, res->len);
     free((void *)res->error);
     memset(res, 0, sizeof *res);
 }

@@ -22,4 +22,8 @@ void shmxint_set_last_error(const char *msg);
 #define SHMXINT_HUGE_OUTPUT ((size_t)4 << 20)
 void *shmxint_output_alloc(size_t n);
 void shmxint_output_free(const void *p, size_t n);
+/* Frees a successful result's output: in place in the segment
+   (shmx_results_in_place, which leaves only outputs of at least
+   SHMXINT_HUGE_OUTPUT bytes there) or in C memory. */
+void shmxint_result_free(const void *p, size_t n);
 #endif

@@ -173,6 +173,20 @@ int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_
 /* Frees what res points to and clears it; NULL-safe. */
 void shmx_result_release(shmx_pool *pool, shmx_result *res);
 
+/* Leaves successful outputs of at least min_len bytes (raised to 4 MiB;
+   0: none, the default) in the pool's shared memory instead of copying
+   them into C memory: res->data then points into the segment, read only,
+   until shmx_result_release, which must follow once the output has been
+   read (a binding that decodes it at once saves a copy of it). Held
+   outputs take space that running jobs need for their data: while those
+   held by this handle fill half the pool's payload space, further outputs
+   are copied as before. One held when the pool closes stays
+   readable until it is released.
+   Returns: SHMX_OK; SHMX_EINVAL for a handle from shmx_pool_attach (a
+   served pool's space may go to another client once this one detaches,
+   so its outputs are always copied). */
+int shmx_results_in_place(shmx_pool *pool, size_t min_len);
+
 /* Zero-copy input: a buffer in the pool's shared memory. Fill
    buffer->data (buffer->len bytes), then shmx_submit_buffer hands it to
    the job without a copy; the worker's handler reads it in place. */

@@ -504,6 +504,79 @@ static void test_two_waiters(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
+/* Whether p lies in a shared mapping of this process (the pool's
+   segment), per /proc/self/maps; C memory for an output is private. */
+static int in_shared_mapping(const void *p) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    char line[512];
+    int shared = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && (unsigned long)p >= lo && (unsigned long)p < hi) {
+            shared = perms[3] == 's';
+            break;
+        }
+    }
+    fclose(f);
+    return shared;
+}
+
+/* shmx_results_in_place: large outputs are read where the worker wrote
+   them, until shmx_result_release; smaller ones are copied; a forked
+   child's release neither hangs nor frees the parent's; one held across
+   shmx_pool_close stays readable until released. */
+static void test_results_in_place(void) {
+    shmx_pool_config cfg;
+    shmx_pool_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.max_payload = 16 << 20;
+    shmx_pool *pool = NULL;
+    if (shmx_pool_create(&cfg, &pool) != SHMX_OK) {
+        CHECK(0, "create: %s", shmx_last_error());
+        return;
+    }
+    CHECK(shmx_results_in_place(NULL, 1) == SHMX_EINVAL, "in place: NULL pool");
+    CHECK(shmx_results_in_place(pool, 1) == SHMX_OK, "in place from 1 byte (raised to 4 MiB)");
+    size_t n = 8 << 20;
+    unsigned char *in = malloc(n);
+    for (size_t i = 0; i < n; i++) in[i] = (unsigned char)(i * 13);
+    shmx_result res, small;
+    CHECK(run(pool, "echo", in, n, &res) == SHMX_OK && res.len == n && memcmp(res.data, in, n) == 0, "8 MiB echo in place");
+    CHECK(in_shared_mapping(res.data) == 1, "an 8 MiB output is read in the segment");
+    CHECK(run(pool, "echo", in, 1 << 20, &small) == SHMX_OK && small.len == 1 << 20 && memcmp(small.data, in, 1 << 20) == 0 &&
+          in_shared_mapping(small.data) == 0, "a 1 MiB output (under 4 MiB) is copied into private memory");
+    shmx_result_release(pool, &small);
+    pid_t pid = fork();
+    if (pid == 0) {
+        shmx_result_release(pool, &res); /* unmaps the child's view only */
+        _exit(res.data == NULL ? 0 : 1);
+    }
+    int status = 0;
+    double t0 = now();
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && now() - t0 < 5, "a forked child releases an output in place at once");
+    CHECK(memcmp(res.data, in, n) == 0, "the parent's output is intact after the child's release");
+    shmx_result_release(pool, &res);
+    CHECK(res.data == NULL, "release clears an output in place");
+    for (int i = 0; i < 20; i++) { /* released space is reused, not leaked (64 MiB of payload space) */
+        in[0] = (unsigned char)i;
+        int ok = run(pool, "echo", in, n, &res) == SHMX_OK && res.len == n && ((const unsigned char *)res.data)[0] == i &&
+                 in_shared_mapping(res.data) == 1;
+        shmx_result_release(pool, &res);
+        if (!ok) {
+            CHECK(0, "echo %d in place", i);
+            break;
+        }
+    }
+    CHECK(run(pool, "echo", in, n, &res) == SHMX_OK && res.len == n, "echo before close");
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close with an output held in place");
+    CHECK(memcmp(res.data, in, n) == 0, "an output held in place is readable after close");
+    shmx_result_release(NULL, &res);
+    free(in);
+}
+
 static void test_misc(void) {
     CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
     CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
@@ -531,6 +604,7 @@ int main(int argc, char **argv) {
     test_terminate_in_flight();
     test_bad_workers();
     test_pull_worker();
+    test_results_in_place();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
