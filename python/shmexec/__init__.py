@@ -367,6 +367,14 @@ class Executor(_cf.Executor):
         if rc != _lib.SHMX_OK:
             self._pool = None
             raise ShmexecError(f"cannot start the pool: {_strerror(rc)}: {_last_error()}")
+        # Outputs of 4 MiB and more are decoded where the worker wrote them,
+        # a copy fewer (every path that fetches a result releases it right
+        # after decoding it; _wire.loads copies out what it keeps).
+        rc = _LIB.shmx_results_in_place(self._pool, _wire.HUGE)
+        if rc != _lib.SHMX_OK:
+            _LIB.shmx_pool_terminate(self._pool)
+            self._pool = None
+            raise ShmexecError(f"cannot start the pool: results in place: {_strerror(rc)}: {_last_error()}")
         self._workers = max_workers or os.cpu_count() or 1
         self._start_collector()
 

@@ -110,6 +110,25 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(self.ex.submit(helpers.length, b).result(DEADLINE), len(b))
         self.assertEqual(self.ex.submit(helpers.echo, b).result(DEADLINE), b)
 
+    def test_large_results_outlive_the_space_they_arrived_in(self):
+        # Results of 4 MiB and more are decoded where the worker wrote them
+        # (shmx_results_in_place), and that space is then reused: what the
+        # caller keeps, through every way a result is fetched, must not
+        # change (an adopting object keeps the very buffer it is given).
+        n = 5 << 20
+        kept = [self.ex.submit(helpers.echo, bytes([1]) * n).result(DEADLINE),
+                self.ex.submit(helpers.adopting, n, 2, True).result(DEADLINE),
+                self.ex.submit(helpers.adopting, n, 3, False).result(DEADLINE)]
+        with shmexec.Pool(2) as pool:
+            kept.append(pool.apply(helpers.echo, (bytearray([4]) * n,)))
+            kept += pool.map(helpers.zeros, [n, n + 1], chunksize=1)
+        done = cf.as_completed([self.ex.submit(helpers.echo, bytes([i]) * n) for i in range(10, 16)], timeout=DEADLINE)
+        self.assertEqual(sorted(f.result()[0] for f in done), list(range(10, 16)))
+        self.assertEqual(kept[0], bytes([1]) * n)
+        self.assertEqual([a.summary() for a in kept[1:3]], [(n, 2, 2, True), (n, 3, 3, False)])
+        self.assertEqual(kept[3], bytearray([4]) * n)
+        self.assertEqual([(type(z), len(z), z.count(0)) for z in kept[4:]], [(bytes, n, n), (bytes, n + 1, n + 1)])
+
     def test_buffers_keep_their_types(self):
         # Large bytes and bytearrays, and memoryviews, travel out of band;
         # each arrives as what was sent, shared references stay shared.
