@@ -702,9 +702,24 @@ func TestOutputInPlace(t *testing.T) {
 			t.Fatalf("echo of %d bytes under the threshold: in place %v, %v", len(in), h.InPlace(), err)
 		}
 	}
-	// Closed with an output held: it stays readable until released.
+	// A worker SIGKILLed while an output is held: recovery frees what
+	// the dead worker's job owned, not the held pages.
 	f = big()
 	out, _ := f.Wait(ctx)
+	if _, err := run(t, p, "kill", nil); !errors.Is(err, ErrWorkerCrashed) {
+		t.Fatalf("kill: %v", err)
+	}
+	waitFullSize(t, p)
+	if g := big(); !g.InPlace() || out[3<<20-1] != byte((3<<20-1)%256) || p.Stats().PagesInUse != 96 {
+		t.Fatalf("after a worker's death: in place %v, %d pages in use (want 96)", g.InPlace(), p.Stats().PagesInUse)
+	} else {
+		g.Release()
+	}
+	f.Release()
+	waitQuiet(t, p)
+	// Closed with an output held: it stays readable until released.
+	f = big()
+	out, _ = f.Wait(ctx)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
