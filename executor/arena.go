@@ -85,14 +85,19 @@ func (l *layout) allocPagesWait(n int, owner uint64, hint *atomic.Uint32) (int, 
 }
 
 // setOwner moves pages [first, first+n) from owner from to owner to. It
-// fails if any page is not owned by from.
+// fails if any page is not owned by from, and then gives the pages it had
+// moved back to from: a failed move changes nothing.
 func (l *layout) setOwner(first, n int, from, to uint64) error {
 	if first < 0 || n < 0 || first+n > len(l.pages) {
 		return fmt.Errorf("pages [%d, +%d) outside the arena", first, n)
 	}
 	for i := first; i < first+n; i++ {
 		if !l.pages[i].CompareAndSwap(from, to) {
-			return fmt.Errorf("page %d is owned by %#x, not %#x", i, l.pages[i].Load(), from)
+			got := l.pages[i].Load()
+			for j := first; j < i; j++ {
+				l.pages[j].CompareAndSwap(to, from)
+			}
+			return fmt.Errorf("page %d is owned by %#x, not %#x", i, got, from)
 		}
 	}
 	return nil

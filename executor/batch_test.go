@@ -78,3 +78,34 @@ func FuzzParseTicket(f *testing.F) {
 		}
 	})
 }
+
+// A move of pages that meets a page of another owner changes nothing: a
+// submitted buffer or an output kept in place is then handled as before,
+// with every page still where recovery looks for it.
+func TestSetOwnerAllOrNothing(t *testing.T) {
+	g := geometry{workers: 1, clients: 1, slots: 4, inline: 64, pages: 4, maxPayload: 1 << 20}
+	seg, err := shm.Create("setowner", g.specs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	l, err := openLayout(seg, true, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, other := pageOwner(pageOutput, 7), pageOwner(pageParty, 1), pageOwner(pageInput, 9)
+	for i, o := range []uint64{a, a, other, a} {
+		l.pages[i].Store(o)
+	}
+	if err := l.setOwner(0, 4, a, b); err == nil {
+		t.Fatal("a move over another owner's page succeeded")
+	}
+	for i, want := range []uint64{a, a, other, a} {
+		if got := l.pages[i].Load(); got != want {
+			t.Fatalf("page %d owned by %#x after a failed move, want %#x", i, got, want)
+		}
+	}
+	if err := l.setOwner(0, 2, a, b); err != nil || l.pages[0].Load() != b || l.pages[1].Load() != b {
+		t.Fatalf("a move of pages owned by a: %v", err)
+	}
+}

@@ -272,11 +272,8 @@ func (c *Client) keepInPlace(f *Future, ref uint32, outRef uint64, n int) bool {
 	}
 	from, to := pageOwner(pageOutput, ref), pageOwner(pageParty, c.colParty.Owner())
 	if err := c.l.setOwner(first, np, from, to); err != nil {
-		// Not this job's pages (a bad ref): give back what moved; the
-		// output is copied, or found corrupt, as before.
-		for i := first; i < min(first+np, len(c.l.pages)); i++ {
-			c.l.pages[i].CompareAndSwap(to, from)
-		}
+		// Not this job's pages (a bad ref): the output is copied, or
+		// found corrupt, as before.
 		c.inPlace.Add(-int64(np))
 		return false
 	}
