@@ -100,11 +100,16 @@ type pool struct {
 	// no thread in shmx_wait for it is queued in ready (by the executor's
 	// OnDone hook, no goroutine per job) and sig is poked; waiting
 	// counts the threads in shmx_wait on each job (wait_any leaves those
-	// jobs to them, and is not woken for them).
+	// jobs to them, and is not woken for them). own holds the jobs
+	// submitted with SHMX_SUBMIT_OWN_WAIT, which wait_any never reports;
+	// forgot those given up with shmx_forget, dropped as they end. A job
+	// leaves both when it leaves jobs.
 	anyOn   bool
 	ready   []uint64
 	sig     chan struct{}
 	waiting map[uint64]int
+	own     map[uint64]bool
+	forgot  map[uint64]bool
 	quit    chan struct{}
 	onDone  func(*executor.Future)
 
@@ -119,20 +124,49 @@ var heldResults sync.Map // unsafe.Pointer -> *executor.Future
 
 func newPool(p *executor.Pool, c *executor.Client) *pool {
 	np := &pool{p: p, c: c, jobs: map[uint64]*executor.Future{}, sig: make(chan struct{}, 1),
-		waiting: map[uint64]int{}, quit: make(chan struct{})}
+		waiting: map[uint64]int{}, own: map[uint64]bool{}, forgot: map[uint64]bool{}, quit: make(chan struct{})}
 	np.onDone = func(f *executor.Future) {
 		np.mu.Lock()
-		np.announce(f.ID())
+		if np.forgot[f.ID()] {
+			np.drop(f.ID(), f)
+		} else {
+			np.announce(f.ID())
+		}
 		np.mu.Unlock()
 	}
 	return np
 }
 
+// forget removes job id from the handle's books. p.mu held.
+func (p *pool) forget(id uint64) {
+	delete(p.jobs, id)
+	delete(p.own, id)
+	delete(p.forgot, id)
+}
+
+// drop forgets job id, which has ended, and frees its output: nobody
+// will fetch it. p.mu held.
+func (p *pool) drop(id uint64, f *executor.Future) {
+	p.forget(id)
+	discard(f)
+}
+
+// discard frees the output of an ended job that nobody fetched: in place
+// in the segment, or in C memory.
+func discard(f *executor.Future) {
+	if f.InPlace() {
+		f.Release()
+	} else if out, err, ok := f.Result(); ok && err == nil && len(out) > 0 {
+		C.shmxint_output_free(unsafe.Pointer(&out[0]), C.size_t(len(out)))
+	}
+}
+
 // announce queues a finished job for shmx_wait_any, unless wait_any is
-// not in use, a thread in shmx_wait takes it, or it was fetched already
-// (a job submitted but not yet tracked is announced by track). p.mu held.
+// not in use, a thread in shmx_wait takes it, its submitter fetches it
+// (SHMX_SUBMIT_OWN_WAIT) or it was fetched already (a job submitted but
+// not yet tracked is announced by track). p.mu held.
 func (p *pool) announce(id uint64) {
-	if !p.anyOn || p.waiting[id] > 0 {
+	if !p.anyOn || p.waiting[id] > 0 || p.own[id] {
 		return
 	}
 	if _, pending := p.jobs[id]; !pending {
@@ -211,14 +245,18 @@ func code(err error) C.int {
 func lookup(cp *C.shmx_pool) (*pool, bool) { return pools.get(uint64(cp.id)) }
 
 // track remembers a submitted job's future under its number for
-// shmx_wait, or reports the submit's error.
-func (p *pool) track(f *executor.Future, err error, job *C.shmx_job) C.int {
+// shmx_wait, or reports the submit's error. flags: the submit's
+// SHMX_SUBMIT_ bits.
+func (p *pool) track(f *executor.Future, err error, flags C.uint32_t, job *C.shmx_job) C.int {
 	if err != nil {
 		setErr(err)
 		return code(err)
 	}
 	p.mu.Lock()
 	p.jobs[f.ID()] = f
+	if flags&C.SHMX_SUBMIT_OWN_WAIT != 0 {
+		p.own[f.ID()] = true
+	}
 	// It may have ended before it was tracked, when OnDone could not
 	// find it.
 	p.announceIfDone(f.ID(), f)
@@ -244,12 +282,7 @@ func (p *pool) freeUnwaited() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id, f := range p.jobs {
-		if f.InPlace() {
-			f.Release()
-		} else if out, err, ok := f.Result(); ok && err == nil && len(out) > 0 {
-			C.shmxint_output_free(unsafe.Pointer(&out[0]), C.size_t(len(out)))
-		}
-		delete(p.jobs, id)
+		p.drop(id, f)
 	}
 }
 
@@ -425,25 +458,26 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 	opts := p.submitOpts(0, -1)
 	if block == 0 {
 		f, err := p.c.TrySubmitWith(C.GoString(handler), input(data, n), opts)
-		return p.track(f, err, job)
+		return p.track(f, err, 0, job)
 	}
 	if p.p != nil {
 		f, err := p.p.SubmitWith(context.Background(), C.GoString(handler), input(data, n), opts)
-		return p.track(f, err, job)
+		return p.track(f, err, 0, job)
 	}
 	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n), opts)
-	return p.track(f, err, job)
+	return p.track(f, err, 0, job)
 }
 
 //export shmxgo_submit_with
-func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t, job *C.shmx_job) C.int {
+func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
+	flags C.uint32_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
 	}
 	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
 		p.submitOpts(timeoutNS, retries))
-	return p.track(f, err, job)
+	return p.track(f, err, flags, job)
 }
 
 //export shmxgo_wait
@@ -454,7 +488,7 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 	}
 	p.mu.Lock()
 	f, ok := p.jobs[uint64(job)]
-	if !ok {
+	if !ok || p.forgot[uint64(job)] {
 		p.mu.Unlock()
 		setErr(fmt.Errorf("no pending job %d", uint64(job)))
 		return C.SHMX_EINVAL
@@ -466,7 +500,7 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 
 //export shmxgo_call
 func shmxgo_call(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
-	waitNS C.int64_t, job *C.shmx_job, res *C.shmx_result) C.int {
+	flags C.uint32_t, waitNS C.int64_t, job *C.shmx_job, res *C.shmx_result) C.int {
 	p, ok := lookup(cp)
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
@@ -479,9 +513,12 @@ func shmxgo_call(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size
 	}
 	id := f.ID()
 	// Tracked as waited for from the start: shmx_wait_any never hears of
-	// it unless this wait runs out.
+	// it unless this wait runs out (and then not if it is the caller's own).
 	p.mu.Lock()
 	p.jobs[id] = f
+	if flags&C.SHMX_SUBMIT_OWN_WAIT != 0 {
+		p.own[id] = true
+	}
 	p.waiting[id]++
 	p.mu.Unlock()
 	*job = C.shmx_job(id)
@@ -504,14 +541,14 @@ func (p *pool) await(job uint64, f *executor.Future, timeoutNS C.int64_t, res *C
 		p.mu.Unlock()
 		return C.SHMX_ETIMEDOUT
 	}
-	if _, still := p.jobs[job]; !still {
+	if _, still := p.jobs[job]; !still || p.forgot[job] {
 		// Another thread waiting for the same job took the result (one
-		// copy in C memory, with one owner).
+		// copy in C memory, with one owner), or forgot the job.
 		p.mu.Unlock()
-		setErr(fmt.Errorf("job %d was waited for by another thread", job))
+		setErr(fmt.Errorf("job %d was waited for or forgotten by another thread", job))
 		return C.SHMX_EINVAL
 	}
-	delete(p.jobs, job)
+	p.forget(job)
 	p.mu.Unlock()
 	*res = C.shmx_result{status: code(err)}
 	if err == nil {
@@ -618,7 +655,8 @@ func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int 
 }
 
 //export shmxgo_submit_buffer
-func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, timeoutNS C.int64_t, retries C.int32_t, job *C.shmx_job) C.int {
+func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, timeoutNS C.int64_t, retries C.int32_t,
+	flags C.uint32_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
@@ -633,7 +671,7 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 	if err != nil {
 		b.Release()
 	}
-	return p.track(f, err, job)
+	return p.track(f, err, flags, job)
 }
 
 //export shmxgo_buffer_release
@@ -659,6 +697,30 @@ func shmxgo_cancel(cp *C.shmx_pool, job C.shmx_job, kill C.int) C.int {
 	p.mu.Unlock()
 	if !ok || !f.Cancel(kill != 0) {
 		return C.SHMX_EINVAL
+	}
+	return C.SHMX_OK
+}
+
+//export shmxgo_forget
+func shmxgo_forget(cp *C.shmx_pool, job C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	id := uint64(job)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, ok := p.jobs[id]
+	if !ok || p.forgot[id] {
+		setErr(fmt.Errorf("no pending job %d", id))
+		return C.SHMX_EINVAL
+	}
+	select {
+	case <-f.Done():
+		p.drop(id, f)
+	default:
+		// OnDone drops it. A thread in shmx_wait for it finds it gone.
+		p.forgot[id] = true
 	}
 	return C.SHMX_OK
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -112,13 +113,18 @@ void shmx_submit_opts_init(shmx_submit_opts *opts) {
     opts->retries = -1;
 }
 
-/* The time limit and retries of opts (NULL: the pool's); 0 for an opts
-   too small to be one. */
-static int split_opts(const shmx_submit_opts *opts, int64_t *timeout, int32_t *retries) {
-    if (opts && opts->struct_size < sizeof(shmx_submit_opts)) return 0;
+/* The first version of shmx_submit_opts ended before flags. */
+#define SHMXINT_OPTS_V1_SIZE offsetof(shmx_submit_opts, flags)
+
+/* The time limit, retries and flags of opts (NULL: the pool's, none); 0
+   for an opts too small to be one, or with flags this library does not
+   know. */
+static int split_opts(const shmx_submit_opts *opts, int64_t *timeout, int32_t *retries, uint32_t *flags) {
+    if (opts && opts->struct_size < SHMXINT_OPTS_V1_SIZE) return 0;
     *timeout = opts ? opts->timeout_ns : 0;
     *retries = opts ? opts->retries : -1;
-    return 1;
+    *flags = opts && opts->struct_size >= sizeof(shmx_submit_opts) ? opts->flags : 0;
+    return (*flags & ~SHMX_SUBMIT_OWN_WAIT) == 0;
 }
 
 int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, size_t len,
@@ -127,8 +133,9 @@ int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, siz
     if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;
     int64_t timeout;
     int32_t retries;
-    if (!split_opts(opts, &timeout, &retries)) return SHMX_EINVAL;
-    return shmxgo_submit_with(pool, (char *)handler, (void *)data, len, timeout, retries, job);
+    uint32_t flags;
+    if (!split_opts(opts, &timeout, &retries, &flags)) return SHMX_EINVAL;
+    return shmxgo_submit_with(pool, (char *)handler, (void *)data, len, timeout, retries, flags, job);
 }
 
 int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len,
@@ -137,8 +144,9 @@ int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len
     if (!pool || !handler || !job || !res || (!data && len)) return SHMX_EINVAL;
     int64_t timeout;
     int32_t retries;
-    if (!split_opts(opts, &timeout, &retries)) return SHMX_EINVAL;
-    return shmxgo_call(pool, (char *)handler, (void *)data, len, timeout, retries, wait_ns, job, res);
+    uint32_t flags;
+    if (!split_opts(opts, &timeout, &retries, &flags)) return SHMX_EINVAL;
+    return shmxgo_call(pool, (char *)handler, (void *)data, len, timeout, retries, flags, wait_ns, job, res);
 }
 
 int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_t len,
@@ -224,8 +232,9 @@ int shmx_submit_buffer_with(shmx_pool *pool, const char *handler, shmx_buffer *b
     if (!pool || !handler || !buf || !job || !buf->id) return SHMX_EINVAL;
     int64_t timeout;
     int32_t retries;
-    if (!split_opts(opts, &timeout, &retries)) return SHMX_EINVAL;
-    int rc = shmxgo_submit_buffer(pool, (char *)handler, buf, timeout, retries, job);
+    uint32_t flags;
+    if (!split_opts(opts, &timeout, &retries, &flags)) return SHMX_EINVAL;
+    int rc = shmxgo_submit_buffer(pool, (char *)handler, buf, timeout, retries, flags, job);
     if (rc == SHMX_OK) memset(buf, 0, sizeof *buf);
     return rc;
 }
@@ -250,6 +259,12 @@ int shmx_cancel(shmx_pool *pool, shmx_job job, int kill) {
     GUARD(SHMX_EFORKED);
     if (!pool) return SHMX_EINVAL;
     return shmxgo_cancel(pool, job, kill);
+}
+
+int shmx_forget(shmx_pool *pool, shmx_job job) {
+    GUARD(SHMX_EFORKED);
+    if (!pool) return SHMX_EINVAL;
+    return shmxgo_forget(pool, job);
 }
 
 int shmx_is_worker(void) {

@@ -124,7 +124,16 @@ typedef struct shmx_submit_opts {
     uint32_t struct_size; /* sizeof(shmx_submit_opts), set by shmx_submit_opts_init */
     int32_t retries;      /* re-runs after a worker crash; -1: the pool's */
     int64_t timeout_ns;   /* the job's time limit; 0: the pool's; < 0: none */
+    uint32_t flags;       /* SHMX_SUBMIT_* bits; 0: none */
+    uint32_t reserved;    /* 0 */
 } shmx_submit_opts;
+
+/* The job is the submitter's to fetch with shmx_wait: shmx_wait_any never
+   reports it. A caller that waits for its jobs in order (a binding's map)
+   then wakes no collector thread for them; if it gives up on one, it
+   calls shmx_forget. (An opts whose struct_size is 16, from a header
+   that had no flags, is read without them.) */
+#define SHMX_SUBMIT_OWN_WAIT 1u
 
 /* Fills opts with "the pool's defaults" and sets struct_size. */
 void shmx_submit_opts_init(shmx_submit_opts *opts);
@@ -228,6 +237,15 @@ int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job);
    running one is killed with its worker only if kill is non-zero.
    Returns: SHMX_OK if the cancel took effect, SHMX_EINVAL otherwise. */
 int shmx_cancel(shmx_pool *pool, shmx_job job, int kill);
+
+/* Gives up job: it runs on, but its outcome is discarded when it ends
+   (at once if it has ended), and shmx_wait and shmx_wait_any no longer
+   know it. For a caller that stops waiting for jobs it will never fetch
+   (an interrupted wait, a map that raised at its first failure), so that
+   their outcomes are not kept until the pool closes.
+   Returns: SHMX_OK; SHMX_EINVAL for an unknown job (never submitted, or
+   fetched or forgotten already). */
+int shmx_forget(shmx_pool *pool, shmx_job job);
 
 /* Returns: a NUL-terminated description of the last error this thread got
    from a pool call, or "" — valid until the thread's next call. */

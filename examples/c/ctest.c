@@ -475,6 +475,97 @@ static void test_wait_any(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
+/* This process's resident memory in KiB, from /proc/self/status. */
+static long rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    fclose(f);
+    return kib;
+}
+
+/* SHMX_SUBMIT_OWN_WAIT keeps a job from shmx_wait_any; shmx_forget drops
+   a job's outcome whether it has ended or not; an opts of the first,
+   16-byte version of the struct is still accepted. */
+static void test_own_wait_and_forget(void) {
+    shmx_pool *pool = make_pool(2, 0, 0);
+    if (!pool) return;
+    shmx_submit_opts own;
+    shmx_submit_opts_init(&own);
+    own.flags = SHMX_SUBMIT_OWN_WAIT;
+    shmx_job jobs[3], got;
+    shmx_result res;
+    int ms = 20;
+    for (int i = 0; i < 3; i++) CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &own, &jobs[i]) == SHMX_OK, "own submit %d", i);
+    CHECK(shmx_wait_any(pool, 300000000, &got) == SHMX_ETIMEDOUT, "wait_any does not report own jobs");
+    for (int i = 0; i < 3; i++) {
+        CHECK(shmx_wait(pool, jobs[i], 0, &res) == SHMX_OK && res.status == SHMX_OK, "own job %d fetched by shmx_wait", i);
+        shmx_result_release(pool, &res);
+    }
+    ms = 100;
+    CHECK(shmx_call(pool, "sleepy", &ms, sizeof ms, &own, 0, &jobs[0], &res) == SHMX_ETIMEDOUT, "own call that does not wait");
+    CHECK(shmx_wait_any(pool, 400000000, &got) == SHMX_ETIMEDOUT, "... is not reported when it ends");
+    CHECK(shmx_wait(pool, jobs[0], 0, &res) == SHMX_OK && res.status == SHMX_OK, "... and is fetched");
+    shmx_result_release(pool, &res);
+
+    /* Flags this library does not know are refused; a 16-byte opts has
+       none (its flags field is not read). */
+    own.flags = 2;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &own, &jobs[0]) == SHMX_EINVAL, "unknown flag refused");
+    own.flags = SHMX_SUBMIT_OWN_WAIT;
+    own.struct_size = 16;
+    ms = 1;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &own, &jobs[0]) == SHMX_OK, "a 16-byte opts is accepted");
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == jobs[0], "... without flags: wait_any reports the job");
+    CHECK(shmx_wait(pool, got, 0, &res) == SHMX_OK, "... fetched");
+    shmx_result_release(pool, &res);
+
+    /* shmx_forget: of a running job, then of an ended one. */
+    ms = 100;
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &jobs[0]) == SHMX_OK, "submit");
+    CHECK(shmx_forget(pool, jobs[0]) == SHMX_OK, "forget a running job");
+    CHECK(shmx_wait(pool, jobs[0], -1, &res) == SHMX_EINVAL, "shmx_wait does not know a forgotten job");
+    CHECK(shmx_forget(pool, jobs[0]) == SHMX_EINVAL, "forget twice");
+    CHECK(shmx_wait_any(pool, 400000000, &got) == SHMX_ETIMEDOUT, "a forgotten job is not reported when it ends");
+    ms = 1;
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &jobs[0]) == SHMX_OK, "submit");
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == jobs[0], "it ends");
+    CHECK(shmx_forget(pool, jobs[0]) == SHMX_OK, "forget an ended job");
+    CHECK(shmx_wait(pool, jobs[0], 0, &res) == SHMX_EINVAL, "... it is gone");
+    CHECK(shmx_forget(pool, 123456789) == SHMX_EINVAL && shmx_forget(NULL, 1) == SHMX_EINVAL, "forget: unknown job, NULL pool");
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+
+    /* Forgotten outputs are freed: 64 forgotten echoes of 1 MiB (C memory)
+       would leave this process 64 MiB larger. */
+    pool = make_pool(2, 0, 0);
+    if (!pool) return;
+    size_t n = 1 << 20;
+    char *in = calloc(1, n);
+    CHECK(run(pool, "echo", in, n, &res) == SHMX_OK, "warm-up echo");
+    shmx_result_release(pool, &res);
+    long before = rss_kib();
+    for (int i = 0; i < 64; i++) {
+        int ok = shmx_submit(pool, "echo", in, n, &jobs[0]) == SHMX_OK;
+        if (ok && i % 2) { /* half of them after they end */
+            ok = shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == jobs[0];
+        }
+        ok = ok && shmx_forget(pool, jobs[0]) == SHMX_OK;
+        if (!ok) {
+            CHECK(0, "forgotten echo %d", i);
+            break;
+        }
+    }
+    struct timespec settle = {0, 300000000}; /* the last ones end */
+    nanosleep(&settle, NULL);
+    long after = rss_kib();
+    CHECK(before > 0 && after - before < 32 << 10, "forgotten outputs are freed: RSS %ld -> %ld KiB", before, after);
+    free(in);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
 struct waiter { shmx_pool *pool; shmx_job job; int rc; shmx_result res; };
 
 static void *wait_in_thread(void *arg) {
@@ -570,6 +661,20 @@ static void test_results_in_place(void) {
             break;
         }
     }
+    /* Forgotten outputs held in place are released: past half the
+       payload space (4 of them) outputs would be copied instead. */
+    for (int i = 0; i < 8; i++) {
+        shmx_job job, got;
+        int ok = shmx_submit(pool, "echo", in, n, &job) == SHMX_OK;
+        if (ok && i % 2) ok = shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == job;
+        if (!ok || shmx_forget(pool, job) != SHMX_OK) {
+            CHECK(0, "forgotten echo in place %d", i);
+            break;
+        }
+    }
+    CHECK(run(pool, "echo", in, n, &res) == SHMX_OK && res.len == n && in_shared_mapping(res.data) == 1,
+          "after 8 forgotten outputs, the next is still held in place");
+    shmx_result_release(pool, &res);
     CHECK(run(pool, "echo", in, n, &res) == SHMX_OK && res.len == n, "echo before close");
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close with an output held in place");
     CHECK(memcmp(res.data, in, n) == 0, "an output held in place is readable after close");
@@ -596,6 +701,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_misc();
     test_wait_any();
+    test_own_wait_and_forget();
     test_two_waiters();
     test_basics();
     test_environment();

@@ -50,7 +50,11 @@ class Buffer(ctypes.Structure):
 
 
 class SubmitOpts(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_uint32), ("retries", ctypes.c_int32), ("timeout_ns", ctypes.c_int64)]
+    _fields_ = [("struct_size", ctypes.c_uint32), ("retries", ctypes.c_int32), ("timeout_ns", ctypes.c_int64),
+                ("flags", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
+
+
+SUBMIT_OWN_WAIT = 1
 
 
 class Task(ctypes.Structure):
@@ -106,6 +110,7 @@ def load():
         "shmx_result_release": (None, [vp, ctypes.POINTER(Result)]),
         "shmx_results_in_place": (i, [vp, sz]),
         "shmx_cancel": (i, [vp, u64, i]),
+        "shmx_forget": (i, [vp, u64]),
         "shmx_wait_any": (i, [vp, i64, ctypes.POINTER(u64)]),
         "shmx_buffer_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
         "shmx_submit_buffer": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(u64)]),
