@@ -386,6 +386,7 @@ class Executor(_cf.Executor):
         self._fetched = threading.Condition(self._lock)  # a claim ended
         self._early = {}  # outcomes of jobs fetched before they were tracked
         self._abandoned = set()  # Pool.apply jobs whose caller was interrupted
+        self._own = set()  # jobs submitted with own=True that their thread has yet to fetch
         self._shutdown = False
         self._terminating = False
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
@@ -405,14 +406,16 @@ class Executor(_cf.Executor):
             return ValueError(f"shmexec: the call's arguments are too large for the pool: {_last_error()}")
         return ShmexecError(f"submit: {_strerror(rc)}: {_last_error()}")
 
-    def _opts(self, timeout, retries):
+    def _opts(self, timeout, retries, own=False):
         """The C submit options for per-call timeout and retries (None:
-        this executor's, then the pool's), or None for the pool's."""
+        this executor's, then the pool's), or None for the pool's. own:
+        the job is the submitting thread's to fetch (_fetch_own), and the
+        collector is never woken for it."""
         if timeout is None:
             timeout = self._call_timeout
         if retries is None:
             retries = self._call_retries
-        if timeout is None and retries is None:
+        if timeout is None and retries is None and not own:
             return None
         opts = _lib.SubmitOpts()
         _LIB.shmx_submit_opts_init(ctypes.byref(opts))
@@ -420,6 +423,8 @@ class Executor(_cf.Executor):
             opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
         if retries is not None:
             opts.retries = retries
+        if own:
+            opts.flags = _lib.SUBMIT_OWN_WAIT
         return ctypes.byref(opts)
 
     def _submit_parts(self, parts, total, timeout=None, retries=None, track=True):
@@ -444,20 +449,73 @@ class Executor(_cf.Executor):
             raise self._submit_failed(rc)
         return self._track(job.value) if track else job.value
 
-    def _submit_payload(self, payload, timeout=None, retries=None, track=True):
+    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False):
+        """Submits a frame; returns its future, or with track=False its job
+        (own=True: a job for _fetch_own, which this thread must fetch or
+        forget)."""
         self._check_open()
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries), ctypes.byref(job))
+        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own), ctypes.byref(job))
         if rc != _lib.SHMX_OK:
             raise self._submit_failed(rc)
+        if own:
+            with self._lock:  # shutdown(wait=True) waits until it is fetched
+                self._own.add(job.value)
         return self._track(job.value) if track else job.value
 
-    def _submit_batches(self, fn, items, chunksize, star, progress=False):
+    def _fetch_own(self, job):
+        """The outcome of a job submitted with own=True, waited for in this
+        thread in slices (so that Ctrl-C works). Raises PoolClosed if the
+        pool is terminated meanwhile."""
+        try:
+            while True:
+                pool = self._pool
+                if pool is None or self._terminating:
+                    raise PoolClosed("the pool was terminated")
+                rc, outcome = self._fetch(job, _SLICE_NS)
+                if outcome is not None:
+                    if rc != _lib.SHMX_OK and self._terminating:
+                        raise PoolClosed("the pool was terminated")
+                    return outcome
+        finally:
+            with self._lock:
+                self._own.discard(job)
+
+    def _forget_own(self, jobs):
+        """Gives up own jobs that will not be fetched: their outcomes are
+        dropped as they end."""
+        with self._lock:
+            pool = self._pool
+            for job in jobs:
+                if job in self._own:
+                    self._own.discard(job)
+                    if pool is not None:
+                        _LIB.shmx_forget(pool, job)
+
+    def _own_batch_values(self, jobs):
+        """The values of own batch jobs (_submit_batches with own=True),
+        fetched in order in this thread: no future, no collector thread.
+        The first failure is raised, as multiprocessing's map does, and
+        counts as the report of the others, whose jobs are forgotten."""
+        out = []
+        try:
+            for job in jobs:
+                outcome = self._fetch_own(job)
+                if outcome[0] != "ok":
+                    raise outcome[1]
+                out.extend(_batch_values(outcome[1]))
+        except BaseException:
+            self._forget_own(jobs)
+            raise
+        return out
+
+    def _submit_batches(self, fn, items, chunksize, star, progress=False, own=False):
         """Submits items in batch jobs of chunksize (None: sized so that
-        every worker gets several) and returns their futures; each
-        future's result goes through _batch_values. star: items are
-        argument tuples, else single arguments. progress: show a progress
-        bar on stderr (or pass a _progress.Progress)."""
+        every worker gets several) and returns their futures (own=True:
+        their jobs, for _own_batch_values); each result goes through
+        _batch_values. star: items are argument tuples, else single
+        arguments. progress: show a progress bar on stderr (or pass a
+        _progress.Progress)."""
         _check_sendable(fn, served=self._served)
         kind = "batch" if star else "batch1"
         if chunksize is None:
@@ -472,13 +530,18 @@ class Executor(_cf.Executor):
         # first measured slower once waiting stopped yielding the CPU:
         # 0.8-1.5x multiprocessing's Pool.map against 1.0-1.7x).
         futures = []
-        for i in range(0, len(items), chunksize):
-            chunk = items[i:i + chunksize]
-            n = len(chunk)
-            f = self._submit_payload(_wire.dumps((kind, fn, chunk)))
-            if bar is not None:
-                f.add_done_callback(bar.callback(n))
-            futures.append(f)
+        try:
+            for i in range(0, len(items), chunksize):
+                chunk = items[i:i + chunksize]
+                n = len(chunk)
+                f = self._submit_payload(_wire.dumps((kind, fn, chunk)), track=not own, own=own)
+                if bar is not None:
+                    f.add_done_callback(bar.callback(n))
+                futures.append(f)
+        except BaseException:
+            if own:  # nobody will fetch those submitted already
+                self._forget_own(futures)
+            raise
         return futures
 
     def _track(self, job):
@@ -701,7 +764,7 @@ class Executor(_cf.Executor):
         job = ctypes.c_uint64()
         while True:
             with self._lock:
-                done = (self._shutdown and not self._pending) or self._terminating
+                done = (self._shutdown and not self._pending and not self._own) or self._terminating
             if done:
                 return
             rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))

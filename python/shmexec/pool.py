@@ -123,12 +123,12 @@ class Pool:
     # The map family takes progress=True to show a progress bar on stderr
     # (count, rate, ETA; in place on a terminal, occasional lines otherwise).
 
-    def _chunks(self, func, iterable, chunksize, star, progress=False):
+    def _chunks(self, func, iterable, chunksize, star, progress=False, own=False):
         self._check_running()
         from . import _sequence
 
         items = [tuple(a) for a in iterable] if star else _sequence(iterable)
-        return self._ex._submit_batches(func, items, chunksize, star, progress)
+        return self._ex._submit_batches(func, items, chunksize, star, progress, own)
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
         return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)], False, callback, error_callback)
@@ -143,10 +143,13 @@ class Pool:
         return self._map_here(func, iterable, chunksize, True, progress)
 
     def _map_here(self, func, iterable, chunksize, star, progress):
-        """map and starmap: the batches are waited for in the calling
-        thread, in order (no hand-off through the collector thread and an
-        AsyncResult); the first failure is raised, as multiprocessing
-        does, and counts as the report of the others."""
+        """map and starmap: the batches are fetched in the calling thread,
+        in order, as jobs of its own: no future, no AsyncResult, and the
+        collector thread is not woken for them (it would take the GIL from
+        this thread as each batch ends). The first failure is raised, as
+        multiprocessing does, and counts as the report of the others."""
+        if not progress:
+            return self._ex._own_batch_values(self._chunks(func, iterable, chunksize, star, own=True))
         from . import _batch_values
 
         futures = self._chunks(func, iterable, chunksize, star, progress)

@@ -270,6 +270,75 @@ class PoolTest(unittest.TestCase):
         self.assertFalse([x for x in w if "never retrieved" in str(x.message)], [str(x.message) for x in w])
         self.assertEqual(self.pool.starmap(divmod, [(7, 2), (9, 4)]), [(3, 1), (2, 1)])
 
+    def test_map_interrupted_forgets_its_batches(self):
+        # Ctrl-C during a long map raises KeyboardInterrupt within a wait
+        # slice; the batches nobody will fetch are forgotten (their
+        # outcomes dropped as they end) and the pool goes on.
+        import signal
+        import threading
+        import time
+
+        ex = self.pool._ex
+        t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        t.start()
+        start = time.monotonic()
+        with self.assertRaises(KeyboardInterrupt):
+            self.pool.map(helpers.sleep, [0.8] * 4, chunksize=1)
+        self.assertLess(time.monotonic() - start, 0.75)
+        t.join()
+        self.assertEqual(ex._own, set(), "the interrupted map's jobs are still counted")
+        self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
+        time.sleep(1.0)  # the forgotten batches end
+        self.assertEqual((ex._pending, ex._early), ({}, {}), "a forgotten batch's outcome reached the executor")
+        self.assertEqual(self.pool.map(helpers.double, range(100)), [x * 2 for x in range(100)])
+
+    def test_map_from_many_threads_beside_shutdown_and_terminate(self):
+        # Maps from several threads fetch their own batches; close and
+        # join from another thread waits for them; terminate makes a map
+        # in progress raise PoolClosed instead of hanging.
+        import threading
+        import time
+
+        p = shmexec.Pool(2)
+        results, errors = {}, []
+
+        def run(k):
+            try:
+                results[k] = p.map(helpers.sleep, [0.05] * 8, chunksize=1)
+            except BaseException as e:  # noqa: B902
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
+        for th in threads:
+            th.start()
+        time.sleep(0.1)
+        p.close()
+        p.join()  # waits for every map's batches to be fetched
+        for th in threads:
+            th.join(T)
+        self.assertEqual(errors, [])
+        self.assertEqual(results, {k: [0.05] * 8 for k in range(3)})
+
+        p = shmexec.Pool(1)
+        box = []
+        th = threading.Thread(target=lambda: box.append(self._raises(p.map, helpers.sleep, [0.5] * 6, chunksize=1)))
+        th.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        p.terminate()
+        th.join(T)
+        self.assertFalse(th.is_alive(), "a map hung after terminate")
+        self.assertLess(time.monotonic() - start, 10)
+        self.assertIsInstance(box[0], shmexec.PoolClosed)
+
+    @staticmethod
+    def _raises(f, *args, **kwargs):
+        try:
+            f(*args, **kwargs)
+        except BaseException as e:  # noqa: B902
+            return e
+        return None
+
     def test_unobserved_failure_warns(self):
         import gc
         import warnings
