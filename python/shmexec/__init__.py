@@ -412,6 +412,7 @@ class Executor(_cf.Executor):
         self._early = {}  # outcomes of jobs fetched before they were tracked
         self._abandoned = set()  # Pool.apply jobs whose caller was interrupted
         self._own = set()  # jobs submitted with own=True that their thread has yet to fetch
+        self._own_fetching = 0  # threads in _fetch_own's C call
         self._shutdown = False
         self._terminating = False
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
@@ -491,20 +492,25 @@ class Executor(_cf.Executor):
     def _fetch_own(self, job):
         """The outcome of a job submitted with own=True, waited for in this
         thread in slices (so that Ctrl-C works). Raises PoolClosed if the
-        pool is terminated meanwhile."""
-        try:
-            while True:
-                pool = self._pool
-                if pool is None or self._terminating:
+        pool is terminated meanwhile. If this raises, the job is still
+        this thread's, to forget."""
+        while True:
+            with self._lock:  # terminate() waits for fetches under way before it frees the handle
+                if self._pool is None or self._terminating:
                     raise PoolClosed("the pool was terminated")
+                self._own_fetching += 1
+            try:
                 rc, outcome = self._fetch(job, _SLICE_NS)
-                if outcome is not None:
-                    if rc != _lib.SHMX_OK and self._terminating:
-                        raise PoolClosed("the pool was terminated")
-                    return outcome
-        finally:
-            with self._lock:
-                self._own.discard(job)
+            finally:
+                with self._lock:
+                    self._own_fetching -= 1
+                    self._fetched.notify_all()
+            if outcome is not None:
+                with self._lock:
+                    self._own.discard(job)
+                if rc != _lib.SHMX_OK and self._terminating:
+                    raise PoolClosed("the pool was terminated")
+                return outcome
 
     def _forget_own(self, jobs):
         """Gives up own jobs that will not be fetched: their outcomes are
@@ -665,6 +671,9 @@ class Executor(_cf.Executor):
         items = list(zip(*iterables)) if star else _sequence(iterables[0])
         if not items:
             return iter(())
+        # A batch job per future, not a job of the iterating thread's own
+        # (as Pool.map's): an iterator may be left unconsumed, and
+        # shutdown(wait=True) must not wait for it.
         futures = self._submit_batches(fn, items, chunksize, star, progress)
 
         def results():
@@ -830,8 +839,13 @@ class Executor(_cf.Executor):
             self._shutdown = True
             self._terminating = True
         self._collector.join()
-        _LIB.shmx_pool_terminate(self._pool)
-        self._pool = None
+        with self._lock:
+            # No _fetch_own is in the C call past here (each waits a slice
+            # at most); they then find no pool.
+            while self._own_fetching:
+                self._fetched.wait()
+            pool, self._pool = self._pool, None
+        _LIB.shmx_pool_terminate(pool)
         with self._lock:
             pending = list(self._pending.values())
             self._pending.clear()

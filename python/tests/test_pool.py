@@ -278,15 +278,34 @@ class PoolTest(unittest.TestCase):
         import threading
         import time
 
+        import ctypes
+
+        from shmexec import _lib
+
         ex = self.pool._ex
+        jobs = []
+        submit = ex._submit_payload
+
+        def recording(*a, **k):
+            jobs.append(submit(*a, **k))
+            return jobs[-1]
+
+        ex._submit_payload = recording
         t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
         t.start()
         start = time.monotonic()
-        with self.assertRaises(KeyboardInterrupt):
-            self.pool.map(helpers.sleep, [0.8] * 4, chunksize=1)
+        try:
+            with self.assertRaises(KeyboardInterrupt):
+                self.pool.map(helpers.sleep, [0.8] * 4, chunksize=1)
+        finally:
+            del ex._submit_payload
         self.assertLess(time.monotonic() - start, 0.75)
         t.join()
         self.assertEqual(ex._own, set(), "the interrupted map's jobs are still counted")
+        res = _lib.Result()
+        self.assertEqual(len(jobs), 4)
+        for job in jobs:  # forgotten: the library no longer knows them (it would keep their outcomes)
+            self.assertEqual(shmexec._LIB.shmx_wait(ex._pool, job, 0, ctypes.byref(res)), _lib.SHMX_EINVAL, job)
         self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
         time.sleep(1.0)  # the forgotten batches end
         self.assertEqual((ex._pending, ex._early), ({}, {}), "a forgotten batch's outcome reached the executor")
