@@ -17,6 +17,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 import warnings
 
 from . import _lib, _wire
@@ -673,13 +674,15 @@ class Executor(_cf.Executor):
             return iter(())
         # A batch job per future, not a job of the iterating thread's own
         # (as Pool.map's): an iterator may be left unconsumed, and
-        # shutdown(wait=True) must not wait for it.
+        # shutdown(wait=True) must not wait for it. timeout counts from
+        # this call, as concurrent.futures has it.
+        deadline = None if timeout is None else time.monotonic() + timeout
         futures = self._submit_batches(fn, items, chunksize, star, progress)
 
         def results():
             try:
                 for f in futures:
-                    yield from _batch_values(f.result(timeout))
+                    yield from _batch_values(f.result(None if deadline is None else max(0, deadline - time.monotonic())))
             finally:
                 for f in futures:
                     f.cancel()

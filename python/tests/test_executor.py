@@ -33,6 +33,19 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(list(self.ex.map(helpers.add, range(1000), range(1000), timeout=DEADLINE)), [2 * i for i in range(1000)])
         self.assertEqual(list(self.ex.map(helpers.add, [1, 2], [3, 4], chunksize=1)), [4, 6])
 
+    def test_map_timeout_counts_from_the_call(self):
+        # As concurrent.futures has it: the whole map's results must come
+        # within timeout of the call, not each batch within timeout of
+        # the last (6 sleeps of 0.5 s on 2 workers take 1.5 s).
+        import time
+
+        start = time.monotonic()
+        it = self.ex.map(helpers.sleep, [0.5] * 6, timeout=1.0, chunksize=1)
+        with self.assertRaises(TimeoutError):
+            list(it)
+        self.assertLess(time.monotonic() - start, 1.4)
+        self.assertEqual(self.ex.submit(helpers.add, 2, 2).result(DEADLINE), 4)
+
     def test_exception_arrives_as_its_type(self):
         with self.assertRaisesRegex(ValueError, "nope"):
             self.ex.submit(helpers.boom, "nope").result(DEADLINE)
