@@ -34,24 +34,31 @@ func FuzzDecodeBatchResult(f *testing.F) {
 	})
 }
 
+// smallLayout is a layout of one worker, one client, 4 slots and 4 pages
+// in a fresh segment, closed when the test ends.
+func smallLayout(tb testing.TB, name string) *layout {
+	g := geometry{workers: 1, clients: 1, slots: 4, inline: 64, pages: 4, maxPayload: 1 << 20}
+	seg, err := shm.Create(name, g.specs())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { seg.Close() })
+	l, err := openLayout(seg, true, g)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
 // FuzzPayloadRefs feeds arbitrary refs and lengths, as a dead or buggy
 // process could leave them in a slot, to the code that resolves them:
 // it must return an error or bytes inside the segment, never panic.
 func FuzzPayloadRefs(f *testing.F) {
-	g := geometry{workers: 1, clients: 1, slots: 4, inline: 64, pages: 4, maxPayload: 1 << 20}
-	seg, err := shm.Create("fuzz", g.specs())
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer seg.Close()
-	l, err := openLayout(seg, true, g)
-	if err != nil {
-		f.Fatal(err)
-	}
+	l := smallLayout(f, "fuzz")
 	f.Add(uint8(0), uint64(0), uint64(10), false)
 	f.Add(uint8(3), uint64(refArena|3), uint64(pageSize), true)
 	f.Fuzz(func(t *testing.T, idx uint8, ref, n uint64, output bool) {
-		b, err := l.payload(int(idx)%g.slots, ref, n, output)
+		b, err := l.payload(int(idx)%l.g.slots, ref, n, output)
 		if err == nil && uint64(len(b)) != n {
 			t.Fatalf("payload(%#x, %d) returned %d bytes", ref, n, len(b))
 		}
@@ -83,16 +90,7 @@ func FuzzParseTicket(f *testing.F) {
 // submitted buffer or an output kept in place is then handled as before,
 // with every page still where recovery looks for it.
 func TestSetOwnerAllOrNothing(t *testing.T) {
-	g := geometry{workers: 1, clients: 1, slots: 4, inline: 64, pages: 4, maxPayload: 1 << 20}
-	seg, err := shm.Create("setowner", g.specs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
-	l, err := openLayout(seg, true, g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := smallLayout(t, "setowner")
 	a, b, other := pageOwner(pageOutput, 7), pageOwner(pageParty, 1), pageOwner(pageInput, 9)
 	for i, o := range []uint64{a, a, other, a} {
 		l.pages[i].Store(o)
