@@ -87,6 +87,17 @@ func (h *handles[T]) del(id uint64) {
 	h.mu.Unlock()
 }
 
+// take removes id and returns what it named: of two threads that take
+// the same id (a handle closed twice at once, one buffer submitted by
+// two), one gets it.
+func (h *handles[T]) take(id uint64) (T, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.m[id]
+	delete(h.m, id)
+	return v, ok
+}
+
 // pool is a handle: a pool this process owns (p set), or one it attached
 // to through shmexec serve (p nil). c submits either way.
 type pool struct {
@@ -416,11 +427,10 @@ func shmxgo_pool_attach(socket *C.char, out **C.shmx_pool) C.int {
 
 //export shmxgo_pool_close
 func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.int {
-	p, ok := lookup(cp)
+	p, ok := pools.take(uint64(cp.id))
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	pools.del(uint64(cp.id))
 	close(p.quit)
 	defer p.freeUnwaited()
 	var err error
@@ -661,11 +671,10 @@ func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, 
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
 	}
-	b, ok := p.buffers.get(uint64(buf.id))
+	b, ok := p.buffers.take(uint64(buf.id))
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	p.buffers.del(uint64(buf.id))
 	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b,
 		p.submitOpts(timeoutNS, retries))
 	if err != nil {
@@ -680,8 +689,7 @@ func shmxgo_buffer_release(cp *C.shmx_pool, buf *C.shmx_buffer) {
 	if !ok {
 		return
 	}
-	if b, ok := p.buffers.get(uint64(buf.id)); ok {
-		p.buffers.del(uint64(buf.id))
+	if b, ok := p.buffers.take(uint64(buf.id)); ok {
 		b.Release()
 	}
 }
@@ -921,11 +929,10 @@ func shmxgo_worker_next(cw *C.shmx_worker, timeoutNS C.int64_t, ct *C.shmx_task)
 
 //export shmxgo_task_done
 func shmxgo_task_done(cw *C.shmx_worker, ct *C.shmx_task, rc C.int) C.int {
-	tk, ok := tasks.get(uint64(ct.id))
+	tk, ok := tasks.take(uint64(ct.id))
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	tasks.del(uint64(ct.id))
 	out, err := tk.o.result(rc)
 	tk.t.Finish(out, err)
 	tk.free()
@@ -934,11 +941,10 @@ func shmxgo_task_done(cw *C.shmx_worker, ct *C.shmx_task, rc C.int) C.int {
 
 //export shmxgo_task_reply
 func shmxgo_task_reply(cw *C.shmx_worker, ct *C.shmx_task, data unsafe.Pointer, n C.size_t) C.int {
-	tk, ok := tasks.get(uint64(ct.id))
+	tk, ok := tasks.take(uint64(ct.id))
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	tasks.del(uint64(ct.id))
 	// The caller's bytes, copied once, straight into the segment by
 	// Finish (C memory, not Go memory: nothing to pin). They replace
 	// whatever was set through the task's output.

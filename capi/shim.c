@@ -78,20 +78,38 @@ int shmx_pool_attach(const char *socket_path, shmx_pool **out) {
     return shmxgo_pool_attach((char *)socket_path, out);
 }
 
+/* A closed handle is kept, never freed: another thread may be calling
+   with it as it closes (a binding's thread waiting for a job while
+   another terminates the pool), and a call that reads it after the close
+   must find an id that names no pool (SHMX_EINVAL), not freed memory.
+   That costs a few bytes per pool closed in the process's life; they
+   stay reachable from here, so leak checkers do not count them. */
+static pthread_mutex_t retired_mu = PTHREAD_MUTEX_INITIALIZER;
+static shmx_pool *retired;
+
+/* Closes pool; of two threads closing one handle, the second gets
+   SHMX_EINVAL and retires nothing. */
+static int close_pool(shmx_pool *pool, int64_t timeout_ns, int terminate) {
+    int rc = shmxgo_pool_close(pool, timeout_ns, terminate);
+    if (rc != SHMX_EINVAL) {
+        pthread_mutex_lock(&retired_mu);
+        pool->next_retired = retired;
+        retired = pool;
+        pthread_mutex_unlock(&retired_mu);
+    }
+    return rc;
+}
+
 int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns) {
     GUARD(SHMX_EFORKED);
     if (!pool) return SHMX_OK;
-    int rc = shmxgo_pool_close(pool, timeout_ns, 0);
-    free(pool);
-    return rc;
+    return close_pool(pool, timeout_ns, 0);
 }
 
 int shmx_pool_terminate(shmx_pool *pool) {
     GUARD(SHMX_EFORKED);
     if (!pool) return SHMX_OK;
-    int rc = shmxgo_pool_close(pool, 0, 1);
-    free(pool);
-    return rc;
+    return close_pool(pool, 0, 1);
 }
 
 int shmx_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job) {

@@ -4,7 +4,10 @@
 #include <stdint.h>
 #include "shmexec.h"
 
-struct shmx_pool { uint64_t id; };
+struct shmx_pool {
+    uint64_t id;                     /* in the Go side's table while open */
+    struct shmx_pool *next_retired;  /* once closed: kept, see shim.c */
+};
 struct shmx_output { uint64_t id; };
 struct shmx_worker {
     uint64_t id;

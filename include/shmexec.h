@@ -104,11 +104,16 @@ int shmx_pool_attach(const char *socket_path, shmx_pool **out);
    library's default of one minute), stops the workers and frees the pool.
    Jobs not waited for are discarded. For a handle from shmx_pool_attach:
    detaches, and jobs not waited for are abandoned. NULL: no-op.
-   Returns: SHMX_OK, or SHMX_ETIMEDOUT if jobs had to be killed. */
+   Another thread may be calling with the handle meanwhile (waiting for
+   a job, say): its call ends, and every call with the handle after the
+   close returns SHMX_EINVAL (the handle's few bytes are kept for that).
+   Returns: SHMX_OK, or SHMX_ETIMEDOUT if jobs had to be killed;
+   SHMX_EINVAL for a handle closed already. */
 int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns);
 
-/* Kills the workers, fails pending jobs and frees the pool. NULL: no-op.
-   Returns: SHMX_OK. */
+/* Kills the workers, fails pending jobs and frees the pool; the handle
+   then behaves as after shmx_pool_close. NULL: no-op.
+   Returns: SHMX_OK; SHMX_EINVAL for a handle closed already. */
 int shmx_pool_terminate(shmx_pool *pool);
 
 /* Queues a job for handler with a copy of data. Blocks while every job

@@ -607,6 +607,39 @@ static void test_two_waiters(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
+/* A thread waits for a job while another terminates the pool: the wait
+   ends, and every call with the handle afterwards returns SHMX_EINVAL
+   instead of reading freed memory (which the ASan build would report);
+   so does a second close. */
+static void test_close_while_waiting(void) {
+    shmx_pool *pool = make_pool(1, 0, 0);
+    if (!pool) return;
+    int ms = 5000;
+    struct waiter w = {pool, 0, 0, {0}};
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &w.job) == SHMX_OK, "submit");
+    pthread_t t;
+    pthread_create(&t, NULL, wait_in_thread, &w);
+    struct timespec settle = {0, 100000000};
+    nanosleep(&settle, NULL);
+    double t0 = now();
+    CHECK(shmx_pool_terminate(pool) == SHMX_OK, "terminate while a thread waits");
+    pthread_join(t, NULL);
+    CHECK(now() - t0 < 10 && (w.rc == SHMX_EINVAL || (w.rc == SHMX_OK && w.res.status != SHMX_OK)),
+          "the wait ends without the job's output: %d", w.rc);
+    if (w.rc == SHMX_OK) shmx_result_release(NULL, &w.res);
+    shmx_result res;
+    shmx_job job;
+    CHECK(shmx_wait(pool, w.job, 0, &res) == SHMX_EINVAL, "wait after terminate");
+    CHECK(shmx_submit(pool, "echo", "x", 1, &job) == SHMX_EINVAL, "submit after terminate");
+    CHECK(shmx_pool_close(pool, -1) == SHMX_EINVAL && shmx_pool_terminate(pool) == SHMX_EINVAL, "a second close");
+    /* Its memory is not reused: a freed handle would come back from
+       malloc as the next pool's, and calls with the stale one would act
+       on that pool. */
+    shmx_pool *next = make_pool(1, 0, 0);
+    CHECK(next != pool && shmx_submit(pool, "echo", "x", 1, &job) == SHMX_EINVAL, "a closed handle never names a later pool");
+    CHECK(shmx_pool_close(next, -1) == SHMX_OK, "close the later pool");
+}
+
 /* Whether p lies in a shared mapping of this process (the pool's
    segment), per /proc/self/maps; C memory for an output is private. */
 static int in_shared_mapping(const void *p) {
@@ -715,6 +748,7 @@ int main(int argc, char **argv) {
     test_wait_any();
     test_own_wait_and_forget();
     test_two_waiters();
+    test_close_while_waiting();
     test_basics();
     test_environment();
     test_timeout_and_full();

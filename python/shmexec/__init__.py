@@ -413,7 +413,6 @@ class Executor(_cf.Executor):
         self._early = {}  # outcomes of jobs fetched before they were tracked
         self._abandoned = set()  # Pool.apply jobs whose caller was interrupted
         self._own = set()  # jobs submitted with own=True that their thread has yet to fetch
-        self._own_fetching = 0  # threads in _fetch_own's C call
         self._shutdown = False
         self._terminating = False
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
@@ -496,16 +495,9 @@ class Executor(_cf.Executor):
         pool is terminated meanwhile. If this raises, the job is still
         this thread's, to forget."""
         while True:
-            with self._lock:  # terminate() waits for fetches under way before it frees the handle
-                if self._pool is None or self._terminating:
-                    raise PoolClosed("the pool was terminated")
-                self._own_fetching += 1
-            try:
-                rc, outcome = self._fetch(job, _SLICE_NS)
-            finally:
-                with self._lock:
-                    self._own_fetching -= 1
-                    self._fetched.notify_all()
+            if self._pool is None or self._terminating:
+                raise PoolClosed("the pool was terminated")
+            rc, outcome = self._fetch(job, _SLICE_NS)  # a handle closed meanwhile answers SHMX_EINVAL
             if outcome is not None:
                 with self._lock:
                     self._own.discard(job)
@@ -843,10 +835,6 @@ class Executor(_cf.Executor):
             self._terminating = True
         self._collector.join()
         with self._lock:
-            # No _fetch_own is in the C call past here (each waits a slice
-            # at most); they then find no pool.
-            while self._own_fetching:
-                self._fetched.wait()
             pool, self._pool = self._pool, None
         _LIB.shmx_pool_terminate(pool)
         with self._lock:
