@@ -411,7 +411,6 @@ class Executor(_cf.Executor):
         self._claimed = set()  # jobs a thread is fetching (see _wait_one)
         self._fetched = threading.Condition(self._lock)  # a claim ended
         self._early = {}  # outcomes of jobs fetched before they were tracked
-        self._abandoned = set()  # Pool.apply jobs whose caller was interrupted
         self._own = set()  # jobs submitted with own=True that their thread has yet to fetch
         self._shutdown = False
         self._terminating = False
@@ -717,9 +716,8 @@ class Executor(_cf.Executor):
     def _wait_one(self, job, ns, untracked=False):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
         future; with no future (a submitter that has not tracked it yet, or
-        an untracked Pool.apply job) keeps the outcome in _early, or drops
-        it for a job its caller gave up (_abandoned). A job another thread
-        is fetching is left to it. Returns the C code, or None if the job
+        an untracked Pool.apply job) keeps the outcome in _early. A job
+        another thread is fetching is left to it. Returns the C code, or None if the job
         was not this thread's."""
         with self._lock:
             if job in self._claimed or self._pool is None:
@@ -733,11 +731,8 @@ class Executor(_cf.Executor):
             if outcome is not None:
                 with self._lock:
                     fut = self._pending.pop(job, None)
-                    if fut is None:
-                        if job in self._abandoned:
-                            self._abandoned.discard(job)
-                        elif rc != _lib.SHMX_EINVAL or untracked:  # EINVAL: fetched by another thread
-                            self._early[job] = outcome
+                    if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
+                        self._early[job] = outcome
                 if fut is not None:
                     self._settle(fut, outcome)
         finally:
@@ -772,12 +767,13 @@ class Executor(_cf.Executor):
 
     def _abandon(self, job):
         """Gives up an untracked job whose caller was interrupted (Ctrl-C):
-        its outcome is dropped when it is fetched (now, if it has ended
-        already)."""
+        an outcome fetched already is dropped here, and the library drops
+        one still to come (shmx_forget)."""
         with self._lock:
-            if self._early.pop(job, None) is None:
-                self._abandoned.add(job)
-        self._wait_one(job, 0)
+            while job in self._claimed:  # the collector is fetching it
+                self._fetched.wait()
+            if self._early.pop(job, None) is None and self._pool is not None:
+                _LIB.shmx_forget(self._pool, job)
 
     def _wait_here(self, fut, timeout):
         """Waits for fut's job in the calling thread (ctypes releases the

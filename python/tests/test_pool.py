@@ -209,18 +209,26 @@ class PoolTest(unittest.TestCase):
         t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
         t.start()
         start = time.monotonic()
+        import ctypes
+
+        from shmexec import _lib
+
+        ex = self.pool._ex
         with self.assertRaises(KeyboardInterrupt):
             self.pool.apply(helpers.sleep, (1.5,))
         self.assertLess(time.monotonic() - start, 1.2)
+        job = ex._slots[-1].job.value  # the interrupted call's slot, not reused yet
         t.join()
         self.assertEqual(self.pool.apply(helpers.add, (2, 2)), 4)
         time.sleep(1.5)  # the interrupted job ends; its outcome is dropped
         self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
-        ex = self.pool._ex
         deadline = time.monotonic() + 10
-        while (ex._abandoned or ex._early) and time.monotonic() < deadline:
+        while ex._early and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.assertEqual((ex._abandoned, ex._early), (set(), {}), "the interrupted job's outcome was kept")
+        self.assertEqual(ex._early, {}, "the interrupted job's outcome was kept")
+        res = _lib.Result()
+        self.assertEqual(shmexec._LIB.shmx_wait(ex._pool, job, 0, ctypes.byref(res)), _lib.SHMX_EINVAL,
+                         "the library kept the interrupted job's outcome")
 
     def test_async_result(self):
         got, errs = [], []
