@@ -319,6 +319,39 @@ class PoolTest(unittest.TestCase):
         self.assertEqual((ex._pending, ex._early), ({}, {}), "a forgotten batch's outcome reached the executor")
         self.assertEqual(self.pool.map(helpers.double, range(100)), [x * 2 for x in range(100)])
 
+    def test_sigkill_during_map(self):
+        # A worker SIGKILLed while Pool.map's batches run (each a job the
+        # calling thread fetches itself): the map raises WorkerCrashed for
+        # the batch it ran, at once, nothing hangs, no batch stays counted,
+        # and the pool is back at full size with a new worker.
+        import signal
+        import threading
+        import time
+
+        p = shmexec.Pool(2)
+        try:
+            pids, deadline = set(), time.monotonic() + T
+            while len(pids) < 2 and time.monotonic() < deadline:
+                pids.update(p.map(helpers.sleep_then_pid, [0.05] * 4, chunksize=1))
+            self.assertEqual(len(pids), 2)
+            victim = min(pids)
+            t = threading.Timer(0.3, os.kill, (victim, signal.SIGKILL))
+            t.start()
+            start = time.monotonic()
+            with self.assertRaises(shmexec.WorkerCrashed) as cm:
+                p.map(helpers.sleep_then_pid, [0.2] * 20, chunksize=1)
+            t.join()
+            self.assertLess(time.monotonic() - start, 1.9, "the map ran on past the crash")
+            self.assertEqual((cm.exception.pid, cm.exception.signal), (victim, signal.SIGKILL))
+            self.assertEqual(p._ex._own, set())
+            after, deadline = set(), time.monotonic() + T
+            while len(after) < 2 and time.monotonic() < deadline:
+                after.update(p.map(helpers.sleep_then_pid, [0.05] * 4, chunksize=1))
+            self.assertEqual(len(after), 2, "the pool did not get back to 2 workers")
+            self.assertNotIn(victim, after)
+        finally:
+            p.terminate()
+
     def test_map_from_many_threads_beside_shutdown_and_terminate(self):
         # Maps from several threads fetch their own batches; close and
         # join from another thread waits for them; terminate makes a map
