@@ -148,17 +148,18 @@ func newPool(p *executor.Pool, c *executor.Client) *pool {
 	return np
 }
 
-// forget removes job id from the handle's books. p.mu held.
-func (p *pool) forget(id uint64) {
+// untrack removes job id from the handle's books (fetched, or dropped).
+// p.mu held.
+func (p *pool) untrack(id uint64) {
 	delete(p.jobs, id)
 	delete(p.own, id)
 	delete(p.forgot, id)
 }
 
-// drop forgets job id, which has ended, and frees its output: nobody
+// drop untracks job id, which has ended, and frees its output: nobody
 // will fetch it. p.mu held.
 func (p *pool) drop(id uint64, f *executor.Future) {
-	p.forget(id)
+	p.untrack(id)
 	discard(f)
 }
 
@@ -558,7 +559,7 @@ func (p *pool) await(job uint64, f *executor.Future, timeoutNS C.int64_t, res *C
 		setErr(fmt.Errorf("job %d was waited for or forgotten by another thread", job))
 		return C.SHMX_EINVAL
 	}
-	p.forget(job)
+	p.untrack(job)
 	p.mu.Unlock()
 	*res = C.shmx_result{status: code(err)}
 	if err == nil {
