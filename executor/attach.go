@@ -41,7 +41,7 @@ func (p *Pool) AddClient(pid int) (ClientTicket, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closing || p.l.poolState().Load() != poolOpen {
+	if p.l.poolState().Load() != poolOpen {
 		pfd.Close()
 		return ClientTicket{}, ErrPoolClosed
 	}
@@ -64,135 +64,6 @@ func (p *Pool) AddClient(pid int) (ClientTicket, error) {
 
 // File returns the segment's memfd, to pass to a client process.
 func (p *Pool) File() *os.File { return p.seg.File() }
-
-func (p *Pool) watchClient(cp *clientProc) {
-	for {
-		exited, err := sysx.PidfdWaitExit(cp.pidfd, 100*time.Millisecond)
-		select {
-		case <-p.quit:
-			return
-		default:
-		}
-		// A client that closed (its record says so) detached; one that
-		// exited without closing died. Either way it is reclaimed.
-		detached := p.l.client(cp.index).Uint32(crState).Load() == clientDead
-		if detached || exited || (err != nil && !errors.Is(err, sysx.ErrInterrupted)) {
-			select {
-			case p.events <- procEvent{client: cp.index, gen: cp.subGen, detach: detached}:
-			case <-p.quit:
-			}
-			return
-		}
-	}
-}
-
-// clientDied starts reclaiming what client c left, whether it died or
-// detached.
-func (p *Pool) clientDied(c int, subGen uint16, detached bool) {
-	p.mu.Lock()
-	var cp *clientProc
-	for _, x := range p.clients {
-		if x.index == c && x.subGen == subGen {
-			cp = x
-		}
-	}
-	p.mu.Unlock()
-	if cp == nil || cp.state == clientDead {
-		return
-	}
-	cp.state = clientDead
-	l := p.l
-	l.client(c).Uint32(crState).Store(clientDead)
-	if detached {
-		l.counter(ctrDetached).Add(1)
-	} else {
-		l.counter(ctrClientDeaths).Add(1)
-	}
-	p.recoverParty(l.g.clientSubParty(c), cp.subGen, crashInfo{})
-	p.recoverParty(l.g.clientColParty(c), cp.colGen, crashInfo{})
-	p.reapClient(cp)
-}
-
-// reapClients goes on reclaiming dead clients' slots (results of jobs
-// that were running when the client died arrive later).
-func (p *Pool) reapClients() {
-	p.mu.Lock()
-	var dead []*clientProc
-	for _, cp := range p.clients {
-		if cp.state == clientDead {
-			dead = append(dead, cp)
-		}
-	}
-	p.mu.Unlock()
-	for _, cp := range dead {
-		p.reapClient(cp)
-	}
-}
-
-// reapClient frees what dead client cp still has: results in its
-// outqueue, its queued jobs (dropped), finished jobs. Once nothing refers
-// to the client slot it becomes free for another client.
-func (p *Pool) reapClient(cp *clientProc) {
-	l := p.l
-	c := cp.index
-	out := l.outq[c]
-	for {
-		v, err := out.TryDequeue(p.sup)
-		if err != nil {
-			break
-		}
-		if idx := refIdx(v); idx < l.g.slots && p.freeSlot(idx, refSeq(v), slotDone) {
-			l.counter(ctrReclaimed).Add(1)
-		}
-	}
-	p.sup.Release()
-	busy := 0
-	for idx := 0; idx < l.g.slots; idx++ {
-		st := l.slotState(idx)
-		cur := st.Load()
-		if wState(cur) == slotFree || int(unpackMeta(l.slot(idx).Uint64(slMeta).Load()).client) != c {
-			continue
-		}
-		switch wState(cur) {
-		case slotQueued:
-			// Still in the inqueue: the worker that dequeues it frees it.
-			st.CompareAndSwap(cur, stateWord(slotDropped, 0, wSeq(cur), 0))
-		case slotDone:
-			if !p.ownerAlive(wOwner(cur)) && p.freeSlot(idx, wSeq(cur), slotDone) {
-				l.counter(ctrReclaimed).Add(1)
-				continue
-			}
-		}
-		busy++
-	}
-	if busy == 0 && out.Len() == 0 {
-		l.parties.Free(l.g.clientSubParty(c), cp.subGen)
-		l.parties.Free(l.g.clientColParty(c), cp.colGen)
-		l.client(c).Uint32(crState).Store(clientFree)
-		p.mu.Lock()
-		for i, x := range p.clients {
-			if x == cp {
-				p.clients = append(p.clients[:i], p.clients[i+1:]...)
-				break
-			}
-		}
-		p.mu.Unlock()
-		if cp.pidfd != nil {
-			cp.pidfd.Close()
-			cp.pidfd = nil
-		}
-	}
-}
-
-// ownerAlive reports whether owner is a live worker (which will publish
-// what it holds).
-func (p *Pool) ownerAlive(owner uint32) bool {
-	party, gen := int(owner>>16), uint16(owner)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	i := party - 1
-	return i >= 0 && i < len(p.workers) && p.workers[i].alive && p.workers[i].gen == gen
-}
 
 // Connect attaches this process as a client of the pool whose segment is
 // f, with the ticket the supervisor's AddClient gave. On success the
@@ -292,25 +163,4 @@ func (c *Client) Close() error {
 		c.closeErr = c.l.unmap()
 	})
 	return c.closeErr
-}
-
-// ReadStats reads a pool's counters through a read-only mapping of its
-// segment f, as an observer in another process does (it never writes to
-// the pool). f stays the caller's.
-func ReadStats(f *os.File) (Stats, error) {
-	dup, err := sysx.Dup(f)
-	if err != nil {
-		return Stats{}, err
-	}
-	seg, err := shm.AttachReadOnly(dup)
-	if err != nil {
-		dup.Close()
-		return Stats{}, err
-	}
-	defer seg.Close()
-	l, err := openLayout(seg, false, geometry{})
-	if err != nil {
-		return Stats{}, err
-	}
-	return l.stats(), nil
 }

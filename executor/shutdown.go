@@ -25,13 +25,14 @@ func (p *Pool) CloseTimeout(d time.Duration) error {
 // Terminate kills the workers at once, fails every pending job with
 // ErrPoolClosed and frees the segment. Idempotent, like Close.
 func (p *Pool) Terminate() error {
-	p.once.Do(func() {
-		p.terminating.Store(true)
-		p.closeErr = p.shutdown(0)
-	})
+	p.once.Do(func() { p.closeErr = p.shutdown(0) })
 	return p.closeErr
 }
 
+// shutdown takes the pool through the segment's states, which are its only
+// record of shutting down: closing (no new submits; queued jobs finish,
+// for at most grace), then closed (workers stop; a job still running then
+// is killed and ends with PoolClosed, see crashedJob). grace 0: Terminate.
 func (p *Pool) shutdown(grace time.Duration) error {
 	l := p.l
 	if l == nil { // New failed before the layout existed
@@ -39,20 +40,16 @@ func (p *Pool) shutdown(grace time.Duration) error {
 	}
 	var errs []error
 	l.poolState().Store(poolClosing)
-	if grace > 0 {
-		if !p.waitIdle(time.Now().Add(grace)) {
-			errs = append(errs, fmt.Errorf("executor: close: jobs still running after %v; killed", grace))
-			p.terminating.Store(true)
-		}
+	kill := grace <= 0
+	if !kill && !p.waitIdle(time.Now().Add(grace)) {
+		errs = append(errs, fmt.Errorf("executor: close: jobs still running after %v; killed", grace))
+		kill = true
 	}
-	p.mu.Lock()
-	p.closing = true
-	p.mu.Unlock()
 	l.poolState().Store(poolClosed)
 
 	// Stop the workers: an exit value each, then SIGKILL for those that do
-	// not go within a second (or at once for Terminate).
-	if !p.terminating.Load() {
+	// not go within a second (or at once when killing).
+	if !kill {
 		n := len(p.aliveWorkers())
 		p.runOnMonitor(func() {
 			for i := 0; i < n; i++ {
@@ -95,18 +92,6 @@ func (p *Pool) shutdown(grace time.Duration) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// runOnMonitor runs f on the monitor goroutine (which owns recovery) and
-// waits for it.
-func (p *Pool) runOnMonitor(f func()) {
-	done := make(chan struct{})
-	select {
-	case p.events <- procEvent{client: -2, run: func() { f(); close(done) }}:
-		<-done
-	case <-p.stopped:
-		f()
-	}
 }
 
 func (p *Pool) aliveWorkers() []*workerProc {

@@ -1,0 +1,58 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+import (
+	"errors"
+	"syscall"
+	"unsafe"
+
+	"github.com/shmexec/shmexec/executor"
+)
+
+func setErr(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	cs := C.CString(msg)
+	C.shmxint_set_last_error(cs)
+	C.free(unsafe.Pointer(cs))
+}
+
+// code maps an error to its SHMX_ code.
+func code(err error) C.int {
+	var ce *executor.CrashError
+	switch {
+	case err == nil:
+		return C.SHMX_OK
+	case errors.As(err, &ce):
+		return C.SHMX_EWORKER_CRASHED
+	case errors.Is(err, executor.ErrHandler):
+		return C.SHMX_EHANDLER
+	case errors.Is(err, executor.ErrTimeout):
+		return C.SHMX_ETIMEDOUT
+	case errors.Is(err, executor.ErrCancelled):
+		return C.SHMX_ECANCELLED
+	case errors.Is(err, executor.ErrUnknownHandler):
+		return C.SHMX_EUNKNOWN_HANDLER
+	case errors.Is(err, executor.ErrTooLarge):
+		return C.SHMX_ETOO_LARGE
+	case errors.Is(err, executor.ErrPoolDead):
+		return C.SHMX_EPOOL_DEAD
+	case errors.Is(err, executor.ErrPoolClosed):
+		return C.SHMX_ECLOSED
+	case errors.Is(err, executor.ErrFull):
+		return C.SHMX_EFULL
+	case errors.Is(err, executor.ErrWorkerStart):
+		return C.SHMX_EWORKER_START
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return C.SHMX_ESYS
+	}
+	return C.SHMX_EINVAL
+}

@@ -1,0 +1,189 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/shmexec/shmexec/executor"
+)
+
+// pool is a handle: a pool this process owns (p set), or one it attached
+// to through shmexec serve (p nil). c submits either way.
+//
+// Its books: jobs holds one entry for each job the handle submitted and
+// has not yet handed over — fetched by shmx_wait, or dropped (forgotten
+// and ended, or the handle closed). Everything the handle knows of a job
+// is in its entry, so it leaves the books whole.
+//
+// For shmx_wait_any: once it has been called (anyOn), a job that ends
+// and is neither waited for, nor its submitter's own, nor forgotten is
+// queued in ready (by the executor's OnDone hook: no goroutine per job)
+// and sig is poked. ready may hold stale numbers (jobs fetched since);
+// wait_any skips what is no longer in jobs.
+type pool struct {
+	p       *executor.Pool
+	c       *executor.Client
+	mu      sync.Mutex // guards jobs, anyOn and ready
+	jobs    map[uint64]*job
+	buffers handles[*executor.Buffer]
+
+	anyOn  bool
+	ready  []uint64
+	sig    chan struct{}
+	quit   chan struct{}
+	onDone func(*executor.Future)
+
+	// inPlace is shmx_results_in_place's minimum (0: results are copied).
+	inPlace atomic.Int64
+}
+
+// job is a pool handle's entry for one job it submitted.
+type job struct {
+	f       *executor.Future
+	waiters int  // threads in shmx_wait or shmx_call for it: wait_any leaves it to them
+	own     bool // submitted with SHMX_SUBMIT_OWN_WAIT: wait_any never reports it
+	forgot  bool // given up with shmx_forget: dropped as it ends, never fetched
+}
+
+// reported says whether shmx_wait_any may report j as ended.
+func (j *job) reported() bool { return j.waiters == 0 && !j.own && !j.forgot }
+
+// heldResults maps the data pointer of each result left in the segment
+// (shmx_results_in_place) to its job, for shmx_result_release, which gets
+// no pool handle it can count on.
+var heldResults sync.Map // unsafe.Pointer -> *executor.Future
+
+func newPool(p *executor.Pool, c *executor.Client) *pool {
+	np := &pool{p: p, c: c, jobs: map[uint64]*job{}, sig: make(chan struct{}, 1), quit: make(chan struct{})}
+	np.onDone = func(f *executor.Future) {
+		np.mu.Lock()
+		if j, ok := np.jobs[f.ID()]; ok && j.forgot {
+			np.drop(f.ID())
+		} else {
+			np.announce(f.ID())
+		}
+		np.mu.Unlock()
+	}
+	return np
+}
+
+// add enters a submitted job in the books and returns its entry. p.mu
+// held.
+func (p *pool) add(f *executor.Future, flags C.uint32_t) *job {
+	j := &job{f: f, own: flags&C.SHMX_SUBMIT_OWN_WAIT != 0}
+	p.jobs[f.ID()] = j
+	return j
+}
+
+// drop removes job id, which has ended, from the books and frees its
+// output: nobody will fetch it. p.mu held.
+func (p *pool) drop(id uint64) {
+	if j, ok := p.jobs[id]; ok {
+		delete(p.jobs, id)
+		discard(j.f)
+	}
+}
+
+// discard frees the output of an ended job that nobody fetched: in place
+// in the segment, or in C memory.
+func discard(f *executor.Future) {
+	if f.InPlace() {
+		f.Release()
+	} else if out, err, ok := f.Result(); ok && err == nil && len(out) > 0 {
+		C.shmxint_output_free(unsafe.Pointer(&out[0]), C.size_t(len(out)))
+	}
+}
+
+// announce queues a finished job for shmx_wait_any, unless wait_any is
+// not in use, a thread in shmx_wait takes it, its submitter fetches it
+// (SHMX_SUBMIT_OWN_WAIT) or it was fetched already (a job submitted but
+// not yet tracked is announced by track). p.mu held.
+func (p *pool) announce(id uint64) {
+	if j, ok := p.jobs[id]; !ok || !p.anyOn || !j.reported() {
+		return
+	}
+	if len(p.ready) >= 2*len(p.jobs)+64 {
+		// Entries of jobs fetched by shmx_wait since are stale: drop them,
+		// so that a caller who no longer calls wait_any leaks nothing.
+		live := p.ready[:0]
+		for _, r := range p.ready {
+			if _, pending := p.jobs[r]; pending {
+				live = append(live, r)
+			}
+		}
+		p.ready = live
+	}
+	p.ready = append(p.ready, id)
+	p.poke()
+}
+
+// announceIfDone announces job id if it has ended. p.mu held.
+func (p *pool) announceIfDone(id uint64, f *executor.Future) {
+	select {
+	case <-f.Done():
+		p.announce(id)
+	default:
+	}
+}
+
+// track remembers a submitted job's future under its number for
+// shmx_wait, or reports the submit's error. flags: the submit's
+// SHMX_SUBMIT_ bits.
+func (p *pool) track(f *executor.Future, err error, flags C.uint32_t, job *C.shmx_job) C.int {
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	p.mu.Lock()
+	p.add(f, flags)
+	// It may have ended before it was tracked, when OnDone could not
+	// find it.
+	p.announceIfDone(f.ID(), f)
+	p.mu.Unlock()
+	*job = C.shmx_job(f.ID())
+	return C.SHMX_OK
+}
+
+// cOutput allocates a job's output in C memory (freed by
+// shmx_result_release, or when the pool handle closes with the job not
+// waited for).
+func cOutput(n int) []byte {
+	p := C.shmxint_output_alloc(C.size_t(n))
+	if p == nil {
+		panic("shmexec: out of memory for a job's output")
+	}
+	return unsafe.Slice((*byte)(p), n)
+}
+
+// freeUnwaited frees the C outputs of jobs that finished and were never
+// waited for. p is no longer reachable from C.
+func (p *pool) freeUnwaited() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range p.jobs {
+		p.drop(id)
+	}
+}
+
+// submitOpts are the options of a job this handle submits: its time
+// limit (0: the pool's) and retries (-1: the pool's), its output copied
+// into C memory, and OnDone for shmx_wait_any.
+func (p *pool) submitOpts(timeoutNS C.int64_t, retries C.int32_t) executor.SubmitOptions {
+	return executor.SubmitOptions{Timeout: time.Duration(timeoutNS), Retries: int(retries), Output: cOutput, OnDone: p.onDone,
+		InPlace: int(p.inPlace.Load())}
+}
+
+// poke wakes one thread in shmx_wait_any.
+func (p *pool) poke() {
+	select {
+	case p.sig <- struct{}{}:
+	default:
+	}
+}

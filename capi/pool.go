@@ -1,0 +1,164 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+
+extern char **environ;
+static inline char **shmxint_environ(void) { return environ; }
+*/
+import "C"
+import (
+	"errors"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/shmexec/shmexec/executor"
+	"github.com/shmexec/shmexec/server"
+)
+
+// cEnviron is the process's environment as C sees it now: workers inherit
+// what the program set with setenv (or Python's os.environ) after the
+// library was loaded, as they would from posix_spawn(..., environ).
+// os.Environ is Go's copy, taken when the runtime started.
+func cEnviron() []string {
+	var env []string
+	for p := C.shmxint_environ(); p != nil && *p != nil; p = (**C.char)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(p))) {
+		env = append(env, C.GoString(*p))
+	}
+	return env
+}
+
+//export shmxgo_pool_create
+func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
+	gc := executor.Config{
+		Workers:           int(cfg.workers),
+		QueueDepth:        int(cfg.queue_depth),
+		MaxPayload:        int64(cfg.max_payload),
+		MaxTasksPerWorker: int(cfg.max_tasks_per_worker),
+		Retries:           int(cfg.retries),
+		JobTimeout:        time.Duration(cfg.job_timeout_ns),
+		Environ:           cEnviron,
+	}
+	if cfg.max_payload > 1<<40 || cfg.job_timeout_ns < 0 {
+		setErr(errors.New("max_payload over 1 TiB or negative job_timeout_ns"))
+		return C.SHMX_EINVAL
+	}
+	if cfg.worker_argv != nil {
+		argv := unsafe.Slice(cfg.worker_argv, 1<<16)
+		for i := 0; argv[i] != nil; i++ {
+			gc.WorkerArgv = append(gc.WorkerArgv, C.GoString(argv[i]))
+		}
+		if len(gc.WorkerArgv) == 0 {
+			setErr(errors.New("worker_argv is empty"))
+			return C.SHMX_EINVAL
+		}
+	}
+	p, err := executor.New(gc)
+	if err != nil {
+		setErr(err)
+		if errors.Is(err, executor.ErrNestedPool) {
+			return C.SHMX_EINVAL
+		}
+		if errors.Is(err, executor.ErrWorkerStart) {
+			return C.SHMX_EWORKER_START
+		}
+		return code(err)
+	}
+	cp := (*C.shmx_pool)(C.malloc(C.size_t(unsafe.Sizeof(C.shmx_pool{}))))
+	if cp == nil {
+		p.Terminate()
+		return C.SHMX_ENOMEM
+	}
+	cp.id = C.uint64_t(pools.add(newPool(p, p.Client())))
+	*out = cp
+	setErr(nil)
+	return C.SHMX_OK
+}
+
+//export shmxgo_pool_attach
+func shmxgo_pool_attach(socket *C.char, out **C.shmx_pool) C.int {
+	c, err := server.Attach(C.GoString(socket))
+	if err != nil {
+		setErr(err)
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EACCES) {
+			return C.SHMX_ESYS
+		}
+		return C.SHMX_EINVAL
+	}
+	cp := (*C.shmx_pool)(C.malloc(C.size_t(unsafe.Sizeof(C.shmx_pool{}))))
+	if cp == nil {
+		c.Close()
+		return C.SHMX_ENOMEM
+	}
+	cp.id = C.uint64_t(pools.add(newPool(nil, c)))
+	*out = cp
+	setErr(nil)
+	return C.SHMX_OK
+}
+
+//export shmxgo_pool_close
+func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.int {
+	p, ok := pools.take(uint64(cp.id))
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	close(p.quit)
+	defer p.freeUnwaited()
+	var err error
+	if p.p == nil {
+		// Attached: detach (the server's pool goes on).
+		err = p.c.Close()
+		setErr(err)
+		if err != nil {
+			return C.SHMX_ESYS
+		}
+		return C.SHMX_OK
+	}
+	if terminate != 0 {
+		err = p.p.Terminate()
+	} else {
+		d := executor.DefaultCloseTimeout
+		if timeoutNS >= 0 {
+			d = time.Duration(timeoutNS)
+		}
+		err = p.p.CloseTimeout(d)
+	}
+	setErr(err)
+	if err != nil {
+		return C.SHMX_ETIMEDOUT
+	}
+	return C.SHMX_OK
+}
+
+//export shmxgo_results_in_place
+func shmxgo_results_in_place(cp *C.shmx_pool, minLen C.size_t) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	if p.p == nil {
+		setErr(errors.New("results stay copied for a handle attached to a served pool: the server may reuse their space once it detaches"))
+		return C.SHMX_EINVAL
+	}
+	switch {
+	case minLen == 0:
+	case minLen < C.SHMXINT_HUGE_OUTPUT:
+		minLen = C.SHMXINT_HUGE_OUTPUT
+	case uint64(minLen) > 1<<62:
+		minLen = 1 << 62
+	}
+	p.inPlace.Store(int64(minLen))
+	return C.SHMX_OK
+}
+
+//export shmxgo_release_in_place
+func shmxgo_release_in_place(data unsafe.Pointer) C.int {
+	f, ok := heldResults.LoadAndDelete(data)
+	if !ok {
+		return 0
+	}
+	f.(*executor.Future).Release()
+	return 1
+}

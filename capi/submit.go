@@ -1,0 +1,286 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/shmexec/shmexec/executor"
+)
+
+// input is a view of the caller's bytes; submit copies them into the
+// segment before it returns.
+func input(data unsafe.Pointer, n C.size_t) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(data), int(n))
+}
+
+//export shmxgo_submit
+func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, job *C.shmx_job, block C.int) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	opts := p.submitOpts(0, -1)
+	if block == 0 {
+		f, err := p.c.TrySubmitWith(C.GoString(handler), input(data, n), opts)
+		return p.track(f, err, 0, job)
+	}
+	if p.p != nil {
+		f, err := p.p.SubmitWith(context.Background(), C.GoString(handler), input(data, n), opts)
+		return p.track(f, err, 0, job)
+	}
+	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n), opts)
+	return p.track(f, err, 0, job)
+}
+
+//export shmxgo_submit_with
+func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
+	flags C.uint32_t, job *C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok || retries < -1 {
+		return C.SHMX_EINVAL
+	}
+	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
+		p.submitOpts(timeoutNS, retries))
+	return p.track(f, err, flags, job)
+}
+
+//export shmxgo_call
+func shmxgo_call(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
+	flags C.uint32_t, waitNS C.int64_t, job *C.shmx_job, res *C.shmx_result) C.int {
+	p, ok := lookup(cp)
+	if !ok || retries < -1 {
+		return C.SHMX_EINVAL
+	}
+	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
+		p.submitOpts(timeoutNS, retries))
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	id := f.ID()
+	// Tracked as waited for from the start: shmx_wait_any never hears of
+	// it unless this wait runs out (and then not if it is the caller's own).
+	p.mu.Lock()
+	j := p.add(f, flags)
+	j.waiters++
+	p.mu.Unlock()
+	*job = C.shmx_job(id)
+	return p.await(id, j, waitNS, res)
+}
+
+//export shmxgo_wait
+func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.shmx_result) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.mu.Lock()
+	j, ok := p.jobs[uint64(job)]
+	if !ok || j.forgot {
+		p.mu.Unlock()
+		setErr(fmt.Errorf("no pending job %d", uint64(job)))
+		return C.SHMX_EINVAL
+	}
+	j.waiters++
+	p.mu.Unlock()
+	return p.await(uint64(job), j, timeoutNS, res)
+}
+
+// await waits for job (j) for at most timeoutNS (< 0: no limit) on behalf
+// of a caller counted in j.waiters, and fills res with its outcome: the
+// body of shmx_wait.
+func (p *pool) await(id uint64, j *job, timeoutNS C.int64_t, res *C.shmx_result) C.int {
+	f := j.f
+	out, err := f.WaitTimeout(time.Duration(timeoutNS))
+	p.mu.Lock()
+	j.waiters--
+	if errors.Is(err, context.DeadlineExceeded) {
+		// It may have finished just now, and OnDone passed it over while
+		// this thread waited: announce it now.
+		p.announceIfDone(id, f)
+		p.mu.Unlock()
+		return C.SHMX_ETIMEDOUT
+	}
+	if cur, still := p.jobs[id]; !still || cur != j || j.forgot {
+		// Another thread waiting for the same job took the result (one
+		// copy in C memory, with one owner), or forgot the job.
+		p.mu.Unlock()
+		setErr(fmt.Errorf("job %d was waited for or forgotten by another thread", id))
+		return C.SHMX_EINVAL
+	}
+	delete(p.jobs, id)
+	p.mu.Unlock()
+	*res = C.shmx_result{status: code(err)}
+	if err == nil {
+		if len(out) > 0 {
+			// C memory from cOutput: the result was copied once, out of
+			// the segment; or, left in place, the segment itself.
+			res.data = unsafe.Pointer(&out[0])
+			res.len = C.size_t(len(out))
+			if f.InPlace() {
+				heldResults.Store(res.data, f)
+			}
+		}
+		return C.SHMX_OK
+	}
+	var he *executor.HandlerError
+	var ce *executor.CrashError
+	detail := err.Error()
+	switch {
+	case errors.As(err, &he):
+		detail = he.Type + ": " + he.Message
+		if he.Traceback != "" {
+			detail += "\n" + he.Traceback
+		}
+	case errors.As(err, &ce):
+		res.worker_pid, res.signal, res.exit_code = C.int32_t(ce.PID), C.int32_t(ce.Signal), C.int32_t(ce.ExitCode)
+	}
+	res.error = C.CString(detail)
+	return C.SHMX_OK
+}
+
+//export shmxgo_wait_any
+func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.mu.Lock()
+	if !p.anyOn {
+		p.anyOn = true
+		for id, j := range p.jobs {
+			p.announceIfDone(id, j.f)
+		}
+	}
+	p.mu.Unlock()
+	var timeout <-chan time.Time
+	if timeoutNS >= 0 {
+		t := time.NewTimer(time.Duration(timeoutNS))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		p.mu.Lock()
+		for len(p.ready) > 0 {
+			id := p.ready[0]
+			p.ready = p.ready[1:]
+			if j, pending := p.jobs[id]; pending && j.reported() {
+				if len(p.ready) > 0 {
+					p.poke() // more for another thread in wait_any
+				}
+				p.mu.Unlock()
+				*job = C.shmx_job(id)
+				return C.SHMX_OK
+			}
+			// fetched already, or a thread in shmx_wait takes it
+		}
+		p.ready = nil
+		p.mu.Unlock()
+		select {
+		case <-p.sig:
+		case <-timeout:
+			return C.SHMX_ETIMEDOUT
+		case <-p.quit:
+			return C.SHMX_ECLOSED
+		}
+	}
+}
+
+//export shmxgo_buffer_alloc
+func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	b, err := p.c.AllocBuffer(int(n))
+	if err != nil {
+		setErr(err)
+		return code(err)
+	}
+	buf.id = C.uint64_t(p.buffers.add(b))
+	buf.len = n
+	if n > 0 {
+		buf.data = unsafe.Pointer(&b.Bytes()[0]) // shared memory, not Go memory
+	}
+	return C.SHMX_OK
+}
+
+//export shmxgo_submit_buffer
+func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, timeoutNS C.int64_t, retries C.int32_t,
+	flags C.uint32_t, job *C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok || retries < -1 {
+		return C.SHMX_EINVAL
+	}
+	b, ok := p.buffers.take(uint64(buf.id))
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	f, err := p.c.SubmitBuffer(context.Background(), C.GoString(handler), b,
+		p.submitOpts(timeoutNS, retries))
+	if err != nil {
+		b.Release()
+	}
+	return p.track(f, err, flags, job)
+}
+
+//export shmxgo_buffer_release
+func shmxgo_buffer_release(cp *C.shmx_pool, buf *C.shmx_buffer) {
+	p, ok := lookup(cp)
+	if !ok {
+		return
+	}
+	if b, ok := p.buffers.take(uint64(buf.id)); ok {
+		b.Release()
+	}
+}
+
+//export shmxgo_cancel
+func shmxgo_cancel(cp *C.shmx_pool, job C.shmx_job, kill C.int) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.mu.Lock()
+	j, ok := p.jobs[uint64(job)]
+	p.mu.Unlock()
+	if !ok || !j.f.Cancel(kill != 0) {
+		return C.SHMX_EINVAL
+	}
+	return C.SHMX_OK
+}
+
+//export shmxgo_forget
+func shmxgo_forget(cp *C.shmx_pool, job C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	id := uint64(job)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	j, ok := p.jobs[id]
+	if !ok || j.forgot {
+		setErr(fmt.Errorf("no pending job %d", id))
+		return C.SHMX_EINVAL
+	}
+	select {
+	case <-j.f.Done():
+		p.drop(id)
+	default:
+		// OnDone drops it. A thread in shmx_wait for it finds it gone.
+		j.forgot = true
+	}
+	return C.SHMX_OK
+}

@@ -1,0 +1,340 @@
+package executor
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/shmexec/shmexec/internal/sysx"
+)
+
+const (
+	// startFailureLimit is how many times in a row a worker may die
+	// before becoming ready before the pool stops respawning it.
+	startFailureLimit = 5
+	tickInterval      = 2 * time.Millisecond
+)
+
+type workerProc struct {
+	index     int
+	gen       uint16
+	cmd       *exec.Cmd
+	alive     bool
+	failures  int // consecutive start-up failures
+	spawned   int // processes started for this index
+	nextStart time.Time
+	gaveUp    bool
+	lastErr   string
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	res chan error
+}
+
+// procEvent is what the monitor goroutine is told: a worker process
+// exited, a client died or detached, or a function to run on it.
+type procEvent struct {
+	kind   eventKind
+	index  int              // the worker's or client's index
+	gen    uint16           // the worker's generation, or the client's submit party's
+	state  *os.ProcessState // evWorkerExit
+	detach bool             // evClientGone: the client detached by Close rather than died
+	run    func()           // evRun
+}
+
+type eventKind uint8
+
+const (
+	evWorkerExit eventKind = iota + 1
+	evClientGone
+	evRun
+)
+
+// spawner starts worker processes from one locked OS thread, which lives
+// as long as the pool: PR_SET_PDEATHSIG fires when the thread that
+// forked a child exits, not when the process does.
+func (p *Pool) spawner() {
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+	for req := range p.spawnc {
+		req.res <- req.cmd.Start()
+	}
+}
+
+func (p *Pool) spawn(w *workerProc) error {
+	l := p.l
+	party := l.g.workerParty(w.index)
+	gen, err := l.parties.Activate(party)
+	if err != nil {
+		return err
+	}
+	argv := p.cfg.WorkerArgv
+	cmd := exec.Command(argv[0], argv[1:]...)
+	environ := os.Environ
+	if p.cfg.Environ != nil {
+		environ = p.cfg.Environ
+	}
+	cmd.Env = append(environ(), p.cfg.WorkerEnv...)
+	cmd.Env = append(cmd.Env,
+		envCookie+"="+cookieValue,
+		envProtocol+"="+strconv.Itoa(ProtocolVersion),
+		fmt.Sprintf("%s=%d:%d:%d", envWorker, w.index, party, gen),
+		fmt.Sprintf("%s=%d", envFD, segmentFD),
+		fmt.Sprintf("%s=%d", envSupervisor, os.Getpid()),
+		fmt.Sprintf("%s=%d", envMaxTasks, p.cfg.MaxTasksPerWorker),
+	)
+	if p.cfg.spawnEnv != nil {
+		cmd.Env = append(cmd.Env, p.cfg.spawnEnv(w.index, w.spawned)...)
+	}
+	w.spawned++
+	cmd.ExtraFiles = []*os.File{p.seg.File()}
+	cmd.Stdout = p.cfg.Stderr
+	cmd.Stderr = p.cfg.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	rec := l.worker(w.index)
+	rec.Uint64(wrCurrent).Store(0)
+	rec.Uint32(wrGen).Store(uint32(gen))
+	rec.Uint32(wrState).Store(workerStarting)
+	res := make(chan error, 1)
+	p.spawnc <- spawnReq{cmd: cmd, res: res}
+	if err := <-res; err != nil {
+		rec.Uint32(wrState).Store(workerFailed)
+		l.parties.Free(party, gen)
+		p.mu.Lock()
+		w.alive = false
+		p.mu.Unlock()
+		return fmt.Errorf("start worker %v: %w", argv, err)
+	}
+	rec.Uint32(wrPID).Store(uint32(cmd.Process.Pid))
+	l.parties.SetPID(party, gen, cmd.Process.Pid)
+	p.mu.Lock()
+	w.gen, w.cmd, w.alive = gen, cmd, true
+	p.mu.Unlock()
+	go func() {
+		cmd.Wait() // os.Process waits on a pidfd on Linux: no pid-reuse race
+		p.events <- procEvent{kind: evWorkerExit, index: w.index, gen: gen, state: cmd.ProcessState}
+	}()
+	return nil
+}
+
+// waitReady waits until every worker has attached and run its
+// initializer, or reports why not.
+func (p *Pool) waitReady() error {
+	deadline := time.Now().Add(p.cfg.StartTimeout)
+	for {
+		ready := 0
+		for i := 0; i < p.cfg.Workers; i++ {
+			if workerReady(p.l.worker(i).Uint32(wrState).Load()) {
+				ready++
+			}
+		}
+		if ready == p.cfg.Workers {
+			return nil
+		}
+		if err := p.brokenErr(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d of %d workers ready after %v", ErrWorkerStart, ready, p.cfg.Workers, p.cfg.StartTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// monitor is the supervisor's loop: it learns of deaths at once (from the
+// pidfd-backed waits) and checks deadlines and cancel requests on a tick.
+func (p *Pool) monitor() {
+	defer close(p.stopped)
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-p.events:
+			switch ev.kind {
+			case evRun:
+				ev.run()
+			case evClientGone:
+				p.clientDied(ev.index, ev.gen, ev.detach)
+			case evWorkerExit:
+				p.workerExited(ev)
+			}
+		case <-tick.C:
+			p.tick()
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// workerExited recovers what a dead worker held and replaces it.
+func (p *Pool) workerExited(ev procEvent) {
+	p.mu.Lock()
+	w := p.workers[ev.index]
+	if w.gen != ev.gen || !w.alive {
+		p.mu.Unlock()
+		return
+	}
+	w.alive = false
+	p.mu.Unlock()
+
+	l := p.l
+	party := l.g.workerParty(w.index)
+	rec := l.worker(w.index)
+	wasReady := workerReady(rec.Uint32(wrState).Load())
+	rec.Uint32(wrState).Store(workerEmpty) // before its jobs' results go out
+	pid, sig, code := ev.state.Pid(), syscall.Signal(0), ev.state.ExitCode()
+	if ws, ok := ev.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		sig, code = ws.Signal(), -1
+	}
+	rec.Uint64(wrLastExit).Store(uint64(uint32(sig))<<32 | uint64(uint32(int32(code))))
+	clean := code == exitOK && sig == 0
+	if !clean {
+		l.counter(ctrWorkerDeaths).Add(1)
+	}
+	p.recoverParty(party, w.gen, crashInfo{pid: pid, sig: sig, code: code})
+	l.parties.Free(party, w.gen)
+	rec.Uint64(wrCurrent).Store(0)
+
+	if l.poolState().Load() >= poolClosed {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if wasReady {
+		w.failures = 0
+		w.nextStart = time.Now()
+	} else {
+		p.startFailed(w, describeExit(pid, sig, code))
+	}
+}
+
+// startFailed records that worker w failed to start (its process could
+// not be started, or it died before it was ready) and schedules its next
+// start with exponential back-off, or gives it up after
+// startFailureLimit failures in a row. p.mu is held.
+func (p *Pool) startFailed(w *workerProc, reason string) {
+	w.failures++
+	w.lastErr = reason
+	p.l.counter(ctrStartFailures).Add(1)
+	if w.failures >= startFailureLimit {
+		w.gaveUp = true
+		p.l.worker(w.index).Uint32(wrState).Store(workerFailed)
+		p.checkBroken()
+		return
+	}
+	w.nextStart = time.Now().Add(time.Duration(10<<w.failures) * time.Millisecond)
+}
+
+func workerReady(state uint32) bool {
+	return state == workerIdle || state == workerBusy || state == workerExiting
+}
+
+func describeExit(pid int, sig syscall.Signal, code int) string {
+	if sig != 0 {
+		return fmt.Sprintf("worker pid %d was killed by %v during start-up", pid, sig)
+	}
+	switch code {
+	case exitInitFailed:
+		return fmt.Sprintf("worker pid %d: its initializer failed (exit status %d)", pid, code)
+	case exitOK, exitNotWorker:
+		return fmt.Sprintf("worker pid %d did not serve as a worker (exit status %d): does the worker program call ServeIfWorker or shmx_worker_main?", pid, code)
+	}
+	return fmt.Sprintf("worker pid %d exited with status %d during start-up", pid, code)
+}
+
+// checkBroken marks the pool broken when every worker has given up, and
+// fails what is queued. p.mu is held.
+func (p *Pool) checkBroken() {
+	for _, w := range p.workers {
+		if !w.gaveUp {
+			return
+		}
+	}
+	if p.broken != nil {
+		return
+	}
+	p.broken = fmt.Errorf("%w: %s; gave up after %d tries", ErrWorkerStart, p.workers[0].lastErr, startFailureLimit)
+	go p.runOnMonitor(func() { p.failQueued(codeWorkerStart, p.broken) })
+}
+
+// tick enforces deadlines and cancel requests, respawns workers whose
+// back-off has passed, and reclaims what dead clients left.
+func (p *Pool) tick() {
+	l := p.l
+	p.flushBacklog()
+	now := sysx.Monotonic()
+	for idx := 0; idx < l.g.slots; idx++ {
+		st := l.slotState(idx)
+		cur := st.Load()
+		if wState(cur) != slotRunning {
+			continue
+		}
+		flags := wFlags(cur)
+		kill := false
+		if flags&flagCancelReq != 0 {
+			kill = true
+		} else if dl := int64(l.slot(idx).Uint64(slDeadline).Load()); dl > 0 && now > dl && flags&flagTimedOut == 0 {
+			if st.CompareAndSwap(cur, cur|uint64(flagTimedOut)<<56) {
+				kill = true
+			}
+		}
+		if kill {
+			p.killOwner(wOwner(cur))
+		}
+	}
+	p.mu.Lock()
+	closed := l.poolState().Load() >= poolClosed
+	var due []*workerProc
+	for _, w := range p.workers {
+		if !w.alive && !w.gaveUp && !closed && time.Now().After(w.nextStart) {
+			w.alive = true // reserved for this spawn
+			due = append(due, w)
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range due {
+		if l.poolState().Load() != poolOpen && l.poolState().Load() != poolClosing {
+			break
+		}
+		if err := p.spawn(w); err != nil {
+			p.mu.Lock()
+			p.startFailed(w, err.Error())
+			p.mu.Unlock()
+			continue
+		}
+		l.counter(ctrRespawned).Add(1)
+		l.worker(w.index).Uint32(wrRestarts).Add(1)
+	}
+	p.reapClients()
+}
+
+// killOwner SIGKILLs the worker whose party owner word is owner.
+func (p *Pool) killOwner(owner uint32) {
+	party, gen := int(owner>>16), uint16(owner)
+	i := party - 1
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i < 0 || i >= len(p.workers) {
+		return
+	}
+	w := p.workers[i]
+	if w.alive && w.cmd != nil && w.gen == gen {
+		w.cmd.Process.Signal(syscall.SIGKILL) // os.Process signals through its pidfd
+	}
+}
+
+// runOnMonitor runs f on the monitor goroutine (which owns recovery) and
+// waits for it.
+func (p *Pool) runOnMonitor(f func()) {
+	done := make(chan struct{})
+	select {
+	case p.events <- procEvent{kind: evRun, run: func() { f(); close(done) }}:
+		<-done
+	case <-p.stopped:
+		f()
+	}
+}
