@@ -24,9 +24,9 @@ FUZZ_TARGETS := \
 	./executor:FuzzPayloadRefs \
 	./executor:FuzzParseTicket
 
-.PHONY: all build lib c-examples test test-go test-c test-python test-bench fuzz-quick fuzz bench demo vet clean install model model-quick
+.PHONY: all build lib c-examples test test-go test-c test-python test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
 
-all: build lib c-examples
+all: build lib c-examples $(C_TESTS)
 
 build:
 	$(GO) build ./...
@@ -34,11 +34,12 @@ build:
 # libshmexec.so: only shmx_* exported (version script), with a SONAME.
 LIB      := build/libshmexec.so
 CFLAGS_C := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude
-C_EXAMPLES := build/pool_demo build/crash_demo build/ctest build/bench build/attach_demo
+C_EXAMPLES := build/pool_demo build/crash_demo build/attach_demo
+C_TESTS    := build/ctest
 
 lib: $(LIB)
 
-$(LIB): $(shell find capi executor ring shm internal -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.map') include/shmexec.h go.mod
+$(LIB): $(shell find capi executor ring shm internal server -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.map') include/shmexec.h go.mod
 	mkdir -p build
 	$(GO) build -buildmode=c-shared \
 		-ldflags "-extldflags '-Wl,--version-script=$(CURDIR)/capi/shmexec.map -Wl,-soname,libshmexec.so.0'" \
@@ -46,25 +47,36 @@ $(LIB): $(shell find capi executor ring shm internal -name '*.go' -o -name '*.c'
 	rm -f build/libshmexec.h   # cgo's generated header is not the contract
 	ln -sf libshmexec.so build/libshmexec.so.0
 
-# The shmexec command (serve, stat, bench); go's cache decides what to rebuild.
+# The shmexec command (serve, stat); go's cache decides what to rebuild.
 build/shmexec: FORCE
 	mkdir -p build
 	$(GO) build -o $@ ./cmd/shmexec
 
+# The benchmark command, a module of its own (bench/go.mod) so that its
+# plotting libraries are not the shmexec module's dependencies.
+build/shmexec-bench: FORCE
+	mkdir -p build
+	cd bench && $(GO) build -o ../$@ .
+
 FORCE:
 
-build/%: examples/c/%.c include/shmexec.h $(LIB)
+# C programs: the examples a user would copy (examples/c), the C ABI's
+# tests (tests/c) and the C benchmark (bench/c), each also under ASan.
+C_SRC = $(firstword $(wildcard examples/c/$(1).c tests/c/$(1).c bench/c/$(1).c))
+
+.SECONDEXPANSION:
+build/%: $$(call C_SRC,%) include/shmexec.h $(LIB)
 	$(CC) $(CFLAGS_C) -o $@ $< -Lbuild -lshmexec -Wl,-rpath,'$$ORIGIN'
 
-c-examples: $(C_EXAMPLES)
-
-build/%-asan: examples/c/%.c include/shmexec.h $(LIB)
+build/%-asan: $$(call C_SRC,%) include/shmexec.h $(LIB)
 	$(CC) $(CFLAGS_C) -fsanitize=address -g -o $@ $< -Lbuild -lshmexec -Wl,-rpath,'$$ORIGIN'
+
+c-examples: $(C_EXAMPLES)
 
 # The C ABI's tests: the header compiles as strict C and as C++, the
 # library exports only shmx_ names and has a SONAME, the C tests and
 # examples pass, also under AddressSanitizer (leak checking included).
-test-c: $(C_EXAMPLES) build/ctest-asan build/pool_demo-asan build/crash_demo-asan
+test-c: $(C_EXAMPLES) $(C_TESTS) build/cbench build/ctest-asan build/pool_demo-asan build/crash_demo-asan
 	printf '#include "shmexec.h"\nint main(void) { return (int)shmx_version_number() < 0; }\n' > build/hdr.c
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -c -o build/hdr.o build/hdr.c
 	cp build/hdr.c build/hdr.cpp
@@ -89,6 +101,7 @@ test-c: $(C_EXAMPLES) build/ctest-asan build/pool_demo-asan build/crash_demo-asa
 vet:
 	$(GO) vet ./...
 	$(GO) vet $(CRASHTAGS) ./...
+	cd bench && $(GO) vet ./...
 
 test: vet model-quick test-go test-c test-python test-bench fuzz-quick
 
@@ -112,6 +125,7 @@ test-python: $(LIB) build/shmexec build/attach_demo
 # start hundreds of worker processes.
 test-go:
 	GORACE=atexit_sleep_ms=0 $(GO) test -race $(CRASHTAGS) -count=1 -timeout 15m ./...
+	cd bench && $(GO) test -race -count=1 ./...
 
 fuzz-quick:
 	@for t in $(FUZZ_TARGETS); do \
@@ -124,14 +138,18 @@ fuzz:
 	$(MAKE) fuzz-quick FUZZTIME=$(LONGFUZZ)
 
 # All figures in one run, each beside its baselines (docs/BENCHMARKS.md):
-# the table on stdout, every figure in build/bench.json, plots in docs/.
-bench: lib build/shmexec build/bench
+# the table on stdout, every figure in build/bench.json, plots in
+# build/plots. bench-plots redraws the plots that docs/ shows.
+bench: lib build/shmexec build/shmexec-bench build/cbench
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 1 ./ring
-	./build/shmexec bench --save build/bench.json
+	./build/shmexec bench --save build/bench.json --plots build/plots
+
+bench-plots: lib build/shmexec build/shmexec-bench build/cbench
+	./build/shmexec bench --save build/bench.json --plots docs
 
 # CI: the whole bench runs, briefly, and its JSON is complete (no timing
 # is asserted).
-test-bench: lib build/shmexec build/bench
+test-bench: lib build/shmexec build/shmexec-bench build/cbench
 	./build/shmexec bench --quick --json > build/bench-quick.json
 	$(PYTHON) -c 'import json,sys; r=json.load(open("build/bench-quick.json")); g={f["group"] for f in r["figures"]}; need={"round trip, empty job","throughput, tiny jobs","payload","recovery"}; sys.exit(0 if need <= g and r["payload"] and r["scaling"] and r["latency_us"] else "bench JSON lacks figures: %s" % sorted(need - g))'
 

@@ -117,7 +117,7 @@ func bench(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "a few seconds, small counts (for CI; no figure is meaningful)")
 	asJSON := fs.Bool("json", false, "print every figure as JSON instead of the table")
-	plots := fs.String("plots", "", "write PNG plots into this directory (default: docs/ in a full run from the repository)")
+	plots := fs.String("plots", "", "write PNG plots into this directory (make bench: build/plots; make bench-plots: docs)")
 	python := fs.String("python", "python3", "the Python interpreter for the Python figures (\"\": skip them)")
 	save := fs.String("save", "", "also write every figure as JSON to this file")
 	if err := fs.Parse(args); err != nil {
@@ -125,7 +125,7 @@ func bench(args []string, out io.Writer) error {
 	}
 	r := &benchReport{
 		Date:    time.Now().UTC().Format("2006-01-02 15:04 UTC"),
-		Command: "shmexec bench " + strings.Join(args, " "),
+		Command: "shmexec-bench " + strings.Join(args, " "),
 		Machine: machine(),
 		Quick:   *quick,
 		Latency: map[string][]float64{},
@@ -152,13 +152,7 @@ func bench(args []string, out io.Writer) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	dir := *plots
-	if dir == "" && !*quick {
-		if fi, err := os.Stat("docs"); err == nil && fi.IsDir() {
-			dir = "docs"
-		}
-	}
-	if dir != "" {
+	if dir := *plots; dir != "" {
 		files, err := writePlots(r, dir)
 		if err != nil {
 			return err
@@ -443,9 +437,9 @@ func benchThroughput(r *benchReport, quick bool) error {
 
 func benchC(r *benchReport, n int) error {
 	self, _ := os.Executable()
-	cb := filepath.Join(filepath.Dir(self), "bench")
+	cb := filepath.Join(filepath.Dir(self), "cbench")
 	if _, err := os.Stat(cb); err != nil {
-		r.note("C figures skipped: %s not found (make build/bench)", cb)
+		r.note("C figures skipped: %s not found (make build/cbench)", cb)
 		return nil
 	}
 	out, err := exec.Command(cb, strconv.Itoa(n), "--json").Output()

@@ -53,7 +53,7 @@ uint32_t shmx_version_number(void);
 #define SHMX_EFORKED          -10 /* called in a forked child of a process that used the library */
 #define SHMX_EPOOL_DEAD       -11 /* the pool's supervisor died */
 #define SHMX_ENOMEM           -12 /* out of memory */
-#define SHMX_ESYS             -13 /* a system call failed; see shmx_pool_error */
+#define SHMX_ESYS             -13 /* a system call failed; see shmx_last_error */
 #define SHMX_EWORKER_START    -14 /* the workers cannot start (bad command, crash at start-up, failing init) */
 
 /* Returns: a static string naming code; never NULL ("unknown error code"

@@ -1,10 +1,10 @@
 /*
- * bench: round trip of an empty job from C to a C worker, beside a pipe
+ * cbench: round trip of an empty job from C to a C worker, beside a pipe
  * ping-pong with a child process, in the same run, and the throughput of
  * empty jobs submitted in batches. Prints p50 and p99 of each and their
- * ratio; with --json, one JSON object for `shmexec bench`.
+ * ratio; with --json, one JSON object for shmexec-bench.
  *
- *   ./build/bench [iterations] [--json]
+ *   ./build/cbench [iterations] [--json]
  */
 #include <spawn.h>
 #include <stdio.h>

@@ -3,6 +3,7 @@
 //
 //	shmexec serve --socket PATH [--workers N] [--socket-mode 0600] [--allow-group G]... -- WORKER_CMD...
 //	shmexec stat --socket PATH [--json] [--interval 1s] [--count N]
+//	shmexec bench [ARGS...]   runs shmexec-bench, which sits beside it
 //	shmexec version
 package main
 
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,21 +28,11 @@ import (
 const usage = `usage:
   shmexec serve --socket PATH [--workers N] [--socket-mode 0600] [--allow-group G]... -- WORKER_CMD...
   shmexec stat --socket PATH [--json] [--interval 1s] [--count N]
-  shmexec bench [--quick] [--json] [--plots DIR]
+  shmexec bench [--quick] [--json] [--save FILE] [--plots DIR]   (runs shmexec-bench beside this binary)
   shmexec version
 `
 
 func main() {
-	// The bench's Go workers are this binary, re-executed by its pools.
-	registerBenchHandlers()
-	executor.ServeIfWorker()
-	if len(os.Args) == 3 && os.Args[1] == "__bench-child" {
-		if err := benchChild(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "shmexec bench child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -52,7 +44,7 @@ func main() {
 	case "stat":
 		err = stat(os.Args[2:], os.Stdout)
 	case "bench":
-		err = bench(os.Args[2:], os.Stdout)
+		err = runBench(os.Args[2:])
 	case "version":
 		fmt.Printf("shmexec %s (pool protocol %d)\n", executor.Version, executor.ProtocolVersion)
 	case "-h", "--help", "help":
@@ -166,4 +158,19 @@ func stat(args []string, out io.Writer) error {
 		return writeJSON(out, s)
 	}
 	return liveView(f, out, *interval, *count, *socket)
+}
+
+// runBench runs the benchmark command, shmexec-bench, from the directory
+// of this executable: it is a command of its own (bench/, a module of its
+// own) so that its plotting libraries stay out of this module.
+func runBench(args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(filepath.Dir(self), "shmexec-bench")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%s not found: build it with `make build/shmexec-bench`", path)
+	}
+	return syscall.Exec(path, append([]string{path}, args...), os.Environ())
 }
