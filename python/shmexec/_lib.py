@@ -1,4 +1,6 @@
-"""ctypes bindings of libshmexec (include/shmexec.h is the contract)."""
+"""ctypes bindings of libshmexec (include/shmexec.h is the contract): the
+library, loaded once per process, its status codes and structs, and the
+fork flag that every call checks first."""
 
 import ctypes
 import os
@@ -82,6 +84,18 @@ def _find_library():
 
 
 def load():
+    """The library and its path, loaded on the first call (later calls
+    return the same)."""
+    global _loaded
+    if _loaded is None:
+        _loaded = _load()
+    return _loaded
+
+
+_loaded = None
+
+
+def _load():
     path = _find_library()
     try:
         lib = ctypes.CDLL(path)
@@ -133,3 +147,43 @@ def load():
         f.restype = res
         f.argtypes = args
     return lib, path
+
+
+LIB, LIBRARY_PATH = load()
+
+# -- the fork flag ---------------------------------------------------------
+#
+# A process forked from one that used the library must not use it: the
+# library's threads did not survive the fork (the C side refuses with
+# SHMX_EFORKED; this flag lets the binding say so before it calls).
+
+_forked = False
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked():
+    """Whether this process was forked from one that loaded the library."""
+    return _forked
+
+
+def strerror(rc):
+    """The library's static description of status code rc."""
+    return LIB.shmx_strerror(rc).decode()
+
+
+def last_error():
+    """The detail of this thread's last failed library call."""
+    return (LIB.shmx_last_error() or b"").decode(errors="replace")
+
+
+def version():
+    """The library's version, "MAJOR.MINOR.PATCH"."""
+    n = LIB.shmx_version_number()
+    return f"{n // 10000}.{n // 100 % 100}.{n % 100}"

@@ -1,13 +1,17 @@
 """How calls and outcomes travel: pickle protocol 5 with out-of-band
 buffers, framed as  u32 n | n x u64 lengths | pickle | buffers; two
 shorter frames for the small calls and values of a round trip: a call
-frame (dumps_call) and a value frame (dumps_value)."""
+frame (dumps_call) and a value frame (dumps_value). docs/PROTOCOL.md
+describes every frame. The last part turns a fetched result into an
+outcome: ("ok", value) or ("exc", exception)."""
 
 import ctypes
 import marshal
 import pickle
 import struct
 import traceback
+
+from . import _errors, _lib
 
 # bytes and bytearray objects this large travel out of band: the pickle
 # holds a reference, the frame holds their bytes, copied once.
@@ -369,3 +373,60 @@ class Failure:
 
     def __reduce__(self):
         return (Failure, (self.outcome,))
+
+
+# -- outcomes of fetched results ------------------------------------------
+
+
+def outcome(res):
+    """The outcome of a fetched result res (a _lib.Result, not yet
+    released): ("ok", value) or ("exc", exception). A small value is
+    copied out with one call; loads copies out what it keeps of a large
+    one, so res may be released right after."""
+    if res.status == _lib.SHMX_OK and 0 < res.len < BIG:
+        return frame_outcome(ctypes.string_at(res.data, res.len))
+    try:
+        if res.status != _lib.SHMX_OK:
+            return ("exc", _errors.job_error(res))
+        data = memoryview((ctypes.c_char * res.len).from_address(res.data)).cast("B") if res.len else b""
+        return rebuild(loads(data))
+    except Exception as e:  # a result that cannot be decoded
+        return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
+
+
+def frame_outcome(frame):
+    """The outcome of a successful job's output frame (bytes-like)."""
+    try:
+        out = loads(frame)
+        return rebuild(out) if out[0] == "err" else out
+    except Exception as e:  # a result that cannot be decoded
+        return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
+
+
+def rebuild(out):
+    """An outcome as loads gives it, with an error outcome ("err", ...)
+    turned into ("exc", the exception to raise): the pickled exception
+    when it unpickles, else a RemoteError with the worker's traceback."""
+    if out[0] != "err":
+        return out
+    _, blob, type_name, message, tb = out
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+            if isinstance(exc, BaseException):
+                return ("exc", exc)
+        except Exception:
+            pass
+    return ("exc", _errors.RemoteError(type_name, message, tb))
+
+
+def batch_values(result):
+    """The values of a batch job's items (its value: (failed, values));
+    raises the first failed item's exception."""
+    failed, outs = result
+    if not failed:
+        return outs
+    for v in outs:
+        if type(v) is Failure:
+            raise rebuild(v.outcome)[1]
+    return outs

@@ -6,9 +6,10 @@ RemoteError and the pool goes on."""
 import concurrent.futures as cf
 import multiprocessing
 import threading
-import warnings
 
-from . import _check_fork
+from . import _errors, _wire
+from ._errors import check_fork
+from .executor import _RUN, _SHUTDOWN, Executor, sequence
 
 
 class AsyncResult:
@@ -82,14 +83,13 @@ class AsyncResult:
     _observed = False
 
     def __del__(self):
-        # A failure nobody asked about is reported, as asyncio reports
-        # "exception was never retrieved". An error_callback counts as
-        # asking.
+        # A failure nobody asked about is reported; an error_callback
+        # counts as asking.
         try:
             if self._done.is_set() and not self._observed and not self._error_callback:
                 for f in self._futures:
                     if f.exception(0) is not None:
-                        warnings.warn(f"shmexec: a task's exception was never retrieved: {f.exception(0)!r}", RuntimeWarning, stacklevel=2)
+                        _errors.report_unretrieved(f.exception(0))
                         break
         except Exception:
             pass
@@ -101,18 +101,18 @@ class Pool:
     connect=PATH attaches to a pool that `shmexec serve` serves."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, **kwargs):
-        from . import Executor
-
         self._ex = Executor(processes, initializer=initializer, initargs=initargs, max_tasks_per_child=maxtasksperchild, **kwargs)
-        self._state = "run"
+
+    # The pool's state is its executor's: running, closed (close: no new
+    # tasks; join waits for the rest) or terminated.
 
     def _check_running(self):
-        _check_fork()
-        if self._state != "run":
+        check_fork()
+        if self._ex._books.state != _RUN:
             raise ValueError("Pool not running")
 
     def apply(self, func, args=(), kwds={}):
-        if self._state != "run":
+        if self._ex._books.state != _RUN:
             raise ValueError("Pool not running")
         return self._ex._call(func, args, kwds)  # checks for a fork
 
@@ -125,9 +125,7 @@ class Pool:
 
     def _chunks(self, func, iterable, chunksize, star, progress=False, own=False):
         self._check_running()
-        from . import _sequence
-
-        items = [tuple(a) for a in iterable] if star else _sequence(iterable)
+        items = [tuple(a) for a in iterable] if star else sequence(iterable)
         return self._ex._submit_batches(func, items, chunksize, star, progress, own)
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
@@ -150,13 +148,11 @@ class Pool:
         multiprocessing does, and counts as the report of the others."""
         if not progress:
             return self._ex._own_batch_values(self._chunks(func, iterable, chunksize, star, own=True))
-        from . import _batch_values
-
         futures = self._chunks(func, iterable, chunksize, star, progress)
         out = []
         try:
             for f in futures:
-                out.extend(_batch_values(f.result()))
+                out.extend(_wire.batch_values(f.result()))
         except BaseException:
             for f in futures:
                 f._observed = True
@@ -180,17 +176,21 @@ class Pool:
         return gen()
 
     def close(self):
-        self._state = "close"
+        """No new tasks; those submitted run on (join waits for them)."""
+        self._ex._stop_intake()
 
     def terminate(self):
-        self._state = "terminate"
+        """Kills the workers now; pending tasks raise PoolClosed."""
         self._ex.terminate()
 
     def join(self):
-        if self._state == "run":
+        """Waits, after close, until every task has run and the workers
+        have exited; after terminate, returns at once."""
+        state = self._ex._books.state
+        if state == _RUN:
             raise ValueError("Pool is still running")
-        if self._state == "close":
-            self._ex.shutdown(wait=True)
+        if state == _SHUTDOWN:
+            self._ex._close_handle()
 
     def __enter__(self):
         self._check_running()
@@ -210,10 +210,8 @@ class _Unbatch(cf.Future):
         batch_future.add_done_callback(self._copy)
 
     def _copy(self, f):
-        from . import _batch_values
-
         try:
-            values = _batch_values(f.result(0))
+            values = _wire.batch_values(f.result(0))
         except BaseException as e:  # noqa: B902
             self.set_exception(e)
         else:

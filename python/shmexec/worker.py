@@ -6,7 +6,7 @@ import ctypes
 import os
 import sys
 
-from . import _lib, _wire
+from . import _lib, _spawn, _wire
 
 
 # Functions named by call frames, by name: a worker unpickles each once.
@@ -50,43 +50,6 @@ def _run_call(payload, plain=None):
             return _wire.dumps_parts(("err", None, type(e2).__qualname__, str(e2), ""))
 
 
-# True while the worker loads the caller's main module: creating a pool
-# then means the script lacks its `if __name__ == "__main__":` guard.
-bootstrapping = False
-
-
-def _load_main(ref):
-    """Make functions of the caller's main module importable, as the spawn
-    start method does: run it as __mp_main__ (its `if __name__ ==
-    "__main__"` block does not run) and alias it as __main__. What it
-    defined before an error stays available."""
-    if not ref:
-        return
-    kind, _, what = ref.partition(":")
-    global bootstrapping
-    mod = type(sys)("__mp_main__")
-    try:
-        if kind == "mod":
-            import importlib.util
-
-            spec = importlib.util.find_spec(what)
-            code = spec.loader.get_code(what)
-            mod.__file__ = spec.origin
-        elif kind == "path" and os.path.exists(what):
-            with open(what, "rb") as f:
-                code = compile(f.read(), what, "exec")
-            mod.__file__ = what
-        else:
-            return
-        sys.modules["__mp_main__"] = sys.modules["__main__"] = mod
-        bootstrapping = True
-        exec(code, mod.__dict__)
-    except BaseException as e:  # noqa: B902
-        sys.stderr.write(f"shmexec worker: while loading the main module {what}: {type(e).__name__}: {e}\n")
-    finally:
-        bootstrapping = False
-
-
 def _run_named(handlers, name, payload):
     """Runs a raw-bytes handler: a function of the --handlers module that
     takes the input bytes and returns bytes (str is encoded as UTF-8).
@@ -128,7 +91,7 @@ def main(argv=None):
         return 2
     main_path = argv[0] if argv else ""
     init_blob = bytes.fromhex(argv[1]) if len(argv) > 1 and argv[1] else b""
-    _load_main(main_path)
+    _spawn.load_main(main_path)
     if init_blob:
         try:
             fn, args = _wire.loads(init_blob)

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmexec  # noqa: E402
 from shmexec import _lib  # noqa: E402
 
-L = shmexec._LIB
+L = shmexec._lib.LIB
 
 
 class NamedHandlerTest(unittest.TestCase):

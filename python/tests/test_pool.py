@@ -223,11 +223,11 @@ class PoolTest(unittest.TestCase):
         time.sleep(1.5)  # the interrupted job ends; its outcome is dropped
         self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
         deadline = time.monotonic() + 10
-        while ex._early and time.monotonic() < deadline:
+        while ex._books.early and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.assertEqual(ex._early, {}, "the interrupted job's outcome was kept")
+        self.assertEqual(ex._books.early, {}, "the interrupted job's outcome was kept")
         res = _lib.Result()
-        self.assertEqual(shmexec._LIB.shmx_wait(ex._pool, job, 0, ctypes.byref(res)), _lib.SHMX_EINVAL,
+        self.assertEqual(shmexec._lib.LIB.shmx_wait(ex._pool, job, 0, ctypes.byref(res)), _lib.SHMX_EINVAL,
                          "the library kept the interrupted job's outcome")
 
     def test_async_result(self):
@@ -309,14 +309,14 @@ class PoolTest(unittest.TestCase):
             del ex._submit_payload
         self.assertLess(time.monotonic() - start, 0.75)
         t.join()
-        self.assertEqual(ex._own, set(), "the interrupted map's jobs are still counted")
+        self.assertEqual(ex._books.own, set(), "the interrupted map's jobs are still counted")
         res = _lib.Result()
         self.assertEqual(len(jobs), 4)
         for job in jobs:  # forgotten: the library no longer knows them (it would keep their outcomes)
-            self.assertEqual(shmexec._LIB.shmx_wait(ex._pool, job, 0, ctypes.byref(res)), _lib.SHMX_EINVAL, job)
+            self.assertEqual(shmexec._lib.LIB.shmx_wait(ex._pool, job, 0, ctypes.byref(res)), _lib.SHMX_EINVAL, job)
         self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
         time.sleep(1.0)  # the forgotten batches end
-        self.assertEqual((ex._pending, ex._early), ({}, {}), "a forgotten batch's outcome reached the executor")
+        self.assertEqual((ex._books.pending, ex._books.early), ({}, {}), "a forgotten batch's outcome reached the executor")
         self.assertEqual(self.pool.map(helpers.double, range(100)), [x * 2 for x in range(100)])
 
     def test_sigkill_during_map(self):
@@ -343,7 +343,7 @@ class PoolTest(unittest.TestCase):
             t.join()
             self.assertLess(time.monotonic() - start, 1.9, "the map ran on past the crash")
             self.assertEqual((cm.exception.pid, cm.exception.signal), (victim, signal.SIGKILL))
-            self.assertEqual(p._ex._own, set())
+            self.assertEqual(p._ex._books.own, set())
             after, deadline = set(), time.monotonic() + T
             while len(after) < 2 and time.monotonic() < deadline:
                 after.update(p.map(helpers.sleep_then_pid, [0.05] * 4, chunksize=1))
@@ -405,7 +405,7 @@ class PoolTest(unittest.TestCase):
         # many as multiprocessing's 4 per worker.
         import random
 
-        from shmexec import _chunk_sizes
+        from shmexec.executor import chunk_sizes as _chunk_sizes
 
         self.assertEqual(_chunk_sizes(0, 2), [])
         self.assertEqual(_chunk_sizes(1, 2), [1])

@@ -123,7 +123,7 @@ class ServeTest(unittest.TestCase):
             self.assertEqual(ex.submit(served_funcs.square, 12).result(30), 144)
             # The server may give a detached client's space to another:
             # results of a served pool are always copied out.
-            self.assertEqual(shmexec._LIB.shmx_results_in_place(ex._pool, 4 << 20), shmexec._lib.SHMX_EINVAL)
+            self.assertEqual(shmexec._lib.LIB.shmx_results_in_place(ex._pool, 4 << 20), shmexec._lib.SHMX_EINVAL)
             with self.assertRaisesRegex(TypeError, "served pool.*__main__"):
                 ex.submit(_local_square, 3)
         self.assertIn("500/500 100.0%", err.getvalue())

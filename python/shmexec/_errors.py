@@ -1,0 +1,87 @@
+"""shmexec's exceptions, the mapping from a job's C status to the exception
+it raises, and the one report of a failure nobody retrieved."""
+
+import concurrent.futures as _cf
+import warnings
+
+from . import _lib
+
+
+class ShmexecError(Exception):
+    """Base of shmexec's own errors."""
+
+
+class ForkedError(ShmexecError):
+    """The process was forked from one that used shmexec: pools cannot be
+    used in the child (start them after the fork, or use exec)."""
+
+
+class PoolDead(ShmexecError):
+    """The process that served the pool (shmexec serve) died."""
+
+
+class PoolClosed(ShmexecError):
+    """The pool is closed."""
+
+
+class WorkerCrashed(ShmexecError):
+    """The worker process running the task died (killed, segfault,
+    os._exit). pid, signal and exit_code say how."""
+
+    def __init__(self, message, pid=0, signal=0, exit_code=0):
+        super().__init__(message)
+        self.pid, self.signal, self.exit_code = pid, signal, exit_code
+
+
+class RemoteError(ShmexecError):
+    """An exception raised in a task that could not be rebuilt in the
+    caller: its type name, message and the worker's traceback text."""
+
+    def __init__(self, type_name, message, traceback_text):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name, self.message, self.traceback = type_name, message, traceback_text
+
+    def __str__(self):
+        return f"{self.type_name}: {self.message}\n\nworker traceback:\n{self.traceback}"
+
+
+def check_fork():
+    """Raises ForkedError in a process forked from one that used shmexec."""
+    if _lib.forked():
+        raise ForkedError("this process was forked from one that used shmexec; use pools only in the process that made them")
+
+
+def job_error(res):
+    """The exception that a fetched result res (a _lib.Result whose status
+    is not SHMX_OK) stands for."""
+    st = res.status
+    err = (res.error or b"").decode(errors="replace")
+    if st == _lib.SHMX_EWORKER_CRASHED:
+        how = f"killed by signal {res.signal}" if res.signal else f"exited with status {res.exit_code}"
+        return WorkerCrashed(f"worker pid {res.worker_pid} {how} while running the task", res.worker_pid, res.signal, res.exit_code)
+    if st == _lib.SHMX_ETIMEDOUT:
+        return TimeoutError(err or "the task ran past its timeout; its worker was killed")
+    if st == _lib.SHMX_ECANCELLED:
+        return _cf.CancelledError(err)
+    if st == _lib.SHMX_ECLOSED:
+        return PoolClosed(err)
+    if st == _lib.SHMX_EPOOL_DEAD:
+        return PoolDead(err or "the process serving the pool died")
+    return ShmexecError(f"{_lib.strerror(st)}: {err}")
+
+
+def call_error(rc, what):
+    """The exception for a library call (what: "submit", "wait") that
+    returned rc, with this thread's last error as its detail."""
+    if rc == _lib.SHMX_ETOO_LARGE:
+        return ValueError(f"shmexec: the call's arguments are too large for the pool: {_lib.last_error()}")
+    if rc == _lib.SHMX_EPOOL_DEAD:
+        return PoolDead("the process serving the pool died")
+    return ShmexecError(f"{what}: {_lib.strerror(rc)}: {_lib.last_error()}")
+
+
+def report_unretrieved(exc):
+    """Reports a task's exception that nobody retrieved, as asyncio reports
+    "exception was never retrieved" (Future and AsyncResult both call it
+    as they are collected)."""
+    warnings.warn(f"shmexec: a task's exception was never retrieved: {exc!r}", RuntimeWarning, stacklevel=3)

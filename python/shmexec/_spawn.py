@@ -1,0 +1,71 @@
+"""Starting workers, as multiprocessing's spawn does: the worker command
+(this interpreter, with shmexec importable from where it is loaded now),
+the reference to the caller's main module that travels with it, and the
+worker's side of loading that module."""
+
+import os
+import sys
+
+# True while a worker loads the caller's main module: creating a pool
+# then means the script lacks its `if __name__ == "__main__":` guard.
+bootstrapping = False
+
+
+def worker_argv(init_blob):
+    """The command that starts a worker of a pool made in this process.
+    init_blob: the pickled (initializer, initargs), or b"" for none."""
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    boot = (
+        "import sys; sys.path[:0] = %r; from shmexec.worker import main; sys.exit(main(sys.argv[1:]))"
+        % ([pkg_parent] + [p for p in sys.path if p],)
+    )
+    return [sys.executable, "-c", boot, main_ref(), bytes(init_blob).hex()]
+
+
+def main_ref():
+    """How a worker finds the caller's main module, as multiprocessing's
+    spawn does: "mod:NAME" when it was run with -m, "path:FILE" for a
+    script, "" when there is none to load (a console, or a package's
+    __main__ like `python -m unittest`, whose top level must not run)."""
+    m = sys.modules.get("__main__")
+    spec = getattr(m, "__spec__", None)
+    if spec is not None:
+        name = spec.name
+        if name == "__main__" or name.endswith(".__main__"):
+            return ""
+        return "mod:" + name
+    f = getattr(m, "__file__", None)
+    return "path:" + os.path.abspath(f) if f else ""
+
+
+def load_main(ref):
+    """In a worker: makes functions of the caller's main module (ref, from
+    main_ref) importable, as the spawn start method does: runs it as
+    __mp_main__ (its `if __name__ == "__main__"` block does not run) and
+    aliases it as __main__. What it defined before an error stays
+    available; the error is written to stderr."""
+    if not ref:
+        return
+    kind, _, what = ref.partition(":")
+    global bootstrapping
+    mod = type(sys)("__mp_main__")
+    try:
+        if kind == "mod":
+            import importlib.util
+
+            spec = importlib.util.find_spec(what)
+            code = spec.loader.get_code(what)
+            mod.__file__ = spec.origin
+        elif kind == "path" and os.path.exists(what):
+            with open(what, "rb") as f:
+                code = compile(f.read(), what, "exec")
+            mod.__file__ = what
+        else:
+            return
+        sys.modules["__mp_main__"] = sys.modules["__main__"] = mod
+        bootstrapping = True
+        exec(code, mod.__dict__)
+    except BaseException as e:  # noqa: B902
+        sys.stderr.write(f"shmexec worker: while loading the main module {what}: {type(e).__name__}: {e}\n")
+    finally:
+        bootstrapping = False

@@ -1,0 +1,667 @@
+"""shmexec.Executor: a concurrent.futures.Executor whose workers are
+processes that share memory with the caller, its Future, and how the
+results of jobs reach the threads that wait for them."""
+
+import concurrent.futures as _cf
+import ctypes
+import os
+import sys
+import threading
+import time
+
+from . import _errors, _lib, _reduction, _spawn, _wire
+from ._errors import PoolClosed, ShmexecError, check_fork
+
+_LIB = _lib.LIB
+_OK = _lib.SHMX_OK
+_ZERO_COPY_FROM = 64 << 10  # payloads this large are written straight into the segment
+_SLICE_NS = 100_000_000  # a caller waits in slices this long, so that Ctrl-C works
+_UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
+# shmx_call_into for Executor._call, without argtypes: _call passes C
+# values, and converting ten arguments through argtypes costs as much as
+# the C call itself.
+_CALL_INTO = _LIB["shmx_call_into"]
+_SLICE_C = ctypes.c_int64(_SLICE_NS)
+_BIG_C = ctypes.c_size_t(_wire.BIG)
+
+# The executor's states, in order; each moves only forward, under the
+# books' lock. The C handle is valid in every state: a closed one answers
+# SHMX_EINVAL.
+_RUN = 0  # accepting tasks
+_SHUTDOWN = 1  # no new tasks; the collector finishes what is pending, then the handle closes
+_TERMINATED = 2  # terminate(): workers killed, pending tasks raise PoolClosed
+_CLOSED = 3  # the handle was closed after a shutdown
+
+
+class Future(_cf.Future):
+    """A concurrent.futures.Future that waits for its job in the calling
+    thread (no hand-off to another thread) and reports, as it is
+    collected, an exception that was never retrieved."""
+
+    _observed = False
+    _ex = None
+    _job = None
+
+    def result(self, timeout=None):
+        self._observed = True
+        if self._ex is not None and not self.done():
+            self._ex._wait_here(self, timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._observed = True
+        if self._ex is not None and not self.done():
+            self._ex._wait_here(self, timeout)
+        return super().exception(timeout)
+
+    def __del__(self):
+        try:
+            if not self._observed and self.done() and not self.cancelled() and super().exception(0) is not None:
+                _errors.report_unretrieved(super().exception(0))
+        except Exception:
+            pass
+
+
+def settle(fut, outcome):
+    """Ends fut with an outcome, ("ok", value) or ("exc", exception)."""
+    if outcome[0] == "ok":
+        fut.set_result(outcome[1])
+    else:
+        fut.set_exception(outcome[1])
+
+
+class _Books:
+    """Who fetches each job's result, and where its outcome goes.
+
+    A finished job is fetched (shmx_wait) by exactly one thread: the caller
+    waiting for it (Future.result, Pool.apply, Pool.map) or the collector
+    thread, which shmx_wait_any wakes for jobs that nobody waits for.
+
+    Invariant, under lock: every job this executor submitted and has not
+    delivered is in at most one of
+      pending  job -> its Future, which the outcome settles;
+      own      jobs of the thread that submitted them (Pool.map's
+               batches): that thread fetches them in order, or forgets them;
+      early    job -> outcome, fetched before its submitter tracked it (a
+               tiny job ends within microseconds) or for an untracked
+               Pool.apply job; its submitter takes it from here;
+    and claimed holds the jobs some thread is inside shmx_wait for (at
+    most one thread fetches a job at a time; fetched is notified as a
+    claim ends). No outcome is ever dropped. state is the executor's
+    (_RUN ... _CLOSED), the one record of shutting down.
+    """
+
+    __slots__ = ("lock", "fetched", "pending", "own", "early", "claimed", "state")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.fetched = threading.Condition(self.lock)
+        self.pending = {}
+        self.own = set()
+        self.early = {}
+        self.claimed = set()
+        self.state = _RUN
+
+
+class _CallSlot:
+    """What one shmx_call_into needs, made once and reused by later calls
+    (Executor._call): a buffer for a small result, the job number, the
+    result, and their C references."""
+
+    __slots__ = ("addr", "view", "body", "job", "res", "job_ref", "res_ref", "_buf")
+
+    def __init__(self):
+        self._buf = (ctypes.c_char * _wire.BIG)()
+        self.addr = ctypes.c_void_p(ctypes.addressof(self._buf))
+        self.view = memoryview(self._buf).cast("B")
+        self.body = self.view[4:]  # a value frame's body (_wire.load_value)
+        self.job, self.res = ctypes.c_uint64(), _lib.Result()
+        self.job_ref, self.res_ref = ctypes.byref(self.job), ctypes.byref(self.res)
+
+    def outcome(self, n):
+        """The outcome of the n-byte output frame in the buffer."""
+        if n > 4 and self.view[3] == _wire.VALUE:  # _wire.is_value, inline: this runs for every apply
+            try:
+                return ("ok", _wire.load_value(self.body))
+            except Exception as e:  # a result that cannot be decoded
+                return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
+        return _wire.frame_outcome(self.view[:n])
+
+
+def sequence(iterable):
+    """iterable as something to slice into batches: a list, tuple or range
+    as it is (a slice of a range is a range: its batches pickle small),
+    anything else as a list."""
+    if type(iterable) in (list, tuple, range):
+        return iterable
+    return list(iterable)
+
+
+def chunk_sizes(n, workers):
+    """The batch sizes a map of n items is sent in by default: as
+    multiprocessing's Pool.map, about n / (4 x workers) each, but a small
+    one first, so that a worker starts while the next are pickled, and
+    shrinking toward the end, so that the workers finish together and the
+    caller decodes the last results while little else is left to run."""
+    if n <= 0:
+        return []
+    big = max(1, n // (workers * 4))
+    small = max(1, big // 4)
+    sizes = [min(small, n)]
+    left = n - sizes[0]
+    while left > 0:
+        if left <= small * workers:  # the last round: one batch each
+            k = min(workers, left)
+            sizes += [left // k + (j < left % k) for j in range(k)]
+            break
+        c = min(big, max(small, left // (workers + 1)))
+        sizes.append(c)
+        left -= c
+    return sizes
+
+
+class Executor(_cf.Executor):
+    """A concurrent.futures.Executor whose workers are processes that share
+    memory with the caller.
+
+    max_workers: worker processes (default: one per CPU).
+    initializer(*initargs): runs once in each worker before its first task.
+    max_tasks_per_child: a worker exits and is replaced after that many.
+    timeout: seconds a task may run before its worker is killed (it then
+        raises TimeoutError).
+    retries: re-runs of a task whose worker died before it raises
+        WorkerCrashed.
+    connect: the socket path of a pool that `shmexec serve` serves: attach
+        to it instead of starting workers (its workers, their number and
+        their initializer are the server's; timeout and retries apply to
+        this client's calls). If the server dies, calls raise PoolDead.
+    """
+
+    def __init__(self, max_workers=None, *, initializer=None, initargs=(), max_tasks_per_child=None, timeout=None, retries=0, connect=None):
+        check_fork()
+        self._served = connect is not None
+        self._call_timeout, self._call_retries = None, None
+        self._pool = ctypes.c_void_p()
+        if self._served:
+            if max_workers is not None or initializer is not None or max_tasks_per_child is not None:
+                raise ValueError("max_workers, initializer and max_tasks_per_child are the server's to set when connect is given")
+            rc = _LIB.shmx_pool_attach(os.fsencode(connect), ctypes.byref(self._pool))
+            if rc != _OK:
+                self._pool = None
+                raise ShmexecError(f"cannot attach to the pool at {connect}: {_lib.last_error()}")
+            self._call_timeout = timeout
+            self._call_retries = retries or None
+            self._workers = os.cpu_count() or 1
+            self._start_collector()
+            return
+        if _spawn.bootstrapping:
+            raise RuntimeError(
+                "shmexec: a pool is being created while a worker loads the main script: the script "
+                "creates pools at module level. Put that code under `if __name__ == \"__main__\":`."
+            )
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        cfg = _lib.PoolConfig()
+        _LIB.shmx_pool_config_init(ctypes.byref(cfg))
+        cfg.workers = max_workers or 0
+        cfg.max_tasks_per_worker = max_tasks_per_child or 0
+        cfg.retries = retries
+        cfg.max_payload = 256 << 20  # pickled arguments of a 64 MiB bytes and more
+        cfg.job_timeout_ns = int(timeout * 1e9) if timeout else 0
+        init = b""
+        if initializer is not None:
+            init = _wire.dumps((_reduction.check_sendable(initializer, "initializer"), tuple(initargs)))
+        argv = [a.encode() for a in _spawn.worker_argv(init)]
+        arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
+        cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
+        rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
+        if rc != _OK:
+            self._pool = None
+            raise ShmexecError(f"cannot start the pool: {_lib.strerror(rc)}: {_lib.last_error()}")
+        # Outputs of 4 MiB and more are decoded where the worker wrote them,
+        # a copy fewer (every path that fetches a result releases it right
+        # after decoding it; _wire.loads copies out what it keeps).
+        rc = _LIB.shmx_results_in_place(self._pool, _wire.HUGE)
+        if rc != _OK:
+            _LIB.shmx_pool_terminate(self._pool)
+            self._pool = None
+            raise ShmexecError(f"cannot start the pool: results in place: {_lib.strerror(rc)}: {_lib.last_error()}")
+        self._workers = max_workers or os.cpu_count() or 1
+        self._start_collector()
+
+    def _start_collector(self):
+        self._books = _Books()
+        self._slots = []  # _CallSlots free for the next _call
+        self._close_lock = threading.Lock()  # held while a shutdown closes the handle
+        self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
+        self._collector.start()
+
+    @property
+    def _open(self):
+        """Whether the C handle is still open (not closed or terminated)."""
+        return self._books.state < _TERMINATED
+
+    # -- submitting -------------------------------------------------------
+
+    def _check_open(self):
+        check_fork()
+        if self._books.state != _RUN:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _opts(self, timeout, retries, own=False):
+        """The C submit options for per-call timeout and retries (None:
+        this executor's, then the pool's), or None for the pool's. own:
+        the job is the submitting thread's to fetch (_fetch_own), and the
+        collector is never woken for it."""
+        if timeout is None:
+            timeout = self._call_timeout
+        if retries is None:
+            retries = self._call_retries
+        if timeout is None and retries is None and not own:
+            return None
+        opts = _lib.SubmitOpts()
+        _LIB.shmx_submit_opts_init(ctypes.byref(opts))
+        if timeout is not None:
+            opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
+        if retries is not None:
+            opts.retries = retries
+        if own:
+            opts.flags = _lib.SUBMIT_OWN_WAIT
+        return ctypes.byref(opts)
+
+    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True):
+        """Submits a framed pickle (dumps_parts). A large one is written
+        straight into a buffer in the segment (one copy, no frame)."""
+        if total < _ZERO_COPY_FROM:
+            return self._submit_payload(_wire.join(parts), timeout, retries, track)
+        self._check_open()
+        buf = _lib.Buffer()
+        rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
+        if rc != _OK:
+            raise _errors.call_error(rc, "submit")
+        try:
+            _wire.write_parts(parts, buf.data)
+        except BaseException:
+            _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
+            raise
+        job = ctypes.c_uint64()
+        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries), ctypes.byref(job))
+        if rc != _OK:
+            _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
+            raise _errors.call_error(rc, "submit")
+        return self._track(job.value) if track else job.value
+
+    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False):
+        """Submits a frame; returns its future, or with track=False its job
+        (own=True: a job for _fetch_own, which this thread must fetch or
+        forget)."""
+        self._check_open()
+        job = ctypes.c_uint64()
+        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own), ctypes.byref(job))
+        if rc != _OK:
+            raise _errors.call_error(rc, "submit")
+        if own:
+            with self._books.lock:  # shutdown(wait=True) waits until it is fetched
+                self._books.own.add(job.value)
+        return self._track(job.value) if track else job.value
+
+    def _fetch_own(self, job):
+        """The outcome of a job submitted with own=True, waited for in this
+        thread in slices (so that Ctrl-C works). Raises PoolClosed if the
+        pool is terminated meanwhile. If this raises, the job is still
+        this thread's, to forget."""
+        books = self._books
+        while True:
+            if books.state >= _TERMINATED:
+                raise PoolClosed("the pool was terminated")
+            rc, outcome = self._fetch(job, _SLICE_NS)  # a handle closed meanwhile answers SHMX_EINVAL
+            if outcome is not None:
+                with books.lock:
+                    books.own.discard(job)
+                if rc != _OK and books.state >= _TERMINATED:
+                    raise PoolClosed("the pool was terminated")
+                return outcome
+
+    def _forget_own(self, jobs):
+        """Gives up own jobs that will not be fetched: their outcomes are
+        dropped as they end."""
+        books = self._books
+        with books.lock:
+            for job in jobs:
+                if job in books.own:
+                    books.own.discard(job)
+                    if self._open:
+                        _LIB.shmx_forget(self._pool, job)
+
+    def _own_batch_values(self, jobs):
+        """The values of own batch jobs (_submit_batches with own=True),
+        fetched in order in this thread: no future, no collector thread.
+        The first failure is raised, as multiprocessing's map does, and
+        counts as the report of the others, whose jobs are forgotten."""
+        out = []
+        try:
+            for job in jobs:
+                outcome = self._fetch_own(job)
+                if outcome[0] != "ok":
+                    raise outcome[1]
+                out.extend(_wire.batch_values(outcome[1]))
+        except BaseException:
+            self._forget_own(jobs)
+            raise
+        return out
+
+    def _submit_batches(self, fn, items, chunksize, star, progress=False, own=False):
+        """Submits items in batch jobs of chunksize (None: sized so that
+        every worker gets several) and returns their futures (own=True:
+        their jobs, for _own_batch_values); each result goes through
+        _wire.batch_values. star: items are argument tuples, else single
+        arguments. progress: show a progress bar on stderr (or pass a
+        _progress.Progress)."""
+        _reduction.check_sendable(fn, served=self._served)
+        kind = "batch" if star else "batch1"
+        sizes = chunk_sizes(len(items), self._workers) if chunksize is None else None
+        bar = None
+        if progress:
+            from ._progress import Progress
+
+            bar = progress if isinstance(progress, Progress) else Progress(len(items))
+        # Each batch is submitted as soon as it is pickled, so that the
+        # workers start while the rest is pickled.
+        futures = []
+        try:
+            i = 0
+            while i < len(items):
+                n = sizes[len(futures)] if sizes else chunksize
+                chunk = items[i:i + n]
+                i += n
+                f = self._submit_payload(_wire.dumps((kind, fn, chunk)), track=not own, own=own)
+                if bar is not None:
+                    f.add_done_callback(bar.callback(n))
+                futures.append(f)
+        except BaseException:
+            if own:  # nobody will fetch those submitted already
+                self._forget_own(futures)
+            raise
+        return futures
+
+    def _track(self, job):
+        fut = Future()
+        fut._ex, fut._job = self, job
+        fut.set_running_or_notify_cancel()
+        books = self._books
+        with books.lock:
+            outcome = books.early.pop(job, None)
+            if outcome is None:
+                books.pending[job] = fut
+        if outcome is not None:
+            settle(fut, outcome)
+        return fut
+
+    def _call_parts(self, fn, args, kwargs):
+        """The frame of the call fn(*args, **kwargs), as dumps_parts gives
+        it. Raises TypeError for what cannot be sent."""
+        ref = _reduction.function_ref(fn, self._served)
+        try:
+            if ref is None:
+                return _wire.dumps_parts(("call", fn, (args, kwargs)))
+            return _wire.dumps_call(fn, ref, args, kwargs)
+        except Exception as e:
+            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+
+    def submit(self, fn, /, *args, **kwargs):
+        check_fork()
+        return self._submit_parts(*self._call_parts(fn, args, kwargs))
+
+    def _call(self, fn, args, kwargs):
+        """fn(*args, **kwargs) in a worker, waited for in this thread:
+        its value, or its exception raised (Pool.apply). A small call is
+        submitted and waited for in one C call (shmx_call_into), for a
+        first slice of 100 ms; no other thread hears of the job unless it
+        runs longer."""
+        if _lib.forked():
+            check_fork()
+        parts, total = self._call_parts(fn, args if type(args) is tuple else tuple(args),
+                                        kwargs if type(kwargs) is dict else dict(kwargs))
+        if total >= _ZERO_COPY_FROM or self._books.state != _RUN:
+            self._check_open()
+            return self._wait_direct(self._submit_parts(parts, total, track=False))
+        payload = _wire.join(parts)
+        opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
+        # A slot per call in progress (list pop and append are atomic):
+        # threads, and a signal handler that calls apply, each get their own.
+        slot = self._slots.pop() if self._slots else _CallSlot()
+        res = slot.res
+        res.status = _UNFETCHED
+        slot.job.value = 0
+        try:
+            rc = _CALL_INTO(self._pool, b"py", payload, ctypes.c_size_t(len(payload)), opts, _SLICE_C, slot.addr, _BIG_C,
+                            slot.job_ref, slot.res_ref)
+            if rc == _OK:
+                if res.data or res.status != _OK:
+                    try:
+                        outcome = _wire.outcome(res)
+                    finally:
+                        _LIB.shmx_result_release(self._pool, slot.res_ref)
+                else:  # the output is in the slot's buffer: nothing to release
+                    outcome = slot.outcome(res.len)
+        except BaseException:
+            # Interrupted (Ctrl-C) as the call returned: free what it
+            # fetched, or give the job up as _wait_direct does.
+            if res.status != _UNFETCHED:
+                _LIB.shmx_result_release(self._pool, slot.res_ref)
+            elif slot.job.value:
+                self._abandon(slot.job.value)
+            raise
+        finally:
+            job = slot.job.value
+            self._slots.append(slot)
+        if rc != _OK:
+            if rc == _lib.SHMX_ETIMEDOUT:
+                return self._wait_direct(job)
+            raise _errors.call_error(rc, "submit")
+        if outcome[0] == "ok":
+            return outcome[1]
+        raise outcome[1]
+
+    def submit_with(self, fn, args=(), kwargs=None, *, timeout=None, retries=None):
+        """submit with per-call options: timeout (seconds the task may run
+        before its worker is killed and it raises TimeoutError; 0: none)
+        and retries (re-runs after a worker crash). None: the pool's."""
+        check_fork()
+        parts, total = self._call_parts(fn, tuple(args), dict(kwargs or {}))
+        return self._submit_parts(parts, total, timeout, retries)
+
+    def map(self, fn, *iterables, timeout=None, chunksize=None, progress=False):
+        """Like Executor.map. Items are sent in chunks: chunksize if given,
+        otherwise sized so that every worker gets several chunks.
+        progress=True shows a progress bar on stderr."""
+        check_fork()
+        star = len(iterables) != 1
+        items = list(zip(*iterables)) if star else sequence(iterables[0])
+        if not items:
+            return iter(())
+        # A batch job per future, not a job of the iterating thread's own
+        # (as Pool.map's): an iterator may be left unconsumed, and
+        # shutdown(wait=True) must not wait for it. timeout counts from
+        # this call, as concurrent.futures has it.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        futures = self._submit_batches(fn, items, chunksize, star, progress)
+
+        def results():
+            try:
+                for f in futures:
+                    yield from _wire.batch_values(f.result(None if deadline is None else max(0, deadline - time.monotonic())))
+            finally:
+                for f in futures:
+                    f.cancel()
+        return results()
+
+    # -- collecting (see _Books) ------------------------------------------
+
+    def _fetch(self, job, ns):
+        """shmx_wait for job for at most ns (< 0: no limit). Returns the C
+        code and the job's outcome, ("ok", value) or ("exc", exception),
+        or None while the job has not ended."""
+        res = _lib.Result()
+        rc = _LIB.shmx_wait(self._pool, job, ns, ctypes.byref(res))
+        if rc == _lib.SHMX_ETIMEDOUT:
+            return rc, None
+        if rc != _OK:
+            return rc, ("exc", _errors.call_error(rc, "wait"))
+        try:
+            return rc, _wire.outcome(res)
+        finally:
+            _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+
+    def _wait_one(self, job, ns, untracked=False):
+        """Fetches job, waiting at most ns (< 0: no limit), and settles its
+        future; with no future (a submitter that has not tracked it yet, or
+        an untracked Pool.apply job) keeps the outcome in early. A job
+        another thread is fetching is left to it. Returns the C code, or
+        None if the job was not this thread's."""
+        books = self._books
+        with books.lock:
+            if job in books.claimed or not self._open:
+                return None
+            if ns != 0 and not untracked and job not in books.pending:
+                return None  # settled already
+            books.claimed.add(job)
+        rc = None
+        try:
+            rc, outcome = self._fetch(job, ns)
+            if outcome is not None:
+                with books.lock:
+                    fut = books.pending.pop(job, None)
+                    if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
+                        books.early[job] = outcome
+                if fut is not None:
+                    settle(fut, outcome)
+        finally:
+            with books.lock:
+                books.claimed.discard(job)
+                books.fetched.notify_all()
+        if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
+            # It may have ended as the wait ran out and been announced to
+            # the collector while this thread still held it: look again.
+            self._wait_one(job, 0)
+        return rc
+
+    def _wait_direct(self, job):
+        """Waits for an untracked job in the calling thread and returns its
+        value or raises its exception (Pool.apply: no future, no hand-off
+        to another thread). Waits in slices, so that Ctrl-C works."""
+        books = self._books
+        try:
+            while True:
+                with books.lock:
+                    while job in books.claimed:  # the collector is fetching it
+                        books.fetched.wait()
+                    outcome = books.early.pop(job, None)
+                if outcome is not None:
+                    break
+                self._wait_one(job, _SLICE_NS, untracked=True)
+        except BaseException:
+            self._abandon(job)
+            raise
+        if outcome[0] == "ok":
+            return outcome[1]
+        raise outcome[1]
+
+    def _abandon(self, job):
+        """Gives up an untracked job whose caller was interrupted (Ctrl-C):
+        an outcome fetched already is dropped here, and the library drops
+        one still to come (shmx_forget)."""
+        books = self._books
+        with books.lock:
+            while job in books.claimed:  # the collector is fetching it
+                books.fetched.wait()
+            if books.early.pop(job, None) is None and self._open:
+                _LIB.shmx_forget(self._pool, job)
+
+    def _wait_here(self, fut, timeout):
+        """Waits for fut's job in the calling thread (ctypes releases the
+        GIL): a round trip then costs no hand-off to the collector thread.
+        If the collector is waiting on it just now, the future's own wait
+        takes over."""
+        self._wait_one(fut._job, -1 if timeout is None else max(0, int(timeout * 1e9)))
+
+    def _collect(self):
+        """Finishes futures nobody waits for in their own thread (callbacks,
+        wait, as_completed). shmx_wait_any leaves a job that a caller waits
+        for in result() to that caller, and does not wake this thread for
+        it: a round trip then involves no hand-off between threads."""
+        books = self._books
+        job = ctypes.c_uint64()
+        while True:
+            with books.lock:
+                done = (books.state == _SHUTDOWN and not books.pending and not books.own) or books.state >= _TERMINATED
+            if done:
+                return
+            rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
+            if rc == _OK:
+                self._wait_one(job.value, 0)
+            elif rc != _lib.SHMX_ETIMEDOUT:
+                return
+
+    # -- shutting down ----------------------------------------------------
+
+    def _stop_intake(self):
+        """Refuses new tasks from now on; returns the futures pending, or
+        None if the executor had stopped taking tasks already."""
+        books = self._books
+        with books.lock:
+            if books.state != _RUN:
+                return None
+            books.state = _SHUTDOWN
+            return list(books.pending.items())
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        if _lib.forked() or self._pool is None:
+            return
+        pending = self._stop_intake()
+        if pending and cancel_futures:
+            for job, fut in pending:
+                _LIB.shmx_cancel(self._pool, job, 0)
+        if wait:
+            self._close_handle()
+        elif pending is not None:
+            threading.Thread(target=self._close_handle, daemon=True).start()
+
+    def _close_handle(self):
+        """After shutdown: waits until the collector has delivered what is
+        pending, then closes the handle (waiting for the workers). Any
+        number of threads may call it; each returns once it is closed."""
+        with self._close_lock:
+            if self._books.state != _SHUTDOWN:
+                return
+            self._collector.join()
+            _LIB.shmx_pool_close(self._pool, -1)  # SHMX_EINVAL if terminate closed it first
+            with self._books.lock:
+                if self._books.state == _SHUTDOWN:
+                    self._books.state = _CLOSED
+
+    def terminate(self):
+        """Kills the workers now; pending tasks raise PoolClosed. For a
+        served pool (connect=) it detaches: the server's workers go on."""
+        if _lib.forked() or self._pool is None:
+            return
+        books = self._books
+        with books.lock:
+            if books.state >= _TERMINATED:
+                return
+            books.state = _TERMINATED
+        self._collector.join()
+        _LIB.shmx_pool_terminate(self._pool)  # SHMX_EINVAL if a shutdown closed it first
+        with books.lock:
+            pending = list(books.pending.values())
+            books.pending.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(PoolClosed("the pool was terminated"))
+
+    def __del__(self):
+        try:
+            if getattr(self, "_pool", None) is not None and not _lib.forked():
+                self.shutdown(wait=False)
+        except Exception:
+            pass
