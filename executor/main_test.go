@@ -187,6 +187,27 @@ func waitFullSize(t testing.TB, p *Pool) {
 	}
 }
 
+// waitBusy waits until n workers run a job.
+func waitBusy(t testing.TB, p *Pool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		busy := 0
+		for _, w := range p.Stats().Workers {
+			if w.State == "busy" {
+				busy++
+			}
+		}
+		if busy >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers busy after 20s, want %d: %+v", busy, n, p.Stats().Workers)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // waitQuiet waits until every slot and page is free again: nothing leaked.
 func waitQuiet(t testing.TB, p *Pool) {
 	t.Helper()

@@ -33,7 +33,7 @@ func TestRoundTripSizes(t *testing.T) {
 	waitQuiet(t, p)
 }
 
-func TestZeroCopy(t *testing.T) {
+func TestZeroCopyBufferReachesWorker(t *testing.T) {
 	p := newPool(t, Config{MaxPayload: 4 << 20})
 	buf, err := p.Client().AllocBuffer(3 << 20)
 	if err != nil {
@@ -101,7 +101,7 @@ func TestHundredThousandJobs(t *testing.T) {
 	waitQuiet(t, p)
 }
 
-func TestMap(t *testing.T) {
+func TestMapKeepsOrderAcrossWorkers(t *testing.T) {
 	p := newPool(t, Config{})
 	in := make([][]byte, 5000)
 	for i := range in {
@@ -141,7 +141,7 @@ func TestMap(t *testing.T) {
 	}
 }
 
-func TestHandlerErrors(t *testing.T) {
+func TestHandlerErrorsAndPanicsEndTheJobOnly(t *testing.T) {
 	p := newPool(t, Config{})
 	_, err := run(t, p, "fail", []byte("x"))
 	var he *HandlerError
@@ -164,7 +164,7 @@ func TestHandlerErrors(t *testing.T) {
 	}
 }
 
-func TestTooLarge(t *testing.T) {
+func TestTooLargeInputAndOutputFail(t *testing.T) {
 	p := newPool(t, Config{MaxPayload: 1 << 20})
 	if _, err := p.Submit(context.Background(), "echo", make([]byte, 1<<20+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("input over MaxPayload: %v", err)
@@ -178,7 +178,7 @@ func TestTooLarge(t *testing.T) {
 	waitQuiet(t, p)
 }
 
-func TestWorkerCrash(t *testing.T) {
+func TestWorkerCrashEndsItsJobOnly(t *testing.T) {
 	p := newPool(t, Config{})
 	for _, tc := range []struct {
 		handler, in string
@@ -256,7 +256,7 @@ func TestRetryAndPoison(t *testing.T) {
 	}
 }
 
-func TestTimeout(t *testing.T) {
+func TestJobPastTimeoutIsKilled(t *testing.T) {
 	p := newPool(t, Config{JobTimeout: 200 * time.Millisecond})
 	start := time.Now()
 	_, err := run(t, p, "sleep", []byte("20000"))
@@ -304,7 +304,7 @@ func TestWaitTimeout(t *testing.T) {
 	waitQuiet(t, p)
 }
 
-func TestCancel(t *testing.T) {
+func TestCancelQueuedAndRunningJobs(t *testing.T) {
 	p := newPool(t, Config{Workers: 1})
 	c := p.Client()
 	busy, _ := c.Submit(context.Background(), "sleep", []byte("300"))
@@ -335,9 +335,9 @@ func TestCancel(t *testing.T) {
 	waitQuiet(t, p)
 }
 
-// TestEnviron: Config.Environ is read at every spawn, respawns included,
+// TestEnvironReadAtEverySpawn: Config.Environ is read at every spawn, respawns included,
 // and WorkerEnv still applies on top of it.
-func TestEnviron(t *testing.T) {
+func TestEnvironReadAtEverySpawn(t *testing.T) {
 	var value atomic.Value
 	value.Store("first")
 	p := newPool(t, Config{
@@ -444,14 +444,14 @@ func TestCloseFinishesQueued(t *testing.T) {
 	}
 }
 
-func TestTerminate(t *testing.T) {
+func TestTerminateFailsPendingAtOnce(t *testing.T) {
 	p := newPool(t, Config{})
 	var fs []*Future
 	for i := 0; i < 10; i++ {
 		f, _ := p.Submit(context.Background(), "sleep", []byte("30000"))
 		fs = append(fs, f)
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitBusy(t, p, p.cfg.Workers) // jobs running and queued
 	start := time.Now()
 	if err := p.Terminate(); err != nil {
 		t.Fatal(err)
@@ -592,7 +592,7 @@ func TestOutputAllocator(t *testing.T) {
 // OnDone runs once per job, after Done is closed, for results and
 // failures alike (a handler error, a worker SIGKILLed mid-job), also
 // when nobody waits for the job.
-func TestOnDone(t *testing.T) {
+func TestOnDoneRunsOncePerJob(t *testing.T) {
 	p := newPool(t, Config{Workers: 2})
 	ctx := context.Background()
 	var mu sync.Mutex

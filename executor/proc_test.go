@@ -388,10 +388,10 @@ func TestDroppedJobOrphanedByWorker(t *testing.T) {
 	}
 }
 
-// TestChaos kills a random worker every few milliseconds while 20,000
+// TestRandomWorkerKillsLoseNoJob kills a random worker every few milliseconds while 20,000
 // quick and slow jobs run. Every job ends exactly once, OK or
 // WorkerCrashed; the pool ends at full size with nothing leaked.
-func TestChaos(t *testing.T) {
+func TestRandomWorkerKillsLoseNoJob(t *testing.T) {
 	n := 20000
 	if testing.Short() {
 		n = 3000

@@ -115,7 +115,7 @@ func TestFullAndEmpty(t *testing.T) {
 	}
 }
 
-func TestBatch(t *testing.T) {
+func TestBatchEnqueueDequeueKeepsOrder(t *testing.T) {
 	f := newFixture(t, 64, 2)
 	prod, cons := f.join(t, 0), f.join(t, 1)
 	in := make([]uint32, 50)
@@ -177,7 +177,7 @@ func TestBlockingWakesUp(t *testing.T) {
 	}
 }
 
-func TestInterrupt(t *testing.T) {
+func TestInterruptEndsABlockedDequeue(t *testing.T) {
 	f := newFixture(t, 2, 1)
 	p := f.join(t, 0)
 	f.r.Spin = 0

@@ -83,6 +83,46 @@ def sleep_then_pid(s):
     return os.getpid()
 
 
+def sleep_then_mark(s, path):
+    """Sleeps s seconds, then appends a line to path: a test polls for the
+    line to know that the task has ended."""
+    time.sleep(s)
+    with open(path, "a") as f:
+        f.write("done\n")
+    return s
+
+
+def wait_marks(path, n, deadline=30):
+    """Waits until path has n lines (sleep_then_mark); fails after
+    deadline seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            with open(path) as f:
+                if len(f.readlines()) >= n:
+                    return
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > end:
+            raise AssertionError(f"{n} tasks did not end within {deadline} s ({path})")
+        time.sleep(0.005)
+
+
+def wait_running_at_once(ex, n, deadline=30):
+    """Waits until n tasks run at once on n different workers of ex (an
+    Executor): the pool is at full size, and every task submitted before
+    has ended (the queue is FIFO and a worker runs one task at a time).
+    Fails after deadline seconds."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        start = time.monotonic()
+        fs = [ex.submit(sleep_then_pid, 0.3) for _ in range(n)]
+        pids = {f.result(deadline) for f in fs}
+        if len(pids) == n and time.monotonic() - start < 0.3 * n:
+            return
+    raise AssertionError(f"{n} tasks did not run at once on {n} workers within {deadline} s")
+
+
 def crash_once(marker):
     if not os.path.exists(marker):
         open(marker, "w").close()

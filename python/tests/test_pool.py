@@ -17,6 +17,15 @@ class PoolTest(unittest.TestCase):
     def setUpClass(cls):
         cls.pool = shmexec.Pool(2)
 
+    def tmp(self):
+        """A temporary directory, removed after the test."""
+        import shutil
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="shmexec-test-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
     @classmethod
     def tearDownClass(cls):
         cls.pool.terminate()
@@ -214,13 +223,15 @@ class PoolTest(unittest.TestCase):
         from shmexec import _lib
 
         ex = self.pool._ex
+        mark = os.path.join(self.tmp(), "ended")
         with self.assertRaises(KeyboardInterrupt):
-            self.pool.apply(helpers.sleep, (1.5,))
+            self.pool.apply(helpers.sleep_then_mark, (1.5, mark))
         self.assertLess(time.monotonic() - start, 1.2)
         job = ex._slots[-1].job.value  # the interrupted call's slot, not reused yet
         t.join()
         self.assertEqual(self.pool.apply(helpers.add, (2, 2)), 4)
-        time.sleep(1.5)  # the interrupted job ends; its outcome is dropped
+        helpers.wait_marks(mark, 1)  # the interrupted job ended; its outcome is dropped
+        helpers.wait_running_at_once(ex, 2)  # and its worker has published it
         self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
         deadline = time.monotonic() + 10
         while ex._books.early and time.monotonic() < deadline:
@@ -270,9 +281,9 @@ class PoolTest(unittest.TestCase):
                 self.pool.starmap(divmod, [(1, 1), (1, 0), (2, 0)], chunksize=1)
             with self.assertRaises(shmexec.WorkerCrashed) as cm2:  # batches that fail whole
                 self.pool.map(helpers.exit_now, [3, 4, 5], chunksize=1)
-            import time
-
-            time.sleep(0.5)  # the other batches end while their futures live (the tracebacks hold them)
+            # The other batches end while their futures live (the
+            # tracebacks hold them).
+            helpers.wait_running_at_once(self.pool._ex, 2)
             del cm, cm2
             gc.collect()
         self.assertFalse([x for x in w if "never retrieved" in str(x.message)], [str(x.message) for x in w])
@@ -303,8 +314,9 @@ class PoolTest(unittest.TestCase):
         t.start()
         start = time.monotonic()
         try:
+            mark = os.path.join(self.tmp(), "ended")
             with self.assertRaises(KeyboardInterrupt):
-                self.pool.map(helpers.sleep, [0.8] * 4, chunksize=1)
+                self.pool.starmap(helpers.sleep_then_mark, [(0.8, mark)] * 4, chunksize=1)
         finally:
             del ex._submit_payload
         self.assertLess(time.monotonic() - start, 0.75)
@@ -315,7 +327,8 @@ class PoolTest(unittest.TestCase):
         for job in jobs:  # forgotten: the library no longer knows them (it would keep their outcomes)
             self.assertEqual(shmexec._lib.LIB.shmx_wait(ex._pool, job, 0, ctypes.byref(res)), _lib.SHMX_EINVAL, job)
         self.assertEqual(self.pool.map(helpers.echo, range(10)), list(range(10)))
-        time.sleep(1.0)  # the forgotten batches end
+        helpers.wait_marks(mark, 4)  # the forgotten batches ended
+        helpers.wait_running_at_once(ex, 2)  # and were published
         self.assertEqual((ex._books.pending, ex._books.early), ({}, {}), "a forgotten batch's outcome reached the executor")
         self.assertEqual(self.pool.map(helpers.double, range(100)), [x * 2 for x in range(100)])
 
