@@ -188,9 +188,9 @@ int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *re
 }
 
 /* A fresh 64 MiB output copied into malloc'd pages costs 16,384 page
-   faults, four times the copy itself; with 2 MiB pages it costs 32
-   (measured in docs/BENCHMARKS.md: the large echo). madvise only: where
-   the kernel gives no huge pages, these are ordinary pages. */
+   faults, more than the copy itself; with 2 MiB pages it costs 32.
+   madvise only: where the kernel gives no huge pages, these are ordinary
+   pages. */
 void *shmxint_output_alloc(size_t n) {
     if (n < SHMXINT_HUGE_OUTPUT) return malloc(n);
     const size_t huge = (size_t)2 << 20, page = (size_t)sysconf(_SC_PAGESIZE);

@@ -98,10 +98,9 @@ func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOption
 
 // waitSpin is how long Wait polls for the result before it parks. Waking
 // a parked goroutine costs tens of microseconds on a small machine, more
-// than a job of a binding's worker takes (a Python worker's round trip is
-// some 10-40 µs): with 20 µs, Python round trips parked nearly every time
-// and took 2.5-3x longer (measured in one run beside 100 µs; see
-// docs/BENCHMARKS.md). Polling yields the goroutine every 16 checks.
+// than a job of a binding's worker takes, so the spin must outlast a
+// Python worker's round trip (docs/BENCHMARKS.md). Polling yields the
+// goroutine every 16 checks.
 const waitSpin = 100 * time.Microsecond
 
 // Future is the pending result of one job.
@@ -531,9 +530,7 @@ func (f *Future) Cancel(kill bool) bool {
 // spinning collector kept its spin bit from one result to the next, so
 // that callers polling for their own results polled beside it: on two
 // cores the collector, a polling caller and a working worker then shared
-// two CPUs. Measured on the 2-core VM, Python Executor.map of 100,000
-// tiny tasks 12.6-14.3 ms -> 8.7-10.0 ms, 20,000 submit().result()
-// 671 ms -> 491-515 ms.
+// two CPUs.
 func (c *Client) collect() {
 	defer close(c.collected)
 	l := c.l

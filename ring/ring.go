@@ -74,8 +74,7 @@ type Ring struct {
 // microseconds), short enough that a waiter on a 2-core machine soon gives
 // the core back. A spinning waiter pauses the CPU between checks and does
 // not yield to the Go scheduler: for a goroutine locked to its thread (a
-// call from C) each yield costs two context switches, which made a Python
-// round trip 15.6 us instead of 9.1 (docs/BENCHMARKS.md).
+// call from C) each yield costs two context switches.
 const DefaultSpin = 50 * time.Microsecond
 
 // Init lays out an empty ring of the given capacity (a power of two) in a

@@ -6,8 +6,8 @@ package sysx
 // instruction): a spin-wait then gives a sibling hyperthread its cycles
 // and leaves the loop cheaply when the awaited store lands. One, not the
 // Go runtime's 30: a PAUSE takes tens of cycles on current x86, and 30
-// of them between checks made a ring round trip 3x slower (1454 against
-// 490 ns, ring BenchmarkRoundTrip/spin). Unlike runtime.Gosched it never
+// of them between checks slow a ring round trip several times (ring
+// BenchmarkRoundTrip/spin shows it). Unlike runtime.Gosched it never
 // enters the scheduler, which for a goroutine locked to its thread —
 // every call into Go from C, such as a Python binding's — costs two
 // context switches.

@@ -18,8 +18,7 @@ from . import _errors, _lib
 BIG = 64 << 10
 # Rebuilt objects this large get their pages faulted in as transparent
 # huge pages where the kernel allows it (madvise mode): a fresh 64 MiB
-# object then costs 32 page faults instead of 16,384 (about 7 ms instead
-# of 30 ms to fill, measured on the 2-core VM of docs/BENCHMARKS.md).
+# object then costs 32 page faults instead of 16,384.
 HUGE = 4 << 20
 _MADV_HUGEPAGE = 14
 

@@ -100,7 +100,7 @@ def main(argv=None):
             sys.stderr.write(f"shmexec worker: initializer failed: {type(e).__name__}: {e}\n")
             return 3
     # A small input arrives in this buffer, where it is read without a
-    # ctypes call (string_at costs 0.24 us): as a view, or for a call
+    # ctypes call (string_at costs as much as a short task): as a view, or for a call
     # frame with marshalled arguments straight from the bytes after its
     # tag (marshal ignores what follows the frame).
     inbuf = (ctypes.c_char * _wire.BIG)()
@@ -112,7 +112,7 @@ def main(argv=None):
     ref = ctypes.byref(task)
     # The two calls of every task, without argtypes: their arguments are
     # C values already, and converting them through argtypes costs more
-    # than the C call itself (0.7 us of a 7 us round trip).
+    # than the C call itself.
     next_task, reply_next = lib["shmx_worker_next"], lib["shmx_task_reply_next"]
     big, plain_call, c_size = _wire.BIG, _wire.PLAIN_CALL, ctypes.c_size_t
     slice_ns = ctypes.c_int64(1_000_000_000)
