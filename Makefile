@@ -24,7 +24,7 @@ FUZZ_TARGETS := \
 	./executor:FuzzPayloadRefs \
 	./executor:FuzzParseTicket
 
-.PHONY: all build lib c-examples test test-go test-c test-python test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
+.PHONY: all build lib c-examples test test-go test-go-module test-c test-python test-install test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
 
 all: build lib c-examples $(C_TESTS)
 
@@ -103,7 +103,7 @@ vet:
 	$(GO) vet $(CRASHTAGS) ./...
 	cd bench && $(GO) vet ./...
 
-test: vet model-quick test-go test-c test-python test-bench fuzz-quick
+test: vet model-quick test-go test-go-module test-c test-python test-install test-bench fuzz-quick
 
 # The Promela models of docs/model (spin from Debian's packages): small
 # configurations and the mutants that must fail in make test; the full
@@ -120,6 +120,18 @@ PYTHON ?= python3
 test-python: $(LIB) build/shmexec build/attach_demo
 	cd python && timeout 600 $(PYTHON) -m unittest discover -s tests -v
 	cd python && timeout 300 $(PYTHON) -m shmexec.bench --quick > /dev/null
+
+# The Python package as a user installs it: sdist and wheel built with
+# python -m build, the wheel installed into a fresh venv, the Python tests
+# run from outside the checkout against it (tests/python-installed.sh).
+test-install: build/shmexec build/attach_demo
+	tests/python-installed.sh $(PYTHON)
+
+# A Go program outside this module that uses it (examples/go-module).
+test-go-module:
+	mkdir -p build
+	cd examples/go-module && $(GO) vet ./... && $(GO) build -o ../../build/squares .
+	timeout 120 ./build/squares
 
 # The race runtime sleeps 1 s at every process exit by default; the tests
 # start hundreds of worker processes.

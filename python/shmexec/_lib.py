@@ -69,18 +69,53 @@ class Task(ctypes.Structure):
     ]
 
 
-def _find_library():
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# A checkout: python/shmexec next to make's build/ and include/.
+_CHECKOUT = os.path.normpath(os.path.join(_HERE, "..", ".."))
+
+
+def find_library():
+    """The path of the library this package loads: $SHMEXEC_LIB, else the
+    copy bundled in the package (an installed wheel: libshmexec.so.0, named
+    by its SONAME), else a checkout's
+    build/libshmexec.so, else libshmexec.so.0 where the dynamic loader
+    finds it (make install)."""
     env = os.environ.get("SHMEXEC_LIB")
     if env:
         return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    for cand in (
-        os.path.join(here, "libshmexec.so"),
-        os.path.join(here, "..", "..", "build", "libshmexec.so"),
-    ):
+    for cand in (os.path.join(_HERE, "libshmexec.so.0"), os.path.join(_CHECKOUT, "build", "libshmexec.so")):
         if os.path.exists(cand):
             return os.path.normpath(cand)
-    return "libshmexec.so.0"  # installed: found by the dynamic loader
+    return "libshmexec.so.0"
+
+
+def include_dir():
+    """The folder of shmexec.h: bundled in the package, or a checkout's
+    include/."""
+    for cand in (os.path.join(_HERE, "include"), os.path.join(_CHECKOUT, "include")):
+        if os.path.exists(os.path.join(cand, "shmexec.h")):
+            return cand
+    raise FileNotFoundError("shmexec: no shmexec.h next to the package (install the wheel, or use a checkout)")
+
+
+def _mapped_copies():
+    """The files named libshmexec.so* mapped into this process now, as
+    (device, inode) -> path."""
+    found = {}
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                path = parts[5].strip() if len(parts) == 6 else ""  # anonymous mappings have no path
+                if os.path.basename(path).startswith("libshmexec.so"):
+                    try:
+                        st = os.stat(path)
+                    except OSError:
+                        continue
+                    found[(st.st_dev, st.st_ino)] = path
+    except OSError:  # no /proc: nothing to compare with
+        pass
+    return found
 
 
 def load():
@@ -96,13 +131,29 @@ _loaded = None
 
 
 def _load():
-    path = _find_library()
+    path = find_library()
+    # Each copy of the library carries a Go runtime of its own, and two in
+    # one process fight over signals and threads: refuse a second copy (a
+    # checkout's and an installed one, or one a C extension loaded).
+    others = _mapped_copies()
+    if others:
+        try:
+            st = os.stat(path)
+            mine = (st.st_dev, st.st_ino)
+        except OSError:
+            mine = None
+        if mine not in others:
+            raise ImportError(
+                f"shmexec: this process has loaded the shmexec library from {sorted(others.values())[0]!r} already; "
+                f"loading a second copy ({path!r}) would start a second Go runtime. Use one copy: "
+                "set SHMEXEC_LIB to the loaded one, or import shmexec from the same installation."
+            )
     try:
         lib = ctypes.CDLL(path)
     except OSError as e:
         raise ImportError(
-            f"shmexec: cannot load the library {path!r} ({e}); run `make lib` "
-            "or set SHMEXEC_LIB to the path of libshmexec.so"
+            f"shmexec: cannot load the library {path!r} ({e}); reinstall the package, run `make lib` "
+            "in a checkout, or set SHMEXEC_LIB to the path of libshmexec.so"
         ) from None
     vp, i, u64, i64, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
     sigs = {

@@ -10,8 +10,7 @@ import time
 import unittest
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the installed one)
 
 import shmexec  # noqa: E402
 import helpers  # noqa: E402
@@ -309,7 +308,7 @@ class ProcessTest(unittest.TestCase):
             with open(path, "w") as f:
                 f.write(textwrap.dedent(code))
             env = dict(os.environ)
-            env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            env["PYTHONPATH"] = _paths.PYTHONPATH
             return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=DEADLINE, env=env)
 
     def test_function_from_main_script(self):
@@ -356,7 +355,7 @@ class ProcessTest(unittest.TestCase):
                         print("ready", flush=True)
                         time.sleep(60)
                 '''))
-            env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
             owner = subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, text=True, env=env)
             try:
                 self.assertEqual(owner.stdout.readline().strip(), "ready")

@@ -3,8 +3,7 @@ import os
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the installed one)
 
 import shmexec  # noqa: E402
 import helpers  # noqa: E402

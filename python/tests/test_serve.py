@@ -16,14 +16,13 @@ import textwrap
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PYDIR = os.path.dirname(HERE)
-ROOT = os.path.dirname(PYDIR)
-BIN = os.environ.get("SHMEXEC_BIN", os.path.join(ROOT, "build", "shmexec"))
-ATTACH_DEMO = os.path.join(ROOT, "build", "attach_demo")
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([PYDIR, HERE]))
+import _paths  # noqa: E402  (sys.path: the checkout's package, or the installed one)
 
-sys.path[:0] = [PYDIR, HERE]
+HERE = _paths.HERE
+BIN = os.environ.get("SHMEXEC_BIN", os.path.join(_paths.BUILD, "shmexec"))
+ATTACH_DEMO = os.path.join(_paths.BUILD, "attach_demo")
+ENV = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
+
 import shmexec  # noqa: E402
 import served_funcs  # noqa: E402
 from shmexec._progress import Progress  # noqa: E402

@@ -1,0 +1,54 @@
+"""What the package offers C and ctypes users, and its one-library rule."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import _paths  # noqa: E402  (sys.path: the checkout's package, or the installed one)
+
+import shmexec  # noqa: E402
+
+
+class PackagingTest(unittest.TestCase):
+    def test_include_and_library(self):
+        inc = shmexec.get_include()
+        self.assertTrue(os.path.isfile(os.path.join(inc, "shmexec.h")), inc)
+        with open(os.path.join(inc, "shmexec.h")) as f:
+            self.assertIn("#define SHMX_VERSION_NUMBER", f.read())
+        self.assertEqual(shmexec.get_library(), shmexec.LIBRARY_PATH)
+        self.assertTrue(os.path.isfile(shmexec.get_library()))
+        self.assertRegex(shmexec.version(), r"^\d+\.\d+\.\d+$")
+
+    def test_all_is_complete(self):
+        public = {n for n in dir(shmexec) if not n.startswith("_") and n not in ("executor", "pool")}
+        self.assertEqual(public - set(shmexec.__all__), set(), "public names missing from __all__")
+        for n in shmexec.__all__:
+            self.assertTrue(hasattr(shmexec, n), n)
+
+    def test_a_second_copy_of_the_library_is_refused(self):
+        # A process that has one copy of the library (here loaded by ctypes,
+        # as a C extension might) must not load another: that would start a
+        # second Go runtime. The import says so instead.
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        other = os.path.join(d, "libshmexec.so.0")
+        shutil.copy(shmexec.LIBRARY_PATH, other)
+        code = f"import ctypes; ctypes.CDLL({other!r})\ntry:\n    import shmexec\nexcept ImportError as e:\n    print('refused:', e)\nelse:\n    print('loaded', shmexec.LIBRARY_PATH)\n"
+        env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
+        env.pop("SHMEXEC_LIB", None)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("refused:", r.stdout)
+        self.assertIn("second Go runtime", r.stdout)
+        self.assertIn(other, r.stdout)
+        # The same copy, loaded first by ctypes, is fine.
+        code = f"import ctypes; ctypes.CDLL({shmexec.LIBRARY_PATH!r})\nimport shmexec\nprint(shmexec.Executor(1).submit(abs, -2).result())\n"
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "2"), r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
