@@ -142,7 +142,7 @@ static int split_opts(const shmx_submit_opts *opts, int64_t *timeout, int32_t *r
     *timeout = opts ? opts->timeout_ns : 0;
     *retries = opts ? opts->retries : -1;
     *flags = opts && opts->struct_size >= sizeof(shmx_submit_opts) ? opts->flags : 0;
-    return (*flags & ~SHMX_SUBMIT_OWN_WAIT) == 0;
+    return (*flags & ~(SHMX_SUBMIT_OWN_WAIT | SHMX_SUBMIT_NOWAIT)) == 0;
 }
 
 int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, size_t len,

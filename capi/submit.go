@@ -50,9 +50,19 @@ func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
 	}
-	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
-		p.submitOpts(timeoutNS, retries))
+	f, err := p.submitBytes(handler, data, n, timeoutNS, retries, flags)
 	return p.track(f, err, flags, job)
+}
+
+// submitBytes submits a copy of the n bytes at data, waiting for a free
+// job slot unless flags has SHMX_SUBMIT_NOWAIT (then ErrFull).
+func (p *pool) submitBytes(handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
+	flags C.uint32_t) (*executor.Future, error) {
+	opts := p.submitOpts(timeoutNS, retries)
+	if flags&C.SHMX_SUBMIT_NOWAIT != 0 {
+		return p.c.TrySubmitWith(C.GoString(handler), input(data, n), opts)
+	}
+	return p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n), opts)
 }
 
 //export shmxgo_call
@@ -62,8 +72,7 @@ func shmxgo_call(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
 	}
-	f, err := p.c.SubmitWith(context.Background(), C.GoString(handler), input(data, n),
-		p.submitOpts(timeoutNS, retries))
+	f, err := p.submitBytes(handler, data, n, timeoutNS, retries, flags)
 	if err != nil {
 		setErr(err)
 		return code(err)
@@ -220,7 +229,7 @@ func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int 
 func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, timeoutNS C.int64_t, retries C.int32_t,
 	flags C.uint32_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
-	if !ok || retries < -1 {
+	if !ok || retries < -1 || flags&C.SHMX_SUBMIT_NOWAIT != 0 {
 		return C.SHMX_EINVAL
 	}
 	b, ok := p.buffers.take(uint64(buf.id))

@@ -140,6 +140,12 @@ typedef struct shmx_submit_opts {
    that had no flags, is read without them.) */
 #define SHMX_SUBMIT_OWN_WAIT 1u
 
+/* shmx_submit_with and shmx_call return SHMX_EFULL instead of waiting
+   for a free job slot (a binding that feeds the pool from a thread of its
+   own when it is full). shmx_submit_buffer_with refuses it with
+   SHMX_EINVAL: a buffer is the job's once submitted. */
+#define SHMX_SUBMIT_NOWAIT 2u
+
 /* Fills opts with "the pool's defaults" and sets struct_size. */
 void shmx_submit_opts_init(shmx_submit_opts *opts);
 

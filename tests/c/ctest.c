@@ -254,8 +254,23 @@ static void test_timeout_and_full(void) {
     shmx_submit(pool, "sleepy", &ms, sizeof ms, &j1);
     shmx_submit(pool, "sleepy", &ms, sizeof ms, &j2);
     CHECK(shmx_try_submit(pool, "sleepy", &ms, sizeof ms, &j3) == SHMX_EFULL, "try_submit on a full pool");
+    /* SHMX_SUBMIT_NOWAIT: shmx_submit_with and shmx_call say SHMX_EFULL at
+       once; shmx_submit_buffer_with refuses the flag and keeps the buffer. */
+    shmx_submit_opts nw;
+    shmx_submit_opts_init(&nw);
+    nw.flags = SHMX_SUBMIT_NOWAIT;
+    t0 = now();
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &nw, &j3) == SHMX_EFULL && now() - t0 < 0.05, "NOWAIT submit on a full pool");
+    CHECK(shmx_call(pool, "sleepy", &ms, sizeof ms, &nw, -1, &j3, &res) == SHMX_EFULL && now() - t0 < 0.05, "NOWAIT call on a full pool");
+    shmx_buffer b;
+    CHECK(shmx_buffer_alloc(pool, 8, &b) == SHMX_OK, "buffer");
+    CHECK(shmx_submit_buffer_with(pool, "sleepy", &b, &nw, &j3) == SHMX_EINVAL, "NOWAIT refused for a buffer");
+    shmx_buffer_release(pool, &b);
     shmx_wait(pool, j1, -1, &res); shmx_result_release(pool, &res);
     shmx_wait(pool, j2, -1, &res); shmx_result_release(pool, &res);
+    ms = 1;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &nw, &j3) == SHMX_OK, "NOWAIT submit with room");
+    shmx_wait(pool, j3, -1, &res); shmx_result_release(pool, &res);
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
@@ -521,7 +536,7 @@ static void test_own_wait_and_forget(void) {
 
     /* Flags this library does not know are refused; a 16-byte opts has
        none (its flags field is not read). */
-    own.flags = 2;
+    own.flags = 4;
     CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &own, &jobs[0]) == SHMX_EINVAL, "unknown flag refused");
     own.flags = SHMX_SUBMIT_OWN_WAIT;
     own.struct_size = 16;
