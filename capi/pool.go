@@ -162,3 +162,24 @@ func shmxgo_release_in_place(data unsafe.Pointer) C.int {
 	f.(*executor.Future).Release()
 	return 1
 }
+
+//export shmxgo_pool_workers
+func shmxgo_pool_workers(cp *C.shmx_pool, pids *C.int32_t, capacity C.size_t, n *C.size_t) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	ws := p.c.Stats().Workers
+	*n = C.size_t(len(ws))
+	if capacity == 0 {
+		return C.SHMX_OK
+	}
+	out := unsafe.Slice(pids, int(capacity))
+	for i := range out {
+		out[i] = 0
+		if i < len(ws) && ws[i].State != "empty" && ws[i].State != "failed" {
+			out[i] = C.int32_t(ws[i].PID)
+		}
+	}
+	return C.SHMX_OK
+}

@@ -112,6 +112,12 @@ int shmx_pool_terminate(shmx_pool *pool) {
     return close_pool(pool, 0, 1);
 }
 
+int shmx_pool_workers(shmx_pool *pool, int32_t *pids, size_t cap, size_t *n) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !n || (!pids && cap)) return SHMX_EINVAL;
+    return shmxgo_pool_workers(pool, pids, cap, n);
+}
+
 int shmx_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;

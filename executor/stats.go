@@ -77,6 +77,17 @@ var workerStateNames = []string{"empty", "starting", "idle", "busy", "exiting", 
 
 var codeNames = []string{"ok", "handler_error", "worker_crashed", "timeout", "cancelled", "pool_closed", "unknown_handler", "too_large", "worker_start"}
 
+// Stats reads the pool's counters from the segment, as the owner's
+// client or an attached one sees them. After Close it returns the zero
+// Stats.
+func (c *Client) Stats() Stats {
+	if !c.l.enter() {
+		return Stats{}
+	}
+	defer c.l.exit()
+	return c.l.stats()
+}
+
 // Stats reads the counters from the segment. After Close it returns the
 // zero Stats.
 func (p *Pool) Stats() Stats {

@@ -116,6 +116,14 @@ int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns);
    Returns: SHMX_OK; SHMX_EINVAL for a handle closed already. */
 int shmx_pool_terminate(shmx_pool *pool);
 
+/* The pool's worker processes: *n is set to the number of worker slots,
+   and pids[i] (for i < cap) to the pid of slot i's process, or 0 while
+   the slot has none (between a death and its replacement, or after the
+   pool gave up starting it). pids may be NULL when cap is 0. Works for an
+   attached handle too (the server's workers).
+   Returns: SHMX_OK; SHMX_EINVAL for a closed handle or NULL n. */
+int shmx_pool_workers(shmx_pool *pool, int32_t *pids, size_t cap, size_t *n);
+
 /* Queues a job for handler with a copy of data. Blocks while every job
    slot is in use. Returns: SHMX_OK and *job; SHMX_ETOO_LARGE,
    SHMX_ECLOSED, SHMX_EINVAL. */

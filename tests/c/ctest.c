@@ -274,6 +274,21 @@ static void test_timeout_and_full(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
+/* shmx_pool_workers: one live pid per worker slot, 0 while a slot has no
+   process. */
+static void test_workers(void) {
+    shmx_pool *pool = make_pool(2, 0, 0);
+    size_t n = 0;
+    int32_t pids[4] = {-1, -1, -1, -1};
+    CHECK(shmx_pool_workers(pool, NULL, 0, &n) == SHMX_OK && n == 2, "two worker slots: %zu", n);
+    CHECK(shmx_pool_workers(pool, pids, 4, &n) == SHMX_OK && n == 2, "workers");
+    CHECK(pids[0] > 0 && pids[1] > 0 && pids[0] != pids[1] && pids[2] == 0 && pids[3] == 0, "pids %d %d %d %d", pids[0], pids[1], pids[2], pids[3]);
+    CHECK(kill(pids[0], 0) == 0 && kill(pids[1], 0) == 0, "the pids are live processes");
+    CHECK(shmx_pool_workers(pool, NULL, 1, &n) == SHMX_EINVAL && shmx_pool_workers(pool, pids, 1, NULL) == SHMX_EINVAL, "bad arguments");
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+    CHECK(shmx_pool_workers(pool, pids, 4, &n) == SHMX_EINVAL, "a closed handle");
+}
+
 static void test_fork_guard(void) {
     shmx_pool *pool = make_pool(1, 0, 0);
     pid_t pid = fork();
@@ -768,6 +783,7 @@ int main(int argc, char **argv) {
     test_environment();
     test_timeout_and_full();
     test_fork_guard();
+    test_workers();
     test_terminate_in_flight();
     test_bad_workers();
     test_pull_worker();
