@@ -77,11 +77,16 @@ def call_error(rc, what):
         return ValueError(f"shmexec: the call's arguments are too large for the pool: {_lib.last_error()}")
     if rc == _lib.SHMX_EPOOL_DEAD:
         return PoolDead("the process serving the pool died")
+    if rc == _lib.SHMX_ECLOSED:
+        return PoolClosed(f"{what}: the pool is closed")
     return ShmexecError(f"{what}: {_lib.strerror(rc)}: {_lib.last_error()}")
 
 
 def report_unretrieved(exc):
     """Reports a task's exception that nobody retrieved, as asyncio reports
     "exception was never retrieved" (Future and AsyncResult both call it
-    as they are collected)."""
+    as they are collected). An outcome that the caller caused — a cancel,
+    or the pool closed or terminated under the task — is not reported."""
+    if isinstance(exc, (PoolClosed, _cf.CancelledError)):
+        return
     warnings.warn(f"shmexec: a task's exception was never retrieved: {exc!r}", RuntimeWarning, stacklevel=3)

@@ -57,6 +57,7 @@ class SubmitOpts(ctypes.Structure):
 
 
 SUBMIT_OWN_WAIT = 1
+SUBMIT_NOWAIT = 2
 
 
 class Task(ctypes.Structure):
@@ -165,6 +166,7 @@ def _load():
         "shmx_pool_attach": (i, [ctypes.c_char_p, ctypes.POINTER(vp)]),
         "shmx_pool_close": (i, [vp, i64]),
         "shmx_pool_terminate": (i, [vp]),
+        "shmx_pool_workers": (i, [vp, ctypes.POINTER(ctypes.c_int32), sz, ctypes.POINTER(sz)]),
         "shmx_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
         "shmx_try_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
         "shmx_submit_opts_init": (None, [ctypes.POINTER(SubmitOpts)]),

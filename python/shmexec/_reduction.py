@@ -1,54 +1,204 @@
-"""What can be sent to a worker, and how a function is named in a call
-frame: checked at submit time, in the caller, with what to do instead."""
+"""What can be sent to a worker, and how: checked at submit time, in the
+caller, with what to do instead.
+
+A function travels by reference (its pickle: module and qualified name)
+when a worker can import it: that is cheaper and keeps the module's state.
+What pickle cannot send by reference — lambdas, closures, nested
+functions, functions of __main__ (a script, `python -c`, a console, a
+notebook) and functions that live in no importable module, such as the
+copies that frameworks deserialize — travels by value, pickled with
+cloudpickle, once per function object (a weak cache). Arguments are
+pickled with pickle, and with cloudpickle only where pickle fails."""
 
 import pickle
+import types
+import weakref
 
-from . import _wire
+try:
+    import cloudpickle
+except ImportError:  # functions that need it are refused, saying so
+    cloudpickle = None
 
-_sendable = {}  # plain function -> (served, its key in call frames), for the few a program sends
-_FUNCTION_TYPES = (type(lambda: None), type(len))
+_FUNCTION = types.FunctionType
+_BUILTIN = type(len)
+_MAIN = ("__main__", "__mp_main__")
+
+# function -> (served, key): keys of the functions a program sends, kept no
+# longer than the functions themselves. Builtins cannot be weakly
+# referenced; they live as long as their modules anyway.
+_keys = weakref.WeakKeyDictionary()
+_builtin_keys = {}
+
+
+class NotSendable(TypeError):
+    """An object that belongs to this process (a pool) was found in what a
+    task would send to a worker."""
+
+
+def refuse_pickling(obj, protocol=None):
+    """__reduce_ex__ of Pool and Executor: they belong to this process."""
+    raise NotSendable(f"a {type(obj).__module__}.{type(obj).__qualname__} cannot be sent to a worker")
 
 
 def function_ref(fn, served=False, what="function"):
-    """Checks that a worker can find fn — failing at submit time, in the
-    caller, with what to do — and returns the key that names it in call
-    frames (_wire.function_ref), or None for a callable that is not a
-    plain function (it is pickled with each call). served: the pool's
-    workers were started by `shmexec serve`, not by this process."""
-    if type(fn) not in _FUNCTION_TYPES:
-        _check(fn, what, served)
-        return None
-    hit = _sendable.get(fn)
-    if hit is not None and hit[0] is served:
-        return hit[1]
-    _check(fn, what, served)
-    ref = _wire.function_ref(fn)
-    if len(_sendable) < 4096:
-        _sendable[fn] = (served, ref)
-    return ref
+    """The key that names fn in call frames (see _wire.dumps_call): its
+    pickle by reference, or by value (cloudpickle) where a worker could not
+    import it. None for a callable that is not a plain function: it is
+    pickled with each call. Raises TypeError, at submit time, for what
+    cannot be sent. served: the workers were started by `shmexec serve`,
+    not from this program, so they cannot load its __main__."""
+    t = type(fn)
+    if t is _FUNCTION:
+        hit = _keys.get(fn)
+        if hit is not None and hit[0] is served:
+            return hit[1]
+        key = _function_key(fn, served, what)
+        _keys[fn] = (served, key)
+        return key
+    if t is _BUILTIN:
+        key = _builtin_keys.get(fn)
+        if key is None:
+            key = _function_key(fn, served, what)
+            if len(_builtin_keys) < 4096:
+                _builtin_keys[fn] = key
+        return key
+    if not callable(fn):
+        raise TypeError(f"shmexec cannot call {fn!r}: it is not callable")
+    return None
 
 
 def check_sendable(fn, what="function", served=False):
-    """Raises TypeError, at submit time, for what a worker cannot find;
-    returns fn."""
-    function_ref(fn, served, what)
+    """Raises TypeError, at submit time, for a function a worker could not
+    get; returns fn. A callable that is not a plain function is checked
+    by pickling it now."""
+    if function_ref(fn, served, what) is None:
+        dumps(fn, what=f"the {what} {_name(fn)}", roots=[(fn, _root_name(fn))])
     return fn
 
 
-def _check(fn, what, served):
-    name = getattr(fn, "__qualname__", repr(fn))
-    if served and getattr(fn, "__module__", None) in ("__main__", "__mp_main__"):
+def _function_key(fn, served, what):
+    by_value = getattr(fn, "__module__", None) in _MAIN
+    if not by_value:
+        try:
+            return pickle.dumps(fn, protocol=5)
+        except Exception as e:
+            reason = e
+    else:
+        reason = None
+    if cloudpickle is None:
+        if by_value and not served:
+            return pickle.dumps(fn, protocol=5)  # the worker loads __main__, as spawn does
         raise TypeError(
-            f"shmexec cannot send the {what} {name!r} to a served pool: its workers were started by "
-            "`shmexec serve`, not from this script, so they cannot find functions of __main__. "
-            "Put it in a module the workers can import."
-        )
-    if "<lambda>" in name or "<locals>" in name:
-        raise TypeError(
-            f"shmexec cannot send the {what} {name!r} to a worker: lambdas and functions defined inside "
-            "other functions cannot be found by name in another process. Define it at module level."
-        )
+            f"shmexec cannot send the {what} {_name(fn)} to a worker: "
+            + (f"{reason}. " if reason is not None else "its workers cannot import this program's __main__. ")
+            + "Functions that have no importable name (lambdas, closures, functions of __main__ or of a "
+            "notebook) travel by value with cloudpickle, which is not installed: pip install cloudpickle, "
+            "or define the function at the top level of a module."
+        ) from None
     try:
-        pickle.dumps(fn, protocol=5)
+        return cloudpickle.dumps(fn, protocol=5)
     except Exception as e:
-        raise TypeError(f"shmexec cannot send the {what} {fn!r} to a worker: {e}. Define it at module level.") from None
+        raise TypeError(f"shmexec cannot send the {what} {_name(fn)} to a worker: {explain(e, [(fn, 'the function')])}") from None
+
+
+def dumps(obj, buffer_callback=None, what="the call", roots=None):
+    """The pickle (protocol 5) of obj: pickle's, or cloudpickle's where
+    pickle fails. Raises TypeError saying what could not be sent, and
+    where for a pool found inside obj (roots: (object, name) pairs to
+    search, named as the caller knows them; default obj itself). An
+    error that an object's own __reduce__ raises is raised as it is."""
+    try:
+        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    except NotSendable as e:
+        raise TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}") from None
+    except Exception as e:
+        first = e
+    if cloudpickle is not None:
+        try:
+            return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+        except NotSendable as e:
+            raise TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}") from None
+        except Exception as e:
+            first = e
+    if isinstance(first, pickle.PicklingError) or (isinstance(first, (AttributeError, TypeError)) and "pickle" in str(first)):
+        hint = "" if cloudpickle is not None else " (pip install cloudpickle to send lambdas, closures and functions of __main__ by value)"
+        raise TypeError(f"shmexec cannot send {what} to a worker: {explain(first, roots or [(obj, _root_name(obj))])}{hint}") from None
+    raise first  # an object's own __reduce__ raised: the caller sees its error
+
+
+def explain(exc, roots):
+    """The reason a pickling failed: for a pool (NotSendable) found under
+    one of roots ((object, name) pairs), the path where it was found;
+    else the error's own text."""
+    path = None
+    for obj, name in roots:
+        path = find_pool(obj, name)
+        if path is not None:
+            break
+    if path is not None:
+        where, pool = path
+        return (f"{where} is a {type(pool).__module__}.{type(pool).__qualname__}: a pool belongs to the process "
+                "that made it (its workers, queues and shared memory) and cannot be pickled. Pass the task "
+                "what it needs instead of the pool")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def find_pool(root, name, limit=2000):
+    """(path, pool) for the first shmexec pool or executor reachable from
+    root (called name) through attributes, bound methods, closures and
+    items of lists, tuples, sets and dicts, or None. Paths read like code:
+    Runner.pool, args[0], kwargs['pool']."""
+    from .executor import Executor  # the types, imported late: executor imports this module
+    from .pool import Pool
+
+    seen = set()
+    todo = [(root, name)]
+    while todo and len(seen) < limit:
+        obj, path = todo.pop(0)
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (Executor, Pool)):
+            return path, obj
+        if isinstance(obj, (str, bytes, bytearray, int, float, type(None))):
+            continue
+        if isinstance(obj, types.MethodType):
+            todo.append((obj.__self__, path if path == type(obj.__self__).__qualname__ else f"{path}.__self__"))
+            continue
+        if isinstance(obj, dict):
+            todo.extend((v, f"{path}[{k!r}]") for k, v in list(obj.items())[:200])
+            continue
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            todo.extend((v, f"{path}[{i}]") for i, v in enumerate(list(obj)[:200]))
+            continue
+        if isinstance(obj, types.FunctionType):
+            for cell, name in zip(obj.__closure__ or (), obj.__code__.co_freevars):
+                try:
+                    todo.append((cell.cell_contents, f"{path}.<closure {name}>"))
+                except ValueError:
+                    pass
+            continue
+        d = getattr(obj, "__dict__", None)
+        if isinstance(d, dict):
+            todo.extend((v, f"{path}.{k}") for k, v in list(d.items())[:200])
+        for k in getattr(type(obj), "__slots__", ()):
+            if isinstance(k, str) and hasattr(obj, k):
+                todo.append((getattr(obj, k), f"{path}.{k}"))
+    return None
+
+
+def _root_name(root):
+    if isinstance(root, types.MethodType):
+        return type(root.__self__).__qualname__
+    return "the object"
+
+
+def call_roots(fn, args, kwargs):
+    """The (object, name) pairs of a call, to search for a pool in."""
+    return ([(fn, _root_name(fn) if isinstance(fn, types.MethodType) else "the function")]
+            + [(a, f"args[{i}]") for i, a in enumerate(args)]
+            + [(v, f"kwargs[{k!r}]") for k, v in kwargs.items()])
+
+
+def _name(fn):
+    return repr(getattr(fn, "__qualname__", None) or fn)

@@ -11,7 +11,7 @@ import pickle
 import struct
 import traceback
 
-from . import _errors, _lib
+from . import _errors, _lib, _reduction
 
 # bytes and bytearray objects this large travel out of band: the pickle
 # holds a reference, the frame holds their bytes, copied once.
@@ -170,11 +170,14 @@ _HEAD = struct.Struct("<IQ")
 _READONLY = 1 << 63
 
 
-def dumps_parts(obj):
+def dumps_parts(obj, what="the call", roots=None):
     """The framed pickle of obj as a list of buffers and its total size,
-    so that a large payload can be written straight to its destination."""
+    so that a large payload can be written straight to its destination.
+    Pickled with pickle, or cloudpickle where pickle fails; raises
+    TypeError for what cannot be sent (what, roots: see
+    _reduction.dumps)."""
     bufs = []
-    data = pickle.dumps(_lift(obj, {}), protocol=5, buffer_callback=bufs.append)
+    data = _reduction.dumps(_lift(obj, {}), bufs.append, what, roots)
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
     raws = [b.raw() for b in bufs]
@@ -216,15 +219,14 @@ _PLAIN = frozenset((type(None), bool, int, float, str))
 
 
 def function_ref(fn):
-    """The key that names fn in a call frame: its pickle (raises what
-    pickling fn raises)."""
-    return pickle.dumps(fn, protocol=5)
+    """The key that names fn in a call frame (_reduction.function_ref)."""
+    return _reduction.function_ref(fn)
 
 
 def dumps_call(fn, key, args, kwargs):
     """The call fn(*args, **kwargs) as parts and their total size, like
-    dumps_parts: a call frame (key: function_ref(fn)) when nothing in the
-    arguments travels out of band."""
+    dumps_parts: a call frame (key: _reduction.function_ref(fn)) when
+    nothing in the arguments travels out of band."""
     for a in args:
         if type(a) not in _PLAIN:
             break
@@ -236,9 +238,10 @@ def dumps_call(fn, key, args, kwargs):
             frame = _PLAIN_CALL_TAG + marshal.dumps((key, args, kwargs), _MARSHAL)
             return [frame], len(frame)
     bufs = []
-    data = pickle.dumps(_lift((args, kwargs), {}), protocol=5, buffer_callback=bufs.append)
+    roots = _reduction.call_roots(fn, args, kwargs)
+    data = _reduction.dumps(_lift((args, kwargs), {}), bufs.append, f"the arguments of {_reduction._name(fn)}", roots)
     if bufs:
-        return dumps_parts(("call", fn, (args, kwargs)))
+        return dumps_parts(("call", fn, (args, kwargs)), f"the arguments of {_reduction._name(fn)}", roots)
     head = _CALL.pack(0, len(key)) + key
     return [head, data], len(head) + len(data)
 
@@ -352,10 +355,12 @@ def loads(b):
 
 def error_outcome(exc):
     """The outcome of a task that raised: the exception pickled when it can
-    be, and always its type name, message and traceback text."""
+    be (its traceback travels as text), and always its type name, message
+    and traceback text."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        blob = pickle.dumps(exc, protocol=5)
+        exc.__traceback__ = None  # its frames would keep the task's objects alive
+        blob = _reduction.dumps(exc)
     except BaseException:
         blob = None
     return ("err", blob, type(exc).__qualname__, str(exc), tb)
@@ -377,49 +382,62 @@ class Failure:
 # -- outcomes of fetched results ------------------------------------------
 
 
-def outcome(res):
+# The type of an exception's __cause__ that carries the worker's
+# traceback: concurrent.futures' for an Executor, multiprocessing's for a
+# Pool (each API's own tests check for its type).
+from concurrent.futures.process import _RemoteTraceback as FUTURES_TRACEBACK  # noqa: E402
+from multiprocessing.pool import RemoteTraceback as POOL_TRACEBACK  # noqa: E402
+
+
+def outcome(res, tb_type=FUTURES_TRACEBACK):
     """The outcome of a fetched result res (a _lib.Result, not yet
     released): ("ok", value) or ("exc", exception). A small value is
     copied out with one call; loads copies out what it keeps of a large
     one, so res may be released right after."""
     if res.status == _lib.SHMX_OK and 0 < res.len < BIG:
-        return frame_outcome(ctypes.string_at(res.data, res.len))
+        return frame_outcome(ctypes.string_at(res.data, res.len), tb_type)
     try:
         if res.status != _lib.SHMX_OK:
             return ("exc", _errors.job_error(res))
         data = memoryview((ctypes.c_char * res.len).from_address(res.data)).cast("B") if res.len else b""
-        return rebuild(loads(data))
+        return rebuild(loads(data), tb_type)
     except Exception as e:  # a result that cannot be decoded
         return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
 
 
-def frame_outcome(frame):
+def frame_outcome(frame, tb_type=FUTURES_TRACEBACK):
     """The outcome of a successful job's output frame (bytes-like)."""
     try:
         out = loads(frame)
-        return rebuild(out) if out[0] == "err" else out
+        return rebuild(out, tb_type) if out[0] == "err" else out
     except Exception as e:  # a result that cannot be decoded
         return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
 
 
-def rebuild(out):
+def rebuild(out, tb_type=FUTURES_TRACEBACK):
     """An outcome as loads gives it, with an error outcome ("err", ...)
     turned into ("exc", the exception to raise): the pickled exception
-    when it unpickles, else a RemoteError with the worker's traceback."""
+    when it unpickles, else a RemoteError; either way with the worker's
+    traceback as its __cause__ (a tb_type), as multiprocessing and
+    concurrent.futures give it, so that an uncaught one prints where in
+    the worker it happened."""
     if out[0] != "err":
         return out
     _, blob, type_name, message, tb = out
+    exc = None
     if blob is not None:
         try:
             exc = pickle.loads(blob)
-            if isinstance(exc, BaseException):
-                return ("exc", exc)
         except Exception:
             pass
-    return ("exc", _errors.RemoteError(type_name, message, tb))
+    if not isinstance(exc, BaseException):
+        exc = _errors.RemoteError(type_name, message, tb)
+    if tb:
+        exc.__cause__ = tb_type('\n"""\n%s"""' % tb)
+    return ("exc", exc)
 
 
-def batch_values(result):
+def batch_values(result, tb_type=FUTURES_TRACEBACK):
     """The values of a batch job's items (its value: (failed, values));
     raises the first failed item's exception."""
     failed, outs = result
@@ -427,5 +445,5 @@ def batch_values(result):
         return outs
     for v in outs:
         if type(v) is Failure:
-            raise rebuild(v.outcome)[1]
+            raise rebuild(v.outcome, tb_type)[1]
     return outs

@@ -4,13 +4,15 @@ results of jobs reach the threads that wait for them."""
 
 import concurrent.futures as _cf
 import ctypes
+import itertools
 import os
-import sys
+import signal
 import threading
 import time
 
 from . import _errors, _lib, _reduction, _spawn, _wire
 from ._errors import PoolClosed, ShmexecError, check_fork
+from ._feeder import Feeder, QueuedCall, Stream
 
 _LIB = _lib.LIB
 _OK = _lib.SHMX_OK
@@ -44,15 +46,21 @@ class Future(_cf.Future):
 
     def result(self, timeout=None):
         self._observed = True
-        if self._ex is not None and not self.done():
-            self._ex._wait_here(self, timeout)
-        return super().result(timeout)
+        return super().result(self._wait(timeout))
 
     def exception(self, timeout=None):
         self._observed = True
-        if self._ex is not None and not self.done():
-            self._ex._wait_here(self, timeout)
-        return super().exception(timeout)
+        return super().exception(self._wait(timeout))
+
+    def _wait(self, timeout):
+        """Waits for the job in this thread, if it has one yet, and returns
+        what is left of timeout for the base class's wait: one deadline
+        for both."""
+        if self._job is None or self.done():
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._ex._wait_here(self, timeout)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def __del__(self):
         try:
@@ -164,7 +172,13 @@ class Executor(_cf.Executor):
     """A concurrent.futures.Executor whose workers are processes that share
     memory with the caller.
 
+    The arguments are ProcessPoolExecutor's, in its order, and then
+    shmexec's own:
+
     max_workers: worker processes (default: one per CPU).
+    mp_context: accepted for ProcessPoolExecutor's signature; workers are
+        always started with exec, as the "spawn" start method does, so a
+        "fork" or "forkserver" context is refused (ValueError).
     initializer(*initargs): runs once in each worker before its first task.
     max_tasks_per_child: a worker exits and is replaced after that many.
     timeout: seconds a task may run before its worker is killed (it then
@@ -177,8 +191,16 @@ class Executor(_cf.Executor):
         this client's calls). If the server dies, calls raise PoolDead.
     """
 
-    def __init__(self, max_workers=None, *, initializer=None, initargs=(), max_tasks_per_child=None, timeout=None, retries=0, connect=None):
+    def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *, max_tasks_per_child=None,
+                 timeout=None, retries=0, connect=None, _tb_type=_wire.FUTURES_TRACEBACK):
         check_fork()
+        check_context(mp_context)
+        if max_tasks_per_child is not None:
+            if type(max_tasks_per_child) is not int:
+                raise TypeError("max_tasks_per_child must be an integer")
+            if max_tasks_per_child <= 0:
+                raise ValueError("max_tasks_per_child must be >= 1")
+        self._tb_type = _tb_type  # the type of an exception's __cause__ that carries the worker's traceback
         self._served = connect is not None
         self._call_timeout, self._call_retries = None, None
         self._pool = ctypes.c_void_p()
@@ -233,6 +255,7 @@ class Executor(_cf.Executor):
         self._books = _Books()
         self._slots = []  # _CallSlots free for the next _call
         self._close_lock = threading.Lock()  # held while a shutdown closes the handle
+        self._feeder = Feeder(self)
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
         self._collector.start()
 
@@ -240,6 +263,28 @@ class Executor(_cf.Executor):
     def _open(self):
         """Whether the C handle is still open (not closed or terminated)."""
         return self._books.state < _TERMINATED
+
+    def _terminated(self):
+        return self._books.state >= _TERMINATED
+
+    @property
+    def _max_workers(self):
+        """The number of worker processes, as ProcessPoolExecutor names it."""
+        return self._workers
+
+    def _worker_pids(self):
+        """The pid of each worker slot's process (0 while it has none)."""
+        n = ctypes.c_size_t()
+        pids = (ctypes.c_int32 * max(1, self._workers))()
+        if _LIB.shmx_pool_workers(self._pool, pids, len(pids), ctypes.byref(n)) != _OK:
+            return []
+        return list(pids[:n.value])
+
+    @property
+    def _processes(self):
+        """pid -> a handle of each live worker process, as
+        ProcessPoolExecutor's (code in the wild reads it)."""
+        return {pid: WorkerProcess(pid) for pid in self._worker_pids() if pid}
 
     # -- submitting -------------------------------------------------------
 
@@ -269,12 +314,15 @@ class Executor(_cf.Executor):
             opts.flags = _lib.SUBMIT_OWN_WAIT
         return ctypes.byref(opts)
 
-    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True):
-        """Submits a framed pickle (dumps_parts). A large one is written
-        straight into a buffer in the segment (one copy, no frame)."""
+    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True):
+        """Submits a framed pickle (dumps_parts), waiting for room. A large
+        one is written straight into a buffer in the segment (one copy, no
+        frame). intake=False: work accepted before a shutdown (the
+        feeder's), submitted after it."""
         if total < _ZERO_COPY_FROM:
-            return self._submit_payload(_wire.join(parts), timeout, retries, track)
-        self._check_open()
+            return self._submit_payload(_wire.join(parts), timeout, retries, track, intake=intake)
+        if intake:
+            self._check_open()
         buf = _lib.Buffer()
         rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
         if rc != _OK:
@@ -291,11 +339,12 @@ class Executor(_cf.Executor):
             raise _errors.call_error(rc, "submit")
         return self._track(job.value) if track else job.value
 
-    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False):
+    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True):
         """Submits a frame; returns its future, or with track=False its job
         (own=True: a job for _fetch_own, which this thread must fetch or
         forget)."""
-        self._check_open()
+        if intake:
+            self._check_open()
         job = ctypes.c_uint64()
         rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own), ctypes.byref(job))
         if rc != _OK:
@@ -334,7 +383,7 @@ class Executor(_cf.Executor):
                         _LIB.shmx_forget(self._pool, job)
 
     def _own_batch_values(self, jobs):
-        """The values of own batch jobs (_submit_batches with own=True),
+        """The values of own batch jobs (_own_batches),
         fetched in order in this thread: no future, no collector thread.
         The first failure is raised, as multiprocessing's map does, and
         counts as the report of the others, whose jobs are forgotten."""
@@ -344,52 +393,65 @@ class Executor(_cf.Executor):
                 outcome = self._fetch_own(job)
                 if outcome[0] != "ok":
                     raise outcome[1]
-                out.extend(_wire.batch_values(outcome[1]))
+                out.extend(_wire.batch_values(outcome[1], self._tb_type))
         except BaseException:
             self._forget_own(jobs)
             raise
         return out
 
-    def _submit_batches(self, fn, items, chunksize, star, progress=False, own=False):
-        """Submits items in batch jobs of chunksize (None: sized so that
-        every worker gets several) and returns their futures (own=True:
-        their jobs, for _own_batch_values); each result goes through
-        _wire.batch_values. star: items are argument tuples, else single
-        arguments. progress: show a progress bar on stderr (or pass a
-        _progress.Progress)."""
+    def _own_batches(self, fn, items, chunksize, star):
+        """Submits items in batch jobs from this thread, as jobs of its own
+        (their numbers, for _own_batch_values): Pool.map and starmap, which
+        wait for them at once. Each batch is submitted as soon as it is
+        pickled, so that the workers start while the rest is pickled."""
         _reduction.check_sendable(fn, served=self._served)
         kind = "batch" if star else "batch1"
-        sizes = chunk_sizes(len(items), self._workers) if chunksize is None else None
+        jobs = []
+        try:
+            for n, chunk in _chunks(items, chunksize, self._workers):
+                jobs.append(self._submit_payload(_wire.join(_wire.dumps_parts((kind, fn, chunk), _batch_what(fn))[0]),
+                                                 track=False, own=True))
+        except BaseException:
+            self._forget_own(jobs)  # nobody will fetch those submitted already
+            raise
+        return jobs
+
+    def _stream(self, fn, items, chunksize, star, progress=False):
+        """A Stream of batch jobs over items (a sequence, or an iterator
+        that the feeder consumes as it goes), built and submitted by the
+        feeder: the asynchronous maps. chunksize None: sized so that every
+        worker gets several (for a sequence; 1 for an iterator)."""
+        _reduction.check_sendable(fn, served=self._served)
+        self._check_open()
+        kind = "batch" if star else "batch1"
         bar = None
         if progress:
             from ._progress import Progress
 
-            bar = progress if isinstance(progress, Progress) else Progress(len(items))
-        # Each batch is submitted as soon as it is pickled, so that the
-        # workers start while the rest is pickled.
-        futures = []
-        try:
-            i = 0
-            while i < len(items):
-                n = sizes[len(futures)] if sizes else chunksize
-                chunk = items[i:i + n]
-                i += n
-                f = self._submit_payload(_wire.dumps((kind, fn, chunk)), track=not own, own=own)
-                if bar is not None:
-                    f.add_done_callback(bar.callback(n))
-                futures.append(f)
-        except BaseException:
-            if own:  # nobody will fetch those submitted already
-                self._forget_own(futures)
-            raise
-        return futures
+            bar = progress if isinstance(progress, Progress) else Progress(len(items) if hasattr(items, "__len__") else None)
 
-    def _track(self, job):
+        def frames():
+            for n, chunk in _chunks(items, chunksize, self._workers):
+                try:
+                    yield n, _wire.dumps_parts((kind, fn, chunk), _batch_what(fn))
+                except BaseException as e:  # noqa: B902 - ends this batch, not the map
+                    yield n, e
+
+        stream = Stream(frames(), self._new_future, bar)
+        self._feeder.put(stream)
+        return stream
+
+    def _new_future(self):
         fut = Future()
-        fut._ex, fut._job = self, job
-        fut.set_running_or_notify_cancel()
+        fut._ex = self
+        return fut
+
+    def _attach(self, fut, job):
+        """Makes fut the future of job, which was just submitted: the
+        collector, or a thread waiting in fut.result(), settles it."""
         books = self._books
         with books.lock:
+            fut._job = job
             outcome = books.early.pop(job, None)
             if outcome is None:
                 books.pending[job] = fut
@@ -397,20 +459,63 @@ class Executor(_cf.Executor):
             settle(fut, outcome)
         return fut
 
+    def _track(self, job):
+        fut = self._new_future()
+        fut.set_running_or_notify_cancel()
+        return self._attach(fut, job)
+
+    def _try_submit_now(self, parts, total, timeout=None, retries=None):
+        """Submits a small call from this thread if the pool has room and
+        nothing is queued before it; returns its job, or None (then the
+        feeder submits it)."""
+        if total >= _ZERO_COPY_FROM or not self._feeder.idle():
+            return None
+        payload = _wire.join(parts)
+        opts = _lib.SubmitOpts()
+        _LIB.shmx_submit_opts_init(ctypes.byref(opts))
+        opts.flags = _lib.SUBMIT_NOWAIT
+        timeout = self._call_timeout if timeout is None else timeout
+        retries = self._call_retries if retries is None else retries
+        if timeout is not None:
+            opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
+        if retries is not None:
+            opts.retries = retries
+        job = ctypes.c_uint64()
+        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), ctypes.byref(opts), ctypes.byref(job))
+        if rc == _lib.SHMX_EFULL:
+            return None
+        if rc != _OK:
+            raise _errors.call_error(rc, "submit")
+        return job.value
+
+    def _submit_call(self, parts, total, timeout=None, retries=None):
+        """The future of a call: submitted at once when there is room,
+        else handed to the feeder (the future stays pending until then)."""
+        self._check_open()
+        job = self._try_submit_now(parts, total, timeout, retries)
+        if job is not None:
+            return self._track(job)
+        fut = self._new_future()
+        self._feeder.put(QueuedCall(parts, total, timeout, retries, fut))
+        return fut
+
     def _call_parts(self, fn, args, kwargs):
         """The frame of the call fn(*args, **kwargs), as dumps_parts gives
         it. Raises TypeError for what cannot be sent."""
         ref = _reduction.function_ref(fn, self._served)
-        try:
-            if ref is None:
-                return _wire.dumps_parts(("call", fn, (args, kwargs)))
-            return _wire.dumps_call(fn, ref, args, kwargs)
-        except Exception as e:
-            raise TypeError(f"shmexec cannot send the arguments of {getattr(fn, '__qualname__', fn)!r} to a worker: {e}") from None
+        if ref is None:
+            return _wire.dumps_parts(("call", fn, (args, kwargs)), f"the call of {_reduction._name(fn)}",
+                                     _reduction.call_roots(fn, args, kwargs))
+        return _wire.dumps_call(fn, ref, args, kwargs)
 
     def submit(self, fn, /, *args, **kwargs):
+        """Schedules fn(*args, **kwargs) and returns its Future, at once:
+        when the pool is full the call waits in this executor's queue.
+        Raises TypeError for what cannot be sent to a worker, and
+        RuntimeError after shutdown."""
         check_fork()
-        return self._submit_parts(*self._call_parts(fn, args, kwargs))
+        self._check_open()
+        return self._submit_call(*self._call_parts(fn, args, kwargs))
 
     def _call(self, fn, args, kwargs):
         """fn(*args, **kwargs) in a worker, waited for in this thread:
@@ -439,7 +544,7 @@ class Executor(_cf.Executor):
             if rc == _OK:
                 if res.data or res.status != _OK:
                     try:
-                        outcome = _wire.outcome(res)
+                        outcome = _wire.outcome(res, self._tb_type)
                     finally:
                         _LIB.shmx_result_release(self._pool, slot.res_ref)
                 else:  # the output is in the slot's buffer: nothing to release
@@ -468,33 +573,48 @@ class Executor(_cf.Executor):
         before its worker is killed and it raises TimeoutError; 0: none)
         and retries (re-runs after a worker crash). None: the pool's."""
         check_fork()
+        self._check_open()
         parts, total = self._call_parts(fn, tuple(args), dict(kwargs or {}))
-        return self._submit_parts(parts, total, timeout, retries)
+        return self._submit_call(parts, total, timeout, retries)
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, progress=False):
-        """Like Executor.map. Items are sent in chunks: chunksize if given,
-        otherwise sized so that every worker gets several chunks.
-        progress=True shows a progress bar on stderr."""
+        """Like Executor.map: returns an iterator of the results in order,
+        at once (the feeder pickles and submits the items). Items are sent
+        in batches: of chunksize if given, otherwise sized so that every
+        worker gets several. The iterator raises TimeoutError if the next
+        result is not there by timeout seconds after this call, and holds
+        no result it has given out. progress=True shows a progress bar on
+        stderr."""
         check_fork()
+        self._check_open()
+        check_chunksize(chunksize)
         star = len(iterables) != 1
         items = list(zip(*iterables)) if star else sequence(iterables[0])
         if not items:
             return iter(())
-        # A batch job per future, not a job of the iterating thread's own
-        # (as Pool.map's): an iterator may be left unconsumed, and
-        # shutdown(wait=True) must not wait for it. timeout counts from
-        # this call, as concurrent.futures has it.
         deadline = None if timeout is None else time.monotonic() + timeout
-        futures = self._submit_batches(fn, items, chunksize, star, progress)
+        stream = self._stream(fn, items, chunksize, star, progress)
+        return self._results(stream, deadline)
 
-        def results():
-            try:
-                for f in futures:
-                    yield from _wire.batch_values(f.result(None if deadline is None else max(0, deadline - time.monotonic())))
-            finally:
-                for f in futures:
-                    f.cancel()
-        return results()
+    def _results(self, stream, deadline=None):
+        """The values of a stream's batches, in order; each batch future
+        and each value is dropped as it is given out. Stops the stream if
+        the iterator is closed early."""
+        tb_type = self._tb_type
+        try:
+            while True:
+                f = stream.next_batch(deadline)
+                if f is None:
+                    break
+                values = _wire.batch_values(f.result(None if deadline is None else max(0.0, deadline - time.monotonic())), tb_type)
+                del f
+                values.reverse()
+                while values:
+                    yield values.pop()
+            if stream.error is not None:
+                raise stream.error
+        finally:
+            stream.cancel()
 
     # -- collecting (see _Books) ------------------------------------------
 
@@ -509,7 +629,7 @@ class Executor(_cf.Executor):
         if rc != _OK:
             return rc, ("exc", _errors.call_error(rc, "wait"))
         try:
-            return rc, _wire.outcome(res)
+            return rc, _wire.outcome(res, self._tb_type)
         finally:
             _LIB.shmx_result_release(self._pool, ctypes.byref(res))
 
@@ -594,7 +714,7 @@ class Executor(_cf.Executor):
         job = ctypes.c_uint64()
         while True:
             with books.lock:
-                done = (books.state == _SHUTDOWN and not books.pending and not books.own) or books.state >= _TERMINATED
+                done = (books.state == _SHUTDOWN and not books.pending and not books.own and self._feeder.done()) or books.state >= _TERMINATED
             if done:
                 return
             rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
@@ -613,14 +733,21 @@ class Executor(_cf.Executor):
             if books.state != _RUN:
                 return None
             books.state = _SHUTDOWN
-            return list(books.pending.items())
+            pending = list(books.pending.items())
+        self._feeder.close()
+        return pending
 
     def shutdown(self, wait=True, *, cancel_futures=False):
+        """Takes no more tasks; those submitted run on (cancel_futures:
+        those not yet running are cancelled). wait: returns once every
+        task has ended and the workers have exited; else at once, and the
+        pool closes when its tasks have ended."""
         if _lib.forked() or self._pool is None:
             return
         pending = self._stop_intake()
-        if pending and cancel_futures:
-            for job, fut in pending:
+        if cancel_futures:
+            self._feeder.cancel_queued()
+            for job, fut in pending or ():
                 _LIB.shmx_cancel(self._pool, job, 0)
         if wait:
             self._close_handle()
@@ -634,6 +761,7 @@ class Executor(_cf.Executor):
         with self._close_lock:
             if self._books.state != _SHUTDOWN:
                 return
+            self._feeder.join()
             self._collector.join()
             _LIB.shmx_pool_close(self._pool, -1)  # SHMX_EINVAL if terminate closed it first
             with self._books.lock:
@@ -650,14 +778,18 @@ class Executor(_cf.Executor):
             if books.state >= _TERMINATED:
                 return
             books.state = _TERMINATED
+        closed = PoolClosed("the pool was terminated")
+        self._feeder.fail_queued(closed)
         self._collector.join()
         _LIB.shmx_pool_terminate(self._pool)  # SHMX_EINVAL if a shutdown closed it first
+        self._feeder.join(10)  # a submit it was blocked in has returned by now
         with books.lock:
             pending = list(books.pending.values())
             books.pending.clear()
         for fut in pending:
             if not fut.done():
-                fut.set_exception(PoolClosed("the pool was terminated"))
+                fut._observed = True  # the caller's own doing: not a failure to report
+                fut.set_exception(closed)
 
     def __del__(self):
         try:
@@ -665,3 +797,77 @@ class Executor(_cf.Executor):
                 self.shutdown(wait=False)
         except Exception:
             pass
+
+    __reduce_ex__ = _reduction.refuse_pickling
+
+
+def check_context(ctx):
+    """Accepts a multiprocessing context whose start method is "spawn" (or
+    none); shmexec cannot fork workers."""
+    if ctx is None:
+        return
+    method = ctx.get_start_method() if hasattr(ctx, "get_start_method") else None
+    if method not in (None, "spawn"):
+        raise ValueError(f"shmexec starts workers with exec, as the 'spawn' start method does; it cannot use a "
+                         f"{method!r} context (pass none, or multiprocessing.get_context('spawn'))")
+
+
+def check_chunksize(chunksize):
+    if chunksize is not None and (type(chunksize) is not int or chunksize < 1):
+        raise ValueError("chunksize must be >= 1.")
+
+
+def _chunks(items, chunksize, workers):
+    """(n, items) batches of items: a sequence is sliced (chunksize None:
+    chunk_sizes), anything else is consumed as it goes, chunksize (or 1)
+    at a time."""
+    if hasattr(items, "__getitem__") and hasattr(items, "__len__"):
+        sizes = chunk_sizes(len(items), workers) if chunksize is None else None
+        i, k = 0, 0
+        while i < len(items):
+            n = sizes[k] if sizes else chunksize
+            k += 1
+            yield n, items[i:i + n]
+            i += n
+        return
+    it = iter(items)
+    n = chunksize or 1
+    while True:
+        chunk = list(itertools.islice(it, n))  # raises what the iterable raises
+        if not chunk:
+            return
+        yield len(chunk), chunk
+
+
+def _batch_what(fn):
+    return f"the items of a map of {_reduction._name(fn)}"
+
+
+class WorkerProcess:
+    """A worker process as Pool._pool and Executor._processes give it, by
+    pid: a view for code that inspects multiprocessing's pools, not a
+    handle the pool depends on."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.exitcode = None
+
+    def is_alive(self):
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def terminate(self):
+        """SIGTERM: the pool reports the task it ran as WorkerCrashed and
+        replaces the worker."""
+        os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self):
+        os.kill(self.pid, signal.SIGKILL)
+
+    def __repr__(self):
+        return f"<shmexec worker pid={self.pid}>"

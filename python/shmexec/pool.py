@@ -3,40 +3,39 @@ Executor. Unlike multiprocessing.Pool it does not hang when a worker dies
 or an exception cannot be unpickled: the task fails with WorkerCrashed or
 RemoteError and the pool goes on."""
 
-import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.pool as _mp_pool
+import queue
 import threading
+import warnings
 
-from . import _errors, _wire
+from . import _errors, _reduction, _wire
 from ._errors import check_fork
-from .executor import _RUN, _SHUTDOWN, Executor, sequence
+from .executor import _RUN, _SHUTDOWN, _TERMINATED, Executor, check_chunksize, check_context, sequence
+
+# multiprocessing.pool's names for a pool's states (code in the wild, and
+# CPython's own tests, read and set Pool._state).
+_STATE_NAMES = {_RUN: _mp_pool.RUN, _SHUTDOWN: _mp_pool.CLOSE}
+_STATES = {_mp_pool.RUN: _RUN, _mp_pool.CLOSE: _SHUTDOWN, _mp_pool.TERMINATE: _TERMINATED}
 
 
 class AsyncResult:
-    """The result of apply_async / map_async: get, wait, ready, successful."""
+    """The result of apply_async, map_async or starmap_async: get, wait,
+    ready, successful. It is ready once every batch has ended (or the map's
+    iterable raised)."""
 
-    def __init__(self, futures, single, callback=None, error_callback=None):
-        self._futures = futures
+    def __init__(self, stream, single, tb_type, callback=None, error_callback=None):
+        self._stream = stream
         self._single = single
+        self._tb_type = tb_type
         self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._left = len(futures)
         self._callback, self._error_callback = callback, error_callback
-        if not futures:
-            self._finish()
-        for f in futures:
-            f.add_done_callback(self._one_done)
+        self._outcome = None
+        stream.on_complete(self._finish)
 
-    def _one_done(self, _):
-        with self._lock:
-            self._left -= 1
-            last = self._left == 0
-        if last:
-            self._finish()
-
-    def _finish(self):
+    def _finish(self, stream):
         try:
-            value = self._value()
+            value = self._value(stream)
         except BaseException as e:  # noqa: B902
             self._outcome = (False, e)
             if self._error_callback:
@@ -45,23 +44,17 @@ class AsyncResult:
             self._outcome = (True, value)
             if self._callback:
                 self._callback(value)
+        self._stream = None  # the batches, and their results, are ours no longer
         self._done.set()
 
-    _outcome = None
-
-    def _value(self):
-        """The value, built once (a map's list can be large)."""
-        if self._outcome is not None:
-            ok, v = self._outcome
-            if ok:
-                return v
-            raise v
-        if self._single:
-            return self._futures[0].result(0)
+    def _value(self, stream):
+        futures = stream.all_batches()
         out = []
-        for f in self._futures:
-            out.extend(f.result(0))
-        return out
+        for f in futures:
+            out.extend(_wire.batch_values(f.result(0), self._tb_type))
+        if stream.error is not None:
+            raise stream.error
+        return out[0] if self._single else out
 
     def ready(self):
         return self._done.is_set()
@@ -72,13 +65,18 @@ class AsyncResult:
     def successful(self):
         if not self.ready():
             raise ValueError(f"{self!r} not ready")
-        return all(f.exception(0) is None for f in self._futures)
+        return self._outcome[0]
 
     def get(self, timeout=None):
+        """The value (a list for a map); raises the task's exception, or
+        multiprocessing.TimeoutError if it is not ready within timeout."""
         if not self._done.wait(timeout):
             raise multiprocessing.TimeoutError
         self._observed = True
-        return self._value()
+        ok, v = self._outcome
+        if ok:
+            return v
+        raise v
 
     _observed = False
 
@@ -86,25 +84,78 @@ class AsyncResult:
         # A failure nobody asked about is reported; an error_callback
         # counts as asking.
         try:
-            if self._done.is_set() and not self._observed and not self._error_callback:
-                for f in self._futures:
-                    if f.exception(0) is not None:
-                        _errors.report_unretrieved(f.exception(0))
-                        break
+            if self._done.is_set() and not self._observed and not self._error_callback and not self._outcome[0]:
+                _errors.report_unretrieved(self._outcome[1])
         except Exception:
             pass
+
+
+class _One:
+    """A Stream-like view of one future (apply_async)."""
+
+    def __init__(self, fut):
+        self._fut = fut
+        self.error = None
+
+    def on_complete(self, cb):
+        self._fut.add_done_callback(lambda f: cb(self))
+
+    def all_batches(self):
+        return [_OneBatch(self._fut)]
+
+
+class _OneBatch:
+    """A call's future read as a batch of one (see AsyncResult._value)."""
+
+    def __init__(self, fut):
+        self._fut = fut
+
+    def result(self, timeout):
+        return (False, [self._fut.result(timeout)])
 
 
 class Pool:
     """multiprocessing.Pool's interface: apply, apply_async, map, map_async,
     imap, imap_unordered, starmap, starmap_async, close, terminate, join.
-    connect=PATH attaches to a pool that `shmexec serve` serves."""
+    The asynchronous calls return at once; the pool's feeder submits
+    their tasks as room frees. context: a "spawn" multiprocessing context
+    or None (workers are always started with exec). connect=PATH attaches
+    to a pool that `shmexec serve` serves; timeout= and retries= are
+    shmexec.Executor's."""
 
-    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, **kwargs):
-        self._ex = Executor(processes, initializer=initializer, initargs=initargs, max_tasks_per_child=maxtasksperchild, **kwargs)
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, context=None, **kwargs):
+        if processes is not None and processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None and (type(maxtasksperchild) is not int or maxtasksperchild <= 0):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        check_context(context)
+        self._ex = Executor(processes, initializer=initializer, initargs=initargs, max_tasks_per_child=maxtasksperchild,
+                            _tb_type=_wire.POOL_TRACEBACK, **kwargs)
 
     # The pool's state is its executor's: running, closed (close: no new
     # tasks; join waits for the rest) or terminated.
+
+    @property
+    def _state(self):
+        """multiprocessing.pool's name of the state: RUN, CLOSE or TERMINATE."""
+        return _STATE_NAMES.get(self._ex._books.state, _mp_pool.TERMINATE)
+
+    @_state.setter
+    def _state(self, name):
+        self._ex._books.state = _STATES[name]
+
+    @property
+    def _processes(self):
+        """The number of worker processes."""
+        return self._ex._workers
+
+    @property
+    def _pool(self):
+        """The worker processes, one a worker slot, as multiprocessing's
+        Pool lists them (each with pid, is_alive(), terminate())."""
+        from .executor import WorkerProcess
+
+        return [WorkerProcess(pid) for pid in self._ex._worker_pids()]
 
     def _check_running(self):
         check_fork()
@@ -112,27 +163,35 @@ class Pool:
             raise ValueError("Pool not running")
 
     def apply(self, func, args=(), kwds={}):
+        """func(*args, **kwds) in a worker, waited for here."""
         if self._ex._books.state != _RUN:
             raise ValueError("Pool not running")
         return self._ex._call(func, args, kwds)  # checks for a fork
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         self._check_running()
-        return AsyncResult([self._ex.submit(func, *args, **kwds)], True, callback, error_callback)
+        fut = self._ex._submit_call(*self._ex._call_parts(func, tuple(args), dict(kwds)))
+        return AsyncResult(_One(fut), True, _wire.POOL_TRACEBACK, callback, error_callback)
 
     # The map family takes progress=True to show a progress bar on stderr
     # (count, rate, ETA; in place on a terminal, occasional lines otherwise).
 
-    def _chunks(self, func, iterable, chunksize, star, progress=False, own=False):
-        self._check_running()
-        items = [tuple(a) for a in iterable] if star else sequence(iterable)
-        return self._ex._submit_batches(func, items, chunksize, star, progress, own)
+    def _items(self, iterable, star):
+        """A map's items as a sequence, consumed here as multiprocessing's
+        map does (what the iterable raises, raises here)."""
+        return [tuple(a) for a in iterable] if star else sequence(iterable)
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
-        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)], False, callback, error_callback)
+        self._check_running()
+        check_chunksize(chunksize)
+        stream = self._ex._stream(func, self._items(iterable, False), chunksize, False, progress)
+        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback)
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
-        return AsyncResult([_Unbatch(f) for f in self._chunks(func, iterable, chunksize, True, progress)], False, callback, error_callback)
+        self._check_running()
+        check_chunksize(chunksize)
+        stream = self._ex._stream(func, self._items(iterable, True), chunksize, True, progress)
+        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback)
 
     def map(self, func, iterable, chunksize=None, progress=False):
         return self._map_here(func, iterable, chunksize, False, progress)
@@ -146,34 +205,30 @@ class Pool:
         collector thread is not woken for them (it would take the GIL from
         this thread as each batch ends). The first failure is raised, as
         multiprocessing does, and counts as the report of the others."""
-        if not progress:
-            return self._ex._own_batch_values(self._chunks(func, iterable, chunksize, star, own=True))
-        futures = self._chunks(func, iterable, chunksize, star, progress)
-        out = []
-        try:
-            for f in futures:
-                out.extend(_wire.batch_values(f.result()))
-        except BaseException:
-            for f in futures:
-                f._observed = True
-            raise
-        return out
+        self._check_running()
+        check_chunksize(chunksize)
+        items = self._items(iterable, star)
+        if progress:
+            return self.map_async(func, items, chunksize, progress=progress).get() if not star else \
+                self.starmap_async(func, items, chunksize, progress=progress).get()
+        return self._ex._own_batch_values(self._ex._own_batches(func, items, chunksize, star))
 
     def imap(self, func, iterable, chunksize=1, progress=False):
-        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)]
-
-        def gen():
-            for f in futures:
-                yield from f.result()
-        return gen()
+        """An iterator of func's results in order, returned at once; the
+        iterable is consumed by the pool's feeder as room frees. If the
+        iterable raises, the results before it come first, then its
+        exception."""
+        self._check_running()
+        check_chunksize(chunksize)
+        stream = self._ex._stream(func, iterable, chunksize, False, progress)
+        return self._ex._results(stream)
 
     def imap_unordered(self, func, iterable, chunksize=1, progress=False):
-        futures = [_Unbatch(f) for f in self._chunks(func, iterable, chunksize, False, progress)]
-
-        def gen():
-            for f in cf.as_completed(futures):
-                yield from f.result()
-        return gen()
+        """imap, with each batch's results as soon as it ends."""
+        self._check_running()
+        check_chunksize(chunksize)
+        stream = self._ex._stream(func, iterable, chunksize, False, progress)
+        return _unordered(stream, _wire.POOL_TRACEBACK)
 
     def close(self):
         """No new tasks; those submitted run on (join waits for them)."""
@@ -199,20 +254,46 @@ class Pool:
     def __exit__(self, *exc):
         self.terminate()  # as multiprocessing.Pool does
 
+    def __repr__(self):
+        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={self._processes}>"
 
-class _Unbatch(cf.Future):
-    """A future of a batch job whose result is the list of its items'
-    values (raising the first item's exception)."""
-
-    def __init__(self, batch_future):
-        super().__init__()
-        self._inner = batch_future
-        batch_future.add_done_callback(self._copy)
-
-    def _copy(self, f):
+    def __del__(self):
+        # As multiprocessing's: a pool collected while it runs was never
+        # closed; its executor shuts down without waiting.
         try:
-            values = _wire.batch_values(f.result(0))
-        except BaseException as e:  # noqa: B902
-            self.set_exception(e)
-        else:
-            self.set_result(values)
+            if self._ex._books.state == _RUN:
+                warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+                self._ex.shutdown(wait=False)
+        except Exception:
+            pass
+
+    __reduce_ex__ = _reduction.refuse_pickling
+
+
+def _unordered(stream, tb_type):
+    """The values of a stream's batches as each batch ends; after them,
+    what the iterable raised."""
+    done = queue.SimpleQueue()
+    seen = 0
+    try:
+        while True:
+            f = stream.next_batch()
+            if f is None:
+                break
+            f.add_done_callback(done.put)
+            seen += 1
+            while True:  # hand out what has ended meanwhile
+                try:
+                    g = done.get_nowait()
+                except queue.Empty:
+                    break
+                seen -= 1
+                yield from _wire.batch_values(g.result(0), tb_type)
+        while seen:
+            g = done.get()
+            seen -= 1
+            yield from _wire.batch_values(g.result(0), tb_type)
+        if stream.error is not None:
+            raise stream.error
+    finally:
+        stream.cancel()

@@ -104,16 +104,8 @@ class ExecutorTest(unittest.TestCase):
     def test_worker_cannot_start_a_pool(self):
         self.assertIn("cannot start a pool", self.ex.submit(helpers.nested_pool).result(DEADLINE))
 
-    def test_lambda_and_closure_fail_at_submit(self):
-        with self.assertRaisesRegex(TypeError, "lambda"):
-            self.ex.submit(lambda: 1)
-
-        def inner():
-            return 1
-
-        with self.assertRaisesRegex(TypeError, "inner"):
-            self.ex.submit(inner)
-        with self.assertRaisesRegex(TypeError, "arguments"):
+    def test_unsendable_arguments_fail_at_submit(self):
+        with self.assertRaisesRegex(TypeError, "cannot send the arguments of 'echo'.*lock"):
             self.ex.submit(helpers.echo, threading_lock())
 
     def test_large_bytes(self):

@@ -1,0 +1,262 @@
+"""Feeding the pool from a thread of its own, so that asynchronous calls
+return at once however full the pool is (multiprocessing's Pool has its
+task-handler thread for the same reason).
+
+An Executor hands the Feeder what it could not, or need not, submit from
+the calling thread: a call that met a full pool (QueuedCall), and the
+batches of an asynchronous map (Stream), which the feeder pickles and
+submits one by one as job slots free, so that a map of a million items
+returns before the first is pickled. The feeder keeps the order in which
+work was handed over."""
+
+import collections
+import threading
+import time
+
+from ._errors import PoolClosed
+
+
+class QueuedCall:
+    """A call whose frame is made, waiting for the feeder to submit it.
+    Its future stays pending (cancellable) until then."""
+
+    __slots__ = ("parts", "total", "timeout", "retries", "future")
+
+    def __init__(self, parts, total, timeout, retries, future):
+        self.parts, self.total, self.timeout, self.retries, self.future = parts, total, timeout, retries, future
+
+    def feed(self, ex, stopped):
+        if stopped() or not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            job = ex._submit_parts(self.parts, self.total, self.timeout, self.retries, track=False, intake=False)
+        except BaseException as e:  # noqa: B902 - the call's own failure ends its future
+            self.future.set_exception(e)
+            return
+        finally:
+            self.parts = None  # keep no reference to the arguments
+        ex._attach(self.future, job)
+
+    def fail(self, exc):
+        if self.future.set_running_or_notify_cancel():
+            self.future._observed = True  # the caller's own terminate: not a failure to report
+            self.future.set_exception(exc)
+
+    def cancel(self):
+        self.future.cancel()
+
+
+class Stream:
+    """The batch futures of one asynchronous map, in order, as the feeder
+    submits them. chunks yields the frames of the batches (it pickles as
+    it goes, and raises what the map's iterable raises); make_future makes
+    the future of one batch. Readers: futures(deadline) in order, or
+    on_complete for when every batch has ended. A batch whose frame
+    cannot be made ends with that error; an error of the iterable ends the
+    stream (error), after the batches before it, as multiprocessing has
+    it."""
+
+    def __init__(self, chunks, make_future, progress=None):
+        self._chunks = chunks
+        self._make_future = make_future
+        self._progress = progress
+        self._cond = threading.Condition()
+        self.batches = []  # the batch futures so far (readers pop from the front)
+        self._taken = 0  # batches popped by a reader
+        self.ended = False
+        self.error = None  # what the iterable raised, if it did
+        self._left = 0  # batches not yet done
+        self._cancelled = False
+        self._complete = []  # callbacks for when ended and every batch done
+
+    # -- the feeder's side --------------------------------------------
+
+    def feed(self, ex, stopped):
+        try:
+            while not stopped() and not self._cancelled:
+                try:
+                    frame = next(self._chunks)
+                except StopIteration:
+                    break
+                except BaseException as e:  # noqa: B902 - the iterable's error ends the map
+                    self._end(e)
+                    return
+                fut = self._make_future()
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                n, frame = frame
+                if isinstance(frame, BaseException):
+                    fut.set_exception(frame)
+                else:
+                    try:
+                        job = ex._submit_parts(*frame, track=False, intake=False)
+                    except BaseException as e:  # noqa: B902
+                        fut.set_exception(e)
+                    else:
+                        ex._attach(fut, job)
+                self._add(fut, n)
+            if stopped():
+                self._end(PoolClosed("the pool was terminated"))
+                return
+        finally:
+            self._chunks = None
+        self._end(None)
+
+    def fail(self, exc):
+        self._end(exc if not self.ended else None)
+
+    def cancel(self):
+        """Stops feeding: batches not yet submitted never are."""
+        self._cancelled = True
+        with self._cond:
+            pending = [f for f in self.batches if f is not None]
+        for f in pending:
+            f.cancel()
+
+    def _add(self, fut, n):
+        with self._cond:
+            self.batches.append(fut)
+            self._left += 1
+            self._cond.notify_all()
+        if self._progress is not None:
+            fut.add_done_callback(self._progress.callback(n))
+        fut.add_done_callback(self._one_done)
+
+    def _one_done(self, _):
+        with self._cond:
+            self._left -= 1
+            complete = self.ended and self._left == 0
+        if complete:
+            self._fire()
+
+    def _end(self, error):
+        with self._cond:
+            if self.ended:
+                return
+            self.ended = True
+            if error is not None:
+                self.error = error
+            complete = self._left == 0
+            self._cond.notify_all()
+        if complete:
+            self._fire()
+
+    def _fire(self):
+        with self._cond:
+            callbacks, self._complete = self._complete, None
+        for cb in callbacks or ():
+            cb(self)
+
+    # -- the readers' side --------------------------------------------
+
+    def on_complete(self, cb):
+        """Calls cb(stream) once the stream has ended and every batch is
+        done (at once if that is so already)."""
+        with self._cond:
+            if self._complete is not None:
+                if not (self.ended and self._left == 0):
+                    self._complete.append(cb)
+                    return
+                self._complete = None
+        cb(self)
+
+    def next_batch(self, deadline=None):
+        """The next batch future in order, removed from the stream (so that
+        its result is not kept), or None at the end; raises TimeoutError if
+        none has been submitted by deadline (time.monotonic)."""
+        with self._cond:
+            while self._taken >= len(self.batches) and not self.ended:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError()
+                self._cond.wait(left)
+            if self._taken < len(self.batches):
+                f = self.batches[self._taken]
+                self.batches[self._taken] = None
+                self._taken += 1
+                return f
+            return None
+
+    def all_batches(self):
+        """The batch futures, once the stream is complete."""
+        with self._cond:
+            return [f for f in self.batches if f is not None]
+
+
+class Feeder:
+    """The thread that submits queued work, in order. Started on first
+    use; it ends when its executor stops taking work and nothing is left,
+    or at once when the executor is terminated (what is left then fails
+    with PoolClosed)."""
+
+    def __init__(self, ex):
+        self._ex = ex
+        self._cond = threading.Condition()
+        self._queue = collections.deque()
+        self._busy = False  # an item is being fed
+        self._thread = None
+        self._closing = False
+
+    def idle(self):
+        """Whether nothing is queued or being fed: a caller may then submit
+        itself without overtaking queued work."""
+        return not self._queue and not self._busy
+
+    def put(self, item):
+        with self._cond:
+            self._queue.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shmexec-feeder", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self):
+        """No more work will come: the thread ends once the queue is empty."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+
+    def cancel_queued(self):
+        """Cancels the futures of everything queued (shutdown with
+        cancel_futures)."""
+        with self._cond:
+            items = list(self._queue)
+            self._queue.clear()
+        for item in items:
+            item.cancel()
+
+    def fail_queued(self, exc):
+        with self._cond:
+            items = list(self._queue)
+            self._queue.clear()
+        for item in items:
+            item.fail(exc)
+
+    def join(self, timeout=None):
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+
+    def done(self):
+        """Whether everything handed over has been fed."""
+        with self._cond:
+            return not self._queue and not self._busy
+
+    def _run(self):
+        ex = self._ex
+        stopped = ex._terminated
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing and not stopped():
+                    self._cond.wait(0.1)
+                if stopped() or (self._closing and not self._queue):
+                    break
+                item = self._queue.popleft()
+                self._busy = True
+            try:
+                item.feed(ex, stopped)
+            finally:
+                with self._cond:
+                    self._busy = False
+        if stopped():
+            self.fail_queued(PoolClosed("the pool was terminated"))

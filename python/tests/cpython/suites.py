@@ -1,0 +1,73 @@
+"""CPython's own tests of multiprocessing.Pool and concurrent.futures,
+pointed at shmexec.Pool and shmexec.Executor. run.py runs each test in a
+process of its own, with a deadline; not_applicable.txt lists, with a
+reason each, the tests that check multiprocessing's internals or a failure
+behaviour that shmexec deliberately does better.
+
+Needs the interpreter's `test` package (Debian: libpython3.11-testsuite)."""
+
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the installed one)
+
+import shmexec  # noqa: E402
+import test._test_multiprocessing as tm  # noqa: E402
+import test.test_concurrent_futures as tcf  # noqa: E402
+
+
+# Each class is built as CPython's own are: the tests, then the mixin that
+# names the pool or executor, then the TestCase base.
+
+# -- multiprocessing.Pool ---------------------------------------------------
+
+class ShmexecPoolMixin(tm.ProcessesMixin):
+    Pool = staticmethod(shmexec.Pool)
+
+
+class PoolTest(tm._TestPool, ShmexecPoolMixin, unittest.TestCase):
+    pass
+
+
+# -- concurrent.futures -----------------------------------------------------
+
+class ShmexecExecutorMixin(tcf.ExecutorMixin):
+    executor_type = shmexec.Executor
+    # shmexec starts workers with exec, as the spawn start method does; the
+    # tests' own synchronization objects come from that context.
+    ctx = "spawn"
+
+
+class ExecutorTest(tcf.ExecutorTest, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
+
+
+class WaitTests(tcf.WaitTests, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
+
+
+class AsCompletedTests(tcf.AsCompletedTests, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
+
+
+class ProcessPoolExecutorTest(tcf.ProcessPoolExecutorTest, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
+
+
+class InitializerTest(tcf.InitializerMixin, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
+
+
+class FailingInitializerTest(tcf.FailingInitializerMixin, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
+
+
+class ShutdownTest(tcf.ProcessPoolShutdownTest, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
+
+
+def setUpModule():
+    tcf.setUpModule()
