@@ -24,7 +24,7 @@ FUZZ_TARGETS := \
 	./executor:FuzzPayloadRefs \
 	./executor:FuzzParseTicket
 
-.PHONY: all build lib c-examples test test-go test-go-module test-c test-python test-install test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
+.PHONY: all build lib c-examples test test-go test-go-module test-c test-python test-cpython test-install test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
 
 all: build lib c-examples $(C_TESTS)
 
@@ -103,7 +103,7 @@ vet:
 	$(GO) vet $(CRASHTAGS) ./...
 	cd bench && $(GO) vet ./...
 
-test: vet model-quick test-go test-go-module test-c test-python test-install test-bench fuzz-quick
+test: vet model-quick test-go test-go-module test-c test-python test-cpython test-install test-bench fuzz-quick
 
 # The Promela models of docs/model (spin from Debian's packages): small
 # configurations and the mutants that must fail in make test; the full
@@ -120,6 +120,16 @@ PYTHON ?= python3
 test-python: $(LIB) build/shmexec build/attach_demo
 	cd python && timeout 600 $(PYTHON) -m unittest discover -s tests -v
 	cd python && timeout 300 $(PYTHON) -m shmexec.bench --quick > /dev/null
+
+# CPython's own tests of multiprocessing.Pool and concurrent.futures
+# against shmexec (python/tests/cpython/run.py): each test in a process of
+# its own with a deadline; not_applicable.txt lists, with reasons, the few
+# that do not apply. Needs an interpreter with the `test` package:
+# Debian's python3 with libpython3.11-testsuite (.ci/run installs it).
+CPYTHON ?= /usr/bin/python3
+
+test-cpython: $(LIB)
+	cd python/tests/cpython && timeout 1200 $(CPYTHON) run.py -j 2 --deadline 120
 
 # The Python package as a user installs it: sdist and wheel built with
 # python -m build, the wheel installed into a fresh venv, the Python tests

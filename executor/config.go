@@ -55,7 +55,10 @@ type Config struct {
 	// MaxClients is the number of clients (the owner's included) that can
 	// be attached at once. 0: 8.
 	MaxClients int
-	// Stderr receives the workers' standard error. nil: os.Stderr.
+	// Stdout and Stderr receive the workers' standard output and error.
+	// nil: this process's (as multiprocessing's workers write to their
+	// parent's).
+	Stdout io.Writer
 	Stderr io.Writer
 
 	// spawnEnv, for tests, adds environment entries to one spawn of a
@@ -85,11 +88,17 @@ func (c *Config) setDefaults() error {
 	if c.MaxClients == 0 {
 		c.MaxClients = 8
 	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
 	if c.Stderr == nil {
 		c.Stderr = os.Stderr
 	}
+	// os/exec copies each worker's output from its own goroutine.
+	if _, ok := c.Stdout.(*os.File); !ok {
+		c.Stdout = &lockedWriter{w: c.Stdout}
+	}
 	if _, ok := c.Stderr.(*os.File); !ok {
-		// os/exec copies each worker's output from its own goroutine.
 		c.Stderr = &lockedWriter{w: c.Stderr}
 	}
 	switch {

@@ -92,7 +92,7 @@ func (p *Pool) spawn(w *workerProc) error {
 	}
 	w.spawned++
 	cmd.ExtraFiles = []*os.File{p.seg.File()}
-	cmd.Stdout = p.cfg.Stderr
+	cmd.Stdout = p.cfg.Stdout
 	cmd.Stderr = p.cfg.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	rec := l.worker(w.index)

@@ -87,7 +87,10 @@ def _function_key(fn, served, what):
         reason = None
     if cloudpickle is None:
         if by_value and not served:
-            return pickle.dumps(fn, protocol=5)  # the worker loads __main__, as spawn does
+            try:
+                return pickle.dumps(fn, protocol=5)  # the worker loads __main__, as spawn does
+            except Exception as e:
+                reason = e
         raise TypeError(
             f"shmexec cannot send the {what} {_name(fn)} to a worker: "
             + (f"{reason}. " if reason is not None else "its workers cannot import this program's __main__. ")

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 
 from . import _errors, _lib, _reduction, _spawn, _wire
 from ._errors import PoolClosed, ShmexecError, check_fork
@@ -52,6 +53,33 @@ class Future(_cf.Future):
         self._observed = True
         return super().exception(self._wait(timeout))
 
+    def cancel(self):
+        """Cancels the task if it has not started: one still in this
+        executor's queue, or queued in the pool (its job never runs).
+        Returns whether the future is cancelled."""
+        if super().cancel():
+            return True
+        ex, job = self._ex, self._job
+        if ex is None or job is None or self.done() or not ex._open:
+            return False
+        if _LIB.shmx_cancel(ex._pool, job, 0) != _OK:
+            return False  # it runs already (or has ended)
+        self._mark_cancelled()
+        return True
+
+    def _mark_cancelled(self):
+        """The job was taken back before it ran (its outcome is
+        ECANCELLED): the future is cancelled, as a pending one would be.
+        Whichever comes first, cancel() or the fetched outcome, does it."""
+        with self._condition:
+            if self._state != _cf._base.RUNNING:
+                return
+            self._state = _cf._base.CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
     def _wait(self, timeout):
         """Waits for the job in this thread, if it has one yet, and returns
         what is left of timeout for the base class's wait: one deadline
@@ -71,7 +99,13 @@ class Future(_cf.Future):
 
 
 def settle(fut, outcome):
-    """Ends fut with an outcome, ("ok", value) or ("exc", exception)."""
+    """Ends fut with an outcome, ("ok", value) or ("exc", exception),
+    unless it was cancelled meanwhile."""
+    if fut.cancelled():
+        return
+    if outcome[0] == "exc" and type(outcome[1]) is _cf.CancelledError and isinstance(fut, Future):
+        fut._mark_cancelled()  # only shmx_cancel, which Future.cancel calls, ends a job so
+        return
     if outcome[0] == "ok":
         fut.set_result(outcome[1])
     else:
@@ -126,14 +160,14 @@ class _CallSlot:
         self.job, self.res = ctypes.c_uint64(), _lib.Result()
         self.job_ref, self.res_ref = ctypes.byref(self.job), ctypes.byref(self.res)
 
-    def outcome(self, n):
+    def outcome(self, n, tb_type):
         """The outcome of the n-byte output frame in the buffer."""
         if n > 4 and self.view[3] == _wire.VALUE:  # _wire.is_value, inline: this runs for every apply
             try:
                 return ("ok", _wire.load_value(self.body))
             except Exception as e:  # a result that cannot be decoded
                 return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
-        return _wire.frame_outcome(self.view[:n])
+        return _wire.frame_outcome(self.view[:n], tb_type)
 
 
 def sequence(iterable):
@@ -258,6 +292,18 @@ class Executor(_cf.Executor):
         self._feeder = Feeder(self)
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
         self._collector.start()
+        _live.add(self)
+
+    # What happens to a pool still open when the interpreter exits: an
+    # Executor finishes its tasks first, as concurrent.futures' do; a
+    # Pool's executor is terminated, as multiprocessing's pools are.
+    _at_exit_terminate = False
+
+    def _at_exit(self):
+        if self._at_exit_terminate:
+            self.terminate()
+        else:
+            self.shutdown(wait=True)
 
     @property
     def _open(self):
@@ -266,6 +312,14 @@ class Executor(_cf.Executor):
 
     def _terminated(self):
         return self._books.state >= _TERMINATED
+
+    @property
+    def _mp_context(self):
+        """The multiprocessing context that workers are started like:
+        spawn (exec), as ProcessPoolExecutor names it."""
+        import multiprocessing
+
+        return multiprocessing.get_context("spawn")
 
     @property
     def _max_workers(self):
@@ -290,6 +344,8 @@ class Executor(_cf.Executor):
 
     def _check_open(self):
         check_fork()
+        if _exiting:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if self._books.state != _RUN:
             raise RuntimeError("cannot schedule new futures after shutdown")
 
@@ -433,9 +489,10 @@ class Executor(_cf.Executor):
         def frames():
             for n, chunk in _chunks(items, chunksize, self._workers):
                 try:
-                    yield n, _wire.dumps_parts((kind, fn, chunk), _batch_what(fn))
-                except BaseException as e:  # noqa: B902 - ends this batch, not the map
-                    yield n, e
+                    frame = _wire.dumps_parts((kind, fn, chunk), _batch_what(fn))
+                except Exception as e:  # ends this batch, not the map
+                    frame = e
+                yield n, frame
 
         stream = Stream(frames(), self._new_future, bar)
         self._feeder.put(stream)
@@ -548,7 +605,7 @@ class Executor(_cf.Executor):
                     finally:
                         _LIB.shmx_result_release(self._pool, slot.res_ref)
                 else:  # the output is in the slot's buffer: nothing to release
-                    outcome = slot.outcome(res.len)
+                    outcome = slot.outcome(res.len, self._tb_type)
         except BaseException:
             # Interrupted (Ctrl-C) as the call returned: free what it
             # fetched, or give the job up as _wait_direct does.
@@ -748,7 +805,7 @@ class Executor(_cf.Executor):
         if cancel_futures:
             self._feeder.cancel_queued()
             for job, fut in pending or ():
-                _LIB.shmx_cancel(self._pool, job, 0)
+                fut.cancel()  # the tasks not yet running
         if wait:
             self._close_handle()
         elif pending is not None:
@@ -799,6 +856,25 @@ class Executor(_cf.Executor):
             pass
 
     __reduce_ex__ = _reduction.refuse_pickling
+
+
+_live = weakref.WeakSet()  # the executors of this process, for _python_exit
+_exiting = False
+
+
+def _python_exit():
+    """At interpreter exit (before its threads are joined): no new tasks;
+    each pool still open finishes or is terminated (Executor._at_exit)."""
+    global _exiting
+    _exiting = True
+    for ex in list(_live):
+        try:
+            ex._at_exit()
+        except Exception:
+            pass
+
+
+threading._register_atexit(_python_exit)
 
 
 def check_context(ctx):

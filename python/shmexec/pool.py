@@ -131,6 +131,7 @@ class Pool:
         check_context(context)
         self._ex = Executor(processes, initializer=initializer, initargs=initargs, max_tasks_per_child=maxtasksperchild,
                             _tb_type=_wire.POOL_TRACEBACK, **kwargs)
+        self._ex._at_exit_terminate = True
 
     # The pool's state is its executor's: running, closed (close: no new
     # tasks; join waits for the rest) or terminated.

@@ -220,3 +220,19 @@ def keep(obj):
 
 def kept():
     return [o.summary() for o in _kept]
+
+
+def sleep_then_print(s, text):
+    time.sleep(s)
+    print(text, flush=True)
+
+
+class Made:
+    """A result object whose collection a test can watch."""
+
+    def __init__(self, i):
+        self.i = i
+
+
+def make_big(i):
+    return Made(i)

@@ -96,7 +96,7 @@ def main():
         print(f"\n==== LISTED BUT NOT A TEST: {t}")
     print(f"\nCPython conformance: {len(passed)} passed, {len(expected)} not applicable (listed), "
           f"{len(bad)} failed, {len(stale)} listed but passing")
-    print(f"{len(passed) + len(expected)} passed, {len(bad) + len(stale) + len(unknown)} failed")
+    print(f"{len(passed)} passed, {len(bad) + len(stale) + len(unknown)} failed, {len(expected)} skipped")
     return 1 if bad or stale or unknown else 0
 
 

@@ -1,0 +1,455 @@
+"""The behaviours that make shmexec a drop-in for multiprocessing.Pool and
+concurrent.futures beyond what CPython's own suites check (those run in
+tests/cpython): async calls return at once, nothing hangs on the way
+down, iterables that raise, tracebacks, references, timeouts, resource
+hygiene, pools that cannot be sent, and functions sent by value."""
+
+import concurrent.futures as cf
+import gc
+import multiprocessing
+import multiprocessing.pool
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+import warnings
+import weakref
+
+import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the installed one)
+
+import shmexec  # noqa: E402
+import helpers  # noqa: E402
+
+T = 60  # seconds any single wait may take before the test fails
+
+
+def raising_after(n, exc=ValueError):
+    for i in range(n):
+        yield i
+    raise exc("the iterable broke")
+
+
+class Big:
+    """An object whose collection a test can see."""
+
+    def __init__(self):
+        self.payload = bytearray(1 << 20)
+
+    def method(self, x):
+        return x + 1
+
+
+class Runner:
+    def __init__(self, pool):
+        self.pool = pool
+
+    def run(self, x):
+        return x
+
+
+def run_script(code, timeout=T, env=None):
+    """Runs code as a script file; returns the CompletedProcess."""
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "script.py")
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(code))
+    e = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
+    e.update(env or {})
+    try:
+        return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=timeout, env=e, cwd=d)
+    finally:
+        import shutil
+
+        shutil.rmtree(d, True)
+
+
+class AsyncMeansAsync(unittest.TestCase):
+    def test_map_async_of_ten_thousand_returns_at_once_and_terminate_ends_it(self):
+        p = shmexec.Pool(2)
+        t0 = time.monotonic()
+        r = p.map_async(time.sleep, [0.1] * 10000, chunksize=1)
+        self.assertLess(time.monotonic() - t0, 0.5, "map_async waited for room in the pool")
+        t0 = time.monotonic()
+        p.terminate()
+        self.assertLess(time.monotonic() - t0, 2.0, "terminate after map_async")
+        t0 = time.monotonic()
+        p.join()
+        self.assertLess(time.monotonic() - t0, 2.0, "join after terminate")
+        r.wait(T)
+        self.assertTrue(r.ready())
+        with self.assertRaises(shmexec.PoolClosed):
+            r.get(0)
+
+    def test_every_async_call_returns_at_once_on_a_full_pool(self):
+        with shmexec.Pool(1) as p:
+            blocker = p.apply_async(helpers.sleep, (4.0,))  # the one worker is busy: the job slots fill up
+            t0 = time.monotonic()
+            rs = [p.apply_async(helpers.add, (i, 1)) for i in range(3000)]  # more than the pool's 1024 job slots
+            it = p.imap(helpers.double, range(3000))
+            un = p.imap_unordered(helpers.double, range(3000))
+            ma = p.starmap_async(helpers.add, [(i, i) for i in range(3000)], chunksize=1)
+            self.assertLess(time.monotonic() - t0, 1.5, "async calls waited for room in the pool")
+            self.assertEqual([r.get(T) for r in rs], [i + 1 for i in range(3000)])
+            self.assertEqual(list(it), [2 * i for i in range(3000)])
+            self.assertEqual(sorted(un), [2 * i for i in range(3000)])
+            self.assertEqual(ma.get(T), [2 * i for i in range(3000)])
+            self.assertEqual(blocker.get(T), 4.0)
+        with shmexec.Executor(1) as ex:
+            ex.submit(helpers.sleep, 4.0)
+            t0 = time.monotonic()
+            fs = [ex.submit(helpers.add, i, 1) for i in range(3000)]
+            m = ex.map(helpers.double, range(3000), chunksize=1)
+            self.assertLess(time.monotonic() - t0, 1.5, "submit and map waited for room in the pool")
+            self.assertEqual([f.result(T) for f in fs], [i + 1 for i in range(3000)])
+            self.assertEqual(list(m), [2 * i for i in range(3000)])
+
+    def test_queued_futures_can_be_cancelled(self):
+        with shmexec.Executor(1) as ex:
+            ex.submit(helpers.sleep, 0.5)
+            fs = [ex.submit(helpers.add, i, 1) for i in range(2000)]
+            cancelled = [f for f in fs[::2] if f.cancel()]
+            self.assertGreater(len(cancelled), 900, "queued tasks could not be cancelled")
+            for f in fs:
+                if not f.cancelled():
+                    self.assertEqual(f.result(T), fs.index(f) + 1)
+
+
+class NothingHangs(unittest.TestCase):
+    def test_close_and_join_finish_what_is_queued(self):
+        p = shmexec.Pool(2)
+        r = p.map_async(helpers.double, range(5000), chunksize=1)
+        p.close()
+        t0 = time.monotonic()
+        p.join()
+        self.assertLess(time.monotonic() - t0, T)
+        self.assertEqual(r.get(0), [2 * i for i in range(5000)])
+
+    def test_terminate_while_feeding_and_while_running(self):
+        for _ in range(3):
+            p = shmexec.Pool(1)
+            a = p.map_async(time.sleep, [0.05] * 3000, chunksize=1)
+            b = p.apply_async(helpers.sleep, (30,))
+            it = p.imap(time.sleep, [0.05] * 3000)
+            t0 = time.monotonic()
+            p.terminate()
+            p.join()
+            self.assertLess(time.monotonic() - t0, 5.0)
+            for r in (a, b):
+                with self.assertRaises(shmexec.PoolClosed):
+                    r.get(T)
+            with self.assertRaises(shmexec.PoolClosed):
+                list(it)
+
+    def test_shutdown_waits_for_queued_tasks_and_cancel_futures_cancels_them(self):
+        ex = shmexec.Executor(1)
+        fs = [ex.submit(helpers.add, i, 1) for i in range(3000)]
+        ex.shutdown(wait=True)
+        self.assertTrue(all(f.done() for f in fs))
+        self.assertEqual([f.result(0) for f in fs], [i + 1 for i in range(3000)])
+        ex = shmexec.Executor(1)
+        fs = [ex.submit(helpers.sleep, 0.01) for _ in range(3000)]
+        ex.shutdown(wait=True, cancel_futures=True)
+        self.assertTrue(all(f.done() for f in fs))
+        self.assertGreater(sum(f.cancelled() for f in fs), 2000)
+
+    def test_interpreter_exit_with_tasks_running(self):
+        # concurrent.futures' scenarios (test_interpreter_shutdown,
+        # test_hang_gh83386, test_submit_after_interpreter_shutdown): an
+        # Executor still open at exit finishes its tasks; one shut down
+        # without waiting too; a submit from an atexit handler is refused.
+        r = run_script("""
+            import atexit, shmexec, helpers, sys
+            def late():
+                try:
+                    ex.submit(helpers.add, 1, 1)
+                except RuntimeError as e:
+                    print("refused:", e, flush=True)
+            if __name__ == "__main__":
+                ex = shmexec.Executor(2)
+                atexit.register(late)
+                ex.submit(helpers.sleep_then_print, 0.5, "apple")
+                ex2 = shmexec.Executor(2)
+                ex2.submit(helpers.sleep_then_print, 0.5, "banana")
+                ex2.shutdown(wait=False)
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("apple", r.stdout)
+        self.assertIn("banana", r.stdout)
+        self.assertIn("refused: cannot schedule new futures after interpreter shutdown", r.stdout)
+
+
+class IterablesThatRaise(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pool = shmexec.Pool(2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pool.terminate()
+
+    def test_imap_gives_the_results_before_the_error(self):
+        for chunksize in (1, 2, 3):
+            it = self.pool.imap(helpers.double, raising_after(7), chunksize)
+            got = []
+            with self.assertRaisesRegex(ValueError, "the iterable broke"):
+                for v in it:
+                    got.append(v)
+            self.assertEqual(got, [2 * i for i in range(7 // chunksize * chunksize)], chunksize)
+
+    def test_imap_unordered_gives_the_results_before_the_error(self):
+        got = []
+        with self.assertRaisesRegex(ValueError, "the iterable broke"):
+            for v in self.pool.imap_unordered(helpers.double, raising_after(5), 1):
+                got.append(v)
+        self.assertEqual(sorted(got), [0, 2, 4, 6, 8])
+
+    def test_map_and_map_async_raise_the_iterable_error(self):
+        with self.assertRaisesRegex(ValueError, "the iterable broke"):
+            self.pool.map(helpers.double, raising_after(5))
+        with self.assertRaisesRegex(ValueError, "the iterable broke"):
+            self.pool.map_async(helpers.double, raising_after(5))
+        with shmexec.Executor(2) as ex, self.assertRaisesRegex(ValueError, "the iterable broke"):
+            ex.map(helpers.double, raising_after(5))
+
+
+class Tracebacks(unittest.TestCase):
+    def test_the_worker_traceback_is_the_cause(self):
+        with shmexec.Pool(1) as p:
+            for call in (lambda: p.apply(helpers.boom, ("x",)), lambda: p.apply_async(helpers.boom, ("x",)).get(T),
+                         lambda: p.map(helpers.boom, ["x"]), lambda: list(p.imap(helpers.boom, ["x"]))):
+                with self.assertRaises(ValueError) as cm:
+                    call()
+                self.assertIs(type(cm.exception.__cause__), multiprocessing.pool.RemoteTraceback)
+                self.assertIn("raise ValueError(msg)", cm.exception.__cause__.tb)
+        with shmexec.Executor(1) as ex:
+            with self.assertRaises(ValueError) as cm:
+                ex.submit(helpers.boom, "x").result(T)
+            self.assertIs(type(cm.exception.__cause__), cf.process._RemoteTraceback)
+            self.assertIn("raise ValueError(msg)", cm.exception.__cause__.tb)
+            with self.assertRaises(shmexec.RemoteError) as cm:
+                ex.submit(helpers.raise_mismatched).result(T)
+            self.assertIn("raise_mismatched", cm.exception.traceback)
+            self.assertIn("raise_mismatched", cm.exception.__cause__.tb)
+
+
+class NoReferenceKept(unittest.TestCase):
+    def test_a_bound_method_does_not_keep_its_object(self):
+        with shmexec.Executor(1) as ex:
+            big = Big()
+            ref = weakref.ref(big)
+            f = ex.submit(big.method, 1)
+            del big
+            gc.collect()
+            self.assertIsNone(ref(), "the executor kept the bound method's object after sending it")
+            self.assertEqual(f.result(T), 2)
+
+    def test_arguments_and_results_are_not_kept(self):
+        with shmexec.Pool(2) as p:
+            arg = Big()
+            ref = weakref.ref(arg)
+            r = p.apply_async(helpers.length, (arg.payload,))
+            self.assertEqual(r.get(T), 1 << 20)
+            del arg, r
+            gc.collect()
+            self.assertIsNone(ref())
+        with shmexec.Executor(2) as ex:
+            for obj in ex.map(helpers.make_big, range(5)):
+                ref = weakref.ref(obj)
+                del obj
+                gc.collect()
+                self.assertIsNone(ref(), "Executor.map's iterator kept a result it had given out")
+
+    def test_functions_sent_by_value_are_cached_weakly(self):
+        with shmexec.Executor(1) as ex:
+            fn = eval("lambda x: x * 3")
+            ref = weakref.ref(fn)
+            self.assertEqual(ex.submit(fn, 2).result(T), 6)
+            self.assertEqual(ex.submit(fn, 3).result(T), 9)
+            del fn
+            gc.collect()
+            self.assertIsNone(ref(), "the cache of pickled functions kept a function alive")
+
+
+class Timeouts(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ex = shmexec.Executor(2)
+        cls.pool = shmexec.Pool(2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ex.shutdown(wait=False, cancel_futures=True)
+        cls.pool.terminate()
+
+    def test_future_result_returns_at_its_timeout(self):
+        for timeout in (0.3, 1.0):
+            f = self.ex.submit(helpers.sleep, 5)
+            t0 = time.monotonic()
+            with self.assertRaises(TimeoutError):
+                f.result(timeout=timeout)
+            self.assertLess(time.monotonic() - t0, timeout + 0.25)
+            self.assertGreaterEqual(time.monotonic() - t0, timeout)
+            with self.assertRaises(TimeoutError):
+                f.exception(timeout=0.1)
+            f.cancel()
+
+    def test_async_result_get_returns_at_its_timeout(self):
+        r = self.pool.apply_async(helpers.sleep, (5,))
+        t0 = time.monotonic()
+        with self.assertRaises(multiprocessing.TimeoutError):
+            r.get(0.5)
+        self.assertLess(time.monotonic() - t0, 0.75)
+
+    def test_executor_map_timeout_counts_from_the_call(self):
+        t0 = time.monotonic()
+        it = self.ex.map(helpers.sleep, [0, 0, 3], timeout=1)
+        got = []
+        with self.assertRaises(TimeoutError):
+            for v in it:
+                got.append(v)
+        self.assertEqual(got, [0, 0])
+        self.assertLess(time.monotonic() - t0, 1.5)
+        # Several items in one batch: the next result is not there by the
+        # deadline, so the iterator raises then, not when the batch ends.
+        t0 = time.monotonic()
+        with self.assertRaises(TimeoutError):
+            list(self.ex.map(helpers.sleep, [0, 0, 3], timeout=1, chunksize=3))
+        self.assertLess(time.monotonic() - t0, 1.5)
+
+
+class ResourceHygiene(unittest.TestCase):
+    def test_a_running_pool_collected_warns_as_multiprocessing(self):
+        p = shmexec.Pool(1)
+        self.assertEqual(p._processes, 1)
+        self.assertEqual(len(p._pool), 1)
+        self.assertTrue(p._pool[0].is_alive())
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            del p
+            gc.collect()
+        self.assertTrue([x for x in w if issubclass(x.category, ResourceWarning)
+                         and str(x.message).startswith("unclosed running multiprocessing pool")], [str(x.message) for x in w])
+
+    def test_pool_and_executor_answer_like_multiprocessing(self):
+        with shmexec.Pool(3) as p:
+            self.assertEqual(p._processes, 3)
+            pids = [w.pid for w in p._pool]
+            self.assertEqual(len(set(pids)), 3)
+            self.assertTrue(all(pid > 0 for pid in pids))
+        with shmexec.Executor(2) as ex:
+            self.assertEqual(ex._max_workers, 2)
+            self.assertEqual(len(ex._processes), 2)
+
+    def test_outcomes_the_caller_caused_are_not_reported(self):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            p = shmexec.Pool(1)
+            rs = [p.apply_async(helpers.sleep, (0.2,)) for _ in range(20)]
+            p.terminate()
+            ex = shmexec.Executor(1)
+            fs = [ex.submit(helpers.sleep, 0.05) for _ in range(50)]
+            ex.shutdown(cancel_futures=True)
+            ex = shmexec.Executor(1)
+            gs = [ex.submit(helpers.sleep, 0.2) for _ in range(5)]
+            for g in gs:
+                g.cancel()
+            ex.shutdown()
+            del p, rs, fs, gs, ex
+            gc.collect()
+        self.assertEqual([str(x.message) for x in w if "never retrieved" in str(x.message)], [])
+
+    def test_an_unobserved_failure_is_still_reported(self):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            with shmexec.Executor(1) as ex:
+                f = ex.submit(helpers.boom, "nobody looked")
+                cf.wait([f], T)
+                del f
+                gc.collect()
+        self.assertTrue([x for x in w if "never retrieved" in str(x.message)])
+
+
+class PoolsAreNotSendable(unittest.TestCase):
+    def test_the_error_names_the_pool_and_where_it_was_found(self):
+        with shmexec.Pool(1) as p, shmexec.Executor(1) as ex:
+            r = Runner(p)
+            for call, where in ((lambda: p.apply(r.run, (1,)), "Runner.pool"),
+                                (lambda: ex.submit(r.run, 1), "Runner.pool"),
+                                (lambda: ex.submit(helpers.echo, p), "args[0]"),
+                                (lambda: ex.submit(helpers.describe, x={"p": ex}), "kwargs['x']['p']"),
+                                (lambda: p.map(helpers.echo, [r]), "")):
+                with self.assertRaises(TypeError) as cm:
+                    call()
+                msg = str(cm.exception)
+                self.assertIn(where, msg)
+                self.assertIn("shmexec.", msg)
+                self.assertNotIn("ctypes", msg)
+                self.assertNotIn("Define it at module level", msg)
+
+
+def _plain(x):
+    return x + 1
+
+
+class FunctionsByValue(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ex = shmexec.Executor(2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ex.shutdown()
+
+    def test_lambda_closure_exec_and_method(self):
+        k = 10
+
+        def closure(x):
+            return x + k
+
+        ns = {}
+        exec("def made(x):\n    return x * 2\n", ns)
+        cases = [(lambda x: x * 5, 2, 10), (closure, 1, 11), (ns["made"], 4, 8), (Big().method, 1, 2), (_plain, 1, 2)]
+        for fn, arg, want in cases:
+            self.assertEqual(self.ex.submit(fn, arg).result(T), want, fn)
+        with shmexec.Pool(2) as p:
+            self.assertEqual(p.map(lambda x: -x, range(5)), [0, -1, -2, -3, -4])
+            self.assertEqual(list(p.imap(closure, range(3))), [10, 11, 12])
+            self.assertEqual(p.apply(lambda: "applied"), "applied")
+
+    def test_functions_of_python_c_and_of_a_script_without_a_guard(self):
+        code = ("import shmexec\ndef f(x):\n    return x * 7\n"
+                "with shmexec.Executor(1) as ex:\n    print(ex.submit(f, 6).result(60))\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=T,
+                           env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "42"), r.stderr)
+        self.assertNotIn("Can't get attribute", r.stderr)
+        # No `if __name__ == "__main__":` guard: the workers must not run
+        # the script's pool again (with multiprocessing's spawn, each would).
+        r = run_script("""
+            import shmexec
+            def f(x):
+                return x + 100
+            with shmexec.Pool(2) as p:
+                print(p.map(f, [1, 2, 3]))
+        """)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "[101, 102, 103]"), r.stderr)
+
+    def test_without_cloudpickle_functions_by_reference_still_work(self):
+        code = ("import sys\nsys.modules['cloudpickle'] = None\nimport shmexec, operator\n"
+                "with shmexec.Executor(1) as ex:\n"
+                "    print(ex.submit(operator.add, 2, 3).result(60))\n"
+                "    try:\n        ex.submit(lambda: 1)\n    except TypeError as e:\n        print('refused:', e)\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=T,
+                           env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "5")
+        self.assertIn("refused:", lines[1])
+        self.assertIn("pip install cloudpickle", lines[1])
+
+
+if __name__ == "__main__":
+    unittest.main()
