@@ -23,6 +23,11 @@ def echo(b):
     return b
 
 
+# A lambda has no importable name: it travels by value (cloudpickle),
+# pickled once, beside noop, which travels by reference.
+noop_by_value = lambda x=None: x  # noqa: E731
+
+
 def _latencies(calls, n, rounds=10):
     """Round-trip percentiles of each call, measured in alternating rounds
     (n calls each in all), so that every call sees the same machine: a
@@ -73,12 +78,14 @@ def measure(quick=False):
         # whatever is measured first.
         list(ppe.map(noop, range(20)))
         pool.map(noop, range(20), chunksize=1)
-        for warm in (ex.submit(noop).result, lambda: sp.apply(noop), lambda: pool.apply(noop), ppe.submit(noop).result):
+        for warm in (ex.submit(noop).result, lambda: sp.apply(noop), lambda: sp.apply(noop_by_value), lambda: pool.apply(noop),
+                     ppe.submit(noop).result):
             for _ in range(50):
                 warm()
         time.sleep(0.5)
-        r["pool_apply"], r["mp_apply"], r["apply"], r["ppe_submit"] = _latencies(
-            [lambda: sp.apply(noop), lambda: pool.apply(noop), lambda: ex.submit(noop).result(), lambda: ppe.submit(noop).result()], n_rt)
+        r["pool_apply"], r["mp_apply"], r["apply"], r["ppe_submit"], r["pool_apply_by_value"] = _latencies(
+            [lambda: sp.apply(noop), lambda: pool.apply(noop), lambda: ex.submit(noop).result(), lambda: ppe.submit(noop).result(),
+             lambda: sp.apply(noop_by_value)], n_rt)
 
         # map: medians of alternating runs, over a range (which both
         # pools slice as they like: shmexec sends ranges, multiprocessing
@@ -127,6 +134,8 @@ def main(argv=None):
     for q in ("p50", "p99"):
         row(f"Pool.apply round trip {q}", r["pool_apply"][q], {"multiprocessing.Pool.apply": r["mp_apply"][q]})
         row(f"Executor.submit().result() round trip {q}", r["apply"][q], {"ProcessPoolExecutor.submit().result()": r["ppe_submit"][q]})
+        row(f"Pool.apply of a lambda (sent by value) round trip {q}", r["pool_apply_by_value"][q],
+            {"multiprocessing.Pool.apply of a module function": r["mp_apply"][q], "shmexec Pool.apply of a module function (by reference)": r["pool_apply"][q]})
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a range (median of alternating runs)", r["pool_map"], {"multiprocessing Pool.map (default chunksize)": r["mp_map"],
         "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"]})
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a list", r["pool_map_list"], {"multiprocessing Pool.map (default chunksize)": r["mp_map_list"]})

@@ -55,6 +55,18 @@ class ServeTest(unittest.TestCase):
         self.procs.append(proc)
         return proc
 
+    def attach_demo_for_anyone(self):
+        """attach_demo and the library it loads, copied into this test's
+        world-readable folder: another uid can run them wherever the
+        checkout lives (a clone under a mode-0700 folder, say)."""
+        exe = os.path.join(self.dir, "attach_demo")
+        shutil.copy(ATTACH_DEMO, exe)
+        shutil.copy(os.path.realpath(os.path.join(os.path.dirname(ATTACH_DEMO), "libshmexec.so.0")),
+                    os.path.join(self.dir, "libshmexec.so.0"))  # attach_demo's rpath is $ORIGIN
+        for f in ("attach_demo", "libshmexec.so.0"):
+            os.chmod(os.path.join(self.dir, f), 0o755)
+        return exe
+
     def serve(self, *extra):
         self.serve_log = open(os.path.join(self.dir, "serve.log"), "w+")
         self.addCleanup(self.serve_log.close)
@@ -175,7 +187,7 @@ class ServeTest(unittest.TestCase):
     def test_peer_not_allowed_is_refused(self):
         self.serve("--socket-mode", "0666")
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        r = subprocess.run(nobody + [ATTACH_DEMO, self.sock, "10"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(nobody + [self.attach_demo_for_anyone(), self.sock, "10"], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("permission denied: uid 65534", r.stderr)
         self.assertIn("--allow-group", r.stderr)
@@ -186,7 +198,7 @@ class ServeTest(unittest.TestCase):
     def test_allowed_group_may_attach(self):
         self.serve("--socket-mode", "0666", "--allow-group", "65534")
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        r = subprocess.run(nobody + [ATTACH_DEMO, self.sock, "50"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(nobody + [self.attach_demo_for_anyone(), self.sock, "50"], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.stdout.strip(), "attach_demo: 50 ok")
 
