@@ -464,6 +464,7 @@ type pyLat struct{ P50, P99, P999 float64 }
 
 type pyReport struct {
 	PoolApply pyLat   `json:"pool_apply"`
+	ByValue   pyLat   `json:"pool_apply_by_value"`
 	Apply     pyLat   `json:"apply"`
 	MPApply   pyLat   `json:"mp_apply"`
 	PPESubmit pyLat   `json:"ppe_submit"`
@@ -527,6 +528,9 @@ func benchPython(r *benchReport, python string, quick bool) error {
 			Baselines: []baseline{{Name: "multiprocessing.Pool.apply", Value: q.get(p.MPApply) * 1e6}}})
 		r.add(figure{Group: "round trip, empty job", Name: "Python→Python Executor.submit().result() " + q.name, Unit: "µs", Lower: true, Value: q.get(p.Apply) * 1e6,
 			Baselines: []baseline{{Name: "ProcessPoolExecutor.submit().result()", Value: q.get(p.PPESubmit) * 1e6}}})
+		r.add(figure{Group: "round trip, empty job", Name: "Python Pool.apply of a lambda (by value) " + q.name, Unit: "µs", Lower: true, Value: q.get(p.ByValue) * 1e6,
+			Baselines: []baseline{{Name: "shmexec Pool.apply of a module function (by reference)", Value: q.get(p.PoolApply) * 1e6},
+				{Name: "multiprocessing.Pool.apply", Value: q.get(p.MPApply) * 1e6}}})
 	}
 	rate := func(t float64) float64 { return float64(p.NMap) / t }
 	r.add(figure{Group: "throughput, tiny jobs", Name: fmt.Sprintf("Python Pool.map, range(%d), 2 workers", p.NMap), Unit: "jobs/s", Value: rate(p.PoolMap),
