@@ -19,24 +19,9 @@ executor (Executor and Future), pool (Pool and AsyncResult).
 """
 
 from ._errors import ForkedError, PoolClosed, PoolDead, RemoteError, ShmexecError, WorkerCrashed
-from ._lib import LIBRARY_PATH, version
+from ._lib import LIBRARY_PATH, get_include, get_library, version
 from .executor import Executor, Future
 from .pool import AsyncResult, Pool
-
-
-
-def get_include():
-    """The folder that holds shmexec.h, for building C code against this
-    copy of the library (as numpy.get_include())."""
-    from ._lib import include_dir
-
-    return include_dir()
-
-
-def get_library():
-    """The path of the libshmexec.so this process loaded (LIBRARY_PATH),
-    for ctypes users and for linking C code against the same copy."""
-    return LIBRARY_PATH
 
 
 __all__ = [

@@ -236,6 +236,18 @@ def last_error():
     return (LIB.shmx_last_error() or b"").decode(errors="replace")
 
 
+def get_include():
+    """The folder that holds shmexec.h, for building C code against this
+    copy of the library (as numpy.get_include())."""
+    return include_dir()
+
+
+def get_library():
+    """The path of the libshmexec.so this process loaded (LIBRARY_PATH),
+    for ctypes users and for linking C code against the same copy."""
+    return LIBRARY_PATH
+
+
 def version():
     """The library's version, "MAJOR.MINOR.PATCH"."""
     n = LIB.shmx_version_number()

@@ -110,22 +110,20 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None):
     where for a pool found inside obj (roots: (object, name) pairs to
     search, named as the caller knows them; default obj itself). An
     error that an object's own __reduce__ raises is raised as it is."""
-    try:
-        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
-    except NotSendable as e:
-        raise TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}") from None
-    except Exception as e:
-        first = e
-    if cloudpickle is not None:
+    def refused(e, hint=""):
+        return TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
+
+    picklers = [pickle] if cloudpickle is None else [pickle, cloudpickle]
+    for p in picklers:
         try:
-            return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+            return p.dumps(obj, protocol=5, buffer_callback=buffer_callback)
         except NotSendable as e:
-            raise TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}") from None
+            raise refused(e) from None
         except Exception as e:
             first = e
     if isinstance(first, pickle.PicklingError) or (isinstance(first, (AttributeError, TypeError)) and "pickle" in str(first)):
         hint = "" if cloudpickle is not None else " (pip install cloudpickle to send lambdas, closures and functions of __main__ by value)"
-        raise TypeError(f"shmexec cannot send {what} to a worker: {explain(first, roots or [(obj, _root_name(obj))])}{hint}") from None
+        raise refused(first, hint) from None
     raise first  # an object's own __reduce__ raised: the caller sees its error
 
 
