@@ -296,20 +296,24 @@ int shmx_is_worker(void) {
     return shmxgo_is_worker();
 }
 
-/* In a worker process a fault in a C handler must kill the worker by its
-   own signal, so that the job reports it (the Go runtime would print a
-   traceback and exit 2 instead). The handler puts the default action back
-   and returns: the faulting instruction runs again and the kernel kills
-   the process with the signal. */
+/* In a worker process a signal that kills a process by default must kill
+   the worker with that signal, so that the job reports it: a fault in a C
+   handler (the Go runtime would print a traceback and exit 2 instead), or
+   one the task sends itself with raise, kill or pthread_kill (which the Go
+   runtime's handlers drop for these signals). The handler puts the
+   default action back and raises the signal again: SA_NODEFER leaves it
+   unblocked, so the kernel kills the process with it at once, whether it
+   came from a faulting instruction or from a sender. */
 static void shmx_die_by_fault(int sig) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     sigaction(sig, &sa, NULL);
+    raise(sig);
 }
 
 static void shmx_fault_kills(void) {
-    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGPIPE};
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

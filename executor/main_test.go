@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,19 @@ func registerTestHandlers() {
 	Handle("kill", func(ctx context.Context, in []byte) ([]byte, error) {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
+	})
+	// signal sends its worker the signal numbered in its input, to the
+	// process ("kill") or to its own thread ("tkill": how raise does it).
+	Handle("signal", func(ctx context.Context, in []byte) ([]byte, error) {
+		num, how, _ := strings.Cut(string(in), ":")
+		n, _ := strconv.Atoi(num)
+		if how == "tkill" {
+			syscall.Tgkill(os.Getpid(), syscall.Gettid(), syscall.Signal(n))
+		} else {
+			syscall.Kill(os.Getpid(), syscall.Signal(n))
+		}
+		time.Sleep(2 * time.Second)
+		return []byte("survived"), nil
 	})
 	Handle("exit", func(ctx context.Context, in []byte) ([]byte, error) {
 		code, _ := strconv.Atoi(string(in))

@@ -164,6 +164,24 @@ func TestHandlerErrorsAndPanicsEndTheJobOnly(t *testing.T) {
 	}
 }
 
+// TestFatalSignalsKillGoWorkers: every signal that ends a process by
+// default, sent by the task to its process or to its own thread, kills
+// the Go worker with that signal, and the job ends WorkerCrashed with it.
+func TestFatalSignalsKillGoWorkers(t *testing.T) {
+	p := newPool(t, Config{Workers: 2})
+	for _, sig := range fatalSignals {
+		for _, how := range []string{"kill", "tkill"} {
+			in := fmt.Sprintf("%d:%s", sig.(syscall.Signal), how)
+			_, err := run(t, p, "signal", []byte(in))
+			var ce *CrashError
+			if !errors.As(err, &ce) || ce.Signal != sig.(syscall.Signal) {
+				t.Errorf("%v sent by %s: %v, want WorkerCrashed by that signal", sig, how, err)
+			}
+		}
+	}
+	waitFullSize(t, p)
+}
+
 func TestTooLargeInputAndOutputFail(t *testing.T) {
 	p := newPool(t, Config{MaxPayload: 1 << 20})
 	if _, err := p.Submit(context.Background(), "echo", make([]byte, 1<<20+1)); !errors.Is(err, ErrTooLarge) {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -67,6 +70,7 @@ func ServeIfWorker() {
 	if !IsWorker() {
 		return
 	}
+	dieBySignals()
 	registry.Lock()
 	cfg := WorkerConfig{Handlers: registry.handlers, Init: registry.init}
 	registry.Unlock()
@@ -555,4 +559,30 @@ func (w *worker) writeResult(idx int, seq uint16, sl shm.View, m meta, out []byt
 	if code != codeOK {
 		l.counter(ctrFailed + int(code)).Add(1)
 	}
+}
+
+// fatalSignals are the signals whose default action ends a process and
+// which the Go runtime, left to itself, turns into something else in a
+// Go worker: a user-sent SIGSEGV, SIGBUS, SIGFPE or SIGILL into a crash
+// report and exit status 2, SIGQUIT into a goroutine dump, SIGPIPE (on a
+// descriptor other than stdout) into nothing.
+var fatalSignals = []os.Signal{syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL, syscall.SIGQUIT,
+	syscall.SIGABRT, syscall.SIGTRAP, syscall.SIGSYS, syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGXCPU, syscall.SIGXFSZ, syscall.SIGVTALRM}
+
+// dieBySignals makes a Go worker die by any of fatalSignals that reaches
+// it, so that the job it ran ends WorkerCrashed with that signal, as a C
+// or Python worker's does: the signal is caught, its default action put
+// back, and the signal sent again. (A fault in Go code is a panic, which
+// fails the job as a handler error.)
+func dieBySignals() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, fatalSignals...)
+	go func() {
+		sig := (<-ch).(syscall.Signal)
+		runtime.LockOSThread() // the signal goes to this thread, where it is unblocked
+		err := sysx.DieBySignal(sig)
+		fmt.Fprintf(os.Stderr, "shmexec worker: could not die by %v: %v\n", sig, err)
+		os.Exit(128 + int(sig))
+	}()
 }

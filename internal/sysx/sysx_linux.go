@@ -166,3 +166,23 @@ func Dup(f *os.File) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), f.Name()), nil
 }
+
+// DieBySignal ends this process with sig, as the kernel does for a
+// signal whose action is the default: the action is set back to SIG_DFL
+// (the Go runtime's handler is replaced, not just told to stop
+// forwarding, as os/signal.Reset would), the signal is unblocked in this
+// thread and sent to it. It returns only if sig's default action does not
+// end a process, or the sending failed.
+func DieBySignal(sig syscall.Signal) error {
+	// struct kernel_sigaction: handler, flags, restorer, mask.
+	var act [4]uint64 // all zero: SIG_DFL, no flags, empty mask
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act[0])), 0, 8, 0, 0); e != 0 {
+		return fmt.Errorf("sigaction %v: %w", sig, e)
+	}
+	var set unix.Sigset_t
+	set.Val[(sig-1)/64] |= 1 << ((uint(sig) - 1) % 64)
+	if err := unix.PthreadSigmask(unix.SIG_UNBLOCK, &set, nil); err != nil {
+		return fmt.Errorf("unblock %v: %w", sig, err)
+	}
+	return unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
+}

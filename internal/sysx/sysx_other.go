@@ -37,3 +37,5 @@ func Monotonic() int64 { return int64(time.Since(start)) }
 var start = time.Now()
 
 func Dup(f *os.File) (*os.File, error) { return nil, notSupported("dup") }
+
+func DieBySignal(sig syscall.Signal) error { return notSupported("die by signal") }

@@ -68,6 +68,18 @@ def _run_named(handlers, name, payload):
         return [], 0, (type(e).__qualname__, str(e))
 
 
+def _default_signals():
+    """Signals that kill a process by default kill this worker too, with
+    that signal, so that the task it ran ends WorkerCrashed with it:
+    Python turns SIGINT into KeyboardInterrupt and ignores SIGXFSZ
+    (shmx_worker_open has put handlers on the faults and SIGPIPE that
+    raise them again with their default action)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def main(argv=None):
     """argv: [--handlers MODULE] [MAIN_REF [INIT_HEX]]. Jobs for the
     handler "py" are pickled calls; any other handler name is a function of
@@ -89,6 +101,7 @@ def main(argv=None):
     if lib.shmx_worker_open(ctypes.byref(w)) != _lib.SHMX_OK:
         sys.stderr.write("shmexec.worker is a pool worker: a pool starts it. There is nothing to do when it is run by hand.\n")
         return 2
+    _default_signals()
     main_path = argv[0] if argv else ""
     init_blob = bytes.fromhex(argv[1]) if len(argv) > 1 and argv[1] else b""
     _spawn.load_main(main_path)

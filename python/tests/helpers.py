@@ -236,3 +236,25 @@ class Made:
 
 def make_big(i):
     return Made(i)
+
+
+def kill_self_with(sig, how):
+    """Sends this worker sig: how "kill" (os.kill), "raise"
+    (signal.raise_signal), "thread" (pthread_kill of this thread), or
+    "fault" (a real fault of that kind, where there is one)."""
+    import ctypes
+    import signal
+    import threading
+
+    if how == "kill":
+        os.kill(os.getpid(), sig)
+    elif how == "raise":
+        signal.raise_signal(sig)
+    elif how == "thread":
+        signal.pthread_kill(threading.get_ident(), sig)
+    elif how == "fault" and sig == signal.SIGSEGV:
+        ctypes.string_at(0)
+    elif how == "fault" and sig == signal.SIGABRT:
+        os.abort()
+    time.sleep(1)  # a signal delivered a little later still ends the task
+    return "survived"

@@ -459,3 +459,31 @@ class FunctionsByValue(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SignalsKillTheWorker(unittest.TestCase):
+    """Every signal that kills a process by default kills the worker with
+    that signal, whether the task sent it itself or it was a real fault,
+    and the task raises WorkerCrashed with that signal number."""
+
+    FATAL = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGUSR1", "SIGSEGV",
+             "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGSYS"]
+
+    def test_signals_sent_by_the_task_and_real_faults(self):
+        import signal
+
+        with shmexec.Executor(2) as ex:
+            cases = [(getattr(signal, n), how) for n in self.FATAL for how in ("kill", "raise", "thread")]
+            cases += [(signal.SIGSEGV, "fault"), (signal.SIGABRT, "fault")]
+            futures = [(sig, how, ex.submit(helpers.kill_self_with, sig, how)) for sig, how in cases]
+            wrong = []
+            for sig, how, f in futures:
+                try:
+                    f.result(T)
+                    wrong.append(f"{signal.Signals(sig).name} by {how}: the task returned")
+                except shmexec.WorkerCrashed as e:
+                    if e.signal != sig:
+                        wrong.append(f"{signal.Signals(sig).name} by {how}: crashed with signal {e.signal}")
+                except BaseException as e:  # noqa: B902
+                    wrong.append(f"{signal.Signals(sig).name} by {how}: {type(e).__name__}: {e}")
+            self.assertEqual(wrong, [])

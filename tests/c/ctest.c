@@ -41,6 +41,28 @@ static int sleepy(void *ctx, const void *in, size_t len, shmx_output *out) {
     return 0;
 }
 
+/* signals: input {how, sig}: how 0 raise(sig), 1 kill(getpid(), sig),
+   2 pthread_kill(pthread_self(), sig), 3 a real fault of that kind. */
+static volatile int zero = 0;
+static int signals(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx; (void)out;
+    int a[2] = {0, 0};
+    if (len != sizeof a) return SHMX_EINVAL;
+    memcpy(a, in, sizeof a);
+    switch (a[0]) {
+    case 0: raise(a[1]); break;
+    case 1: kill(getpid(), a[1]); break;
+    case 2: pthread_kill(pthread_self(), a[1]); break;
+    case 3:
+        if (a[1] == SIGSEGV) *(volatile int *)(uintptr_t)zero = 1;
+        if (a[1] == SIGFPE) a[0] = a[0] / zero;
+        if (a[1] == SIGILL) __builtin_trap();
+        if (a[1] == SIGABRT) abort();
+        break;
+    }
+    return 0;
+}
+
 static int fails(void *ctx, const void *in, size_t len, shmx_output *out) {
     (void)ctx; (void)in; (void)len;
     if (len == 0) return SHMX_EINVAL; /* no shmx_output_error: EHANDLER + strerror */
@@ -287,6 +309,33 @@ static void test_workers(void) {
     CHECK(shmx_pool_workers(pool, NULL, 1, &n) == SHMX_EINVAL && shmx_pool_workers(pool, pids, 1, NULL) == SHMX_EINVAL, "bad arguments");
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
     CHECK(shmx_pool_workers(pool, pids, 4, &n) == SHMX_EINVAL, "a closed handle");
+}
+
+/* Every signal that kills a process by default kills the worker with
+   that signal, raised (raise, kill, pthread_kill) or by a real fault, and
+   the job ends SHMX_EWORKER_CRASHED with that signal number. */
+static void test_fatal_signals(void) {
+    shmx_pool *pool = make_pool(1, 0, 0);
+    static const int fatal[] = {SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGUSR1, SIGSEGV,
+                                SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGSYS};
+    shmx_result res;
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
+        for (int how = 0; how < 3; how++) {
+            int a[2] = {how, fatal[i]};
+            int rc = run(pool, "signals", a, sizeof a, &res);
+            CHECK(rc == SHMX_EWORKER_CRASHED && res.signal == fatal[i], "signal %d (%s) sent by way %d: status %d, signal %d",
+                  fatal[i], strsignal(fatal[i]), how, rc, res.signal);
+            shmx_result_release(pool, &res);
+        }
+    }
+    static const int faults[] = {SIGSEGV, SIGFPE, SIGILL, SIGABRT};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+        int a[2] = {3, faults[i]};
+        int rc = run(pool, "signals", a, sizeof a, &res);
+        CHECK(rc == SHMX_EWORKER_CRASHED && res.signal == faults[i], "a real %s: status %d, signal %d", strsignal(faults[i]), rc, res.signal);
+        shmx_result_release(pool, &res);
+    }
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
 static void test_fork_guard(void) {
@@ -770,8 +819,8 @@ int main(int argc, char **argv) {
     if (shmx_is_worker() && argc > 1 && strcmp(argv[1], "--pull") == 0) return pull_worker();
     if (shmx_is_worker()) {
         shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL},
-                             {"env", env, NULL}};
-        return shmx_worker_main(hs, 5, init_ok, NULL);
+                             {"env", env, NULL}, {"signals", signals, NULL}};
+        return shmx_worker_main(hs, sizeof hs / sizeof hs[0], init_ok, NULL);
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     test_misc();
@@ -784,6 +833,7 @@ int main(int argc, char **argv) {
     test_timeout_and_full();
     test_fork_guard();
     test_workers();
+    test_fatal_signals();
     test_terminate_in_flight();
     test_bad_workers();
     test_pull_worker();
