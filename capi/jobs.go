@@ -6,6 +6,7 @@ package main
 */
 import "C"
 import (
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,10 @@ type pool struct {
 
 	// inPlace is shmx_results_in_place's minimum (0: results are copied).
 	inPlace atomic.Int64
+
+	// passFiles are the duplicates of shmx_pool_config.pass_fds that the
+	// pool gives its workers; closed with the handle.
+	passFiles []*os.File
 }
 
 // job is a pool handle's entry for one job it submitted.

@@ -10,11 +10,14 @@ static inline char **shmxint_environ(void) { return environ; }
 import "C"
 import (
 	"errors"
+	"fmt"
+	"os"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/shmexec/shmexec/executor"
+	"github.com/shmexec/shmexec/internal/sysx"
 	"github.com/shmexec/shmexec/server"
 )
 
@@ -41,6 +44,21 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 		JobTimeout:        time.Duration(cfg.job_timeout_ns),
 		Environ:           cEnviron,
 	}
+	if cfg.n_pass_fds > 0 {
+		// Duplicates: the pool keeps them for every worker it starts,
+		// and the program's descriptors stay the program's.
+		for i, fd := range unsafe.Slice(cfg.pass_fds, int(cfg.n_pass_fds)) {
+			f, err := sysx.DupFD(int(fd), fmt.Sprintf("pass_fds[%d]", i))
+			if err != nil {
+				for _, g := range gc.PassFiles {
+					g.Close()
+				}
+				setErr(fmt.Errorf("pass_fds[%d]: %w", i, err))
+				return C.SHMX_EINVAL
+			}
+			gc.PassFiles = append(gc.PassFiles, f)
+		}
+	}
 	if cfg.max_payload > 1<<40 || cfg.job_timeout_ns < 0 {
 		setErr(errors.New("max_payload over 1 TiB or negative job_timeout_ns"))
 		return C.SHMX_EINVAL
@@ -57,6 +75,7 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 	}
 	p, err := executor.New(gc)
 	if err != nil {
+		closeAll(gc.PassFiles)
 		setErr(err)
 		if errors.Is(err, executor.ErrNestedPool) {
 			return C.SHMX_EINVAL
@@ -69,9 +88,12 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 	cp := (*C.shmx_pool)(C.malloc(C.size_t(unsafe.Sizeof(C.shmx_pool{}))))
 	if cp == nil {
 		p.Terminate()
+		closeAll(gc.PassFiles)
 		return C.SHMX_ENOMEM
 	}
-	cp.id = C.uint64_t(pools.add(newPool(p, p.Client())))
+	np := newPool(p, p.Client())
+	np.passFiles = gc.PassFiles
+	cp.id = C.uint64_t(pools.add(np))
 	*out = cp
 	setErr(nil)
 	return C.SHMX_OK
@@ -106,6 +128,7 @@ func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.
 	}
 	close(p.quit)
 	defer p.freeUnwaited()
+	defer closeAll(p.passFiles) // the workers are gone by then
 	var err error
 	if p.p == nil {
 		// Attached: detach (the server's pool goes on).
@@ -182,4 +205,10 @@ func shmxgo_pool_workers(cp *C.shmx_pool, pids *C.int32_t, capacity C.size_t, n 
 		}
 	}
 	return C.SHMX_OK
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }

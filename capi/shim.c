@@ -66,10 +66,17 @@ void shmx_pool_config_init(shmx_pool_config *cfg) {
     cfg->struct_size = sizeof *cfg;
 }
 
+/* The first version of shmx_pool_config ended before pass_fds. */
+#define SHMXINT_CONFIG_V1_SIZE offsetof(shmx_pool_config, pass_fds)
+
 int shmx_pool_create(const shmx_pool_config *cfg, shmx_pool **out) {
     GUARD(SHMX_EFORKED);
-    if (!cfg || !out || cfg->struct_size < sizeof(shmx_pool_config)) return SHMX_EINVAL;
-    return shmxgo_pool_create((shmx_pool_config *)cfg, out);
+    if (!cfg || !out || cfg->struct_size < SHMXINT_CONFIG_V1_SIZE) return SHMX_EINVAL;
+    shmx_pool_config full;
+    memset(&full, 0, sizeof full);
+    memcpy(&full, cfg, cfg->struct_size < sizeof full ? cfg->struct_size : sizeof full);
+    if (full.n_pass_fds && !full.pass_fds) return SHMX_EINVAL;
+    return shmxgo_pool_create(&full, out);
 }
 
 int shmx_pool_attach(const char *socket_path, shmx_pool **out) {

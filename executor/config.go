@@ -55,6 +55,13 @@ type Config struct {
 	// MaxClients is the number of clients (the owner's included) that can
 	// be attached at once. 0: 8.
 	MaxClients int
+	// PassFiles are descriptors every worker gets, as descriptors 4, 5,
+	// ... in order (SHMEXEC_PASS_FDS in its environment names them).
+	// Workers get no other descriptor of this process but standard input,
+	// output and error and the pool's own: one this process made
+	// inheritable (a socket, a pipe) is closed in the worker before it
+	// runs anything, as subprocess's close_fds does.
+	PassFiles []*os.File
 	// Stdout and Stderr receive the workers' standard output and error.
 	// nil: this process's (as multiprocessing's workers write to their
 	// parent's).

@@ -12,6 +12,7 @@ const (
 	envFD         = "SHMEXEC_SEGMENT_FD" // the inherited memfd
 	envSupervisor = "SHMEXEC_SUPERVISOR" // the supervisor's pid
 	envMaxTasks   = "SHMEXEC_MAX_TASKS"
+	envPassFDs    = "SHMEXEC_PASS_FDS" // "4,5": the descriptors of Config.PassFiles
 
 	// segmentFD is where the worker finds the segment: the first of
 	// exec.Cmd.ExtraFiles.

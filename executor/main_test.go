@@ -49,6 +49,15 @@ func registerTestHandlers() {
 		time.Sleep(2 * time.Second)
 		return []byte("survived"), nil
 	})
+	// passed writes its input to the first descriptor of Config.PassFiles.
+	Handle("passed", func(ctx context.Context, in []byte) ([]byte, error) {
+		fd, err := strconv.Atoi(strings.Split(os.Getenv(envPassFDs), ",")[0])
+		if err != nil {
+			return nil, err
+		}
+		_, err = os.NewFile(uintptr(fd), "passed").Write(in)
+		return nil, err
+	})
 	Handle("exit", func(ctx context.Context, in []byte) ([]byte, error) {
 		code, _ := strconv.Atoi(string(in))
 		os.Exit(code)

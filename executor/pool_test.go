@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRoundTripSizes(t *testing.T) {
@@ -180,6 +183,48 @@ func TestFatalSignalsKillGoWorkers(t *testing.T) {
 		}
 	}
 	waitFullSize(t, p)
+}
+
+// TestWorkersInheritNoDescriptors: a pipe whose ends this process made
+// inheritable is not open in the workers (its reader sees EOF once this
+// process closes the write end); PassFiles hands a descriptor on.
+func TestWorkersInheritNoDescriptors(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, f := range []*os.File{r, w} {
+		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil { // inheritable
+			t.Fatal(err)
+		}
+	}
+	p := newPool(t, Config{Workers: 2})
+	waitFullSize(t, p)
+	if _, err := run(t, p, "sleep", []byte("20")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	r.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := r.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("read of the pipe after closing its write end: %d, %v; want EOF (a worker holds the write end)", n, err)
+	}
+
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	defer w2.Close()
+	p2 := newPool(t, Config{Workers: 1, PassFiles: []*os.File{w2}})
+	if _, err := run(t, p2, "passed", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	r2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(r2, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("from the passed descriptor: %q, %v", buf, err)
+	}
 }
 
 func TestTooLargeInputAndOutputFail(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -86,12 +87,13 @@ func (p *Pool) spawn(w *workerProc) error {
 		fmt.Sprintf("%s=%d", envFD, segmentFD),
 		fmt.Sprintf("%s=%d", envSupervisor, os.Getpid()),
 		fmt.Sprintf("%s=%d", envMaxTasks, p.cfg.MaxTasksPerWorker),
+		envPassFDs+"="+passFDs(len(p.cfg.PassFiles)),
 	)
 	if p.cfg.spawnEnv != nil {
 		cmd.Env = append(cmd.Env, p.cfg.spawnEnv(w.index, w.spawned)...)
 	}
 	w.spawned++
-	cmd.ExtraFiles = []*os.File{p.seg.File()}
+	cmd.ExtraFiles = append([]*os.File{p.seg.File()}, p.cfg.PassFiles...)
 	cmd.Stdout = p.cfg.Stdout
 	cmd.Stderr = p.cfg.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -337,4 +339,14 @@ func (p *Pool) runOnMonitor(f func()) {
 	case <-p.stopped:
 		f()
 	}
+}
+
+// passFDs names the descriptors that n PassFiles have in a worker: the
+// ones after the segment's.
+func passFDs(n int) string {
+	fds := make([]string, n)
+	for i := range fds {
+		fds[i] = strconv.Itoa(segmentFD + 1 + i)
+	}
+	return strings.Join(fds, ",")
 }

@@ -166,6 +166,19 @@ func attachWorker(cfg WorkerConfig) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before anything else: close what this process inherited by
+	// accident (descriptors the pool owner had made inheritable). The
+	// runtime's and the program's own descriptors are close-on-exec, so
+	// any other one was inherited.
+	keep := []int{fd}
+	for _, s := range strings.Split(os.Getenv(envPassFDs), ",") {
+		if n, err := strconv.Atoi(s); err == nil {
+			keep = append(keep, n)
+		}
+	}
+	if err := sysx.CloseInherited(keep); err != nil {
+		return nil, fmt.Errorf("close inherited descriptors: %w", err)
+	}
 	// Exit with the supervisor. The parent set PR_SET_PDEATHSIG before
 	// exec; if it died before that, our parent is already someone else.
 	if sysx.Getppid() != sup {

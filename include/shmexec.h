@@ -72,6 +72,14 @@ typedef struct shmx_pool_config {
     uint32_t max_tasks_per_worker;  /* 0: unlimited */
     uint32_t retries;               /* re-runs after a worker crash; 0: none */
     int64_t job_timeout_ns;         /* 0: none */
+    /* Descriptors every worker gets, as 4, 5, ... in order (its
+       environment's SHMEXEC_PASS_FDS names them). Workers get no other
+       descriptor of this process but 0, 1, 2 and the pool's own: one the
+       program made inheritable is closed in the worker before it runs
+       anything. (A config from a header without these fields, whose
+       struct_size ends before them, passes none.) */
+    const int *pass_fds;
+    uint32_t n_pass_fds;
 } shmx_pool_config;
 
 /* Fills cfg with the defaults and sets struct_size. */

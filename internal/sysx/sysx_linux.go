@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -185,4 +187,40 @@ func DieBySignal(sig syscall.Signal) error {
 		return fmt.Errorf("unblock %v: %w", sig, err)
 	}
 	return unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
+}
+
+// CloseInherited closes every descriptor above standard error that is
+// not close-on-exec and not in keep: in a process just started by exec,
+// those it inherited. Descriptors opened since (by the Go runtime, or
+// Python's) are close-on-exec and stay open.
+func CloseInherited(keep []int) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 || slices.Contains(keep, fd) {
+			continue
+		}
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			continue // gone (the directory's own), or not inherited
+		}
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, fmt.Errorf("close %d: %w", fd, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DupFD returns a close-on-exec duplicate of descriptor fd as a file of
+// its own: the caller's fd stays the caller's.
+func DupFD(fd int, name string) (*os.File, error) {
+	n, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup %d: %w", fd, err)
+	}
+	return os.NewFile(uintptr(n), name), nil
 }

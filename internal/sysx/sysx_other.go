@@ -39,3 +39,7 @@ var start = time.Now()
 func Dup(f *os.File) (*os.File, error) { return nil, notSupported("dup") }
 
 func DieBySignal(sig syscall.Signal) error { return notSupported("die by signal") }
+
+func CloseInherited(keep []int) error { return notSupported("close inherited descriptors") }
+
+func DupFD(fd int, name string) (*os.File, error) { return nil, notSupported("dup") }

@@ -32,6 +32,8 @@ class PoolConfig(ctypes.Structure):
         ("max_tasks_per_worker", ctypes.c_uint32),
         ("retries", ctypes.c_uint32),
         ("job_timeout_ns", ctypes.c_int64),
+        ("pass_fds", ctypes.POINTER(ctypes.c_int)),
+        ("n_pass_fds", ctypes.c_uint32),
     ]
 
 

@@ -219,6 +219,11 @@ class Executor(_cf.Executor):
         raises TimeoutError).
     retries: re-runs of a task whose worker died before it raises
         WorkerCrashed.
+    pass_fds: descriptors every worker gets, as 4, 5, ... in order (the
+        worker's SHMEXEC_PASS_FDS names them). Workers get no other
+        descriptor of this process but standard input, output and error:
+        one made inheritable here is closed in them, as subprocess's
+        close_fds does.
     connect: the socket path of a pool that `shmexec serve` serves: attach
         to it instead of starting workers (its workers, their number and
         their initializer are the server's; timeout and retries apply to
@@ -226,7 +231,7 @@ class Executor(_cf.Executor):
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *, max_tasks_per_child=None,
-                 timeout=None, retries=0, connect=None, _tb_type=_wire.FUTURES_TRACEBACK):
+                 timeout=None, retries=0, pass_fds=(), connect=None, _tb_type=_wire.FUTURES_TRACEBACK):
         check_fork()
         check_context(mp_context)
         if max_tasks_per_child is not None:
@@ -239,8 +244,8 @@ class Executor(_cf.Executor):
         self._call_timeout, self._call_retries = None, None
         self._pool = ctypes.c_void_p()
         if self._served:
-            if max_workers is not None or initializer is not None or max_tasks_per_child is not None:
-                raise ValueError("max_workers, initializer and max_tasks_per_child are the server's to set when connect is given")
+            if max_workers is not None or initializer is not None or max_tasks_per_child is not None or pass_fds:
+                raise ValueError("max_workers, initializer, max_tasks_per_child and pass_fds are the server's to set when connect is given")
             rc = _LIB.shmx_pool_attach(os.fsencode(connect), ctypes.byref(self._pool))
             if rc != _OK:
                 self._pool = None
@@ -270,6 +275,9 @@ class Executor(_cf.Executor):
         argv = [a.encode() for a in _spawn.worker_argv(init)]
         arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
         cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
+        fds = [int(fd) for fd in pass_fds]
+        fd_arr = (ctypes.c_int * max(1, len(fds)))(*fds)
+        cfg.pass_fds, cfg.n_pass_fds = ctypes.cast(fd_arr, ctypes.POINTER(ctypes.c_int)), len(fds)
         rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
         if rc != _OK:
             self._pool = None

@@ -258,3 +258,21 @@ def kill_self_with(sig, how):
         os.abort()
     time.sleep(1)  # a signal delivered a little later still ends the task
     return "survived"
+
+
+def open_files():
+    """(device, inode) of every descriptor open in this worker."""
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            st = os.fstat(int(name))
+        except OSError:
+            continue
+        out.add((st.st_dev, st.st_ino))
+    return out
+
+
+def write_to_passed(data):
+    """Writes data to the first descriptor the pool passed on."""
+    fd = int(os.environ["SHMEXEC_PASS_FDS"].split(",")[0])
+    return os.write(fd, data)

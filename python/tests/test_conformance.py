@@ -487,3 +487,50 @@ class SignalsKillTheWorker(unittest.TestCase):
                 except BaseException as e:  # noqa: B902
                     wrong.append(f"{signal.Signals(sig).name} by {how}: {type(e).__name__}: {e}")
             self.assertEqual(wrong, [])
+
+
+class WorkersInheritNothing(unittest.TestCase):
+    """Workers start with standard input, output and error and the pool's
+    own descriptors only, as subprocess's close_fds=True gives; pass_fds
+    hands some on deliberately."""
+
+    def test_inheritable_socket_and_pipe_are_closed_in_workers(self):
+        import select
+        import socket
+
+        sock = socket.socket()
+        sock.set_inheritable(True)
+        r, w = os.pipe()
+        os.set_inheritable(r, True)
+        os.set_inheritable(w, True)
+        try:
+            with shmexec.Executor(2) as ex:
+                helpers.wait_running_at_once(ex, 2)
+                mine = {fd: (os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (sock.fileno(), r, w)}
+                for _ in range(6):  # both workers
+                    theirs = ex.submit(helpers.open_files).result(T)
+                    self.assertEqual([fd for fd, f in mine.items() if f in theirs], [], "descriptors open in a worker")
+                # The pipe's reader sees EOF once this process closes its
+                # end: no worker holds a copy.
+                os.close(w)
+                w = None
+                ready, _, _ = select.select([r], [], [], 10)
+                self.assertTrue(ready, "the pipe's reader saw no EOF: a worker holds its write end")
+                self.assertEqual(os.read(r, 1), b"")
+        finally:
+            sock.close()
+            os.close(r)
+            if w is not None:
+                os.close(w)
+
+    def test_pass_fds_hands_a_descriptor_on(self):
+        r, w = os.pipe()
+        try:
+            with shmexec.Executor(1, pass_fds=[w]) as ex:
+                self.assertEqual(ex.submit(helpers.write_to_passed, b"hi").result(T), 2)
+                self.assertEqual(os.read(r, 2), b"hi")
+            with self.assertRaises(shmexec.ShmexecError):
+                shmexec.Executor(1, pass_fds=[987654])
+        finally:
+            os.close(r)
+            os.close(w)

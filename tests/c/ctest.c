@@ -2,6 +2,8 @@
  * ctest: the C ABI's tests, run by `make test`. The program is also its
  * own worker. It prints one line per check and "N passed, M failed".
  */
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -61,6 +63,14 @@ static int signals(void *ctx, const void *in, size_t len, shmx_output *out) {
         break;
     }
     return 0;
+}
+
+/* write_passed: writes its input to the first descriptor the pool passed on. */
+static int write_passed(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx; (void)out;
+    const char *fds = getenv("SHMEXEC_PASS_FDS");
+    if (!fds || !*fds) return SHMX_EINVAL;
+    return write(atoi(fds), in, len) == (ssize_t)len ? 0 : SHMX_ESYS;
 }
 
 static int fails(void *ctx, const void *in, size_t len, shmx_output *out) {
@@ -336,6 +346,48 @@ static void test_fatal_signals(void) {
         shmx_result_release(pool, &res);
     }
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
+/* Workers inherit no descriptor the program made inheritable: the
+   reader of a pipe whose write end is inheritable sees EOF once the
+   program closes that end while workers run. pass_fds hands one on. */
+static void test_no_inherited_descriptors(void) {
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    fcntl(p[0], F_SETFD, 0); /* inheritable, both ends */
+    fcntl(p[1], F_SETFD, 0);
+    shmx_pool *pool = make_pool(2, 0, 0);
+    shmx_result res;
+    int ms = 50;
+    CHECK(run(pool, "sleepy", &ms, sizeof ms, &res) == SHMX_OK, "the workers run");
+    shmx_result_release(pool, &res);
+    close(p[1]);
+    struct pollfd pfd = {p[0], POLLIN, 0};
+    char c;
+    CHECK(poll(&pfd, 1, 10000) == 1 && read(p[0], &c, 1) == 0, "EOF on the pipe: no worker holds its write end");
+    close(p[0]);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+
+    CHECK(pipe(p) == 0, "pipe");
+    shmx_pool_config cfg;
+    shmx_pool_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.pass_fds = &p[1];
+    cfg.n_pass_fds = 1;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_OK, "a pool with pass_fds");
+    CHECK(run(pool, "passed", "hi", 2, &res) == SHMX_OK, "a worker writes to the passed descriptor");
+    shmx_result_release(pool, &res);
+    char buf[2] = {0, 0};
+    CHECK(read(p[0], buf, 2) == 2 && memcmp(buf, "hi", 2) == 0, "... and it arrives");
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+    CHECK(fcntl(p[1], F_GETFD) >= 0, "the program's own descriptor stays open");
+    close(p[0]);
+    close(p[1]);
+    int bad = 987654;
+    cfg.pass_fds = &bad;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_EINVAL, "a pass_fds entry that is not open");
+    cfg.pass_fds = NULL;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_EINVAL, "n_pass_fds without pass_fds");
 }
 
 static void test_fork_guard(void) {
@@ -819,7 +871,8 @@ int main(int argc, char **argv) {
     if (shmx_is_worker() && argc > 1 && strcmp(argv[1], "--pull") == 0) return pull_worker();
     if (shmx_is_worker()) {
         shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL},
-                             {"env", env, NULL}, {"signals", signals, NULL}};
+                             {"env", env, NULL}, {"signals", signals, NULL},
+                             {"passed", write_passed, NULL}};
         return shmx_worker_main(hs, sizeof hs / sizeof hs[0], init_ok, NULL);
     }
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -834,6 +887,7 @@ int main(int argc, char **argv) {
     test_fork_guard();
     test_workers();
     test_fatal_signals();
+    test_no_inherited_descriptors();
     test_terminate_in_flight();
     test_bad_workers();
     test_pull_worker();
