@@ -328,7 +328,13 @@ func (c *Client) checkOpen() error {
 	c.mu.Lock()
 	err := c.stopErr
 	c.mu.Unlock()
-	return err
+	if err != nil {
+		return err
+	}
+	if reason := c.l.startFailure(); reason != "" {
+		return fmt.Errorf("%w: %s", ErrWorkerStart, reason)
+	}
+	return nil
 }
 
 func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *Buffer, opts SubmitOptions, block bool) (*Future, error) {

@@ -72,7 +72,15 @@ const (
 	ctlDefTimeout = 56  // i64: the pool's default JobTimeout in ns
 	ctlSlotFreed  = 256 // u32 futex word: bumped when a slot is freed and someone waits
 	ctlSlotWait   = 260 // u32: how many submitters wait for a free slot
-	ctlCounters   = 64
+	// The start-up state, written by the supervisor only: ctlStartSeq is
+	// odd while no worker can start (no worker is ready and the last
+	// start failed), and then ctlStartWhy holds the reason, ctlStartLen
+	// bytes of it, written before the word turned odd.
+	ctlStartSeq = 264 // u32
+	ctlStartLen = 268 // u32, at most startWhyMax
+	ctlStartWhy = 1024
+	startWhyMax = 1024
+	ctlCounters = 64
 )
 
 // Pool states in the control region.
@@ -549,4 +557,47 @@ func (l *layout) waitSlot(d time.Duration, retry func() bool) bool {
 	}
 	sysx.FutexWait(word, seen, d)
 	return false
+}
+
+// setStartFailure records the pool's start-up state (supervisor only):
+// failing with reason, or, for "", working. Clients read it with
+// startFailure; the reason is written before the state word says
+// failing, and kept until it says working again.
+func (l *layout) setStartFailure(reason string) {
+	seq := l.control.Uint32(ctlStartSeq)
+	failing := seq.Load()&1 == 1
+	switch {
+	case reason == "" && failing:
+		seq.Add(1) // pairs with the Load in startFailure
+	case reason != "" && !failing:
+		b := []byte(reason)
+		if len(b) > startWhyMax {
+			b = b[:startWhyMax]
+		}
+		dst, _ := l.control.Bytes(ctlStartWhy, uint64(len(b)))
+		copy(dst, b)
+		l.control.Uint32(ctlStartLen).Store(uint32(len(b)))
+		seq.Add(1) // publishes the reason: pairs with the Load in startFailure
+	}
+}
+
+// startFailure returns why no worker can start, or "" while the pool's
+// workers start (or it has not said otherwise). What it reads was written
+// by the supervisor: untrusted, bounds-checked.
+func (l *layout) startFailure() string {
+	seq := l.control.Uint32(ctlStartSeq)
+	s := seq.Load() // pairs with the Adds in setStartFailure
+	if s&1 == 0 {
+		return ""
+	}
+	n := uint64(min(l.control.Uint32(ctlStartLen).Load(), startWhyMax))
+	b, err := l.control.Bytes(ctlStartWhy, n)
+	if err != nil {
+		return "no worker can start"
+	}
+	reason := string(b)
+	if seq.Load() != s || reason == "" { // changed while read
+		return "no worker can start"
+	}
+	return reason
 }

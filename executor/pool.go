@@ -25,13 +25,12 @@ type Pool struct {
 	stopped chan struct{}
 
 	// mu guards the workers and clients lists, every field of their
-	// workerProc and clientProc records, and broken. The pool's
+	// workerProc and clientProc records. The pool's
 	// shutdown state is not here: it is the segment's state word
 	// (layout.poolState), which clients read too.
 	mu      sync.Mutex
 	workers []*workerProc
 	clients []*clientProc
-	broken  error
 	backlog []pendingEnq // monitor only: values the supervisor could not enqueue yet
 
 	closeErr error
@@ -105,6 +104,13 @@ func New(cfg Config) (*Pool, error) {
 	go p.monitor()
 	for _, w := range p.workers {
 		if err := p.spawn(w); err != nil {
+			p.mu.Lock()
+			for _, w := range p.workers {
+				if w.cmd == nil {
+					w.alive = false // reserved, never started: nothing to wait for
+				}
+			}
+			p.mu.Unlock()
 			return nil, fmt.Errorf("%w: %v", ErrWorkerStart, err)
 		}
 	}
@@ -154,17 +160,8 @@ func (p *Pool) Submit(ctx context.Context, handler string, input []byte) (*Futur
 	return p.SubmitWith(ctx, handler, input, SubmitOptions{Retries: -1})
 }
 
-// SubmitWith is p.Client().SubmitWith, failing at once with ErrWorkerStart
-// when no worker can start.
+// SubmitWith is p.Client().SubmitWith: it fails at once with
+// ErrWorkerStart while no worker can start.
 func (p *Pool) SubmitWith(ctx context.Context, handler string, input []byte, opts SubmitOptions) (*Future, error) {
-	if err := p.brokenErr(); err != nil {
-		return nil, err
-	}
 	return p.client.SubmitWith(ctx, handler, input, opts)
-}
-
-func (p *Pool) brokenErr() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.broken
 }

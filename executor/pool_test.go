@@ -227,6 +227,71 @@ func TestWorkersInheritNoDescriptors(t *testing.T) {
 	}
 }
 
+// TestStartFailuresNeverStrandCallers: while no worker can start, a job
+// queued before and jobs submitted meanwhile end promptly with
+// ErrWorkerStart and the reason, in one sentence; the pool goes on
+// trying, and runs jobs again as soon as a worker starts.
+func TestStartFailuresNeverStrandCallers(t *testing.T) {
+	p := newPool(t, Config{Workers: 1, Stderr: io.Discard, spawnEnv: func(w, n int) []string {
+		if n >= 1 && n <= 5 { // the worker's restarts fail for a while
+			return []string{"TEST_INIT=fail"}
+		}
+		return nil
+	}})
+	if !p.killWorker(0) {
+		t.Fatal("no worker to kill")
+	}
+	queued, err := p.Submit(context.Background(), "echo", []byte("q"))
+	if err != nil && !errors.Is(err, ErrWorkerStart) {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if queued != nil {
+		if _, err := waitFor(t, queued); !errors.Is(err, ErrWorkerStart) || !strings.Contains(err.Error(), "initializer failed") {
+			t.Fatalf("a job queued while the worker could not start: %v, want ErrWorkerStart saying why", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("the queued job waited %v for its ErrWorkerStart", d)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); p.Stats().StartFailure == ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start failure in Stats: %+v", p.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_, err = p.Submit(context.Background(), "echo", []byte("x"))
+	if !errors.Is(err, ErrWorkerStart) || strings.Count(err.Error(), "fail to start") != 1 || strings.Contains(err.Error(), "by killed") {
+		t.Fatalf("a submit while no worker can start: %v, want one ErrWorkerStart sentence", err)
+	}
+	// The pool heals by itself once the cause is gone.
+	for deadline := time.Now().Add(20 * time.Second); p.Stats().StartFailure != ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not heal: %+v", p.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitFullSize(t, p)
+	if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {
+		t.Fatalf("after healing: %q, %v", out, err)
+	}
+	if s := p.Stats(); s.StartFailures < 5 {
+		t.Fatalf("start failures counted: %d, want 5", s.StartFailures)
+	}
+}
+
+// TestKilledDuringStartUpIsACrash: a worker SIGKILLed while it starts (as
+// the OOM killer does) is reported as killed, not as a broken command.
+func TestKilledDuringStartUpIsACrash(t *testing.T) {
+	got := describeExit(42, syscall.SIGKILL, -1)
+	if !strings.Contains(got, "killed by SIGKILL during start-up") {
+		t.Fatalf("describeExit: %q", got)
+	}
+	if got := describeExit(42, 0, 1); !strings.Contains(got, "exited with status 1") || strings.Contains(got, "killed") {
+		t.Fatalf("describeExit of an exit: %q", got)
+	}
+}
+
 func TestTooLargeInputAndOutputFail(t *testing.T) {
 	p := newPool(t, Config{MaxPayload: 1 << 20})
 	if _, err := p.Submit(context.Background(), "echo", make([]byte, 1<<20+1)); !errors.Is(err, ErrTooLarge) {
@@ -433,7 +498,7 @@ func TestBadWorkerCommand(t *testing.T) {
 	}{
 		{"missing", Config{WorkerArgv: []string{"/nonexistent/worker"}}, "no such file"},
 		{"exits at once", Config{WorkerArgv: []string{"/bin/false"}}, "exited with status 1"},
-		{"not a worker", Config{WorkerArgv: []string{"/bin/true"}}, "exit status 0"},
+		{"not a worker", Config{WorkerArgv: []string{"/bin/true"}}, "exited with status 0"},
 		{"initializer fails", Config{WorkerEnv: []string{"TEST_INIT=fail"}}, "initializer failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -145,8 +145,9 @@ func (p *Pool) crashedJob(idx int, cur uint64, ci crashInfo) {
 	}
 }
 
-// failQueued ends every queued job with code (the pool cannot run them).
-func (p *Pool) failQueued(code uint16, err error) {
+// failQueued ends every queued job with code and detail (the pool cannot
+// run them). Monitor goroutine only.
+func (p *Pool) failQueued(code uint16, detail string) {
 	l := p.l
 	for idx := 0; idx < l.g.slots; idx++ {
 		st := l.slotState(idx)
@@ -155,7 +156,7 @@ func (p *Pool) failQueued(code uint16, err error) {
 			continue
 		}
 		if st.CompareAndSwap(cur, stateWord(slotDone, p.sup.Owner(), wSeq(cur), 0)) {
-			p.finishSlot(idx, wSeq(cur), code, err.Error(), crashInfo{})
+			p.finishSlot(idx, wSeq(cur), code, detail, crashInfo{})
 		}
 	}
 }

@@ -70,7 +70,7 @@ func (p *Pool) shutdown(grace time.Duration) error {
 	}
 	// Whatever is still queued ends with PoolClosed, delivered to its
 	// client like any result.
-	p.runOnMonitor(func() { p.failQueued(codePoolClosed, ErrPoolClosed) })
+	p.runOnMonitor(func() { p.failQueued(codePoolClosed, "the pool was closed before the job ran") })
 	if p.client != nil {
 		deadline := time.Now().Add(time.Second)
 		for p.client.pending() > 0 && time.Now().Before(deadline) {
@@ -131,9 +131,6 @@ func (p *Pool) waitIdle(deadline time.Time) bool {
 		}
 		if !busy && (p.client == nil || p.client.pending() == 0) {
 			return true
-		}
-		if err := p.brokenErr(); err != nil {
-			return false
 		}
 		if time.Now().After(deadline) {
 			return false

@@ -12,6 +12,9 @@ import (
 type Stats struct {
 	State         string `json:"state"` // open, closing, closed or dead
 	SupervisorPID int    `json:"supervisor_pid"`
+	// StartFailure says why no worker can start, while none can (jobs
+	// then fail with ErrWorkerStart; the pool goes on trying); "" else.
+	StartFailure string `json:"start_failure,omitempty"`
 
 	Submitted  uint64            `json:"submitted"`
 	Collected  uint64            `json:"collected"`
@@ -102,6 +105,7 @@ func (l *layout) stats() Stats {
 	s := Stats{Failed: map[string]uint64{}}
 	s.State = poolStateName(l.poolState().Load())
 	s.SupervisorPID = int(l.control.Uint32(ctlSupPID).Load())
+	s.StartFailure = l.startFailure()
 	for c := 0; c < l.g.clients; c++ {
 		s.Submitted += l.client(c).Uint64(crSubmitted).Load()
 		s.Collected += l.client(c).Uint64(crCollected).Load()

@@ -14,10 +14,16 @@ import (
 )
 
 const (
-	// startFailureLimit is how many times in a row a worker may die
-	// before becoming ready before the pool stops respawning it.
-	startFailureLimit = 5
-	tickInterval      = 2 * time.Millisecond
+	// A worker that fails to start is started again after a back-off that
+	// doubles from startBackoff up to startBackoffMax: the pool never stops
+	// trying, and heals within about a second once the cause is gone.
+	startBackoff    = 10 * time.Millisecond
+	startBackoffMax = time.Second
+	// newStartTries is how many times in a row every worker may fail to
+	// start before New reports the failure (a broken command is reported
+	// at once, not after StartTimeout).
+	newStartTries = 3
+	tickInterval  = 2 * time.Millisecond
 )
 
 type workerProc struct {
@@ -28,7 +34,6 @@ type workerProc struct {
 	failures  int // consecutive start-up failures
 	spawned   int // processes started for this index
 	nextStart time.Time
-	gaveUp    bool
 	lastErr   string
 }
 
@@ -109,7 +114,7 @@ func (p *Pool) spawn(w *workerProc) error {
 		p.mu.Lock()
 		w.alive = false
 		p.mu.Unlock()
-		return fmt.Errorf("start worker %v: %w", argv, err)
+		return fmt.Errorf("cannot start the worker command %v: %w", argv, err)
 	}
 	rec.Uint32(wrPID).Store(uint32(cmd.Process.Pid))
 	l.parties.SetPID(party, gen, cmd.Process.Pid)
@@ -137,8 +142,8 @@ func (p *Pool) waitReady() error {
 		if ready == p.cfg.Workers {
 			return nil
 		}
-		if err := p.brokenErr(); err != nil {
-			return err
+		if reason := p.startsFailed(newStartTries); reason != "" {
+			return fmt.Errorf("%w: %s", ErrWorkerStart, reason)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: %d of %d workers ready after %v", ErrWorkerStart, ready, p.cfg.Workers, p.cfg.StartTimeout)
@@ -215,52 +220,71 @@ func (p *Pool) workerExited(ev procEvent) {
 }
 
 // startFailed records that worker w failed to start (its process could
-// not be started, or it died before it was ready) and schedules its next
-// start with exponential back-off, or gives it up after
-// startFailureLimit failures in a row. p.mu is held.
+// not be started, or it died before it was ready), schedules its next
+// start with capped exponential back-off, and updates the pool's
+// start-up state. p.mu is held.
 func (p *Pool) startFailed(w *workerProc, reason string) {
 	w.failures++
 	w.lastErr = reason
 	p.l.counter(ctrStartFailures).Add(1)
-	if w.failures >= startFailureLimit {
-		w.gaveUp = true
-		p.l.worker(w.index).Uint32(wrState).Store(workerFailed)
-		p.checkBroken()
-		return
+	p.l.worker(w.index).Uint32(wrState).Store(workerFailed)
+	w.nextStart = time.Now().Add(min(startBackoff<<min(w.failures, 16), startBackoffMax))
+	p.checkStarts()
+}
+
+// startsFailed returns the last start-up failure if every worker has
+// failed to start at least n times in a row (and so none is ready), or "".
+func (p *Pool) startsFailed(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.workers {
+		if w.failures < n {
+			return ""
+		}
 	}
-	w.nextStart = time.Now().Add(time.Duration(10<<w.failures) * time.Millisecond)
+	return p.workers[0].lastErr
+}
+
+// checkStarts keeps the pool's start-up state, in the segment for every
+// client to read: failing while no worker is ready and the last start
+// failed (submits then fail at once with ErrWorkerStart, and the monitor
+// fails what is queued); clear as soon as a worker is ready. p.mu is
+// held, or the monitor runs it.
+func (p *Pool) checkStarts() {
+	l := p.l
+	var reason string
+	for _, w := range p.workers {
+		if workerReady(l.worker(w.index).Uint32(wrState).Load()) {
+			l.setStartFailure("")
+			return
+		}
+		if w.failures > 0 && reason == "" {
+			reason = w.lastErr
+		}
+	}
+	if reason != "" {
+		l.setStartFailure(reason)
+	}
 }
 
 func workerReady(state uint32) bool {
 	return state == workerIdle || state == workerBusy || state == workerExiting
 }
 
+// describeExit says, in one clause, how a worker that was not yet ready
+// ended: killed by a signal (a crash, such as the OOM killer's: the
+// command is not to blame), or exited (the command is broken).
 func describeExit(pid int, sig syscall.Signal, code int) string {
 	if sig != 0 {
-		return fmt.Sprintf("worker pid %d was killed by %v during start-up", pid, sig)
+		return fmt.Sprintf("worker pid %d was killed by %s during start-up", pid, sysx.SignalName(sig))
 	}
 	switch code {
 	case exitInitFailed:
-		return fmt.Sprintf("worker pid %d: its initializer failed (exit status %d)", pid, code)
+		return fmt.Sprintf("the workers' initializer failed (worker pid %d exited with status %d)", pid, code)
 	case exitOK, exitNotWorker:
-		return fmt.Sprintf("worker pid %d did not serve as a worker (exit status %d): does the worker program call ServeIfWorker or shmx_worker_main?", pid, code)
+		return fmt.Sprintf("the worker command does not serve as a worker (pid %d exited with status %d): does it call ServeIfWorker or shmx_worker_main?", pid, code)
 	}
-	return fmt.Sprintf("worker pid %d exited with status %d during start-up", pid, code)
-}
-
-// checkBroken marks the pool broken when every worker has given up, and
-// fails what is queued. p.mu is held.
-func (p *Pool) checkBroken() {
-	for _, w := range p.workers {
-		if !w.gaveUp {
-			return
-		}
-	}
-	if p.broken != nil {
-		return
-	}
-	p.broken = fmt.Errorf("%w: %s; gave up after %d tries", ErrWorkerStart, p.workers[0].lastErr, startFailureLimit)
-	go p.runOnMonitor(func() { p.failQueued(codeWorkerStart, p.broken) })
+	return fmt.Sprintf("the worker command exited with status %d during start-up (pid %d)", code, pid)
 }
 
 // tick enforces deadlines and cancel requests, respawns workers whose
@@ -290,9 +314,12 @@ func (p *Pool) tick() {
 	}
 	p.mu.Lock()
 	closed := l.poolState().Load() >= poolClosed
+	if !closed {
+		p.checkStarts()
+	}
 	var due []*workerProc
 	for _, w := range p.workers {
-		if !w.alive && !w.gaveUp && !closed && time.Now().After(w.nextStart) {
+		if !w.alive && !closed && time.Now().After(w.nextStart) {
 			w.alive = true // reserved for this spawn
 			due = append(due, w)
 		}
@@ -310,6 +337,11 @@ func (p *Pool) tick() {
 		}
 		l.counter(ctrRespawned).Add(1)
 		l.worker(w.index).Uint32(wrRestarts).Add(1)
+	}
+	if reason := l.startFailure(); reason != "" {
+		// No worker can start: what is queued ends now, with the reason,
+		// instead of waiting for a worker that may never come.
+		p.failQueued(codeWorkerStart, reason)
 	}
 	p.reapClients()
 }

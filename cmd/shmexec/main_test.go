@@ -29,7 +29,7 @@ func TestVersionMatchesHeader(t *testing.T) {
 
 func TestRenderNamesEverything(t *testing.T) {
 	s := executor.Stats{
-		State: "open", SupervisorPID: 42, Submitted: 10, Collected: 9, Queued: 1,
+		State: "open", SupervisorPID: 42, Submitted: 10, Collected: 9, Queued: 1, StartFailure: "the workers' initializer failed",
 		Failed:  map[string]uint64{"worker_crashed": 2, "timeout": 1},
 		Workers: []executor.WorkerStats{{PID: 1001, State: "busy", Current: 3, Job: 77, Done: 5, Restarts: 1}},
 		Clients: []executor.ClientStats{{Index: 0, PID: 42, State: "active"}, {Index: 2, PID: 4242, State: "dead", Slots: 3}},
@@ -37,7 +37,7 @@ func TestRenderNamesEverything(t *testing.T) {
 	var b strings.Builder
 	render(&b, s, 123, "/tmp/x.sock", time.Unix(0, 0))
 	out := b.String()
-	for _, want := range []string{"supervisor pid 42", "open", "queued 1", "throughput 123 jobs/s", "timeout 1, worker_crashed 2",
+	for _, want := range []string{"supervisor pid 42", "open", "NO WORKER CAN START", "initializer failed", "queued 1", "throughput 123 jobs/s", "timeout 1, worker_crashed 2",
 		"1001", "busy", "77 (slot 3)", "4242", "dead"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the view lacks %q:\n%s", want, out)

@@ -70,6 +70,9 @@ func liveView(f *os.File, out io.Writer, interval time.Duration, count int, sock
 
 func render(b *strings.Builder, s executor.Stats, rate float64, socket string, now time.Time) {
 	fmt.Fprintf(b, "shmexec pool at %s   supervisor pid %d   %s   %s\n\n", socket, s.SupervisorPID, s.State, now.Format("15:04:05"))
+	if s.StartFailure != "" {
+		fmt.Fprintf(b, "NO WORKER CAN START (jobs fail with WorkerStart; the pool keeps trying): %s\n\n", s.StartFailure)
+	}
 	thr := "-"
 	if rate >= 0 {
 		thr = fmt.Sprintf("%.0f jobs/s", rate)

@@ -224,3 +224,11 @@ func DupFD(fd int, name string) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(n), name), nil
 }
+
+// SignalName is sig's name, "SIGKILL", or "signal N" for one without.
+func SignalName(sig syscall.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}

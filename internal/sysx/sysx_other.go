@@ -43,3 +43,5 @@ func DieBySignal(sig syscall.Signal) error { return notSupported("die by signal"
 func CloseInherited(keep []int) error { return notSupported("close inherited descriptors") }
 
 func DupFD(fd int, name string) (*os.File, error) { return nil, notSupported("dup") }
+
+func SignalName(sig syscall.Signal) string { return fmt.Sprintf("signal %d", int(sig)) }

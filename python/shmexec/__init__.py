@@ -18,7 +18,7 @@ _reduction (what can be sent), _wire (frames and result decoding),
 executor (Executor and Future), pool (Pool and AsyncResult).
 """
 
-from ._errors import ForkedError, PoolClosed, PoolDead, RemoteError, ShmexecError, WorkerCrashed
+from ._errors import ForkedError, PoolClosed, PoolDead, RemoteError, ShmexecError, WorkerCrashed, WorkerStartError
 from ._lib import LIBRARY_PATH, get_include, get_library, version
 from .executor import Executor, Future
 from .pool import AsyncResult, Pool
@@ -35,6 +35,7 @@ __all__ = [
     "PoolDead",
     "RemoteError",
     "WorkerCrashed",
+    "WorkerStartError",
     "LIBRARY_PATH",
     "get_include",
     "get_library",

@@ -24,6 +24,13 @@ class PoolClosed(ShmexecError):
     """The pool is closed."""
 
 
+class WorkerStartError(ShmexecError):
+    """No worker can start (a broken command, a failing initializer, or
+    workers killed while they start): the task never ran. The message
+    says why; the pool goes on trying and runs tasks again once a worker
+    starts."""
+
+
 class WorkerCrashed(ShmexecError):
     """The worker process running the task died (killed, segfault,
     os._exit). pid, signal and exit_code say how."""
@@ -67,6 +74,8 @@ def job_error(res):
         return PoolClosed(err)
     if st == _lib.SHMX_EPOOL_DEAD:
         return PoolDead(err or "the process serving the pool died")
+    if st == _lib.SHMX_EWORKER_START:
+        return WorkerStartError(err or "no worker can start")
     return ShmexecError(f"{_lib.strerror(st)}: {err}")
 
 
@@ -79,6 +88,8 @@ def call_error(rc, what):
         return PoolDead("the process serving the pool died")
     if rc == _lib.SHMX_ECLOSED:
         return PoolClosed(f"{what}: the pool is closed")
+    if rc == _lib.SHMX_EWORKER_START:
+        return WorkerStartError(_lib.last_error())
     return ShmexecError(f"{what}: {_lib.strerror(rc)}: {_lib.last_error()}")
 
 

@@ -281,6 +281,8 @@ class Executor(_cf.Executor):
         rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
         if rc != _OK:
             self._pool = None
+            if rc == _lib.SHMX_EWORKER_START:
+                raise _errors.WorkerStartError(f"cannot start the pool: {_lib.last_error()}")
             raise ShmexecError(f"cannot start the pool: {_lib.strerror(rc)}: {_lib.last_error()}")
         # Outputs of 4 MiB and more are decoded where the worker wrote them,
         # a copy fewer (every path that fetches a result releases it right

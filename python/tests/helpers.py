@@ -276,3 +276,9 @@ def write_to_passed(data):
     """Writes data to the first descriptor the pool passed on."""
     fd = int(os.environ["SHMEXEC_PASS_FDS"].split(",")[0])
     return os.write(fd, data)
+
+
+def init_unless(path):
+    """An initializer that fails while path exists."""
+    if os.path.exists(path):
+        raise RuntimeError(f"the marker {path} blocks start-up")

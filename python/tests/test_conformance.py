@@ -534,3 +534,48 @@ class WorkersInheritNothing(unittest.TestCase):
         finally:
             os.close(r)
             os.close(w)
+
+
+class StartFailuresNeverStrandCallers(unittest.TestCase):
+    def test_tasks_fail_promptly_while_no_worker_can_start_and_run_again_after(self):
+        d = tempfile.mkdtemp()
+        marker = os.path.join(d, "block")
+        try:
+            with shmexec.Executor(1, initializer=helpers.init_unless, initargs=(marker,)) as ex:
+                self.assertEqual(ex.submit(helpers.add, 1, 1).result(T), 2)
+                open(marker, "w").close()  # from now on the worker cannot start
+                for proc in ex._processes.values():
+                    proc.kill()
+                t0 = time.monotonic()
+                while True:
+                    try:
+                        f = ex.submit(helpers.add, 2, 2)
+                        f.result(T)
+                    except shmexec.WorkerStartError as e:
+                        msg = str(e)
+                        break
+                    except shmexec.WorkerCrashed:
+                        pass
+                    self.assertLess(time.monotonic() - t0, 10, "no WorkerStartError while the worker cannot start")
+                self.assertIn("initializer failed", msg)
+                self.assertEqual(msg.count("fail to start"), 1, msg)
+                self.assertLess(time.monotonic() - t0, 5)
+                os.unlink(marker)  # the cause is gone: the pool heals by itself
+                t0 = time.monotonic()
+                while True:
+                    try:
+                        self.assertEqual(ex.submit(helpers.add, 3, 3).result(T), 6)
+                        break
+                    except shmexec.WorkerStartError:
+                        self.assertLess(time.monotonic() - t0, 10, "the pool did not heal")
+                        time.sleep(0.05)
+        finally:
+            import shutil
+
+            shutil.rmtree(d, True)
+
+    def test_a_broken_command_fails_the_constructor_in_one_sentence(self):
+        with self.assertRaises(shmexec.WorkerStartError) as cm:
+            shmexec.Executor(1, initializer=helpers.boom, initargs=("no",))
+        self.assertEqual(str(cm.exception).count("fail to start"), 1, str(cm.exception))
+        self.assertIn("initializer failed", str(cm.exception))
