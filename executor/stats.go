@@ -93,13 +93,7 @@ func (c *Client) Stats() Stats {
 
 // Stats reads the counters from the segment. After Close it returns the
 // zero Stats.
-func (p *Pool) Stats() Stats {
-	if !p.l.enter() {
-		return Stats{}
-	}
-	defer p.l.exit()
-	return p.l.stats()
-}
+func (p *Pool) Stats() Stats { return p.client.Stats() }
 
 func (l *layout) stats() Stats {
 	s := Stats{Failed: map[string]uint64{}}

@@ -161,13 +161,7 @@ func Monotonic() int64 {
 }
 
 // Dup returns a close-on-exec duplicate of f's descriptor.
-func Dup(f *os.File) (*os.File, error) {
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("dup: %w", err)
-	}
-	return os.NewFile(uintptr(fd), f.Name()), nil
-}
+func Dup(f *os.File) (*os.File, error) { return DupFD(int(f.Fd()), f.Name()) }
 
 // DieBySignal ends this process with sig, as the kernel does for a
 // signal whose action is the default: the action is set back to SIG_DFL

@@ -198,9 +198,11 @@ class Feeder:
         self._closing = False
 
     def idle(self):
-        """Whether nothing is queued or being fed: a caller may then submit
-        itself without overtaking queued work."""
-        return not self._queue and not self._busy
+        """Whether nothing is queued or being fed: everything handed over
+        has been fed, and a caller may submit itself without overtaking
+        queued work."""
+        with self._cond:
+            return not self._queue and not self._busy
 
     def put(self, item):
         with self._cond:
@@ -219,28 +221,24 @@ class Feeder:
     def cancel_queued(self):
         """Cancels the futures of everything queued (shutdown with
         cancel_futures)."""
-        with self._cond:
-            items = list(self._queue)
-            self._queue.clear()
-        for item in items:
+        for item in self._take_queued():
             item.cancel()
 
     def fail_queued(self, exc):
+        """Ends everything queued with exc (terminate)."""
+        for item in self._take_queued():
+            item.fail(exc)
+
+    def _take_queued(self):
         with self._cond:
             items = list(self._queue)
             self._queue.clear()
-        for item in items:
-            item.fail(exc)
+        return items
 
     def join(self, timeout=None):
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
-
-    def done(self):
-        """Whether everything handed over has been fed."""
-        with self._cond:
-            return not self._queue and not self._busy
 
     def _run(self):
         ex = self._ex

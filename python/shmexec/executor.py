@@ -359,16 +359,17 @@ class Executor(_cf.Executor):
         if self._books.state != _RUN:
             raise RuntimeError("cannot schedule new futures after shutdown")
 
-    def _opts(self, timeout, retries, own=False):
+    def _opts(self, timeout, retries, own=False, nowait=False):
         """The C submit options for per-call timeout and retries (None:
         this executor's, then the pool's), or None for the pool's. own:
         the job is the submitting thread's to fetch (_fetch_own), and the
-        collector is never woken for it."""
+        collector is never woken for it. nowait: the submit says
+        SHMX_EFULL instead of waiting for room."""
         if timeout is None:
             timeout = self._call_timeout
         if retries is None:
             retries = self._call_retries
-        if timeout is None and retries is None and not own:
+        if timeout is None and retries is None and not own and not nowait:
             return None
         opts = _lib.SubmitOpts()
         _LIB.shmx_submit_opts_init(ctypes.byref(opts))
@@ -376,8 +377,7 @@ class Executor(_cf.Executor):
             opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
         if retries is not None:
             opts.retries = retries
-        if own:
-            opts.flags = _lib.SUBMIT_OWN_WAIT
+        opts.flags = (_lib.SUBMIT_OWN_WAIT if own else 0) | (_lib.SUBMIT_NOWAIT if nowait else 0)
         return ctypes.byref(opts)
 
     def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True):
@@ -538,17 +538,9 @@ class Executor(_cf.Executor):
         if total >= _ZERO_COPY_FROM or not self._feeder.idle():
             return None
         payload = _wire.join(parts)
-        opts = _lib.SubmitOpts()
-        _LIB.shmx_submit_opts_init(ctypes.byref(opts))
-        opts.flags = _lib.SUBMIT_NOWAIT
-        timeout = self._call_timeout if timeout is None else timeout
-        retries = self._call_retries if retries is None else retries
-        if timeout is not None:
-            opts.timeout_ns = int(timeout * 1e9) if timeout > 0 else -1
-        if retries is not None:
-            opts.retries = retries
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), ctypes.byref(opts), ctypes.byref(job))
+        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, nowait=True),
+                                   ctypes.byref(job))
         if rc == _lib.SHMX_EFULL:
             return None
         if rc != _OK:
@@ -781,7 +773,7 @@ class Executor(_cf.Executor):
         job = ctypes.c_uint64()
         while True:
             with books.lock:
-                done = (books.state == _SHUTDOWN and not books.pending and not books.own and self._feeder.done()) or books.state >= _TERMINATED
+                done = (books.state == _SHUTDOWN and not books.pending and not books.own and self._feeder.idle()) or books.state >= _TERMINATED
             if done:
                 return
             rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))

@@ -282,3 +282,23 @@ def init_unless(path):
     """An initializer that fails while path exists."""
     if os.path.exists(path):
         raise RuntimeError(f"the marker {path} blocks start-up")
+
+
+def run_script(code, timeout=60, env=None):
+    """Runs code (dedented) as a script file of its own, in a temporary
+    folder, with shmexec importable as the tests import it; returns the
+    CompletedProcess."""
+    import subprocess
+    import sys
+    import tempfile
+    import textwrap
+
+    import _paths
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "script.py")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(code))
+        e = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
+        e.update(env or {})
+        return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=timeout, env=e, cwd=d)

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import unittest
 import warnings
@@ -50,20 +49,7 @@ class Runner:
         return x
 
 
-def run_script(code, timeout=T, env=None):
-    """Runs code as a script file; returns the CompletedProcess."""
-    d = tempfile.mkdtemp()
-    path = os.path.join(d, "script.py")
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(code))
-    e = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
-    e.update(env or {})
-    try:
-        return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=timeout, env=e, cwd=d)
-    finally:
-        import shutil
-
-        shutil.rmtree(d, True)
+run_script = helpers.run_script
 
 
 class AsyncMeansAsync(unittest.TestCase):

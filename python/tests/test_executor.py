@@ -295,13 +295,7 @@ class OptionsTest(unittest.TestCase):
 
 class ProcessTest(unittest.TestCase):
     def run_script(self, code):
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "script.py")
-            with open(path, "w") as f:
-                f.write(textwrap.dedent(code))
-            env = dict(os.environ)
-            env["PYTHONPATH"] = _paths.PYTHONPATH
-            return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=DEADLINE, env=env)
+        return helpers.run_script(code, DEADLINE)
 
     def test_function_from_main_script(self):
         r = self.run_script("""
