@@ -39,7 +39,6 @@ class QueuedCall:
 
     def fail(self, exc):
         if self.future.set_running_or_notify_cancel():
-            self.future._observed = True  # the caller's own terminate: not a failure to report
             self.future.set_exception(exc)
 
     def cancel(self):

@@ -847,7 +847,6 @@ class Executor(_cf.Executor):
             books.pending.clear()
         for fut in pending:
             if not fut.done():
-                fut._observed = True  # the caller's own doing: not a failure to report
                 fut.set_exception(closed)
 
     def __del__(self):
