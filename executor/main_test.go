@@ -116,6 +116,8 @@ func registerTestHandlers() {
 			return errors.New("initializer refuses")
 		case "exit":
 			os.Exit(1)
+		case "sleep": // a start-up that takes long enough to be killed in
+			time.Sleep(30 * time.Second)
 		}
 		initValue = "initialized in " + strconv.Itoa(os.Getpid())
 		return nil

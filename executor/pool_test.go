@@ -280,15 +280,66 @@ func TestStartFailuresNeverStrandCallers(t *testing.T) {
 	}
 }
 
-// TestKilledDuringStartUpIsACrash: a worker SIGKILLed while it starts (as
-// the OOM killer does) is reported as killed, not as a broken command.
-func TestKilledDuringStartUpIsACrash(t *testing.T) {
-	got := describeExit(42, syscall.SIGKILL, -1)
-	if !strings.Contains(got, "killed by SIGKILL during start-up") {
-		t.Fatalf("describeExit: %q", got)
+// TestWorkersKilledWhileStartingAreCrashes: workers SIGKILLed from
+// outside while they start, again and again (as the OOM killer does under
+// memory pressure): the pool reports them as killed, not as a broken
+// command; jobs fail at once with ErrWorkerStart instead of waiting; the
+// pool never stops trying, and runs jobs again once starts succeed.
+func TestWorkersKilledWhileStartingAreCrashes(t *testing.T) {
+	var slow atomic.Bool
+	slow.Store(true)
+	p := newPool(t, Config{Workers: 1, Stderr: io.Discard, spawnEnv: func(w, n int) []string {
+		if n >= 1 && slow.Load() {
+			return []string{"TEST_INIT=sleep"} // restarts start slowly: there is time to kill them
+		}
+		return nil
+	}})
+	if !p.killWorker(0) {
+		t.Fatal("no worker to kill")
 	}
-	if got := describeExit(42, 0, 1); !strings.Contains(got, "exited with status 1") || strings.Contains(got, "killed") {
-		t.Fatalf("describeExit of an exit: %q", got)
+	kills := 0
+	for deadline := time.Now().Add(30 * time.Second); kills < 8; {
+		if p.killStarting(0) {
+			kills++
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kills of a starting worker in 30s; want 8 (the pool stopped starting workers?)", kills)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	reason := ""
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(reason, "killed by SIGKILL during start-up"); {
+		if reason = p.Stats().StartFailure; time.Now().After(deadline) {
+			t.Fatalf("start failure %q; want a worker killed by SIGKILL during start-up", reason)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if f, err := p.Submit(context.Background(), "echo", []byte("x")); err == nil {
+		_, err = waitFor(t, f)
+		if !errors.Is(err, ErrWorkerStart) {
+			t.Fatalf("a job while no worker can start: %v, want ErrWorkerStart", err)
+		}
+	} else if !errors.Is(err, ErrWorkerStart) || !strings.Contains(err.Error(), "killed by SIGKILL") || strings.Count(err.Error(), "fail to start") != 1 {
+		t.Fatalf("a submit while no worker can start: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the job waited %v for its ErrWorkerStart", d)
+	}
+	slow.Store(false)
+	p.killStarting(0) // the slow one still starting: the next start is quick
+	for deadline := time.Now().Add(20 * time.Second); p.Stats().StartFailure != ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not heal: %+v", p.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitFullSize(t, p)
+	if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {
+		t.Fatalf("after the kills: %q, %v", out, err)
+	}
+	if d := describeExit(42, 0, 1); !strings.Contains(d, "exited with status 1") || strings.Contains(d, "killed") {
+		t.Fatalf("an exit at start-up reads as a kill: %q", d)
 	}
 }
 
