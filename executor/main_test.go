@@ -212,6 +212,22 @@ func waitFullSize(t testing.TB, p *Pool) {
 	}
 }
 
+// waitHealed waits until the pool no longer reports a start-up failure,
+// is at full size, and runs a job.
+func waitHealed(t *testing.T, p *Pool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); p.Stats().StartFailure != ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not heal: %+v", p.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitFullSize(t, p)
+	if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {
+		t.Fatalf("after healing: %q, %v", out, err)
+	}
+}
+
 // waitBusy waits until n workers run a job.
 func waitBusy(t testing.TB, p *Pool, n int) {
 	t.Helper()

@@ -264,17 +264,7 @@ func TestStartFailuresNeverStrandCallers(t *testing.T) {
 	if !errors.Is(err, ErrWorkerStart) || strings.Count(err.Error(), "fail to start") != 1 || strings.Contains(err.Error(), "by killed") {
 		t.Fatalf("a submit while no worker can start: %v, want one ErrWorkerStart sentence", err)
 	}
-	// The pool heals by itself once the cause is gone.
-	for deadline := time.Now().Add(20 * time.Second); p.Stats().StartFailure != ""; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the pool did not heal: %+v", p.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	waitFullSize(t, p)
-	if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {
-		t.Fatalf("after healing: %q, %v", out, err)
-	}
+	waitHealed(t, p) // by itself, once the cause is gone
 	if s := p.Stats(); s.StartFailures < 5 {
 		t.Fatalf("start failures counted: %d, want 5", s.StartFailures)
 	}
@@ -328,16 +318,7 @@ func TestWorkersKilledWhileStartingAreCrashes(t *testing.T) {
 	}
 	slow.Store(false)
 	p.killStarting(0) // the slow one still starting: the next start is quick
-	for deadline := time.Now().Add(20 * time.Second); p.Stats().StartFailure != ""; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the pool did not heal: %+v", p.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	waitFullSize(t, p)
-	if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {
-		t.Fatalf("after the kills: %q, %v", out, err)
-	}
+	waitHealed(t, p)
 	if d := describeExit(42, 0, 1); !strings.Contains(d, "exited with status 1") || strings.Contains(d, "killed") {
 		t.Fatalf("an exit at start-up reads as a kill: %q", d)
 	}
