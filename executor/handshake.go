@@ -13,6 +13,12 @@ const (
 	envSupervisor = "SHMEXEC_SUPERVISOR" // the supervisor's pid
 	envMaxTasks   = "SHMEXEC_MAX_TASKS"
 	envPassFDs    = "SHMEXEC_PASS_FDS" // "4,5": the descriptors of Config.PassFiles
+	// envStderrFD names the descriptor of the pool's own standard error.
+	// Until it is ready a worker's standard error is a pipe that the
+	// supervisor reads (it forwards every byte and keeps the tail for the
+	// start-up failure's reason); once ready the worker moves this
+	// descriptor onto 2 and writes to the pool's standard error directly.
+	envStderrFD = "SHMEXEC_STDERR_FD"
 
 	// segmentFD is where the worker finds the segment: the first of
 	// exec.Cmd.ExtraFiles.

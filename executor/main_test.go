@@ -110,7 +110,17 @@ func registerTestHandlers() {
 		}
 		return []byte(strconv.FormatUint(s, 10)), nil
 	})
+	// stderr writes its input to standard error and returns what
+	// descriptor 2 is.
+	Handle("stderr", func(ctx context.Context, in []byte) ([]byte, error) {
+		os.Stderr.Write(in)
+		target, err := os.Readlink("/proc/self/fd/2")
+		return []byte(target), err
+	})
 	SetInitializer(func() error {
+		if say := os.Getenv("TEST_INIT_SAY"); say != "" {
+			fmt.Fprintln(os.Stderr, say)
+		}
 		switch os.Getenv("TEST_INIT") {
 		case "fail":
 			return errors.New("initializer refuses")

@@ -247,7 +247,8 @@ func TestStartFailuresNeverStrandCallers(t *testing.T) {
 	}
 	start := time.Now()
 	if queued != nil {
-		if _, err := waitFor(t, queued); !errors.Is(err, ErrWorkerStart) || !strings.Contains(err.Error(), "initializer failed") {
+		if _, err := waitFor(t, queued); !errors.Is(err, ErrWorkerStart) || !strings.Contains(err.Error(), "initializer failed") ||
+			!strings.Contains(err.Error(), `standard error was "shmexec worker 0: initializer failed: initializer refuses"`) {
 			t.Fatalf("a job queued while the worker could not start: %v, want ErrWorkerStart saying why", err)
 		}
 		if d := time.Since(start); d > 3*time.Second {
@@ -267,6 +268,35 @@ func TestStartFailuresNeverStrandCallers(t *testing.T) {
 	waitHealed(t, p) // by itself, once the cause is gone
 	if s := p.Stats(); s.StartFailures < 5 {
 		t.Fatalf("start failures counted: %d, want 5", s.StartFailures)
+	}
+}
+
+// TestWorkerStderr: what a worker writes to standard error while it
+// starts reaches the pool's Stderr (through the supervisor, which keeps
+// the tail for a start-up failure); once ready, the worker writes to the
+// pool's Stderr directly, and its descriptor 2 is that file.
+func TestWorkerStderr(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := newPool(t, Config{Workers: 1, Stderr: f, spawnEnv: func(w, n int) []string {
+		return []string{"TEST_INIT_SAY=starting up"}
+	}})
+	f1, err := p.Submit(context.Background(), "stderr", []byte("from a job\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := waitFor(t, f1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); string(out) != want {
+		t.Fatalf("a ready worker's descriptor 2 is %q, want the pool's Stderr %q", out, want)
+	}
+	if b, _ := os.ReadFile(f.Name()); string(b) != "starting up\nfrom a job\n" {
+		t.Fatalf("the pool's Stderr got %q", b)
 	}
 }
 

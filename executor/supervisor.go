@@ -35,6 +35,7 @@ type workerProc struct {
 	spawned   int // processes started for this index
 	nextStart time.Time
 	lastErr   string
+	log       *startLog // the standard error of the process now starting
 }
 
 type spawnReq struct {
@@ -100,7 +101,17 @@ func (p *Pool) spawn(w *workerProc) error {
 	w.spawned++
 	cmd.ExtraFiles = append([]*os.File{p.seg.File()}, p.cfg.PassFiles...)
 	cmd.Stdout = p.cfg.Stdout
-	cmd.Stderr = p.cfg.Stderr
+	logr, logw, err := os.Pipe()
+	if err != nil {
+		l.parties.Free(party, gen)
+		return fmt.Errorf("cannot start a worker: %w", err)
+	}
+	defer logw.Close() // the child has its copy
+	cmd.Stderr = logw
+	if f, ok := p.cfg.Stderr.(*os.File); ok {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", envStderrFD, segmentFD+len(cmd.ExtraFiles)))
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	rec := l.worker(w.index)
 	rec.Uint64(wrCurrent).Store(0)
@@ -109,6 +120,7 @@ func (p *Pool) spawn(w *workerProc) error {
 	res := make(chan error, 1)
 	p.spawnc <- spawnReq{cmd: cmd, res: res}
 	if err := <-res; err != nil {
+		logr.Close()
 		rec.Uint32(wrState).Store(workerFailed)
 		l.parties.Free(party, gen)
 		p.mu.Lock()
@@ -118,8 +130,9 @@ func (p *Pool) spawn(w *workerProc) error {
 	}
 	rec.Uint32(wrPID).Store(uint32(cmd.Process.Pid))
 	l.parties.SetPID(party, gen, cmd.Process.Pid)
+	log := newStartLog(logr, p.cfg.Stderr)
 	p.mu.Lock()
-	w.gen, w.cmd, w.alive = gen, cmd, true
+	w.gen, w.cmd, w.alive, w.log = gen, cmd, true, log
 	p.mu.Unlock()
 	go func() {
 		cmd.Wait() // os.Process waits on a pidfd on Linux: no pid-reuse race
@@ -186,6 +199,7 @@ func (p *Pool) workerExited(ev procEvent) {
 		return
 	}
 	w.alive = false
+	log := w.log
 	p.mu.Unlock()
 
 	l := p.l
@@ -209,13 +223,17 @@ func (p *Pool) workerExited(ev procEvent) {
 	if l.poolState().Load() >= poolClosed {
 		return
 	}
+	var reason string
+	if !wasReady {
+		reason = withStderr(describeExit(pid, sig, code), log)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if wasReady {
 		w.failures = 0
 		w.nextStart = time.Now()
 	} else {
-		p.startFailed(w, describeExit(pid, sig, code))
+		p.startFailed(w, reason)
 	}
 }
 

@@ -142,6 +142,7 @@ type worker struct {
 	maxTasks int
 	tasks    int
 	hint     atomic.Uint32 // where this worker's page searches start
+	stderrFD int           // the pool's standard error until ready (envStderrFD), or -1
 }
 
 func parseHandshake() (index, party, gen, fd, sup, maxTasks int, err error) {
@@ -176,6 +177,11 @@ func attachWorker(cfg WorkerConfig) (*worker, error) {
 			keep = append(keep, n)
 		}
 	}
+	stderrFD := -1
+	if n, err := strconv.Atoi(os.Getenv(envStderrFD)); err == nil && n > 2 {
+		stderrFD = n
+		keep = append(keep, n)
+	}
 	if err := sysx.CloseInherited(keep); err != nil {
 		return nil, fmt.Errorf("close inherited descriptors: %w", err)
 	}
@@ -201,7 +207,7 @@ func attachWorker(cfg WorkerConfig) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), maxTasks: maxTasks}
+	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), maxTasks: maxTasks, stderrFD: stderrFD}
 	return w, nil
 }
 
@@ -243,6 +249,14 @@ func (w *worker) serve() int {
 
 // ready tells the supervisor that start-up is over.
 func (w *worker) ready() {
+	if w.stderrFD > 2 {
+		// From now on write to the pool's standard error directly, not
+		// through the supervisor's start-up pipe (see envStderrFD).
+		if err := sysx.MoveFD(w.stderrFD, 2); err != nil {
+			fmt.Fprintf(os.Stderr, "shmexec worker %d: %v\n", w.index, err)
+		}
+		w.stderrFD = -1
+	}
 	w.rec.Uint32(wrState).Store(workerIdle) // pairs with the supervisor's start-up check
 }
 

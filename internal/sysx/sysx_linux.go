@@ -219,6 +219,15 @@ func DupFD(fd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(n), name), nil
 }
 
+// MoveFD makes descriptor to a copy of from (closing what to was) and
+// closes from.
+func MoveFD(from, to int) error {
+	if err := unix.Dup3(from, to, 0); err != nil {
+		return fmt.Errorf("dup %d onto %d: %w", from, to, err)
+	}
+	return unix.Close(from)
+}
+
 // SignalName is sig's name, "SIGKILL", or "signal N" for one without.
 func SignalName(sig syscall.Signal) string {
 	if n := unix.SignalName(sig); n != "" {

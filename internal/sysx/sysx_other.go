@@ -44,4 +44,6 @@ func CloseInherited(keep []int) error { return notSupported("close inherited des
 
 func DupFD(fd int, name string) (*os.File, error) { return nil, notSupported("dup") }
 
+func MoveFD(from, to int) error { return notSupported("dup3") }
+
 func SignalName(sig syscall.Signal) string { return fmt.Sprintf("signal %d", int(sig)) }
