@@ -565,3 +565,5 @@ class StartFailuresNeverStrandCallers(unittest.TestCase):
             shmexec.Executor(1, initializer=helpers.boom, initargs=("no",))
         self.assertEqual(str(cm.exception).count("fail to start"), 1, str(cm.exception))
         self.assertIn("initializer failed", str(cm.exception))
+        # the reason ends with the last line the worker wrote to stderr
+        self.assertIn('standard error was "shmexec worker: initializer failed: ValueError: no"', str(cm.exception))
