@@ -54,8 +54,8 @@ func (p *Pool) AddClient(pid int) (ClientTicket, error) {
 			return ClientTicket{}, err
 		}
 		cp := p.clients[len(p.clients)-1]
-		cp.pidfd = pfd
-		go p.watchClient(cp)
+		p.watchers.Add(1)
+		go p.watchClient(cp, pfd)
 		return ClientTicket{Index: c, SubGen: cp.subGen, ColGen: cp.colGen}, nil
 	}
 	pfd.Close()
@@ -97,8 +97,7 @@ func Connect(f *os.File, t ClientTicket) (*Client, error) {
 		Timeout: time.Duration(l.control.Uint64(ctlDefTimeout).Load()),
 		Retries: int(l.control.Uint32(ctlDefRetries).Load()),
 	}
-	c := newClient(l, t.Index, sub, col, defaults)
-	c.external = seg
+	c := newClient(l, t.Index, sub, col, defaults, seg)
 	pfd, err := sysx.PidfdOpen(int(l.control.Uint32(ctlSupPID).Load()))
 	if err != nil {
 		c.Close()

@@ -85,9 +85,11 @@ type SubmitOptions struct {
 	InPlace int
 }
 
-func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOptions) *Client {
+// newClient starts the client's collector. external is the segment
+// mapping of a client that Connect attached (nil for the pool owner's).
+func newClient(l *layout, index int, sub, col *ring.Party, defaults SubmitOptions, external *shm.Segment) *Client {
 	c := &Client{
-		l: l, index: index, subParty: sub, colParty: col, defaults: defaults,
+		l: l, index: index, subParty: sub, colParty: col, defaults: defaults, external: external,
 		futures:   map[uint32]*Future{},
 		stopping:  make(chan struct{}),
 		collected: make(chan struct{}),

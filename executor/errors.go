@@ -20,7 +20,7 @@ const (
 	codePoolClosed     = 5
 	codeUnknownHandler = 6
 	codeTooLarge       = 7
-	codeWorkerStart    = 8 // the pool gave up starting workers
+	codeWorkerStart    = 8 // no worker is alive and the last start failed
 	numCodes           = 8 // the highest code
 )
 
@@ -49,8 +49,10 @@ var (
 	ErrPoolDead = errors.New("shmexec: pool supervisor died")
 	// ErrFull: a non-blocking submit found no free job slot.
 	ErrFull = errors.New("shmexec: pool queue full")
-	// ErrWorkerStart: workers cannot stay alive (bad command, crash at
-	// start-up, failing initializer); the pool gave up respawning.
+	// ErrWorkerStart: no worker is alive and the last start failed (a
+	// broken command, a crash at start-up, a failing initializer); the
+	// error says why. The pool goes on starting workers, with back-off,
+	// and runs jobs again once one is ready.
 	ErrWorkerStart = errors.New("shmexec: workers fail to start")
 	// ErrNestedPool: New was called in a pool worker. Workers may not
 	// start pools (as multiprocessing's daemonic processes may not have

@@ -21,3 +21,16 @@ func (p *Pool) killIf(i int, ready bool) bool {
 	}
 	return false
 }
+
+// workerPIDs returns the pid of each worker's latest process.
+func (p *Pool) workerPIDs() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pids []int
+	for _, w := range p.workers {
+		if w.cmd != nil && w.cmd.Process != nil {
+			pids = append(pids, w.cmd.Process.Pid)
+		}
+	}
+	return pids
+}

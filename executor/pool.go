@@ -23,6 +23,9 @@ type Pool struct {
 	events  chan procEvent
 	quit    chan struct{}
 	stopped chan struct{}
+	// watchers counts the goroutines that watch attached clients'
+	// processes (watchClient); shutdown waits for them.
+	watchers sync.WaitGroup
 
 	// mu guards the workers and clients lists, every field of their
 	// workerProc and clientProc records. The pool's
@@ -149,7 +152,7 @@ func (p *Pool) newClientParties(c, pid int) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(l, c, sub, col, SubmitOptions{Timeout: p.cfg.JobTimeout, Retries: p.cfg.Retries}), nil
+	return newClient(l, c, sub, col, SubmitOptions{Timeout: p.cfg.JobTimeout, Retries: p.cfg.Retries}, nil), nil
 }
 
 // Client returns the pool owner's client.

@@ -39,6 +39,17 @@ func childClient() int {
 		fmt.Println("connect:", err)
 		return 1
 	}
+	if seed := os.Getenv("SHMX_T_SCRIBBLE"); seed != "" {
+		n, _ := strconv.ParseUint(seed, 10, 64)
+		var ranges [][2]int
+		for _, r := range strings.Split(os.Getenv("SHMX_T_SCRIBBLE_RANGES"), ",") {
+			var off, size int
+			if _, err := fmt.Sscanf(r, "%d:%d", &off, &size); err == nil && size > 0 {
+				ranges = append(ranges, [2]int{off, size})
+			}
+		}
+		return scribble(n, ranges)
+	}
 	defer c.Close()
 	n, handler, input := testutil.EnvInt("SHMX_T_JOBS", 1), os.Getenv("SHMX_T_HANDLER"), os.Getenv("SHMX_T_INPUT")
 	// SHMX_T_PAD makes every input that much longer, so it travels in arena

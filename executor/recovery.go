@@ -242,13 +242,17 @@ type clientProc struct {
 	index          int
 	subGen, colGen uint16
 	pid            int
-	pidfd          *os.File
 	state          int // clientActive, clientDead (reaping)
 }
 
-func (p *Pool) watchClient(cp *clientProc) {
+// watchClient reports when client cp exits or detaches. It owns cp's
+// pidfd, and closes it when it returns: on that report, or within
+// clientPoll once the pool is shutting down (which waits for it).
+func (p *Pool) watchClient(cp *clientProc, pidfd *os.File) {
+	defer p.watchers.Done()
+	defer pidfd.Close()
 	for {
-		exited, err := sysx.PidfdWaitExit(cp.pidfd, 100*time.Millisecond)
+		exited, err := sysx.PidfdWaitExit(pidfd, clientPoll)
 		select {
 		case <-p.quit:
 			return
@@ -358,10 +362,6 @@ func (p *Pool) reapClient(cp *clientProc) {
 			}
 		}
 		p.mu.Unlock()
-		if cp.pidfd != nil {
-			cp.pidfd.Close()
-			cp.pidfd = nil
-		}
 	}
 }
 

@@ -81,13 +81,11 @@ func (p *Pool) shutdown(grace time.Duration) error {
 	close(p.quit)
 	<-p.stopped
 	close(p.spawnc)
+	// An AddClient that saw the pool open has added its watcher by the
+	// time p.mu is free; any later one sees it closed.
 	p.mu.Lock()
-	for _, c := range p.clients {
-		if c.pidfd != nil {
-			c.pidfd.Close()
-		}
-	}
-	p.mu.Unlock()
+	p.mu.Unlock()     //nolint:staticcheck // an empty critical section, on purpose
+	p.watchers.Wait() // each closes its client's pidfd within clientPoll
 	if err := l.unmap(); err != nil {
 		errs = append(errs, err)
 	}

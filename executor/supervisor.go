@@ -24,6 +24,9 @@ const (
 	// at once, not after StartTimeout).
 	newStartTries = 3
 	tickInterval  = 2 * time.Millisecond
+	// clientPoll is how often a client's watcher looks up from waiting for
+	// the client's exit, to see whether the pool is shutting down.
+	clientPoll = 25 * time.Millisecond
 )
 
 type workerProc struct {

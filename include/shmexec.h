@@ -54,7 +54,7 @@ uint32_t shmx_version_number(void);
 #define SHMX_EPOOL_DEAD       -11 /* the pool's supervisor died */
 #define SHMX_ENOMEM           -12 /* out of memory */
 #define SHMX_ESYS             -13 /* a system call failed; see shmx_last_error */
-#define SHMX_EWORKER_START    -14 /* the workers cannot start (bad command, crash at start-up, failing init) */
+#define SHMX_EWORKER_START    -14 /* no worker is alive and the last start failed (bad command, crash at start-up, failing init); the pool keeps trying */
 
 /* Returns: a static string naming code; never NULL ("unknown error code"
    for a code this library does not know). */
@@ -126,8 +126,8 @@ int shmx_pool_terminate(shmx_pool *pool);
 
 /* The pool's worker processes: *n is set to the number of worker slots,
    and pids[i] (for i < cap) to the pid of slot i's process, or 0 while
-   the slot has none (between a death and its replacement, or after the
-   pool gave up starting it). pids may be NULL when cap is 0. Works for an
+   the slot has none (between a death and its replacement, or while its
+   start is backed off after failures). pids may be NULL when cap is 0. Works for an
    attached handle too (the server's workers).
    Returns: SHMX_OK; SHMX_EINVAL for a closed handle or NULL n. */
 int shmx_pool_workers(shmx_pool *pool, int32_t *pids, size_t cap, size_t *n);
