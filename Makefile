@@ -24,7 +24,7 @@ FUZZ_TARGETS := \
 	./executor:FuzzPayloadRefs \
 	./executor:FuzzParseTicket
 
-.PHONY: all build lib c-examples test test-go test-go-module test-c test-python test-cpython test-install test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
+.PHONY: all build lib c-examples test soak test-go test-go-module test-c test-python test-cpython test-install test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
 
 all: build lib c-examples $(C_TESTS)
 
@@ -148,6 +148,17 @@ test-go-module:
 test-go:
 	GORACE=atexit_sleep_ms=0 $(GO) test -race $(CRASHTAGS) -count=1 -timeout 15m ./...
 	cd bench && $(GO) test -race -count=1 ./...
+
+# Long runs (docs/RELIABILITY.md): the scribbler over many seeds, the Go
+# pool's chaos soak (1,000,000 jobs, a kill every 10 ms), and the Python
+# Executor's (a kill every 20 ms, then every 5 ms while workers start).
+# Each writes its figures to build/soak-*.log as well.
+soak: lib build/shmexec build/attach_demo
+	mkdir -p build
+	SHMEXEC_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run '^(TestScribblerHarmsNoOne|TestChaosSoak)$$' ./executor > build/soak-go.log 2>&1; \
+		rc=$$?; grep -a -E '^(--- |ok|FAIL|PASS)|jobs' build/soak-go.log | grep -a -v -E '^    --- PASS'; exit $$rc
+	cd python/tests && SHMEXEC_SOAK=1 timeout 1800 $(PYTHON) -m unittest -v test_chaos > ../../build/soak-python.log 2>&1; \
+		rc=$$?; tail -8 ../../build/soak-python.log; exit $$rc
 
 fuzz-quick:
 	@for t in $(FUZZ_TARGETS); do \

@@ -70,6 +70,8 @@ states_are() {
 verify ring.pml "-DNP=1 -DNC=1 -DK=2 -DMUTANT_NO_PENDING" error
 verify ring.pml "-DNP=1 -DNC=1 -DK=2 -DMUTANT_NO_OWNER" error
 verify job.pml  "-DBUG_DROPPED_ORPHAN" error
+# the supervisor that does not fail queued jobs while no worker can start
+verify job.pml  "-DSTARTFAIL=2 -DBROKEN -DCLIENTDEATH=0 -DMUTANT_NO_FAILQUEUED" error
 # and with deaths restricted by CRASHSET (as the full 2x2 runs are)
 verify ring.pml "-DNP=1 -DNC=1 -DK=2 -DMUTANT_NO_PENDING -DCRASHSET=1" error
 # a spinner that clears its bit without re-checking the ring strands a
@@ -83,6 +85,7 @@ quick)
 	verify ring.pml "-DNP=1 -DNC=2 -DK=1 -DB=2 -DCAP=2 -DCRASHSET=3 -DSTOPS" ok
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=0 -DMAXCRASH=2" ok
+	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2 -DSTARTFAIL=1 -DBROKEN -DCLIENTDEATH=0" ok
 	# -DNOSPIN is the model without the spin layer, state for state: the
 	# count below is the one the model had before the spin layer
 	# (docs/model/README.md), so its results in the full runs stand
@@ -100,6 +103,11 @@ full)
 	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=2 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2" ok
 	verify job.pml  "-DS=2 -DJ=3 -DW=2 -DRETRIES=1 -DMAXCRASH=1" ok
+	# start-up failures (§6.2): starts that fail and are tried again, and
+	# workers that never start again after a failure
+	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2 -DSTARTFAIL=2" ok
+	verify job.pml  "-DS=1 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2 -DSTARTFAIL=2 -DBROKEN" ok
+	verify job.pml  "-DS=2 -DJ=2 -DW=2 -DRETRIES=1 -DMAXCRASH=2 -DSTARTFAIL=2 -DBROKEN" ok
 	# The spin layer (spinning consumers, skipped wakes, pass on, a
 	# poller that leaves) with every death: the configurations that fit.
 	verify ring.pml "-DNP=2 -DNC=1 -DK=1 -DB=2 -DCAP=2 -DMAXCRASH=2" ok

@@ -10,6 +10,15 @@
  * itself (CLIENTDEATH). The supervisor recovers a dead worker, respawns it
  * under a new generation, and cleans up after a dead client.
  *
+ * With -DSTARTFAIL=n, up to n of the supervisor's worker starts fail (the
+ * worker stays down; the supervisor starts it again later, §6.2's start-up
+ * state); with -DBROKEN as well, a worker whose start failed never starts
+ * again. While no worker is up and a start has failed, the client's
+ * submits are refused and the supervisor fails the queued jobs
+ * (WSTART): no job waits for ever because no worker can start.
+ * -DMUTANT_NO_FAILQUEUED leaves the latter out (a counterexample with
+ * -DBROKEN: the queued job never ends).
+ *
  * The rings are abstracted by the contract ring.pml checks: an enqueue
  * either happened or not (the party's record says "enqueued" after it,
  * until its next ring operation); a dequeued value stays in the party's
@@ -34,6 +43,14 @@
 #ifndef CLIENTDEATH
 #define CLIENTDEATH 1
 #endif
+#ifndef STARTFAIL
+#define STARTFAIL 0
+#endif
+#ifdef BROKEN
+#define RESTARTS 0
+#else
+#define RESTARTS 1
+#endif
 
 /* slot states */
 #define FREE       0
@@ -49,6 +66,7 @@
 #define CRASHED   2
 #define TIMEDOUT  3
 #define CANCELLED 4
+#define WSTART    5   /* no worker could start */
 
 /* flags */
 #define F_TIMEOUT 1
@@ -71,6 +89,9 @@
 #define DROP_AT(i)   (sst[i] == QUEUED && sown[i] == 0)
 #define LIVEW(o)     ((o) >= 3 && !wdead[((o) - 3) % W] && (o) == WOWNER(((o) - 3) % W, wgen[((o) - 3) % W]))
 #define ORPHAN_AT(i) (sst[i] == DONE && !LIVEW(sown[i]))
+#define QUEUED_AT(i) (sst[i] == QUEUED)
+/* the pool's start-up state: no worker is up, and a start has failed */
+#define FAILING      (wdead[0] && wdead[W-1] && (wfail[0] || wfail[W-1]))
 
 /* slots */
 byte sst[S]; byte sown[S]; byte sseq[S]; byte sflags[S];
@@ -89,6 +110,7 @@ byte subph; byte subref; byte colph; byte colref;
 
 /* parties */
 bool wdead[W]; byte wgen[W]; bool killreq[W];
+bool wfail[W]; byte startfails;   /* a worker whose last start failed stays down (wdead) */
 bool cdead; bool cclean;
 byte crashes; byte timeouts; byte cancels;
 
@@ -173,6 +195,10 @@ proctype client()
 
 end_c:
 	do
+	:: atomic { submitted < J && FAILING ->
+		/* the submit is refused at once: the job's one result */
+		terminal[submitted]++; results[submitted]++; rcode[submitted] = WSTART;
+		submitted++; collected++ }
 	:: submitted < J && ANY(sst[0] == FREE, sst[S-1] == FREE) ->
 		/* job.fill: allocate a slot by CAS over the table (the client
 		 * waits while every slot is in use) */
@@ -253,6 +279,16 @@ inline publish(s) {
 	fi
 }
 
+/* The supervisor starts worker w under a new generation; the start may
+ * fail (STARTFAIL), and the worker then stays down until a later start. */
+inline start(w) {
+	killreq[w] = false;
+	if
+	:: startfails < STARTFAIL -> startfails++; wfail[w] = true
+	:: true -> wfail[w] = false; wgen[w]++; wdead[w] = false
+	fi
+}
+
 proctype supervisor()
 {
 	byte w, s, ref, own;
@@ -260,11 +296,28 @@ proctype supervisor()
 end_sup:
 	do
 	/* §6.2: a dead worker */
-	:: atomic { wdead[0] -> w = 0 } ;
+	:: atomic { wdead[0] && !wfail[0] -> w = 0 } ;
 		goto recover
 #if W > 1
-	:: atomic { wdead[1] -> w = 1 };
+	:: atomic { wdead[1] && !wfail[1] -> w = 1 };
 		goto recover
+#endif
+	/* a start that failed is tried again, after a back-off */
+	:: atomic { RESTARTS && wfail[0] -> start(0) }
+#if W > 1
+	:: atomic { RESTARTS && wfail[1] -> start(1) }
+#endif
+#ifndef MUTANT_NO_FAILQUEUED
+	/* no worker is up and a start failed: the queued jobs end (WSTART) */
+	:: atomic {
+		FAILING && ANY(QUEUED_AT(0), QUEUED_AT(S-1)) ->
+		s = 0;
+		do
+		:: s < S && sst[s] != QUEUED -> s++
+		:: s < S && sst[s] == QUEUED -> break
+		od;
+		sst[s] = DONE; sown[s] = SUP; terminate(s, WSTART); publish(s)
+	   }
 #endif
 	/* a job runs past its deadline: flag it, kill its worker */
 	:: atomic {
@@ -372,9 +425,7 @@ recover:
 		:: else -> break
 		od;
 		/* respawn under a new generation */
-		killreq[w] = false;
-		wgen[w]++;
-		wdead[w] = false
+		start(w)
 	};
 	goto end_sup
 }
@@ -392,10 +443,11 @@ init {
 	};
 	timeout;
 	atomic {
-		/* the pool is back at full size, nothing runs */
+		/* the pool is back at full size (unless BROKEN keeps a worker
+		 * down), nothing runs */
 		i = 0;
 		do
-		:: i < W -> assert(!wdead[i]); i++
+		:: i < W -> assert(!wdead[i] || !RESTARTS && wfail[i]); i++
 		:: else -> break
 		od;
 		j = 0;
@@ -414,10 +466,12 @@ init {
 			od
 		:: else
 		fi;
-		/* no slot leaked */
+		/* no slot leaked (a dead client's dropped job waits in the
+		 * inqueue for a worker to free it: with BROKEN, none may come;
+		 * nothing waits for that job) */
 		i = 0;
 		do
-		:: i < S -> assert(sst[i] == FREE); i++
+		:: i < S -> assert(sst[i] == FREE || !RESTARTS && sst[i] == DROPPED && cdead); i++
 		:: else -> break
 		od
 	}

@@ -1,0 +1,166 @@
+"""Chaos from outside: a thread SIGKILLs random workers of an
+Executor(retries=3) while a stream of tasks flows, every 20 ms and then
+every 5 ms (a start-up storm: workers die while they start, as under the
+OOM killer). Every task must end exactly once, with its own value or a
+terminal error (WorkerCrashed once its retries are spent, WorkerStartError
+while no worker could start); none may wait past its deadline; the pool
+must be back at full size within a second after the kills stop.
+
+Brief here (make test); SHMEXEC_SOAK=1 runs it for minutes (make soak).
+The figures (tasks, kills, throughput during and after) go to stderr."""
+
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import unittest
+
+import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the installed one)
+
+import shmexec  # noqa: E402
+import helpers  # noqa: E402
+
+SOAK = bool(os.environ.get("SHMEXEC_SOAK"))
+DEADLINE = 30  # seconds any task may take, from its submit to its result
+IN_FLIGHT = 64
+
+
+def tag(i):
+    return i, os.getpid()
+
+
+class Killer(threading.Thread):
+    """SIGKILLs a random worker of ex every `every` seconds, by the pid the
+    pool reports (the workers are this process's children: a pid cannot be
+    reused before the pool has reaped it). With ready_only, only workers
+    that have answered a task (seen, a set of pids) are killed: jobs flow
+    between the kills. Without, workers die while they start too."""
+
+    def __init__(self, ex, every, seen, ready_only):
+        super().__init__(daemon=True)
+        self.ex, self.every, self.seen, self.ready_only = ex, every, seen, ready_only
+        self.stop = threading.Event()
+        self.kills = 0
+
+    def run(self):
+        rng = random.Random()
+        while not self.stop.wait(self.every):
+            pids = [p for p in self.ex._worker_pids() if p and (p in self.seen or not self.ready_only)]
+            if pids:
+                try:
+                    os.kill(rng.choice(pids), signal.SIGKILL)
+                    self.kills += 1
+                except ProcessLookupError:
+                    pass
+
+
+class Stream:
+    """Submits tag(i) for i = 0, 1, ... with at most IN_FLIGHT pending, and
+    checks each result as it is collected, in order."""
+
+    def __init__(self, ex):
+        self.ex = ex
+        self.next = 0
+        self.pending = []
+        self.ok = self.crashed = self.start_failed = 0
+        self.seen = set()  # pids of workers that returned a value
+
+    def run_for(self, seconds):
+        end = time.monotonic() + seconds
+        n0 = self.next
+        while time.monotonic() < end:
+            while len(self.pending) < IN_FLIGHT:
+                try:
+                    self.pending.append((self.next, time.monotonic(), self.ex.submit(tag, self.next)))
+                except shmexec.WorkerStartError:  # refused at once: no worker is alive just now
+                    self.start_failed += 1
+                    self.next += 1
+                    time.sleep(0.001)
+                    break
+                self.next += 1
+            if not self.pending:
+                continue
+            self.collect(self.pending.pop(0))
+        return self.next - n0
+
+    def drain(self):
+        while self.pending:
+            self.collect(self.pending.pop(0))
+
+    def collect(self, item):
+        i, submitted, f = item
+        left = submitted + DEADLINE - time.monotonic()
+        try:
+            v, pid = f.result(max(left, 0))
+        except shmexec.WorkerCrashed:
+            self.crashed += 1
+        except shmexec.WorkerStartError:
+            self.start_failed += 1
+        except TimeoutError:
+            raise AssertionError(f"task {i} had no result {DEADLINE} s after its submit") from None
+        else:
+            if v != i:
+                raise AssertionError(f"task {i} returned task {v}'s value")
+            self.ok += 1
+            self.seen.add(pid)
+
+
+def full_size_after(ex, n, deadline=10):
+    """Seconds until n tasks run at once on n workers, polling."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < deadline:
+        start = time.monotonic()
+        try:
+            fs = [ex.submit(helpers.sleep_then_pid, 0.05) for _ in range(n)]
+        except shmexec.WorkerStartError:  # no worker is alive yet
+            time.sleep(0.005)
+            continue
+        pids = set()
+        for f in fs:
+            try:
+                pids.add(f.result(DEADLINE))
+            except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                pass
+        if len(pids) == n and time.monotonic() - start < 0.05 * n:
+            return start - t0
+    raise AssertionError(f"the pool was not back at {n} workers {deadline} s after the kills stopped")
+
+
+class ChaosFromOutside(unittest.TestCase):
+    def test_kills_while_tasks_flow_and_while_workers_start(self):
+        steady, storm, calm = (60, 20, 10) if SOAK else (2, 1, 1)
+        with shmexec.Executor(2, retries=3) as ex:
+            s = Stream(ex)
+            s.run_for(0.2)  # warm
+            phases = []
+            for every, seconds, ready_only in ((0.020, steady, True), (0.005, storm, False)):
+                k = Killer(ex, every, s.seen, ready_only)
+                k.start()
+                t0 = time.monotonic()
+                n = s.run_for(seconds)
+                k.stop.set()
+                k.join(5)
+                phases.append((every, n, k.kills, time.monotonic() - t0))
+            s.drain()
+            heal = full_size_after(ex, 2)
+            t0 = time.monotonic()
+            n_calm = s.run_for(calm)
+            s.drain()
+            calm_rate = n_calm / (time.monotonic() - t0)
+        total = s.ok + s.crashed + s.start_failed
+        self.assertEqual(total, s.next, "tasks lost")
+        for every, n, kills, secs in phases:
+            sys.stderr.write(f"\n  kill every {every * 1000:.0f} ms: {n} tasks, {kills} kills, {n / secs:.0f} tasks/s")
+            self.assertGreater(kills, 0)
+        sys.stderr.write(
+            f"\n  after: {calm_rate:.0f} tasks/s; back at full size {heal:.3f} s after the kills stopped;"
+            f" {s.ok} ok, {s.crashed} WorkerCrashed (retries spent), {s.start_failed} WorkerStartError\n"
+        )
+        self.assertLess(heal, 1.0, "the pool took more than a second to be back at full size")
+        self.assertGreater(s.ok, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
