@@ -54,6 +54,9 @@ say "a fresh virtual environment gets the wheel"
 "$PYTHON" -m venv "$work/venv"
 py=$work/venv/bin/python   # by full path: the venv is never activated
 "$py" -m pip install --quiet "$wheel"
+# the tests' own dependencies (Dask, numpy), pinned; without them test_dask skips, saying why
+"$py" -m pip install --quiet -r "$root/python/tests/requirements.txt" ||
+    echo "python-installed: the test requirements could not be installed; test_dask will skip" >&2
 cd "$work"   # outside the checkout from here on
 env -u PYTHONPATH -u SHMEXEC_LIB "$py" -c 'import shmexec, sys; print("installed:", shmexec.__file__, shmexec.LIBRARY_PATH)'
 

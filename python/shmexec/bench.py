@@ -1,9 +1,11 @@
 """`python -m shmexec.bench`: shmexec beside multiprocessing.Pool and
 ProcessPoolExecutor, measured in the same run, printed as ratios.
 
-    python -m shmexec.bench [--quick] [--json]
+    python -m shmexec.bench [--quick] [--json] [--dask]
 
 --json prints every figure as one JSON object (for `shmexec bench`).
+--dask measures a Dask worker's threads beside a shmexec executor in it
+instead (shmexec.dask; needs distributed).
 """
 
 import concurrent.futures as cf
@@ -120,6 +122,12 @@ def measure(quick=False):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if "--dask" in argv:
+        from . import _dask_bench  # needs distributed
+
+        r = _dask_bench.measure("--quick" in argv)
+        print(json.dumps(r)) if "--json" in argv else _dask_bench.report(r)
+        return
     r = measure("--quick" in argv)
     if "--json" in argv:
         print(json.dumps(r))
