@@ -90,6 +90,7 @@ type benchReport struct {
 	Latency  map[string][]float64 `json:"latency_us"` // sorted samples
 	Payload  []payloadRow         `json:"payload"`
 	Scaling  []scaleRow           `json:"scaling"`
+	Peers    *peerReport          `json:"peers,omitempty"`
 	Notes    []string             `json:"notes"`
 	warnings []string
 }
@@ -142,6 +143,7 @@ func bench(args []string, out io.Writer) error {
 		{"throughput (Go)", func() error { return benchThroughput(r, *quick) }},
 		{"C", func() error { return benchC(r, n) }},
 		{"Python", func() error { return benchPython(r, *python, *quick) }},
+		{"Python peers", func() error { return benchPeers(r, *python, *quick) }},
 		{"payload sizes", func() error { return benchPayload(r, *quick) }},
 		{"recovery", func() error { return benchRecovery(r, *quick) }},
 		{"scaling", func() error { return benchScaling(r, *quick) }},

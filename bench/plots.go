@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"image/color"
 	"math"
 	"os"
 	"path/filepath"
@@ -121,5 +122,88 @@ func writePlots(r *benchReport, dir string) ([]string, error) {
 			return nil, err
 		}
 	}
+	// Peers: each pool's speed beside multiprocessing.Pool's, per task.
+	if r.Peers != nil {
+		if p, err := peersPlot(r.Peers); err != nil {
+			return nil, err
+		} else if p != nil {
+			if err := save(p, "bench-peers.png", 10*vg.Inch, 5*vg.Inch); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return files, nil
+}
+
+// peerColors: one distinct color per pool (plotutil's palette has 7).
+var peerColors = []color.Color{
+	color.RGBA{0xd6, 0x27, 0x28, 0xff}, color.RGBA{0xff, 0x7f, 0x0e, 0xff}, color.RGBA{0x1f, 0x77, 0xb4, 0xff},
+	color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, color.RGBA{0x94, 0x67, 0xbd, 0xff}, color.RGBA{0x8c, 0x56, 0x4b, 0xff},
+	color.RGBA{0xe3, 0x77, 0xc2, 0xff}, color.RGBA{0x7f, 0x7f, 0x7f, 0xff}, color.RGBA{0xbc, 0xbd, 0x22, 0xff},
+	color.RGBA{0x17, 0xbe, 0xcf, 0xff},
+}
+
+// peersPlot draws, for each measure, one bar per pool: how many times
+// faster than multiprocessing.Pool it was.
+func peersPlot(pr *peerReport) (*plot.Plot, error) {
+	base, ok := pr.Pools["multiprocessing.Pool"]
+	if !ok {
+		return nil, nil
+	}
+	measures := []struct {
+		name string
+		get  func(peerFigures) float64
+	}{
+		{"apply p50", func(f peerFigures) float64 { return f.ApplyP50 }},
+		{"apply p99", func(f peerFigures) float64 { return f.ApplyP99 }},
+		{"map", func(f peerFigures) float64 { return f.Map }},
+		{humanSize(pr.EchoSize) + " bytes", func(f peerFigures) float64 { return f.EchoBytes }},
+		{humanSize(pr.EchoSize) + " numpy", func(f peerFigures) float64 {
+			if f.EchoNumpy == nil {
+				return 0
+			}
+			return *f.EchoNumpy
+		}},
+	}
+	names := make([]string, 0, len(pr.Pools))
+	for n := range pr.Pools {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { // shmexec first, then the others by name
+		si, sj := len(names[i]) > 7 && names[i][:7] == "shmexec", len(names[j]) > 7 && names[j][:7] == "shmexec"
+		if si != sj {
+			return si
+		}
+		return names[i] < names[j]
+	})
+	p := plot.New()
+	p.Title.Text = "Times faster than multiprocessing.Pool (2 workers, the same tasks, one run)"
+	p.Y.Label.Text = "speed-up over multiprocessing.Pool (1 = as fast)"
+	labels := make([]string, len(measures))
+	for i, m := range measures {
+		labels[i] = m.name
+	}
+	p.NominalX(labels...)
+	w := vg.Points(60 / float64(len(names)))
+	for k, n := range names {
+		vals := make(plotter.Values, len(measures))
+		for i, m := range measures {
+			v, b := m.get(pr.Pools[n]), m.get(base)
+			vals[i] = 1
+			if v > 0 && b > 0 {
+				vals[i] = b / v
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, err
+		}
+		bars.Offset = w * vg.Length(float64(k)-float64(len(names)-1)/2)
+		bars.Color = peerColors[k%len(peerColors)]
+		bars.LineStyle.Width = 0
+		p.Add(bars)
+		p.Legend.Add(n, bars)
+	}
+	p.Legend.Top = true
+	return p, nil
 }

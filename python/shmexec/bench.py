@@ -1,11 +1,13 @@
 """`python -m shmexec.bench`: shmexec beside multiprocessing.Pool and
 ProcessPoolExecutor, measured in the same run, printed as ratios.
 
-    python -m shmexec.bench [--quick] [--json] [--dask]
+    python -m shmexec.bench [--quick] [--json] [--peers | --dask]
 
 --json prints every figure as one JSON object (for `shmexec bench`).
---dask measures a Dask worker's threads beside a shmexec executor in it
-instead (shmexec.dask; needs distributed).
+--peers measures every importable pool (loky, pebble, billiard, mpire
+beside multiprocessing and ProcessPoolExecutor) with the same tasks,
+instead; --dask, a Dask worker's threads beside a shmexec executor in it
+(shmexec.dask; needs distributed).
 """
 
 import concurrent.futures as cf
@@ -120,6 +122,71 @@ def measure(quick=False):
     return r
 
 
+def measure_peers(quick=False):
+    """Every importable pool (shmexec's two, multiprocessing's, and the
+    peers of _peers) with the same tasks in one run, 2 workers each: apply
+    round-trip percentiles, a map of tiny tasks over a list, a 64 MiB
+    `bytes` echo and a 64 MiB numpy echo (where numpy is installed). Each
+    figure is the median of alternating rounds, all pools alive at once
+    (the idle ones sleep), so that each round sees the same machine."""
+    from . import _peers
+
+    try:
+        import numpy
+    except ImportError:
+        numpy = None
+    n_rt, n_map, size, rounds = (200, 10_000, 4 << 20, 3) if quick else (3000, 100_000, 64 << 20, 5)
+    pools = []
+    try:
+        for _name, make in _peers.available():
+            pools.append(make())
+        for p in pools:  # every worker started and idle before anything is timed
+            p.map(noop, list(range(20)))
+            for _ in range(20):
+                p.apply(noop, None)
+        time.sleep(0.5)
+        lats = _latencies([lambda p=p: p.apply(noop, None) for p in pools], n_rt, rounds=rounds)
+        items = list(range(n_map))
+        maps = _alternating([lambda p=p: p.map(noop, items[: int(n_map * p.map_scale)]) for p in pools], rounds)
+        data = b"x" * size
+        for p in pools:  # a worker's first touch of the pages for this size is not what is measured
+            p.apply(echo, data)
+        echo_bytes = _alternating([lambda p=p: p.apply(echo, data) for p in pools], rounds)
+        echo_np = [None] * len(pools)
+        if numpy is not None:
+            arr = numpy.ones(size // 8)
+            for p in pools:
+                p.apply(echo, arr)
+            echo_np = _alternating([lambda p=p: p.apply(echo, arr) for p in pools], rounds)
+    finally:
+        for p in pools:
+            p.close()
+    return {"n_roundtrip": n_rt, "n_map": n_map, "echo_size": size, "rounds": rounds, "pools": {
+        p.name: {"apply_p50": lat["p50"], "apply_p99": lat["p99"], "map": m / p.map_scale, "map_scaled": p.map_scale != 1.0,
+                 "echo_bytes": eb, "echo_numpy": en}
+        for p, lat, m, eb, en in zip(pools, lats, maps, echo_bytes, echo_np)}}
+
+
+def report_peers(r):
+    size = r["echo_size"]
+    unit = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+    print(f"\nEvery pool, 2 workers, the same tasks, median of {r['rounds']} alternating rounds"
+          f" (x: how many times multiprocessing.Pool's time):")
+    print(f"| pool | apply p50 | apply p99 | map of {r['n_map']:,} tiny tasks | {unit} bytes echo | {unit} numpy echo |")
+    print("|---|---|---|---|---|---|")
+    base = r["pools"]["multiprocessing.Pool"]
+
+    def cell(v, b, unit_s=1e3, fmt="{:.1f} ms"):
+        if v is None:
+            return "-"
+        return (fmt.format(v * unit_s)) + (f" ({b / v:.2g}x)" if b else "")
+
+    for name, f in r["pools"].items():
+        print(f"| {name} | {cell(f['apply_p50'], base['apply_p50'], 1e6, '{:.1f} us')} | {cell(f['apply_p99'], base['apply_p99'], 1e6, '{:.0f} us')}"
+              f" | {cell(f['map'], base['map'])}{' (1/10 run, x10)' if f['map_scaled'] else ''} | {cell(f['echo_bytes'], base['echo_bytes'])}"
+              f" | {cell(f['echo_numpy'], base['echo_numpy'])} |")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if "--dask" in argv:
@@ -127,6 +194,10 @@ def main(argv=None):
 
         r = _dask_bench.measure("--quick" in argv)
         print(json.dumps(r)) if "--json" in argv else _dask_bench.report(r)
+        return
+    if "--peers" in argv:
+        r = measure_peers("--quick" in argv)
+        print(json.dumps(r)) if "--json" in argv else report_peers(r)
         return
     r = measure("--quick" in argv)
     if "--json" in argv:
