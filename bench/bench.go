@@ -495,18 +495,21 @@ func (l *pyLat) UnmarshalJSON(b []byte) error {
 
 var pyResults *pyReport
 
-func benchPython(r *benchReport, python string, quick bool) error {
+// runPythonBench runs `python -m shmexec.bench --json [flags]` from the
+// python/ folder beside this program and decodes its output into v. It
+// reports false (with a note) when there is nothing to run.
+func runPythonBench(r *benchReport, python string, quick bool, v any, flags ...string) (bool, error) {
 	if python == "" {
 		r.note("Python figures skipped (--python \"\")")
-		return nil
+		return false, nil
 	}
 	self, _ := os.Executable()
 	pydir := filepath.Join(filepath.Dir(self), "..", "python")
 	if _, err := os.Stat(filepath.Join(pydir, "shmexec", "bench.py")); err != nil {
 		r.note("Python figures skipped: no python/shmexec next to %s", filepath.Dir(self))
-		return nil
+		return false, nil
 	}
-	args := []string{"-m", "shmexec.bench", "--json"}
+	args := append([]string{"-m", "shmexec.bench", "--json"}, flags...)
 	if quick {
 		args = append(args, "--quick")
 	}
@@ -515,11 +518,18 @@ func benchPython(r *benchReport, python string, quick bool) error {
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("%s -m shmexec.bench: %w", python, err)
+		return false, fmt.Errorf("%s %s: %w", python, strings.Join(args, " "), err)
 	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return false, fmt.Errorf("python bench output: %w: %.200s", err, out)
+	}
+	return true, nil
+}
+
+func benchPython(r *benchReport, python string, quick bool) error {
 	var p pyReport
-	if err := json.Unmarshal(out, &p); err != nil {
-		return fmt.Errorf("python bench output: %w: %.200s", err, out)
+	if ok, err := runPythonBench(r, python, quick, &p); !ok {
+		return err
 	}
 	pyResults = &p
 	for _, q := range []struct {

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 )
 
@@ -30,29 +26,9 @@ type peerReport struct {
 // (python/shmexec/_peers.py) and adds shmexec.Pool's figures with each
 // other pool as a baseline.
 func benchPeers(r *benchReport, python string, quick bool) error {
-	if python == "" {
-		return nil
-	}
-	self, _ := os.Executable()
-	pydir := filepath.Join(filepath.Dir(self), "..", "python")
-	if _, err := os.Stat(filepath.Join(pydir, "shmexec", "_peers.py")); err != nil {
-		r.note("peer figures skipped: no python/shmexec next to %s", filepath.Dir(self))
-		return nil
-	}
-	args := []string{"-m", "shmexec.bench", "--peers", "--json"}
-	if quick {
-		args = append(args, "--quick")
-	}
-	cmd := exec.Command(python, args...)
-	cmd.Dir = pydir
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("%s -m shmexec.bench --peers: %w", python, err)
-	}
 	var p peerReport
-	if err := json.Unmarshal(out, &p); err != nil {
-		return fmt.Errorf("peer bench output: %w: %.200s", err, out)
+	if ok, err := runPythonBench(r, python, quick, &p, "--peers"); !ok {
+		return err
 	}
 	ours, ok := p.Pools["shmexec.Pool"]
 	if !ok {

@@ -67,24 +67,6 @@ func scribble(seed uint64, ranges [][2]int) int {
 	}
 }
 
-// lockedBuffer collects what the workers write to standard error.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestScribblerHarmsNoOne: memory written by another process is untrusted.
 // While a client process scribbles random bytes over the segment, other
 // callers' jobs (from this process, through the supervisor's own client)
@@ -106,8 +88,9 @@ func TestScribblerHarmsNoOne(t *testing.T) {
 }
 
 func scribbleRun(t *testing.T, seed uint64, d time.Duration) {
-	var stderr lockedBuffer
-	p, err := New(Config{Workers: 2, WorkerArgv: []string{os.Args[0], "-test.run=^$"}, QueueDepth: 64, Stderr: &stderr, StartTimeout: 20 * time.Second})
+	var logged bytes.Buffer
+	stderr := &lockedWriter{w: &logged} // what the workers write to standard error
+	p, err := New(Config{Workers: 2, WorkerArgv: []string{os.Args[0], "-test.run=^$"}, QueueDepth: 64, Stderr: stderr, StartTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +180,10 @@ func scribbleRun(t *testing.T, seed uint64, d time.Duration) {
 			t.Errorf("worker %d still runs after Close", pid)
 		}
 	}
-	if s := stderr.String(); strings.Contains(s, "panic") || strings.Contains(s, "fatal error") || strings.Contains(s, "SIGSEGV") {
+	stderr.mu.Lock()
+	s := logged.String()
+	stderr.mu.Unlock()
+	if strings.Contains(s, "panic") || strings.Contains(s, "fatal error") || strings.Contains(s, "SIGSEGV") {
 		t.Errorf("a worker panicked or faulted:\n%s", s)
 	}
 	t.Logf("seed %d (kind %d): %d jobs right, %d failed %v, %d timed out, %d wrong data; worker deaths %d",
