@@ -24,6 +24,11 @@ _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
 # values, and converting ten arguments through argtypes costs as much as
 # the C call itself.
 _CALL_INTO = _LIB["shmx_call_into"]
+_SUBMIT_WITH = _LIB["shmx_submit_with"]  # for _try_submit_now, without argtypes, likewise
+_WAIT = _LIB["shmx_wait"]  # for _fetch, likewise
+_RELEASE = _LIB["shmx_result_release"]
+_RUNNING = _cf._base.RUNNING
+_FINISHED = _cf._base.FINISHED
 _SLICE_C = ctypes.c_int64(_SLICE_NS)
 _BIG_C = ctypes.c_size_t(_wire.BIG)
 
@@ -47,7 +52,10 @@ class Future(_cf.Future):
 
     def result(self, timeout=None):
         self._observed = True
-        return super().result(self._wait(timeout))
+        left = self._wait(timeout)
+        if self._state == _FINISHED and self._exception is None:
+            return self._result  # settled (by this thread, as a rule): no second trip through the condition
+        return super().result(left)
 
     def exception(self, timeout=None):
         self._observed = True
@@ -300,6 +308,10 @@ class Executor(_cf.Executor):
         self._slots = []  # _CallSlots free for the next _call
         self._close_lock = threading.Lock()  # held while a shutdown closes the handle
         self._feeder = Feeder(self)
+        # The options of a submit with this executor's timeout and retries
+        # that says SHMX_EFULL rather than wait: built once (the C side
+        # only reads them).
+        self._nowait_opts = self._opts(None, None, nowait=True)
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
         self._collector.start()
         _live.add(self)
@@ -527,8 +539,9 @@ class Executor(_cf.Executor):
         return fut
 
     def _track(self, job):
-        fut = self._new_future()
-        fut.set_running_or_notify_cancel()
+        fut = Future()
+        fut._ex = self
+        fut._state = _RUNNING  # set_running_or_notify_cancel of a future nobody has seen yet
         return self._attach(fut, job)
 
     def _try_submit_now(self, parts, total, timeout=None, retries=None):
@@ -539,8 +552,8 @@ class Executor(_cf.Executor):
             return None
         payload = _wire.join(parts)
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, nowait=True),
-                                   ctypes.byref(job))
+        opts = self._nowait_opts if timeout is None and retries is None else self._opts(timeout, retries, nowait=True)
+        rc = _SUBMIT_WITH(self._pool, b"py", payload, ctypes.c_size_t(len(payload)), opts, ctypes.byref(job))
         if rc == _lib.SHMX_EFULL:
             return None
         if rc != _OK:
@@ -572,8 +585,7 @@ class Executor(_cf.Executor):
         when the pool is full the call waits in this executor's queue.
         Raises TypeError for what cannot be sent to a worker, and
         RuntimeError after shutdown."""
-        check_fork()
-        self._check_open()
+        self._check_open()  # checks for a fork too
         return self._submit_call(*self._call_parts(fn, args, kwargs))
 
     def _call(self, fn, args, kwargs):
@@ -682,7 +694,8 @@ class Executor(_cf.Executor):
         code and the job's outcome, ("ok", value) or ("exc", exception),
         or None while the job has not ended."""
         res = _lib.Result()
-        rc = _LIB.shmx_wait(self._pool, job, ns, ctypes.byref(res))
+        ref = ctypes.byref(res)
+        rc = _WAIT(self._pool, ctypes.c_uint64(job), ctypes.c_int64(ns), ref)
         if rc == _lib.SHMX_ETIMEDOUT:
             return rc, None
         if rc != _OK:
@@ -690,7 +703,7 @@ class Executor(_cf.Executor):
         try:
             return rc, _wire.outcome(res, self._tb_type)
         finally:
-            _LIB.shmx_result_release(self._pool, ctypes.byref(res))
+            _RELEASE(self._pool, ref)
 
     def _wait_one(self, job, ns, untracked=False):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
@@ -705,20 +718,19 @@ class Executor(_cf.Executor):
             if ns != 0 and not untracked and job not in books.pending:
                 return None  # settled already
             books.claimed.add(job)
-        rc = None
+        rc = outcome = fut = None
         try:
             rc, outcome = self._fetch(job, ns)
-            if outcome is not None:
-                with books.lock:
+        finally:
+            with books.lock:  # one lock section: the outcome placed, the claim dropped
+                if outcome is not None:
                     fut = books.pending.pop(job, None)
                     if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
                         books.early[job] = outcome
-                if fut is not None:
-                    settle(fut, outcome)
-        finally:
-            with books.lock:
                 books.claimed.discard(job)
                 books.fetched.notify_all()
+        if fut is not None:
+            settle(fut, outcome)  # a thread that finds the job unclaimed and not pending waits on fut itself
         if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
             # It may have ended as the wait ran out and been announced to
             # the collector while this thread still held it: look again.
