@@ -195,8 +195,15 @@ func TestWorkersInheritNoDescriptors(t *testing.T) {
 	}
 	defer r.Close()
 	for _, f := range []*os.File{r, w} {
-		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil { // inheritable
+		// Inheritable, through SyscallConn: Fd() would put the pipe in
+		// blocking mode, and the read deadline below would not apply.
+		rc, err := f.SyscallConn()
+		if err != nil {
 			t.Fatal(err)
+		}
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { _, ferr = unix.FcntlInt(fd, unix.F_SETFD, 0) }); err != nil || ferr != nil {
+			t.Fatal(err, ferr)
 		}
 	}
 	p := newPool(t, Config{Workers: 2})
