@@ -1,13 +1,14 @@
 """`python -m shmexec.bench`: shmexec beside multiprocessing.Pool and
 ProcessPoolExecutor, measured in the same run, printed as ratios.
 
-    python -m shmexec.bench [--quick] [--json] [--peers | --dask]
+    python -m shmexec.bench [--quick] [--json] [--peers | --dask | --startup]
 
 --json prints every figure as one JSON object (for `shmexec bench`).
 --peers measures every importable pool (loky, pebble, billiard, mpire
 beside multiprocessing and ProcessPoolExecutor) with the same tasks,
 instead; --dask, a Dask worker's threads beside a shmexec executor in it
-(shmexec.dask; needs distributed).
+(shmexec.dask; needs distributed); --startup, how long a short script
+that makes a pool takes, beside multiprocessing's and loky's.
 """
 
 import concurrent.futures as cf
@@ -187,6 +188,38 @@ def report_peers(r):
               f" | {cell(f['echo_numpy'], base['echo_numpy'])} |")
 
 
+# Short scripts create pools often: each program below is run as a fresh
+# interpreter; "pass" is the interpreter's own start.
+_STARTUP = {
+    "python -c pass": "pass",
+    "import shmexec": "import shmexec",
+    "shmexec.Pool(2), first result, close": "import shmexec\nwith shmexec.Pool(2) as p: p.apply(abs, (-1,))",
+    "multiprocessing spawn Pool(2), first result, close":
+        "import multiprocessing as mp\nif __name__ == '__main__':\n    with mp.get_context('spawn').Pool(2) as p: p.apply(abs, (-1,))",
+    "multiprocessing fork Pool(2), first result, close":
+        "import multiprocessing as mp\nif __name__ == '__main__':\n    with mp.get_context('fork').Pool(2) as p: p.apply(abs, (-1,))",
+    "loky executor(2), first result, shutdown":
+        "import loky\nif __name__ == '__main__':\n    with loky.ProcessPoolExecutor(2) as ex: ex.submit(abs, -1).result()",
+}
+
+
+def measure_startup(quick=False):
+    """Wall time of each _STARTUP program in a fresh interpreter, the
+    median of alternating rounds (loky's only where it is importable)."""
+    import importlib.util
+    import subprocess
+
+    progs = {k: v for k, v in _STARTUP.items() if "loky" not in k or importlib.util.find_spec("loky")}
+    rounds = 3 if quick else 9
+    times = {k: [] for k in progs}
+    for _ in range(rounds):
+        for k, code in progs.items():
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+            times[k].append(time.perf_counter() - t)
+    return {"rounds": rounds, "startup": {k: sorted(v)[len(v) // 2] for k, v in times.items()}}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if "--dask" in argv:
@@ -194,6 +227,15 @@ def main(argv=None):
 
         r = _dask_bench.measure("--quick" in argv)
         print(json.dumps(r)) if "--json" in argv else _dask_bench.report(r)
+        return
+    if "--startup" in argv:
+        r = measure_startup("--quick" in argv)
+        if "--json" in argv:
+            print(json.dumps(r))
+        else:
+            print(f"Start-up, a fresh interpreter each, median of {r['rounds']} alternating rounds:")
+            for k, v in r["startup"].items():
+                print(f"  {k}: {v * 1e3:.0f} ms")
         return
     if "--peers" in argv:
         r = measure_peers("--quick" in argv)
