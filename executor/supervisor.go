@@ -269,15 +269,17 @@ func (p *Pool) startsFailed(n int) string {
 // checkStarts keeps the pool's start-up state, in the segment for every
 // client to read: failing while no worker is ready and the last start
 // failed (submits then fail at once with ErrWorkerStart, and the monitor
-// fails what is queued); clear as soon as a worker is ready. p.mu is
-// held, or the monitor runs it.
-func (p *Pool) checkStarts() {
+// fails what is queued); clear as soon as a worker is ready. It returns
+// the reason while failing, else "": the supervisor acts on what it
+// knows, not on the segment's copy, which any client could have written.
+// p.mu is held.
+func (p *Pool) checkStarts() string {
 	l := p.l
 	var reason string
 	for _, w := range p.workers {
 		if workerReady(l.worker(w.index).Uint32(wrState).Load()) {
 			l.setStartFailure("")
-			return
+			return ""
 		}
 		if w.failures > 0 && reason == "" {
 			reason = w.lastErr
@@ -286,6 +288,7 @@ func (p *Pool) checkStarts() {
 	if reason != "" {
 		l.setStartFailure(reason)
 	}
+	return reason
 }
 
 func workerReady(state uint32) bool {
@@ -335,8 +338,9 @@ func (p *Pool) tick() {
 	}
 	p.mu.Lock()
 	closed := l.poolState().Load() >= poolClosed
+	var failing string
 	if !closed {
-		p.checkStarts()
+		failing = p.checkStarts()
 	}
 	var due []*workerProc
 	for _, w := range p.workers {
@@ -359,10 +363,10 @@ func (p *Pool) tick() {
 		l.counter(ctrRespawned).Add(1)
 		l.worker(w.index).Uint32(wrRestarts).Add(1)
 	}
-	if reason := l.startFailure(); reason != "" {
+	if failing != "" {
 		// No worker can start: what is queued ends now, with the reason,
 		// instead of waiting for a worker that may never come.
-		p.failQueued(codeWorkerStart, reason)
+		p.failQueued(codeWorkerStart, failing)
 	}
 	p.reapClients()
 }
