@@ -277,15 +277,17 @@ func (p *Pool) clientDied(c int, subGen uint16, detached bool) {
 	p.mu.Lock()
 	var cp *clientProc
 	for _, x := range p.clients {
-		if x.index == c && x.subGen == subGen {
+		if x.index == c && x.subGen == subGen && x.state != clientDead {
 			cp = x
 		}
 	}
+	if cp != nil {
+		cp.state = clientDead // under p.mu, as every field of the record
+	}
 	p.mu.Unlock()
-	if cp == nil || cp.state == clientDead {
+	if cp == nil {
 		return
 	}
-	cp.state = clientDead
 	l := p.l
 	l.client(c).Uint32(crState).Store(clientDead)
 	if detached {
