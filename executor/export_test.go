@@ -34,3 +34,16 @@ func (p *Pool) workerPIDs() []int {
 	}
 	return pids
 }
+
+// clientsEvicted reports whether every attached client the supervisor
+// knows of has been marked dead (or reclaimed already).
+func (p *Pool) clientsEvicted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cp := range p.clients {
+		if cp.state != clientDead {
+			return false
+		}
+	}
+	return true
+}

@@ -164,6 +164,15 @@ func scribbleRun(t *testing.T, seed uint64, d time.Duration) {
 	waitGroup(t, &wg, d+2*jobDeadline+5*time.Second, "callers")
 	cmd.Process.Kill()
 	cmd.Wait()
+	// The supervisor tells that the scribbler died (its pidfd, not the
+	// segment) and evicts it; reclaiming all it held may not finish when
+	// its records were scribbled, so only the eviction is asserted.
+	for deadline := time.Now().Add(10 * time.Second); !p.clientsEvicted(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed scribbler was not evicted within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if len(late) > 0 {
 		t.Errorf("calls that ended past their deadline: %v", late)
 	}
