@@ -182,6 +182,28 @@ class DaskCluster(unittest.TestCase):
             with dask.annotate(executor=annotation):
                 self.assertEqual(self.client.submit(dask_tasks.cpu, 10, pure=False, **self.on(worker)).result(T), dask_tasks.cpu(10))
 
+    def test_a_killed_dask_worker_leaves_no_shmexec_process(self):
+        # A Dask worker of its own, SIGKILLed by its pid (not its group,
+        # which its shmexec processes share): they must exit with it, as
+        # the failure model promises when a pool's owner dies.
+        doomed = self.start(["distributed.cli.dask_worker", self.address, "--host", "127.0.0.1", "--no-dashboard",
+                             "--dashboard-address", "127.0.0.1:0", "--nthreads", "2", "--no-nanny", "--death-timeout", "60",
+                             "--name", "doomed", "--preload", "shmexec.dask", "--shmexec-processes", "2"], "worker-doomed")
+        self.client.wait_for_workers(3, timeout=T)
+        addr = next(a for a, info in self.client.scheduler_info(n_workers=-1)["workers"].items() if info["name"] == "doomed")
+        with dask.annotate(executor="processes"):
+            pid, ppid = self.client.submit(dask_tasks.where, pure=False, workers=[addr], allow_other_workers=False).result(T)
+        self.assertEqual(ppid, doomed.pid)
+        pids = []
+        for name in ("processes", "isolated", "limited"):
+            pids += self.client.run(dask_tasks.executor_pids, name=name, workers=[addr])[addr]
+        self.assertIn(pid, pids)
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait(T)
+        wait_until(lambda: all(gone(p) for p in pids), f"the killed Dask worker's shmexec processes {pids} gone", 20)
+        with dask.annotate(executor="isolated"):  # the others go on
+            self.assertEqual(self.client.submit(dask_tasks.cpu, 10, pure=False, **self.on("plugged")).result(T), dask_tasks.cpu(10))
+
     def test_retries_rerun_a_task_whose_process_crashed(self):
         marker = os.path.join(self.tmp, "crashed-once")
         with dask.annotate(executor="isolated"):
