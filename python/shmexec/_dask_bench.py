@@ -3,7 +3,7 @@
 (shmexec.dask), measured in one run on a local cluster bound to
 127.0.0.1 with no dashboard. Needs distributed."""
 
-import time
+from .bench import _alternating
 
 
 def cpu(n):
@@ -18,14 +18,12 @@ def tiny(x):
     return x
 
 
-def _wall(client, fn, args, annotation):
+def _run(client, fn, args, annotation):
     import dask
 
-    t = time.perf_counter()
     with dask.annotate(executor=annotation):
         futures = client.map(fn, args, pure=False)
     client.gather(futures)
-    return time.perf_counter() - t
 
 
 def measure(quick=False):
@@ -45,19 +43,14 @@ def measure(quick=False):
         register(ShmexecExecutor(processes=2))
         # warm both paths: the shmexec processes import Dask's task runner once
         for ann in ("default", "processes"):
-            _wall(client, tiny, range(20), ann)
-        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-        for work in works:
-            cpu_t, cpu_p = [], []
-            for _ in range(rounds):  # alternating, so that both see the same machine
-                cpu_t.append(_wall(client, cpu, [work] * n_cpu, "default"))
-                cpu_p.append(_wall(client, cpu, [work] * n_cpu, "processes"))
-            r["cpu"][str(work)] = {"threads": med(cpu_t), "processes": med(cpu_p)}
-        tiny_t, tiny_p = [], []
-        for _ in range(rounds):
-            tiny_t.append(_wall(client, tiny, range(n_tiny), "default"))
-            tiny_p.append(_wall(client, tiny, range(n_tiny), "processes"))
-    r.update(tiny_threads=med(tiny_t) / n_tiny, tiny_processes=med(tiny_p) / n_tiny)
+            _run(client, tiny, range(20), ann)
+        for work in works:  # medians of alternating rounds, so that both see the same machine
+            threads, processes = _alternating([lambda: _run(client, cpu, [work] * n_cpu, "default"),
+                                               lambda: _run(client, cpu, [work] * n_cpu, "processes")], rounds)
+            r["cpu"][str(work)] = {"threads": threads, "processes": processes}
+        threads, processes = _alternating([lambda: _run(client, tiny, range(n_tiny), "default"),
+                                           lambda: _run(client, tiny, range(n_tiny), "processes")], rounds)
+    r.update(tiny_threads=threads / n_tiny, tiny_processes=processes / n_tiny)
     return r
 
 
@@ -67,4 +60,4 @@ def report(r):
         print(f"  {r['n_cpu_tasks']} CPU-bound pure-Python tasks of cpu({int(work):,}): threads {c['threads']:.3f} s,"
               f" shmexec processes {c['processes']:.3f} s  ->  shmexec is {c['threads'] / c['processes']:.2f}x faster")
     print(f"  a tiny task, per task over {r['n_tiny_tasks']}: threads {r['tiny_threads'] * 1e6:.0f} us, shmexec processes {r['tiny_processes'] * 1e6:.0f} us"
-          f"  (+{(r['tiny_processes'] - r['tiny_threads']) * 1e6:.0f} us a task)")
+          f"  ({(r['tiny_processes'] - r['tiny_threads']) * 1e6:+.0f} us a task)")

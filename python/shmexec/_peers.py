@@ -13,8 +13,6 @@ class Peer:
     whose map of tiny tasks takes seconds (one task per message): it is
     run over that fraction of the items and its time scaled up."""
 
-    map_scale = 1.0
-
     def __init__(self, name, pool, apply, map_, close, map_scale=1.0):
         self.name, self.pool, self._apply, self._map, self._close = name, pool, apply, map_, close
         self.map_scale = map_scale

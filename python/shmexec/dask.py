@@ -70,12 +70,9 @@ class ShmexecExecutor(WorkerPlugin):
         self._replaced = None
 
     def setup(self, worker):
-        n = self.processes or worker.state.nthreads
-        ex = Executor(n, **self.options)
-        old = worker.executors.get(self.executor_name)
-        if old is not None:
-            ex.shutdown(wait=False)
+        if self.executor_name in worker.executors:
             raise ValueError(f"shmexec.dask: the worker already has an executor named {self.executor_name!r}")
+        ex = Executor(self.processes or worker.state.nthreads, **self.options)
         self._executor = ex
         worker.executors[self.executor_name] = ex
         if self.default:

@@ -26,7 +26,7 @@ _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
 _CALL_INTO = _LIB["shmx_call_into"]
 _SUBMIT_WITH = _LIB["shmx_submit_with"]  # for _try_submit_now, without argtypes, likewise
 _WAIT = _LIB["shmx_wait"]  # for _fetch, likewise
-_RELEASE = _LIB["shmx_result_release"]
+_RELEASE = _LIB["shmx_result_release"]  # for every fetch of a result
 _RUNNING = _cf._base.RUNNING
 _FINISHED = _cf._base.FINISHED
 _SLICE_C = ctypes.c_int64(_SLICE_NS)
@@ -617,14 +617,14 @@ class Executor(_cf.Executor):
                     try:
                         outcome = _wire.outcome(res, self._tb_type)
                     finally:
-                        _LIB.shmx_result_release(self._pool, slot.res_ref)
+                        _RELEASE(self._pool, slot.res_ref)
                 else:  # the output is in the slot's buffer: nothing to release
                     outcome = slot.outcome(res.len, self._tb_type)
         except BaseException:
             # Interrupted (Ctrl-C) as the call returned: free what it
             # fetched, or give the job up as _wait_direct does.
             if res.status != _UNFETCHED:
-                _LIB.shmx_result_release(self._pool, slot.res_ref)
+                _RELEASE(self._pool, slot.res_ref)
             elif slot.job.value:
                 self._abandon(slot.job.value)
             raise
