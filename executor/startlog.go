@@ -55,14 +55,20 @@ func (s *startLog) copy(r *os.File, out io.Writer) {
 	}
 }
 
-// lastLine returns the last line the worker wrote that is not blank,
-// shortened to startLineMax bytes, after waiting at most wait for the
-// pipe to be at end of file (a process the worker started may hold it).
-func (s *startLog) lastLine(wait time.Duration) string {
+// drain waits at most d for the pipe to be at end of file, so that the
+// tail holds all the worker wrote (a process the worker started may hold
+// the pipe open). The goroutine that reaps the worker calls it, so that
+// the monitor never waits.
+func (s *startLog) drain(d time.Duration) {
 	select {
 	case <-s.done:
-	case <-time.After(wait):
+	case <-time.After(d):
 	}
+}
+
+// lastLine returns the last line the worker wrote that is not blank,
+// shortened to startLineMax bytes.
+func (s *startLog) lastLine() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	text := bytes.TrimRight(s.tail, " \t\r\n")
@@ -82,7 +88,7 @@ func withStderr(reason string, log *startLog) string {
 	if log == nil {
 		return reason
 	}
-	if line := log.lastLine(100 * time.Millisecond); line != "" {
+	if line := log.lastLine(); line != "" {
 		return fmt.Sprintf("%s; the last line it wrote to standard error was %q", reason, line)
 	}
 	return reason

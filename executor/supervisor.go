@@ -139,6 +139,7 @@ func (p *Pool) spawn(w *workerProc) error {
 	p.mu.Unlock()
 	go func() {
 		cmd.Wait() // os.Process waits on a pidfd on Linux: no pid-reuse race
+		log.drain(100 * time.Millisecond)
 		p.events <- procEvent{kind: evWorkerExit, index: w.index, gen: gen, state: cmd.ProcessState}
 	}()
 	return nil
