@@ -562,18 +562,23 @@ func (l *layout) waitSlot(d time.Duration, retry func() bool) bool {
 // setStartFailure records the pool's start-up state (supervisor only):
 // failing with reason, or, for "", working. Clients read it with
 // startFailure; the reason is written before the state word says
-// failing, and kept until it says working again.
+// failing, and replaced only while the word is even.
 func (l *layout) setStartFailure(reason string) {
 	seq := l.control.Uint32(ctlStartSeq)
 	failing := seq.Load()&1 == 1
+	b := []byte(reason)
+	if len(b) > startWhyMax {
+		b = b[:startWhyMax]
+	}
 	switch {
 	case reason == "" && failing:
 		seq.Add(1) // pairs with the Load in startFailure
+	case reason != "" && failing && l.startFailure() != string(b):
+		// A newer failure: the word turns even while the text changes
+		// (a reader then sees no failure, or the new one, never a mix).
+		seq.Add(1)
+		fallthrough
 	case reason != "" && !failing:
-		b := []byte(reason)
-		if len(b) > startWhyMax {
-			b = b[:startWhyMax]
-		}
 		dst, _ := l.control.Bytes(ctlStartWhy, uint64(len(b)))
 		copy(dst, b)
 		l.control.Uint32(ctlStartLen).Store(uint32(len(b)))

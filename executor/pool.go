@@ -34,7 +34,9 @@ type Pool struct {
 	mu      sync.Mutex
 	workers []*workerProc
 	clients []*clientProc
-	backlog []pendingEnq // monitor only: values the supervisor could not enqueue yet
+	// lastStartErr is why the latest start of a worker failed.
+	lastStartErr string
+	backlog      []pendingEnq // monitor only: values the supervisor could not enqueue yet
 
 	closeErr error
 	once     sync.Once

@@ -954,3 +954,21 @@ func TestOutputWaitsForSpace(t *testing.T) {
 	}
 	waitQuiet(t, p)
 }
+
+// TestStartFailureReasonIsTheLatest: the start-up state carries the
+// latest failure's reason, not the first one's, and clears.
+func TestStartFailureReasonIsTheLatest(t *testing.T) {
+	l := smallLayout(t, "startstate")
+	if got := l.startFailure(); got != "" {
+		t.Fatalf("a new pool's start-up state: %q", got)
+	}
+	l.setStartFailure("worker pid 1 was killed by SIGKILL during start-up")
+	l.setStartFailure("the worker command exited with status 1 during start-up (pid 2)")
+	if got := l.startFailure(); got != "the worker command exited with status 1 during start-up (pid 2)" {
+		t.Fatalf("after two failures the reason is %q, want the second", got)
+	}
+	l.setStartFailure("")
+	if got := l.startFailure(); got != "" {
+		t.Fatalf("after a worker is ready: %q", got)
+	}
+}

@@ -248,6 +248,7 @@ func (p *Pool) workerExited(ev procEvent) {
 func (p *Pool) startFailed(w *workerProc, reason string) {
 	w.failures++
 	w.lastErr = reason
+	p.lastStartErr = reason
 	p.l.counter(ctrStartFailures).Add(1)
 	p.l.worker(w.index).Uint32(wrState).Store(workerFailed)
 	w.nextStart = time.Now().Add(min(startBackoff<<min(w.failures, 16), startBackoffMax))
@@ -276,20 +277,19 @@ func (p *Pool) startsFailed(n int) string {
 // p.mu is held.
 func (p *Pool) checkStarts() string {
 	l := p.l
-	var reason string
+	failed := false
 	for _, w := range p.workers {
 		if workerReady(l.worker(w.index).Uint32(wrState).Load()) {
 			l.setStartFailure("")
 			return ""
 		}
-		if w.failures > 0 && reason == "" {
-			reason = w.lastErr
-		}
+		failed = failed || w.failures > 0
 	}
-	if reason != "" {
-		l.setStartFailure(reason)
+	if !failed {
+		return ""
 	}
-	return reason
+	l.setStartFailure(p.lastStartErr) // the latest failure's reason
+	return p.lastStartErr
 }
 
 func workerReady(state uint32) bool {
