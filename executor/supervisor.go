@@ -37,7 +37,6 @@ type workerProc struct {
 	failures  int // consecutive start-up failures
 	spawned   int // processes started for this index
 	nextStart time.Time
-	lastErr   string
 	log       *startLog // the standard error of the process now starting
 }
 
@@ -247,7 +246,6 @@ func (p *Pool) workerExited(ev procEvent) {
 // start-up state. p.mu is held.
 func (p *Pool) startFailed(w *workerProc, reason string) {
 	w.failures++
-	w.lastErr = reason
 	p.lastStartErr = reason
 	p.l.counter(ctrStartFailures).Add(1)
 	p.l.worker(w.index).Uint32(wrState).Store(workerFailed)
@@ -265,7 +263,7 @@ func (p *Pool) startsFailed(n int) string {
 			return ""
 		}
 	}
-	return p.workers[0].lastErr
+	return p.lastStartErr
 }
 
 // checkStarts keeps the pool's start-up state, in the segment for every
