@@ -833,8 +833,15 @@ class Executor(_cf.Executor):
             if self._books.state != _SHUTDOWN:
                 return
             self._feeder.join()
-            self._collector.join()
+            # Until the collector has delivered what is pending; then the
+            # close wakes it from shmx_wait_any (SHMX_ECLOSED), so that it
+            # need not find out by its own slice running out.
+            books = self._books
+            with books.lock:
+                while (books.pending or books.own) and books.state == _SHUTDOWN and self._collector.is_alive():
+                    books.fetched.wait(0.05)
             _LIB.shmx_pool_close(self._pool, -1)  # SHMX_EINVAL if terminate closed it first
+            self._collector.join()
             with self._books.lock:
                 if self._books.state == _SHUTDOWN:
                     self._books.state = _CLOSED
@@ -851,8 +858,8 @@ class Executor(_cf.Executor):
             books.state = _TERMINATED
         closed = PoolClosed("the pool was terminated")
         self._feeder.fail_queued(closed)
-        self._collector.join()
         _LIB.shmx_pool_terminate(self._pool)  # SHMX_EINVAL if a shutdown closed it first
+        self._collector.join()  # woken by the terminate (SHMX_ECLOSED) from shmx_wait_any
         self._feeder.join(10)  # a submit it was blocked in has returned by now
         with books.lock:
             pending = list(books.pending.values())
