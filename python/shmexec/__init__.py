@@ -18,26 +18,42 @@ _reduction (what can be sent), _wire (frames and result decoding),
 executor (Executor and Future), pool (Pool and AsyncResult).
 """
 
-from ._errors import ForkedError, PoolClosed, PoolDead, RemoteError, ShmexecError, WorkerCrashed, WorkerStartError
-from ._lib import LIBRARY_PATH, get_include, get_library, version
-from .executor import Executor, Future
-from .pool import AsyncResult, Pool
+# Each public name and the module that defines it. The package imports a
+# module when one of its names is first used (PEP 562), so that `import
+# shmexec` costs almost nothing, and a worker process (`python -m
+# shmexec.worker`, which imports this package first) imports only what it
+# runs: neither concurrent.futures nor multiprocessing.
+_WHERE = {
+    "Executor": "executor",
+    "Future": "executor",
+    "Pool": "pool",
+    "AsyncResult": "pool",
+    "ShmexecError": "_errors",
+    "ForkedError": "_errors",
+    "PoolClosed": "_errors",
+    "PoolDead": "_errors",
+    "RemoteError": "_errors",
+    "WorkerCrashed": "_errors",
+    "WorkerStartError": "_errors",
+    "LIBRARY_PATH": "_lib",
+    "get_include": "_lib",
+    "get_library": "_lib",
+    "version": "_lib",
+}
+
+__all__ = list(_WHERE)
 
 
-__all__ = [
-    "Executor",
-    "Future",
-    "Pool",
-    "AsyncResult",
-    "ShmexecError",
-    "ForkedError",
-    "PoolClosed",
-    "PoolDead",
-    "RemoteError",
-    "WorkerCrashed",
-    "WorkerStartError",
-    "LIBRARY_PATH",
-    "get_include",
-    "get_library",
-    "version",
-]
+def __getattr__(name):
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value  # found here from now on, without this call
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

@@ -1,7 +1,7 @@
 """shmexec's exceptions, the mapping from a job's C status to the exception
 it raises, and the one report of a failure nobody retrieved."""
 
-import concurrent.futures as _cf
+import sys
 import warnings
 
 from . import _lib
@@ -69,7 +69,9 @@ def job_error(res):
     if st == _lib.SHMX_ETIMEDOUT:
         return TimeoutError(err or "the task ran past its timeout; its worker was killed")
     if st == _lib.SHMX_ECANCELLED:
-        return _cf.CancelledError(err)
+        from concurrent.futures import CancelledError  # not imported by a worker, which never needs it
+
+        return CancelledError(err)
     if st == _lib.SHMX_ECLOSED:
         return PoolClosed(err)
     if st == _lib.SHMX_EPOOL_DEAD:
@@ -98,6 +100,7 @@ def report_unretrieved(exc):
     "exception was never retrieved" (Future and AsyncResult both call it
     as they are collected). An outcome that the caller caused — a cancel,
     or the pool closed or terminated under the task — is not reported."""
-    if isinstance(exc, (PoolClosed, _cf.CancelledError)):
+    cf = sys.modules.get("concurrent.futures._base")  # where no one imported it, exc is not one of its
+    if isinstance(exc, PoolClosed) or cf is not None and isinstance(exc, cf.CancelledError):
         return
     warnings.warn(f"shmexec: a task's exception was never retrieved: {exc!r}", RuntimeWarning, stacklevel=3)

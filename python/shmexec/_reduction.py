@@ -14,10 +14,21 @@ import pickle
 import types
 import weakref
 
-try:
-    import cloudpickle
-except ImportError:  # functions that need it are refused, saying so
-    cloudpickle = None
+_cloudpickle_module = False  # not looked for yet
+
+
+def _cloudpickle():
+    """cloudpickle, imported when something first needs it (most programs
+    send only what pickle sends, and a worker rarely pickles a function),
+    or None where it is not installed: what needs it is then refused,
+    saying so."""
+    global _cloudpickle_module
+    if _cloudpickle_module is False:
+        try:
+            import cloudpickle as _cloudpickle_module
+        except ImportError:
+            _cloudpickle_module = None
+    return _cloudpickle_module
 
 _FUNCTION = types.FunctionType
 _BUILTIN = type(len)
@@ -85,6 +96,7 @@ def _function_key(fn, served, what):
             reason = e
     else:
         reason = None
+    cloudpickle = _cloudpickle()
     if cloudpickle is None:
         if by_value and not served:
             try:
@@ -113,14 +125,20 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None):
     def refused(e, hint=""):
         return TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
 
-    picklers = [pickle] if cloudpickle is None else [pickle, cloudpickle]
-    for p in picklers:
+    try:
+        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    except NotSendable as e:
+        raise refused(e) from None
+    except Exception as e:
+        first = e
+    cloudpickle = _cloudpickle()
+    if cloudpickle is not None:
         try:
-            return p.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+            return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
         except NotSendable as e:
             raise refused(e) from None
         except Exception as e:
-            first = e
+            first = e  # cloudpickle's word, where it too fails
     if isinstance(first, pickle.PicklingError) or (isinstance(first, (AttributeError, TypeError)) and "pickle" in str(first)):
         hint = "" if cloudpickle is not None else " (pip install cloudpickle to send lambdas, closures and functions of __main__ by value)"
         raise refused(first, hint) from None

@@ -9,7 +9,6 @@ import ctypes
 import marshal
 import pickle
 import struct
-import traceback
 
 from . import _errors, _lib, _reduction
 
@@ -357,6 +356,8 @@ def error_outcome(exc):
     """The outcome of a task that raised: the exception pickled when it can
     be (its traceback travels as text), and always its type name, message
     and traceback text."""
+    import traceback  # in a worker, only once a task raises
+
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         exc.__traceback__ = None  # its frames would keep the task's objects alive
@@ -384,9 +385,16 @@ class Failure:
 
 # The type of an exception's __cause__ that carries the worker's
 # traceback: concurrent.futures' for an Executor, multiprocessing's for a
-# Pool (each API's own tests check for its type).
-from concurrent.futures.process import _RemoteTraceback as FUTURES_TRACEBACK  # noqa: E402
-from multiprocessing.pool import RemoteTraceback as POOL_TRACEBACK  # noqa: E402
+# Pool (each API's own tests check for its type), named by (module,
+# class) and imported when a task first raises (concurrent.futures.process
+# imports most of multiprocessing).
+FUTURES_TRACEBACK = ("concurrent.futures.process", "_RemoteTraceback")
+POOL_TRACEBACK = ("multiprocessing.pool", "RemoteTraceback")
+
+
+def _traceback_type(tb_type):
+    module, name = tb_type
+    return getattr(__import__(module, fromlist=[name]), name)
 
 
 def outcome(res, tb_type=FUTURES_TRACEBACK):
@@ -433,7 +441,7 @@ def rebuild(out, tb_type=FUTURES_TRACEBACK):
     if not isinstance(exc, BaseException):
         exc = _errors.RemoteError(type_name, message, tb)
     if tb:
-        exc.__cause__ = tb_type('\n"""\n%s"""' % tb)
+        exc.__cause__ = _traceback_type(tb_type)('\n"""\n%s"""' % tb)
     return ("exc", exc)
 
 

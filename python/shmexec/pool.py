@@ -3,8 +3,6 @@ Executor. Unlike multiprocessing.Pool it does not hang when a worker dies
 or an exception cannot be unpickled: the task fails with WorkerCrashed or
 RemoteError and the pool goes on."""
 
-import multiprocessing
-import multiprocessing.pool as _mp_pool
 import queue
 import threading
 import warnings
@@ -13,10 +11,13 @@ from . import _errors, _reduction, _wire
 from ._errors import check_fork
 from .executor import _RUN, _SHUTDOWN, _TERMINATED, Executor, check_chunksize, check_context, sequence
 
-# multiprocessing.pool's names for a pool's states (code in the wild, and
-# CPython's own tests, read and set Pool._state).
-_STATE_NAMES = {_RUN: _mp_pool.RUN, _SHUTDOWN: _mp_pool.CLOSE}
-_STATES = {_mp_pool.RUN: _RUN, _mp_pool.CLOSE: _SHUTDOWN, _mp_pool.TERMINATE: _TERMINATED}
+# multiprocessing.pool's names for a pool's states, its RUN, CLOSE and
+# TERMINATE (code in the wild, and CPython's own tests, read and set
+# Pool._state); not imported from it: multiprocessing.pool imports
+# subprocess, multiprocessing.connection and more, which nothing here uses
+# (test_pool checks that the names are its).
+_STATE_NAMES = {_RUN: "RUN", _SHUTDOWN: "CLOSE"}
+_STATES = {"RUN": _RUN, "CLOSE": _SHUTDOWN, "TERMINATE": _TERMINATED}
 
 
 class AsyncResult:
@@ -71,6 +72,8 @@ class AsyncResult:
         """The value (a list for a map); raises the task's exception, or
         multiprocessing.TimeoutError if it is not ready within timeout."""
         if not self._done.wait(timeout):
+            import multiprocessing  # imported here: 5 ms of a short script's start that only a timeout needs
+
             raise multiprocessing.TimeoutError
         self._observed = True
         ok, v = self._outcome
@@ -139,7 +142,7 @@ class Pool:
     @property
     def _state(self):
         """multiprocessing.pool's name of the state: RUN, CLOSE or TERMINATE."""
-        return _STATE_NAMES.get(self._ex._books.state, _mp_pool.TERMINATE)
+        return _STATE_NAMES.get(self._ex._books.state, "TERMINATE")
 
     @_state.setter
     def _state(self, name):

@@ -30,6 +30,30 @@ class PackagingTest(unittest.TestCase):
         for n in shmexec.__all__:
             self.assertTrue(hasattr(shmexec, n), n)
 
+    def test_imports_cost_only_what_is_used(self):
+        # A short script pays for what it uses: import shmexec loads neither
+        # the library nor concurrent.futures; shmexec.Pool no multiprocessing
+        # (it imports multiprocessing.TimeoutError only to raise it); a worker (which imports the
+        # package, then shmexec.worker) loads no concurrent.futures,
+        # multiprocessing, cloudpickle or traceback (about 40 ms together).
+        heavy = ["concurrent.futures", "multiprocessing", "cloudpickle", "traceback", "shmexec._lib", "shmexec.executor"]
+        probe = "import sys\n{}\nprint(' '.join(m for m in %r if m in sys.modules))" % (heavy,)
+        env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
+        for code, allowed in (("import shmexec", set()),
+                              ("import shmexec.worker", {"shmexec._lib"}),
+                              ("import shmexec; shmexec.Pool", {"shmexec._lib", "shmexec.executor", "concurrent.futures",
+                                                               "traceback"})):
+            with self.subTest(code=code):
+                r = subprocess.run([sys.executable, "-c", probe.format(code)], capture_output=True, text=True, timeout=60, env=env)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(set(r.stdout.split()), allowed)
+        for name in ("Pool", "Executor", "WorkerCrashed", "version"):
+            r = subprocess.run([sys.executable, "-c", f"import shmexec; print(shmexec.{name}.__name__)"],
+                               capture_output=True, text=True, timeout=60, env=env)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, name), r.stderr)
+        with self.assertRaisesRegex(AttributeError, "has no attribute 'Nothing'"):
+            shmexec.Nothing
+
     def test_a_second_copy_of_the_library_is_refused(self):
         # A process that has one copy of the library (here loaded by ctypes,
         # as a C extension might) must not load another: that would start a
@@ -38,7 +62,8 @@ class PackagingTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, d, True)
         other = os.path.join(d, "libshmexec.so.0")
         shutil.copy(shmexec.LIBRARY_PATH, other)
-        code = f"import ctypes; ctypes.CDLL({other!r})\ntry:\n    import shmexec\nexcept ImportError as e:\n    print('refused:', e)\nelse:\n    print('loaded', shmexec.LIBRARY_PATH)\n"
+        # (import shmexec loads nothing; its first name used loads the library)
+        code = f"import ctypes; ctypes.CDLL({other!r})\nimport shmexec\ntry:\n    shmexec.Executor\nexcept ImportError as e:\n    print('refused:', e)\nelse:\n    print('loaded', shmexec.LIBRARY_PATH)\n"
         env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
         env.pop("SHMEXEC_LIB", None)
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)

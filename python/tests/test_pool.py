@@ -29,6 +29,19 @@ class PoolTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.pool.terminate()
 
+    def test_state_names_are_multiprocessings(self):
+        # shmexec.pool spells RUN, CLOSE and TERMINATE itself (importing
+        # multiprocessing.pool for them costs a short script ~6 ms).
+        import multiprocessing.pool as mp_pool
+
+        p = shmexec.Pool(1)
+        self.assertEqual(p._state, mp_pool.RUN)
+        p.close()
+        self.assertEqual(p._state, mp_pool.CLOSE)
+        p.terminate()
+        self.assertEqual(p._state, mp_pool.TERMINATE)
+        p.join()
+
     def test_apply_and_map(self):
         p = self.pool
         self.assertEqual(p.apply(helpers.add, (1, 2)), 3)
