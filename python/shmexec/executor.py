@@ -445,6 +445,7 @@ class Executor(_cf.Executor):
             if outcome is not None:
                 with books.lock:
                     books.own.discard(job)
+                    books.fetched.notify_all()  # a shutdown may wait for the last of them
                 if rc != _OK and books.state >= _TERMINATED:
                     raise PoolClosed("the pool was terminated")
                 return outcome
@@ -457,6 +458,7 @@ class Executor(_cf.Executor):
             for job in jobs:
                 if job in books.own:
                     books.own.discard(job)
+                    books.fetched.notify_all()
                     if self._open:
                         _LIB.shmx_forget(self._pool, job)
 
@@ -785,7 +787,7 @@ class Executor(_cf.Executor):
         job = ctypes.c_uint64()
         while True:
             with books.lock:
-                done = (books.state == _SHUTDOWN and not books.pending and not books.own and self._feeder.idle()) or books.state >= _TERMINATED
+                done = self._delivered() or books.state >= _TERMINATED
             if done:
                 return
             rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
@@ -795,6 +797,13 @@ class Executor(_cf.Executor):
                 return
 
     # -- shutting down ----------------------------------------------------
+
+    def _delivered(self):
+        """Whether a shut-down executor has delivered every outcome: no
+        future pending, no batch of a map's own, nothing left to feed.
+        books.lock held."""
+        books = self._books
+        return books.state == _SHUTDOWN and not books.pending and not books.own and self._feeder.idle()
 
     def _stop_intake(self):
         """Refuses new tasks from now on; returns the futures pending, or
@@ -833,12 +842,14 @@ class Executor(_cf.Executor):
             if self._books.state != _SHUTDOWN:
                 return
             self._feeder.join()
-            # Until the collector has delivered what is pending; then the
-            # close wakes it from shmx_wait_any (SHMX_ECLOSED), so that it
-            # need not find out by its own slice running out.
+            # Until every outcome is delivered (each delivery notifies
+            # fetched; the slice covers the feeder going idle, and a
+            # terminate); then the close wakes the collector from
+            # shmx_wait_any (SHMX_ECLOSED) rather than leaving it to find
+            # out as its slice runs out.
             books = self._books
             with books.lock:
-                while (books.pending or books.own) and books.state == _SHUTDOWN and self._collector.is_alive():
+                while books.state == _SHUTDOWN and not self._delivered() and self._collector.is_alive():
                     books.fetched.wait(0.05)
             _LIB.shmx_pool_close(self._pool, -1)  # SHMX_EINVAL if terminate closed it first
             self._collector.join()
