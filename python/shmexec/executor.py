@@ -404,7 +404,7 @@ class Executor(_cf.Executor):
         buf = _lib.Buffer()
         rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
         if rc != _OK:
-            raise _errors.call_error(rc, "submit")
+            raise self._submit_error(rc)
         try:
             _wire.write_parts(parts, buf.data)
         except BaseException:
@@ -414,8 +414,17 @@ class Executor(_cf.Executor):
         rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries), ctypes.byref(job))
         if rc != _OK:
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
-            raise _errors.call_error(rc, "submit")
+            raise self._submit_error(rc)
         return self._track(job.value) if track else job.value
+
+    def _submit_error(self, rc):
+        """The exception for a submit that returned rc. A handle that a
+        terminate retired under the call (a feeder thread's submit, a
+        caller's racing the terminate) answers SHMX_EINVAL: that is the
+        pool closed, as for a submit that was waiting when it ended."""
+        if rc == _lib.SHMX_EINVAL and self._books.state >= _TERMINATED:
+            return PoolClosed("the pool was terminated")
+        return _errors.call_error(rc, "submit")
 
     def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True):
         """Submits a frame; returns its future, or with track=False its job
@@ -426,7 +435,7 @@ class Executor(_cf.Executor):
         job = ctypes.c_uint64()
         rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own), ctypes.byref(job))
         if rc != _OK:
-            raise _errors.call_error(rc, "submit")
+            raise self._submit_error(rc)
         if own:
             with self._books.lock:  # shutdown(wait=True) waits until it is fetched
                 self._books.own.add(job.value)
@@ -559,7 +568,7 @@ class Executor(_cf.Executor):
         if rc == _lib.SHMX_EFULL:
             return None
         if rc != _OK:
-            raise _errors.call_error(rc, "submit")
+            raise self._submit_error(rc)
         return job.value
 
     def _submit_call(self, parts, total, timeout=None, retries=None):
@@ -636,7 +645,7 @@ class Executor(_cf.Executor):
         if rc != _OK:
             if rc == _lib.SHMX_ETIMEDOUT:
                 return self._wait_direct(job)
-            raise _errors.call_error(rc, "submit")
+            raise self._submit_error(rc)
         if outcome[0] == "ok":
             return outcome[1]
         raise outcome[1]
