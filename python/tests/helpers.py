@@ -74,6 +74,19 @@ def sleep_then_boom(s, msg):
     raise ValueError(msg)
 
 
+def shmexec_process_alive(pid):
+    """Whether pid runs a shmexec process (a zombie, or a reused pid that is
+    not ours, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/cmdline") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and "shmexec" in cmdline
+
+
 def pid():
     return os.getpid()
 

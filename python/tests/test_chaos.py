@@ -107,6 +107,11 @@ class Stream:
             self.seen.add(pid)
 
 
+def slow_tag(i):
+    time.sleep(0.002)
+    return i, os.getpid()
+
+
 def full_size_after(ex, n, deadline=10):
     """Seconds until n tasks run at once on n workers, polling."""
     t0 = time.monotonic()
@@ -160,6 +165,73 @@ class ChaosFromOutside(unittest.TestCase):
         )
         self.assertLess(heal, 1.0, "the pool took more than a second to be back at full size")
         self.assertGreater(s.ok, 0)
+
+    def test_shutdown_and_terminate_while_workers_are_killed(self):
+        # A close delivers every outcome, through the collector, for
+        # futures nobody waits on (callbacks only), while workers die under
+        # it; a terminate ends every future at once. Either way: each
+        # future ends exactly once, the call returns by its deadline, and
+        # every worker the pool had is gone after.
+        for how in ("shutdown", "terminate"):
+            with self.subTest(how=how):
+                ex = shmexec.Executor(2, retries=3)
+                calls, lock, seen = {}, threading.Lock(), set()
+
+                def done(f, calls=calls, lock=lock, seen=seen):
+                    with lock:
+                        calls[f] = calls.get(f, 0) + 1
+                    if not f.cancelled() and f.exception() is None:
+                        seen.add(f.result()[1])
+
+                fs = []
+                for i in range(300):
+                    f = ex.submit(slow_tag, i)
+                    f.add_done_callback(done)
+                    fs.append((i, f))
+                # Only workers that have run a task: jobs go on running
+                # between the kills (killed starts fail the queue at once).
+                killer = Killer(ex, 0.010, seen, ready_only=True)
+                killer.start()
+                pids = set()
+                t_end = time.monotonic() + 0.05
+                while time.monotonic() < t_end:  # the kills begin before the close
+                    pids.update(p for p in ex._worker_pids() if p)
+                    time.sleep(0.005)
+                unfinished = sum(not f.done() for _, f in fs)
+                closer = threading.Thread(target=ex.shutdown if how == "shutdown" else ex.terminate, daemon=True)
+                closer.start()
+                closer.join(DEADLINE)
+                killer.stop.set()
+                killer.join(5)
+                self.assertFalse(closer.is_alive(), f"{how} did not return within {DEADLINE} s while workers were killed")
+                self.assertGreater(unfinished, 0, "every task had ended before the close: nothing was tested")
+                self.assertGreater(killer.kills, 0)
+                ended = {"value": 0, "crashed": 0, "start": 0, "closed": 0}
+                for i, f in fs:
+                    self.assertTrue(f.done(), f"task {i} not ended after {how}")
+                    try:
+                        v, _ = f.result(0)
+                    except shmexec.WorkerCrashed:
+                        ended["crashed"] += 1
+                    except shmexec.WorkerStartError:
+                        ended["start"] += 1
+                    except shmexec.PoolClosed:
+                        self.assertEqual(how, "terminate", f"task {i}: PoolClosed from a shutdown that waits")
+                        ended["closed"] += 1
+                    else:
+                        self.assertEqual(v, i, f"task {i} got another task's value")
+                        ended["value"] += 1
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and len(calls) < len(fs):
+                    time.sleep(0.01)  # a callback runs in the thread that ended the future
+                with lock:
+                    self.assertEqual(sorted(calls.values()), [1] * len(fs), "a callback ran other than once")
+                alive = set(pids)
+                while alive and time.monotonic() < deadline:
+                    alive = {p for p in alive if helpers.shmexec_process_alive(p)}
+                    time.sleep(0.01)
+                self.assertEqual(alive, set(), f"workers left after {how}")
+                sys.stderr.write(f"\n  {how} with a kill every 10 ms: {killer.kills} kills, {unfinished} tasks unfinished at the call, {ended}")
 
 
 if __name__ == "__main__":

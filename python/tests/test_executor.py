@@ -204,17 +204,6 @@ def children(pid):
     return out
 
 
-def alive(pid):
-    """Whether pid runs (a zombie, or a reused pid that is not ours, does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        with open(f"/proc/{pid}/cmdline") as f:
-            cmdline = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z" and "shmexec" in cmdline
-
 
 def threading_lock():
     import threading
@@ -350,7 +339,7 @@ class ProcessTest(unittest.TestCase):
                 owner.send_signal(signal.SIGKILL)  # only the process this test started
                 owner.wait(DEADLINE)
                 deadline = time.monotonic() + 1.0
-                while any(alive(p) for p in workers):
+                while any(helpers.shmexec_process_alive(p) for p in workers):
                     self.assertLess(time.monotonic(), deadline, f"workers {workers} outlived their pool's owner by 1 s")
                     time.sleep(0.01)
             finally:
