@@ -185,7 +185,7 @@ bench-plots: lib build/shmexec build/shmexec-bench build/cbench
 # is asserted).
 test-bench: lib build/shmexec build/shmexec-bench build/cbench
 	./build/shmexec bench --quick --json > build/bench-quick.json
-	$(PYTHON) -c 'import json,sys; r=json.load(open("build/bench-quick.json")); g={f["group"] for f in r["figures"]}; need={"round trip, empty job","throughput, tiny jobs","payload","recovery"}; sys.exit(0 if need <= g and r["payload"] and r["scaling"] and r["latency_us"] else "bench JSON lacks figures: %s" % sorted(need - g))'
+	$(PYTHON) -c 'import json,sys; r=json.load(open("build/bench-quick.json")); g={f["group"] for f in r["figures"]}; need={"round trip, empty job","throughput, tiny jobs","payload","recovery"}; n={f["name"] for f in r["figures"]}; c={"C→C p50, busy worker","C→C p50, sleeping worker"}; sys.exit(0 if need <= g and c <= n and r["payload"] and r["scaling"] and r["latency_us"] else "bench JSON lacks figures: %s" % sorted((need - g) | (c - n)))'
 
 demo: c-examples build/shmexec
 	$(GO) run ./examples/go/ringdemo

@@ -1,15 +1,26 @@
 /*
- * cbench: round trip of an empty job from C to a C worker, beside a pipe
- * ping-pong with a child process, in the same run, and the throughput of
- * empty jobs submitted in batches. Prints p50 and p99 of each and their
- * ratio; with --json, one JSON object for shmexec-bench.
+ * cbench: round trip of an empty job from C to a C worker, beside the
+ * floors measured in the same run: two processes ping-ponging a word of
+ * shared memory by spinning (the floor for a busy worker) and by futex
+ * sleeps (the floor for a sleeping one), and a pipe ping-pong. The pool is
+ * measured twice: back to back, so that the worker is still polling when
+ * the next job comes (busy), and with a pause between jobs longer than any
+ * spin, so that the worker has gone to sleep (sleeping); the futex floor is
+ * measured with the same pauses. Then the throughput of empty jobs
+ * submitted in batches. Prints p50 and p99 of each and the ratios; with
+ * --json, one JSON object for shmexec-bench.
  *
  *   ./build/cbench [iterations] [--json]
  */
+#define _DEFAULT_SOURCE /* syscall, MAP_ANONYMOUS */
+#include <linux/futex.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +47,84 @@ static int cmp(const void *a, const void *b) {
 
 static int json;
 
+/* The pause between jobs that lets every waiter reach its futex sleep: far
+ * longer than the ring's spin (50 us) and the client's. */
+#define PAUSE_NS 1000000L
+
+static void pause_between(void) {
+    struct timespec ts = {0, PAUSE_NS};
+    nanosleep(&ts, NULL);
+}
+
+static void futex_wait(uint32_t *w, uint32_t old) {
+    syscall(SYS_futex, w, FUTEX_WAIT, old, NULL, NULL, 0);
+}
+
+static void futex_wake(uint32_t *w) {
+    syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* ping_pong measures n round trips of a word with a forked child over
+ * shared memory: spinning on it, or sleeping on it with futexes (then with
+ * a pause before each ping when paused is set). The words sit on separate
+ * cache lines, as the ring's are. */
+static int ping_pong(int futex, int paused, long long *lat, int n) {
+    uint32_t *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    uint32_t *ping = &m[0], *pong = &m[16];
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        uint32_t last = 0;
+        for (;;) {
+            uint32_t v;
+            while ((v = __atomic_load_n(ping, __ATOMIC_ACQUIRE)) == last) {
+                if (futex) futex_wait(ping, last);
+                else __builtin_ia32_pause();
+            }
+            if (v == UINT32_MAX) _exit(0);
+            last = v;
+            __atomic_store_n(pong, v, __ATOMIC_RELEASE);
+            if (futex) futex_wake(pong);
+        }
+    }
+    for (int i = -200; i < n; i++) {
+        uint32_t v = (uint32_t)(i + 1000);
+        if (paused) pause_between();
+        long long t = now_ns();
+        __atomic_store_n(ping, v, __ATOMIC_RELEASE);
+        if (futex) futex_wake(ping);
+        uint32_t got;
+        while ((got = __atomic_load_n(pong, __ATOMIC_ACQUIRE)) != v) {
+            if (futex) futex_wait(pong, got);
+            else __builtin_ia32_pause();
+        }
+        if (i >= 0) lat[i] = now_ns() - t;
+    }
+    __atomic_store_n(ping, UINT32_MAX, __ATOMIC_RELEASE);
+    futex_wake(ping);
+    waitpid(pid, NULL, 0);
+    munmap(m, 4096);
+    return 0;
+}
+
+/* round_trips measures n empty jobs, one at a time, each waited for. */
+static int round_trips(shmx_pool *pool, int paused, long long *lat, int n) {
+    for (int i = -200; i < n; i++) {
+        if (paused) pause_between();
+        long long t = now_ns();
+        shmx_job job;
+        shmx_result res;
+        if (shmx_submit(pool, "empty", NULL, 0, &job) != SHMX_OK || shmx_wait(pool, job, -1, &res) != SHMX_OK || res.status != SHMX_OK) {
+            fprintf(stderr, "bench: job failed: %s\n", shmx_last_error());
+            return -1;
+        }
+        shmx_result_release(pool, &res);
+        if (i >= 0) lat[i] = now_ns() - t;
+    }
+    return 0;
+}
+
 static void report(const char *what, const char *key, long long *lat, int n, long long *p50) {
     qsort(lat, (size_t)n, sizeof *lat, cmp);
     *p50 = lat[n / 2];
@@ -44,7 +133,7 @@ static void report(const char *what, const char *key, long long *lat, int n, lon
                lat[(int)(n * 0.99)], key, lat[(int)(n * 0.999)]);
         return;
     }
-    printf("%-28s p50 %8.2f us   p99 %8.2f us\n", what, lat[n / 2] / 1e3, lat[(int)(n * 0.99)] / 1e3);
+    printf("%-42s p50 %8.2f us   p99 %8.2f us\n", what, lat[n / 2] / 1e3, lat[(int)(n * 0.99)] / 1e3);
 }
 
 int main(int argc, char **argv) {
@@ -76,19 +165,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench: %s\n", shmx_last_error());
         return 1;
     }
-    for (int i = -200; i < n; i++) {
-        long long t = now_ns();
-        shmx_job job;
-        shmx_result res;
-        if (shmx_submit(pool, "empty", NULL, 0, &job) != SHMX_OK || shmx_wait(pool, job, -1, &res) != SHMX_OK || res.status != SHMX_OK) {
-            fprintf(stderr, "bench: job failed\n");
-            return 1;
-        }
-        shmx_result_release(pool, &res);
-        if (i >= 0) lat[i] = now_ns() - t;
-    }
-    long long pool_p50, pipe_p50;
-    report("C -> C worker, empty job", "c_rt", lat, n, &pool_p50);
+    long long pool_p50, pipe_p50, sleep_p50, spin_p50, futex_p50, futex_paused_p50;
+    if (round_trips(pool, 0, lat, n)) return 1;
+    report("C -> C, busy worker", "c_rt", lat, n, &pool_p50);
+    /* Paused rounds take PAUSE_NS each: a fifth as many. */
+    int np = n / 5 < 10 ? 10 : n / 5;
+    if (round_trips(pool, 1, lat, np)) return 1;
+    report("C -> C, sleeping worker", "c_rt_sleeping", lat, np, &sleep_p50);
 
     /* Throughput: empty jobs submitted in batches of 512, then waited for. */
     enum { WINDOW = 512 };
@@ -137,14 +220,21 @@ int main(int argc, char **argv) {
     close(to[1]);
     waitpid(pid, NULL, 0);
     report("C pipe ping-pong (baseline)", "c_pipe", lat, n, &pipe_p50);
+
+    if (ping_pong(0, 0, lat, n)) return 1;
+    report("spin ping-pong (floor, busy)", "c_spin", lat, n, &spin_p50);
+    if (ping_pong(1, 0, lat, n)) return 1;
+    report("futex ping-pong", "c_futex", lat, n, &futex_p50);
+    if (ping_pong(1, 1, lat, np)) return 1;
+    report("futex ping-pong, paused (floor, sleeping)", "c_futex_paused", lat, np, &futex_paused_p50);
     if (json) {
         printf("\"iterations\": %d}\n", n);
         free(lat);
         return 0;
     }
-    printf("ratio: the pool's round trip is %.1fx %s than the pipe's (p50)\n",
-           pool_p50 < pipe_p50 ? (double)pipe_p50 / pool_p50 : (double)pool_p50 / pipe_p50,
-           pool_p50 < pipe_p50 ? "faster" : "slower");
+    printf("ratios (p50): busy worker %.2fx the spin floor; sleeping worker %.2fx the paused futex floor; "
+           "busy worker %.2fx the pipe\n",
+           (double)pool_p50 / spin_p50, (double)sleep_p50 / futex_paused_p50, (double)pool_p50 / pipe_p50);
     free(lat);
     return 0;
 }
