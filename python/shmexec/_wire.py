@@ -213,8 +213,14 @@ _VALUE_TAG = bytes((0, 0, 0, VALUE))
 _MARSHAL = 4  # marshal's format 4, which every Python since 3.4 reads
 
 # Exactly these types (not subclasses: marshal refuses those, and pickle
-# keeps their class) travel marshalled.
+# keeps their class) travel marshalled; bytes too while under BIG (larger
+# ones travel out of band). Not bytearray: marshal reads it back as bytes.
 _PLAIN = frozenset((type(None), bool, int, float, str))
+
+
+def _is_plain(v):
+    t = type(v)
+    return t in _PLAIN or t is bytes and len(v) < BIG
 
 
 def function_ref(fn):
@@ -227,11 +233,11 @@ def dumps_call(fn, key, args, kwargs):
     dumps_parts: a call frame (key: _reduction.function_ref(fn)) when
     nothing in the arguments travels out of band."""
     for a in args:
-        if type(a) not in _PLAIN:
+        if type(a) not in _PLAIN and not _is_plain(a):
             break
     else:
         for a in kwargs.values():
-            if type(a) not in _PLAIN:
+            if type(a) not in _PLAIN and not _is_plain(a):
                 break
         else:
             frame = _PLAIN_CALL_TAG + marshal.dumps((key, args, kwargs), _MARSHAL)
@@ -285,7 +291,7 @@ def loads_call(b, functions):
 
 def dumps_value(v):
     """dumps_parts(("ok", v)): a value frame when v is of a plain type."""
-    if type(v) in _PLAIN:
+    if type(v) in _PLAIN or _is_plain(v):
         frame = _VALUE_TAG + marshal.dumps(v, _MARSHAL)
         return [frame], len(frame)
     return dumps_parts(("ok", v))

@@ -20,19 +20,21 @@ class WireTest(unittest.TestCase):
         return frame
 
     def test_plain_arguments_travel_marshalled(self):
-        frame = self.call_frame((1, "a", None, 2.5, True), {"k": -3})
+        frame = self.call_frame((1, "a", None, 2.5, True, b"ab"), {"k": -3})
         self.assertTrue(_wire.is_call(frame))
         self.assertTrue(_wire.is_plain_call(frame))
         fn, args, kwargs = _wire.loads_call(frame, {})
         self.assertIs(fn, helpers.add)
-        self.assertEqual((args, kwargs), ((1, "a", None, 2.5, True), {"k": -3}))
+        self.assertEqual((args, kwargs), ((1, "a", None, 2.5, True, b"ab"), {"k": -3}))
+        self.assertIs(type(args[5]), bytes)
         self.assertEqual(marshal.loads(frame[4:]), (_wire.function_ref(helpers.add), args, kwargs))
         # From a longer buffer, as a worker's reused input buffer.
         buf = bytearray(frame) + b"\xfestale bytes of an earlier frame"
         self.assertEqual(_wire.loads_plain_call(memoryview(buf)[4:], {})[1:], (args, kwargs))
 
     def test_other_arguments_travel_pickled(self):
-        for args, kwargs in [((helpers.Color.RED,), {}), ((1,), {"c": helpers.Name("x")}), (([1, 2],), {}), ((b"ab",), {})]:
+        # bytearray: marshal would read it back as bytes.
+        for args, kwargs in [((helpers.Color.RED,), {}), ((1,), {"c": helpers.Name("x")}), (([1, 2],), {}), ((bytearray(b"ab"),), {})]:
             frame = self.call_frame(args, kwargs)
             self.assertTrue(_wire.is_call(frame))
             self.assertFalse(_wire.is_plain_call(frame))
@@ -53,7 +55,7 @@ class WireTest(unittest.TestCase):
         self.assertIs(_wire.loads_call(frame, functions)[0], helpers.double)
 
     def test_plain_values_travel_in_value_frames(self):
-        for v in [None, True, 0, 2**100, 1.25, "", "é\ud800", "z" * 100_000]:
+        for v in [None, True, 0, 2**100, 1.25, "", "é\ud800", "z" * 100_000, b"", b"x" * (_wire.BIG - 1)]:
             frame = _wire.join(_wire.dumps_value(v)[0])
             self.assertTrue(_wire.is_value(frame))
             self.assertEqual(_wire.loads(frame), ("ok", v))
@@ -64,7 +66,7 @@ class WireTest(unittest.TestCase):
             self.assertEqual(_wire.load_value(memoryview(buf)[4:]), v)
 
     def test_other_values_travel_pickled(self):
-        for v in [helpers.Color.RED, helpers.Name("n"), [1], {"a": 1}, (1,), b"x", 1j]:
+        for v in [helpers.Color.RED, helpers.Name("n"), [1], {"a": 1}, (1,), bytearray(b"x"), b"x" * _wire.BIG, 1j]:
             frame = _wire.join(_wire.dumps_value(v)[0])
             self.assertFalse(_wire.is_value(frame))
             got = _wire.loads(frame)
