@@ -78,20 +78,22 @@ def measure(quick=False):
     ctx = mp.get_context("spawn")
     r = {"workers": 2, "n_roundtrip": n_rt, "n_map": n_map}
     with shmexec.Executor(max_workers=2) as ex, shmexec.Pool(2) as sp, ctx.Pool(2) as pool, \
-            cf.ProcessPoolExecutor(2, mp_context=ctx) as ppe:
+            cf.ProcessPoolExecutor(2, mp_context=ctx) as ppe, shmexec.Pool(1) as sp1:
         # Every worker started and idle before anything is timed: spawned
         # workers import for a while, and would steal the CPU from
         # whatever is measured first.
         list(ppe.map(noop, range(20)))
         pool.map(noop, range(20), chunksize=1)
         for warm in (ex.submit(noop).result, lambda: sp.apply(noop), lambda: sp.apply(noop_by_value), lambda: pool.apply(noop),
-                     ppe.submit(noop).result):
+                     ppe.submit(noop).result, lambda: sp1.apply(noop)):
             for _ in range(50):
                 warm()
         time.sleep(0.5)
-        r["pool_apply"], r["mp_apply"], r["apply"], r["ppe_submit"], r["pool_apply_by_value"] = _latencies(
+        # pool_apply_1: the tail of a pool of one worker, which no other
+        # worker can cover for.
+        r["pool_apply"], r["mp_apply"], r["apply"], r["ppe_submit"], r["pool_apply_by_value"], r["pool_apply_1"] = _latencies(
             [lambda: sp.apply(noop), lambda: pool.apply(noop), lambda: ex.submit(noop).result(), lambda: ppe.submit(noop).result(),
-             lambda: sp.apply(noop_by_value)], n_rt)
+             lambda: sp.apply(noop_by_value), lambda: sp1.apply(noop)], n_rt)
 
         # map: medians of alternating runs, over a range (which both
         # pools slice as they like: shmexec sends ranges, multiprocessing
@@ -276,6 +278,10 @@ def main(argv=None):
         row(f"Executor.submit().result() round trip {q}", r["apply"][q], {"ProcessPoolExecutor.submit().result()": r["ppe_submit"][q]})
         row(f"Pool.apply of a lambda (sent by value) round trip {q}", r["pool_apply_by_value"][q],
             {"multiprocessing.Pool.apply of a module function": r["mp_apply"][q], "shmexec Pool.apply of a module function (by reference)": r["pool_apply"][q]})
+    one = r["pool_apply_1"]
+    print(f"Pool.apply round trip with 1 worker: p50 {one['p50'] * 1e3:.3f} ms, p99 {one['p99'] * 1e3:.3f} ms"
+          f" (p99 {one['p99'] / one['p50']:.1f}x p50)")
+    print(f"Executor.submit().result() p50 is {r['apply']['p50'] / r['pool_apply']['p50']:.2f}x Pool.apply's")
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a range (median of alternating runs)", r["pool_map"], {"multiprocessing Pool.map (default chunksize)": r["mp_map"],
         "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"]})
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a list", r["pool_map_list"], {"multiprocessing Pool.map (default chunksize)": r["mp_map_list"]})
