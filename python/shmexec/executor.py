@@ -29,6 +29,7 @@ _WAIT = _LIB["shmx_wait"]  # for _fetch, likewise
 _RELEASE = _LIB["shmx_result_release"]  # for every fetch of a result
 _RUNNING = _cf._base.RUNNING
 _FINISHED = _cf._base.FINISHED
+_ENDED = frozenset((_FINISHED, _cf._base.CANCELLED, _cf._base.CANCELLED_AND_NOTIFIED))  # states that never change
 _SLICE_C = ctypes.c_int64(_SLICE_NS)
 _BIG_C = ctypes.c_size_t(_wire.BIG)
 
@@ -92,11 +93,27 @@ class Future(_cf.Future):
         """Waits for the job in this thread, if it has one yet, and returns
         what is left of timeout for the base class's wait: one deadline
         for both."""
-        if self._job is None or self.done():
+        if self._job is None or self._state in _ENDED:  # no lock needed: an ended state is final
             return timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         self._ex._wait_here(self, timeout)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _set_result_unless_cancelled(self, value):
+        """set_result, unless the future was cancelled: settle's common
+        case in one section of the condition instead of two (cancelled,
+        then set_result), the same steps as the base class's set_result."""
+        with self._condition:
+            if self._state != _RUNNING and self._state != _cf._base.PENDING:
+                if self._state == _FINISHED:
+                    raise _cf.InvalidStateError(f"{self._state}: {self!r}")
+                return  # cancelled meanwhile
+            self._result = value
+            self._state = _FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
 
     def __del__(self):
         try:
@@ -109,6 +126,9 @@ class Future(_cf.Future):
 def settle(fut, outcome):
     """Ends fut with an outcome, ("ok", value) or ("exc", exception),
     unless it was cancelled meanwhile."""
+    if outcome[0] == "ok" and type(fut) is Future:
+        fut._set_result_unless_cancelled(outcome[1])
+        return
     if fut.cancelled():
         return
     if outcome[0] == "exc" and type(outcome[1]) is _cf.CancelledError and isinstance(fut, Future):
