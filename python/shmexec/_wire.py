@@ -218,9 +218,10 @@ _MARSHAL = 4  # marshal's format 4, which every Python since 3.4 reads
 _PLAIN = frozenset((type(None), bool, int, float, str))
 
 
-def _is_plain(v):
-    t = type(v)
-    return t in _PLAIN or t is bytes and len(v) < BIG
+def _plain_bytes(v):
+    """Whether v is bytes small enough to travel marshalled (the hot paths
+    test type(v) in _PLAIN first, inline)."""
+    return type(v) is bytes and len(v) < BIG
 
 
 def function_ref(fn):
@@ -233,11 +234,11 @@ def dumps_call(fn, key, args, kwargs):
     dumps_parts: a call frame (key: _reduction.function_ref(fn)) when
     nothing in the arguments travels out of band."""
     for a in args:
-        if type(a) not in _PLAIN and not _is_plain(a):
+        if type(a) not in _PLAIN and not _plain_bytes(a):
             break
     else:
         for a in kwargs.values():
-            if type(a) not in _PLAIN and not _is_plain(a):
+            if type(a) not in _PLAIN and not _plain_bytes(a):
                 break
         else:
             frame = _PLAIN_CALL_TAG + marshal.dumps((key, args, kwargs), _MARSHAL)
@@ -291,7 +292,7 @@ def loads_call(b, functions):
 
 def dumps_value(v):
     """dumps_parts(("ok", v)): a value frame when v is of a plain type."""
-    if type(v) in _PLAIN or _is_plain(v):
+    if type(v) in _PLAIN or _plain_bytes(v):
         frame = _VALUE_TAG + marshal.dumps(v, _MARSHAL)
         return [frame], len(frame)
     return dumps_parts(("ok", v))

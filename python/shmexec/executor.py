@@ -99,22 +99,6 @@ class Future(_cf.Future):
         self._ex._wait_here(self, timeout)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-    def _set_result_unless_cancelled(self, value):
-        """set_result, unless the future was cancelled: settle's common
-        case in one section of the condition instead of two (cancelled,
-        then set_result), the same steps as the base class's set_result."""
-        with self._condition:
-            if self._state != _RUNNING and self._state != _cf._base.PENDING:
-                if self._state == _FINISHED:
-                    raise _cf.InvalidStateError(f"{self._state}: {self!r}")
-                return  # cancelled meanwhile
-            self._result = value
-            self._state = _FINISHED
-            for waiter in self._waiters:
-                waiter.add_result(self)
-            self._condition.notify_all()
-        self._invoke_callbacks()
-
     def __del__(self):
         try:
             if not self._observed and self.done() and not self.cancelled() and super().exception(0) is not None:
@@ -125,19 +109,21 @@ class Future(_cf.Future):
 
 def settle(fut, outcome):
     """Ends fut with an outcome, ("ok", value) or ("exc", exception),
-    unless it was cancelled meanwhile."""
-    if outcome[0] == "ok" and type(fut) is Future:
-        fut._set_result_unless_cancelled(outcome[1])
-        return
-    if fut.cancelled():
-        return
-    if outcome[0] == "exc" and type(outcome[1]) is _cf.CancelledError and isinstance(fut, Future):
+    unless it was cancelled meanwhile. One section of the future's
+    condition: set_result and set_exception refuse a cancelled future
+    themselves, so there is no separate cancelled() check before them."""
+    kind, value = outcome
+    if kind == "exc" and type(value) is _cf.CancelledError and isinstance(fut, Future):
         fut._mark_cancelled()  # only shmx_cancel, which Future.cancel calls, ends a job so
         return
-    if outcome[0] == "ok":
-        fut.set_result(outcome[1])
-    else:
-        fut.set_exception(outcome[1])
+    try:
+        if kind == "ok":
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+    except _cf.InvalidStateError:
+        if not fut.cancelled():
+            raise  # settled twice: a bug, not a race with cancel
 
 
 class _Books:
