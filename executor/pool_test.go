@@ -695,6 +695,46 @@ func TestUnobservedFailures(t *testing.T) {
 	}
 }
 
+// A job whose worker is SIGKILLed ends in a CrashError that recovery
+// delivers, not the worker; dropped unread, it counts as unobserved like
+// a handler's error, in the client and in the segment's client record
+// (what shmexec stat shows), and a crash that was read does not.
+func TestUnobservedCrashesAreCounted(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	c := p.Client()
+	func() {
+		f, err := c.Submit(context.Background(), "kill", nil) // the worker SIGKILLs itself
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-f.Done() // ended, but its error is never read
+		g, err := c.Submit(context.Background(), "kill", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ce *CrashError
+		if _, err := waitFor(t, g); !errors.As(err, &ce) {
+			t.Fatalf("a killed worker's job: %v, want a CrashError", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Unobserved() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Unobserved = %d after GC, want 1", c.Unobserved())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !c.l.enter() {
+		t.Fatal("segment gone")
+	}
+	got := c.l.client(c.index).Uint64(crUnobserved).Load()
+	c.l.exit()
+	if got != 1 {
+		t.Fatalf("segment's unobserved count = %d, want 1", got)
+	}
+}
+
 func TestMapStream(t *testing.T) {
 	p := newPool(t, Config{})
 	in := make(chan []byte)
