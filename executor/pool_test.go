@@ -685,14 +685,7 @@ func TestUnobservedFailures(t *testing.T) {
 		g, _ := c.Submit(context.Background(), "fail", nil)
 		waitFor(t, g) // read: observed
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Unobserved() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Unobserved = %d after GC, want 1", c.Unobserved())
-		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUnobserved(t, c, 1)
 }
 
 // A job whose worker is SIGKILLed ends in a CrashError that recovery
@@ -717,14 +710,7 @@ func TestUnobservedCrashesAreCounted(t *testing.T) {
 			t.Fatalf("a killed worker's job: %v, want a CrashError", err)
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Unobserved() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Unobserved = %d after GC, want 1", c.Unobserved())
-		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUnobserved(t, c, 1)
 	if !c.l.enter() {
 		t.Fatal("segment gone")
 	}
@@ -732,6 +718,20 @@ func TestUnobservedCrashesAreCounted(t *testing.T) {
 	c.l.exit()
 	if got != 1 {
 		t.Fatalf("segment's unobserved count = %d, want 1", got)
+	}
+}
+
+// waitUnobserved collects garbage until c counts want unobserved
+// failures, for at most 10 s.
+func waitUnobserved(t *testing.T, c *Client, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Unobserved() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("Unobserved = %d after GC, want %d", c.Unobserved(), want)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
