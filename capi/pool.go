@@ -207,6 +207,27 @@ func shmxgo_pool_workers(cp *C.shmx_pool, pids *C.int32_t, capacity C.size_t, n 
 	return C.SHMX_OK
 }
 
+//export shmxgo_pool_stats
+func shmxgo_pool_stats(cp *C.shmx_pool, st *C.shmx_stats) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	s := p.c.Stats()
+	st.page_size = C.uint32_t(s.PageSize)
+	st.submitted = C.uint64_t(s.Submitted)
+	st.collected = C.uint64_t(s.Collected)
+	st.retried = C.uint64_t(s.Retried)
+	st.worker_deaths = C.uint64_t(s.WorkerDeaths)
+	st.respawned = C.uint64_t(s.Respawned)
+	st.queued = C.uint32_t(s.Queued)
+	st.slots = C.uint32_t(s.Slots)
+	st.slots_in_use = C.uint32_t(s.SlotsInUse)
+	st.pages = C.uint32_t(s.Pages)
+	st.pages_in_use = C.uint32_t(s.PagesInUse)
+	return C.SHMX_OK
+}
+
 func closeAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()

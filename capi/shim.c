@@ -125,6 +125,15 @@ int shmx_pool_workers(shmx_pool *pool, int32_t *pids, size_t cap, size_t *n) {
     return shmxgo_pool_workers(pool, pids, cap, n);
 }
 
+int shmx_pool_stats(shmx_pool *pool, shmx_stats *st) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !st || st->struct_size < sizeof(shmx_stats)) return SHMX_EINVAL;
+    uint32_t size = st->struct_size;
+    memset(st, 0, sizeof *st);
+    st->struct_size = size;
+    return shmxgo_pool_stats(pool, st);
+}
+
 int shmx_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;
@@ -374,6 +383,12 @@ int shmx_worker_next(shmx_worker *w, int64_t timeout_ns, shmx_task *task) {
         task->in = w->in_buf;
     }
     return rc;
+}
+
+int shmx_task_input_file(shmx_worker *w, const shmx_task *task, int *fd, uint64_t *offset) {
+    GUARD(SHMX_EFORKED);
+    if (!w || !task || !task->id || !fd || !offset) return SHMX_EINVAL;
+    return shmxgo_task_input_file((shmx_task *)task, fd, offset);
 }
 
 int shmx_task_done(shmx_worker *w, shmx_task *task, int rc) {

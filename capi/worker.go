@@ -223,6 +223,21 @@ func shmxgo_task_done(cw *C.shmx_worker, ct *C.shmx_task, rc C.int) C.int {
 	return C.SHMX_OK
 }
 
+//export shmxgo_task_input_file
+func shmxgo_task_input_file(ct *C.shmx_task, fd *C.int, offset *C.uint64_t) C.int {
+	tk, ok := tasks.get(uint64(ct.id))
+	if !ok || theWorker == nil {
+		return C.SHMX_EINVAL
+	}
+	f, off, ok := theWorker.InputFile(tk.t)
+	if !ok {
+		setErr(errors.New("the task's input is empty"))
+		return C.SHMX_EINVAL
+	}
+	*fd, *offset = C.int(f.Fd()), C.uint64_t(off)
+	return C.SHMX_OK
+}
+
 //export shmxgo_task_reply
 func shmxgo_task_reply(cw *C.shmx_worker, ct *C.shmx_task, data unsafe.Pointer, n C.size_t) C.int {
 	tk, ok := tasks.take(uint64(ct.id))

@@ -36,6 +36,7 @@ type Stats struct {
 	Slots      int `json:"slots"`
 	PagesInUse int `json:"pages_in_use"`
 	Pages      int `json:"pages"`
+	PageSize   int `json:"page_size"` // bytes in an arena page
 
 	Workers []WorkerStats `json:"workers"`
 	Clients []ClientStats `json:"clients"` // client slots in use (0 is the pool owner's)
@@ -132,6 +133,7 @@ func (l *layout) stats() Stats {
 	s.Slots = l.g.slots
 	s.PagesInUse = l.pagesInUse()
 	s.Pages = l.g.pages
+	s.PageSize = pageSize
 	for c := 0; c < l.g.clients; c++ {
 		r := l.client(c)
 		st := r.Uint32(crState).Load()

@@ -133,6 +133,16 @@ func (W *Worker) Ready() { W.w.ready() }
 // worker with a handler table (RunWorker).
 func (W *Worker) Next(timeout time.Duration) (*Task, error) { return W.w.next(timeout) }
 
+// InputFile returns the pool segment's file and where t's input starts in
+// it, for a worker that maps the input again: a private copy-on-write
+// mapping gives a handler a copy of it that it may change, and that stays
+// valid after Finish, without copying what is not changed. ok is false
+// for an empty input. The file stays the worker's; do not close it.
+func (W *Worker) InputFile(t *Task) (f *os.File, off int64, ok bool) {
+	off, ok = W.w.l.seg.FileOffset(t.Input)
+	return W.w.l.seg.File(), off, ok
+}
+
 type worker struct {
 	cfg      WorkerConfig
 	l        *layout

@@ -132,6 +132,29 @@ int shmx_pool_terminate(shmx_pool *pool);
    Returns: SHMX_OK; SHMX_EINVAL for a closed handle or NULL n. */
 int shmx_pool_workers(shmx_pool *pool, int32_t *pids, size_t cap, size_t *n);
 
+/* A snapshot of the pool's counters and space (the figures of `shmexec
+   stat`). Set struct_size to sizeof(shmx_stats) before the call: a
+   library newer than the header fills only the fields the header knows. */
+typedef struct shmx_stats {
+    uint32_t struct_size;
+    uint32_t page_size;      /* bytes in an arena page */
+    uint64_t submitted;      /* jobs submitted, by every client */
+    uint64_t collected;      /* results collected, by every client */
+    uint64_t retried;        /* jobs re-run after a worker crash */
+    uint64_t worker_deaths;  /* workers that died or were killed */
+    uint64_t respawned;      /* workers started in place of others */
+    uint32_t queued;         /* jobs waiting in the inqueue */
+    uint32_t slots;          /* job slots */
+    uint32_t slots_in_use;
+    uint32_t pages;          /* arena pages: where large inputs and outputs live */
+    uint32_t pages_in_use;   /* by queued and running jobs, and outputs held in place */
+    uint32_t reserved;
+} shmx_stats;
+
+/* Returns: SHMX_OK with *st filled in; SHMX_EINVAL for a closed handle,
+   a NULL st or a struct_size under that of this header's first version. */
+int shmx_pool_stats(shmx_pool *pool, shmx_stats *st);
+
 /* Queues a job for handler with a copy of data. Blocks while every job
    slot is in use. Returns: SHMX_OK and *job; SHMX_ETOO_LARGE,
    SHMX_ECLOSED, SHMX_EINVAL. */
@@ -351,6 +374,19 @@ int shmx_worker_input_buffer(shmx_worker *w, void *buf, size_t cap);
    SHMX_ETIMEDOUT when none came; SHMX_ECLOSED when the worker should exit
    with status 0 (the pool is closing or max_tasks_per_worker is reached). */
 int shmx_worker_next(shmx_worker *w, int64_t timeout_ns, shmx_task *task);
+
+/* Where task's input lies in the pool's shared memory file: *fd, a
+   descriptor of the file (the library's: do not close it) and *offset,
+   where the input starts in it (task->in may point at a copy in the
+   input buffer). For a worker that maps the input again: a private
+   copy-on-write mapping (MAP_PRIVATE) gives a handler a copy of it that
+   it may change and keep after the task, without copying a page it does
+   not change. Such a mapping reads what the file holds: it must not be
+   read after the task unless every page is private by then (written, or
+   replaced by a copy).
+   Returns: SHMX_OK; SHMX_EINVAL for an unknown task or one with an empty
+   input. */
+int shmx_task_input_file(shmx_worker *w, const shmx_task *task, int *fd, uint64_t *offset);
 
 /* Ends task as a handler returning rc would (0: the output set through
    task->out; non-zero without shmx_output_error: SHMX_EHANDLER and

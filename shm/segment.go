@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
 
@@ -96,6 +97,20 @@ func (s *Segment) Header() Header { return s.hdr }
 
 // Size returns the segment's size in bytes.
 func (s *Segment) Size() int { return len(s.mem) }
+
+// FileOffset returns where b, a slice of the mapping, starts in the
+// segment's file (File), for a process that maps part of it again; ok is
+// false for an empty b or one not wholly inside the mapping.
+func (s *Segment) FileOffset(b []byte) (off int64, ok bool) {
+	if len(b) == 0 || len(s.mem) == 0 {
+		return 0, false
+	}
+	base, p := uintptr(unsafe.Pointer(&s.mem[0])), uintptr(unsafe.Pointer(&b[0]))
+	if p < base || p-base > uintptr(len(s.mem)-len(b)) {
+		return 0, false
+	}
+	return int64(p - base), true
+}
 
 // ReadOnly reports whether the mapping is read-only.
 func (s *Segment) ReadOnly() bool { return s.readOnly }

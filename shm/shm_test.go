@@ -199,3 +199,38 @@ func mustPanic(t *testing.T, what string, f func()) {
 	}()
 	f()
 }
+
+// TestFileOffset: the offset FileOffset gives for a slice of the mapping
+// is where its bytes are in the file.
+func TestFileOffset(t *testing.T) {
+	seg, err := Create("test", testSpecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	v, err := seg.Region(2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Uint64(24).Store(0x1122334455667788)
+	off, ok := seg.FileOffset(v.b[24:32])
+	if !ok {
+		t.Fatal("a slice of the mapping: not found")
+	}
+	got := make([]byte, 8)
+	if _, err := seg.File().ReadAt(got, off); err != nil {
+		t.Fatal(err)
+	}
+	if x := binary.LittleEndian.Uint64(got); x != 0x1122334455667788 {
+		t.Fatalf("the file at offset %d holds %#x", off, x)
+	}
+	if _, ok := seg.FileOffset(make([]byte, 8)); ok {
+		t.Fatal("Go memory: found in the mapping")
+	}
+	if _, ok := seg.FileOffset(v.b[:0]); ok {
+		t.Fatal("an empty slice: found in the mapping")
+	}
+	if _, ok := seg.FileOffset(seg.mem[len(seg.mem)-4 : len(seg.mem)]); !ok {
+		t.Fatal("the mapping's last bytes: not found")
+	}
+}

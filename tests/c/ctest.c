@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -506,6 +507,31 @@ static int pull_worker(void) {
             }
             if (shmx_task_reply(w, &t, o, k) != SHMX_OK || t.id != 0) return 5;
             continue;
+        } else if (strcmp(t.handler, "cow") == 0) {
+            /* shmx_task_input_file: a private mapping of the input reads
+               what the task reads, and writing it changes nothing shared.
+               'y' if so, else what failed. */
+            int fd = -1;
+            uint64_t off = 0;
+            char verdict = 'y';
+            if (shmx_task_input_file(w, NULL, &fd, &off) != SHMX_EINVAL || shmx_task_input_file(w, &t, NULL, &off) != SHMX_EINVAL)
+                verdict = 'a';
+            else if (shmx_task_input_file(w, &t, &fd, &off) != SHMX_OK)
+                verdict = 'f';
+            else {
+                size_t page = (size_t)sysconf(_SC_PAGESIZE), skip = (size_t)(off % page);
+                unsigned char *m = mmap(NULL, skip + t.in_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, (off_t)(off - skip));
+                if (m == MAP_FAILED)
+                    verdict = 'm';
+                else {
+                    if (memcmp(m + skip, t.in, t.in_len) != 0) verdict = 'd';
+                    unsigned char first = ((const unsigned char *)t.in)[0];
+                    m[skip] = (unsigned char)~first;
+                    if (((const unsigned char *)t.in)[0] != first) verdict = 'w';
+                    munmap(m, skip + t.in_len);
+                }
+            }
+            rc = shmx_output_set(t.out, &verdict, 1);
         } else if (strcmp(t.handler, "rev") == 0) {
             char *o = shmx_output_alloc(t.out, t.in_len); /* zero-copy */
             for (size_t i = 0; i < t.in_len; i++) o[i] = ((const char *)t.in)[t.in_len - 1 - i];
@@ -564,6 +590,19 @@ static void test_pull_worker(void) {
         shmx_result_release(pool, &res);
     }
     CHECK(good == 24, "shmx_worker_input_buffer: %d of 24", good);
+    /* shmx_task_input_file, for an input copied into the input buffer
+       and for one read in shared memory (2 MiB: in arena pages). */
+    size_t big_len = 2 << 20;
+    char *big_in = malloc(big_len);
+    memset(big_in, 'x', big_len);
+    big_in[0] = 'q';
+    CHECK(run(pool, "cow", "abcd", 4, &res) == SHMX_OK && res.len == 1 && ((const char *)res.data)[0] == 'y',
+          "shmx_task_input_file, a small input: %c", res.len == 1 ? ((const char *)res.data)[0] : '?');
+    shmx_result_release(pool, &res);
+    CHECK(run(pool, "cow", big_in, big_len, &res) == SHMX_OK && res.len == 1 && ((const char *)res.data)[0] == 'y',
+          "shmx_task_input_file, a 2 MiB input: %c", res.len == 1 ? ((const char *)res.data)[0] : '?');
+    shmx_result_release(pool, &res);
+    free(big_in);
     CHECK(run(pool, "nope", NULL, 0, &res) == SHMX_EHANDLER && strstr(res.error, "LookupError: nope"), "pull worker error");
     shmx_result_release(pool, &res);
     int got = 0;
@@ -575,6 +614,9 @@ static void test_pull_worker(void) {
     CHECK(shmx_worker_open(&w) == SHMX_EINVAL, "worker_open outside a pool");
     shmx_task t = {0};
     CHECK(shmx_task_reply(NULL, &t, "", 0) == SHMX_EINVAL, "task_reply without a task");
+    int fd;
+    uint64_t off;
+    CHECK(shmx_task_input_file(NULL, &t, &fd, &off) == SHMX_EINVAL, "task_input_file without a worker");
     CHECK(shmx_task_reply_next(NULL, &t, "", 0, 0, &t) == SHMX_EINVAL, "task_reply_next without a task");
 }
 
@@ -810,11 +852,30 @@ static void test_results_in_place(void) {
     unsigned char *in = malloc(n);
     for (size_t i = 0; i < n; i++) in[i] = (unsigned char)(i * 13);
     shmx_result res, small;
+    shmx_stats st0 = {.struct_size = sizeof st0}, st1 = {.struct_size = sizeof st1};
+    shmx_stats bad = {.struct_size = 8};
+    CHECK(shmx_pool_stats(pool, &bad) == SHMX_EINVAL && shmx_pool_stats(pool, NULL) == SHMX_EINVAL && shmx_pool_stats(NULL, &st0) == SHMX_EINVAL,
+          "stats: a short struct, NULL");
+    CHECK(shmx_pool_stats(pool, &st0) == SHMX_OK && st0.page_size > 0 && st0.pages > 0 && st0.slots > 0 && st0.struct_size == sizeof st0,
+          "stats: %u pages of %u bytes, %u slots", st0.pages, st0.page_size, st0.slots);
     CHECK(run(pool, "echo", in, n, &res) == SHMX_OK && res.len == n && memcmp(res.data, in, n) == 0, "8 MiB echo in place");
+    CHECK(shmx_pool_stats(pool, &st1) == SHMX_OK && st1.pages_in_use >= st0.pages_in_use + n / st0.page_size &&
+          st1.submitted == st0.submitted + 1 && st1.collected == st0.collected + 1,
+          "stats: an output held in place takes its pages (%u in use, %u before)", st1.pages_in_use, st0.pages_in_use);
     CHECK(in_shared_mapping(res.data) == 1, "an 8 MiB output is read in the segment");
     CHECK(run(pool, "echo", in, 1 << 20, &small) == SHMX_OK && small.len == 1 << 20 && memcmp(small.data, in, 1 << 20) == 0 &&
           in_shared_mapping(small.data) == 0, "a 1 MiB output (under 4 MiB) is copied into private memory");
     shmx_result_release(pool, &small);
+    {
+        shmx_result held;
+        CHECK(run(pool, "echo", in, n, &held) == SHMX_OK, "a second output held in place");
+        shmx_stats a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+        shmx_pool_stats(pool, &a);
+        shmx_result_release(pool, &held);
+        shmx_pool_stats(pool, &b);
+        CHECK(b.pages_in_use + n / st0.page_size <= a.pages_in_use, "stats: releasing it frees its pages (%u, then %u)", a.pages_in_use,
+              b.pages_in_use);
+    }
     pid_t pid = fork();
     if (pid == 0) {
         shmx_result_release(pool, &res); /* unmaps the child's view only */
