@@ -49,6 +49,14 @@ class Result(ctypes.Structure):
     ]
 
 
+class Stats(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("page_size", ctypes.c_uint32),
+                ("submitted", ctypes.c_uint64), ("collected", ctypes.c_uint64), ("retried", ctypes.c_uint64),
+                ("worker_deaths", ctypes.c_uint64), ("respawned", ctypes.c_uint64),
+                ("queued", ctypes.c_uint32), ("slots", ctypes.c_uint32), ("slots_in_use", ctypes.c_uint32),
+                ("pages", ctypes.c_uint32), ("pages_in_use", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
+
+
 class Buffer(ctypes.Structure):
     _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_size_t), ("id", ctypes.c_uint64)]
 
@@ -169,6 +177,8 @@ def _load():
         "shmx_pool_close": (i, [vp, i64]),
         "shmx_pool_terminate": (i, [vp]),
         "shmx_pool_workers": (i, [vp, ctypes.POINTER(ctypes.c_int32), sz, ctypes.POINTER(sz)]),
+        "shmx_pool_stats": (i, [vp, ctypes.POINTER(Stats)]),
+        "shmx_task_input_file": (i, [vp, vp, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(u64)]),
         "shmx_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
         "shmx_try_submit": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(u64)]),
         "shmx_submit_opts_init": (None, [ctypes.POINTER(SubmitOpts)]),

@@ -10,14 +10,16 @@ import marshal
 import pickle
 import struct
 
-from . import _errors, _lib, _reduction
+from . import _errors, _lib, _reduction, _views
 
 # bytes and bytearray objects this large travel out of band: the pickle
 # holds a reference, the frame holds their bytes, copied once.
 BIG = 64 << 10
 # Rebuilt objects this large get their pages faulted in as transparent
 # huge pages where the kernel allows it (madvise mode): a fresh 64 MiB
-# object then costs 32 page faults instead of 16,384.
+# object then costs 32 page faults instead of 16,384. Buffers this large
+# that the rebuilt object keeps (a numpy array's) are not copied at all
+# where the receiver can give a view that stays valid (_views).
 HUGE = 4 << 20
 _MADV_HUGEPAGE = 14
 
@@ -101,10 +103,10 @@ class _OutOfBand:
     its bytes travel out of band (the C pickler does not consult
     reducer_override for these types)."""
 
-    __slots__ = ("obj",)
+    __slots__ = ("obj", "pb")
 
     def __init__(self, obj):
-        self.obj = obj
+        self.obj, self.pb = obj, None
 
     def __reduce_ex__(self, protocol):
         obj = self.obj
@@ -112,13 +114,16 @@ class _OutOfBand:
             m = obj if obj.contiguous else memoryview(obj.tobytes()).cast(obj.format, obj.shape)
             return _rebuild_memoryview, (pickle.PickleBuffer(m), obj.readonly, obj.format, obj.shape)
         rebuild = _rebuild_bytes if type(obj) is bytes else _rebuild_bytearray
-        return rebuild, (pickle.PickleBuffer(obj),)
+        self.pb = pickle.PickleBuffer(obj)  # its rebuilder copies it: dumps_parts leaves KEEP off
+        return rebuild, (self.pb,)
 
 
 def _rebuild_memoryview(buf, readonly, fmt, shape):
     """A memoryview like the one sent (format, shape, read-only or not),
-    over a copy of its bytes: the segment it arrived in is reused."""
-    m = memoryview(_rebuild_bytes(buf) if readonly else _rebuild_bytearray(buf))
+    over the buffer loads gave: a copy, or a view that stays valid."""
+    m = memoryview(buf)
+    if readonly and not m.readonly:
+        m = m.toreadonly()
     if fmt == "B" and len(shape) == 1:
         return m
     try:
@@ -164,9 +169,18 @@ def _lift(obj, memo, depth=3):
 
 
 _HEAD = struct.Struct("<IQ")
-# The top bit of an out-of-band buffer's length in a frame: the buffer
-# was read-only (it is rebuilt as bytes, else as a bytearray).
+# The top bits of an out-of-band buffer's length in a frame. READONLY: the
+# buffer was read-only. KEEP: the object rebuilt from it may keep it (all
+# but shmexec's own bytes and bytearray rebuilders, which copy it), so it
+# must get memory that stays valid: a copy (bytes if read-only, else a
+# bytearray), or from HUGE bytes on a view that stays (_views).
 _READONLY = 1 << 63
+_KEEP = 1 << 62
+_LENGTH = _KEEP - 1
+# Each out-of-band buffer starts this far into the frame (zeros pad the
+# gap), so that an array over one is aligned as its own allocation is.
+_ALIGN = 64
+_ZEROS = bytes(_ALIGN)
 
 
 def dumps_parts(obj, what="the call", roots=None):
@@ -176,14 +190,24 @@ def dumps_parts(obj, what="the call", roots=None):
     TypeError for what cannot be sent (what, roots: see
     _reduction.dumps)."""
     bufs = []
-    data = _reduction.dumps(_lift(obj, {}), bufs.append, what, roots)
+    memo = {}
+    data = _reduction.dumps(_lift(obj, memo), bufs.append, what, roots)
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
+    copied = {id(o.pb) for o in memo.values() if type(o) is _OutOfBand and o.pb is not None}
     raws = [b.raw() for b in bufs]
     head = _HEAD.pack(len(raws) + 1, len(data)) + b"".join(
-        struct.pack("<Q", m.nbytes | (_READONLY if m.readonly else 0)) for m in raws)
-    parts = [head, data] + raws
-    return parts, sum(memoryview(p).nbytes for p in parts)
+        struct.pack("<Q", m.nbytes | (_READONLY if m.readonly else 0) | (0 if id(b) in copied else _KEEP))
+        for b, m in zip(bufs, raws))
+    parts = [head, data]
+    off = len(head) + len(data)
+    for m in raws:
+        pad = -off % _ALIGN
+        if pad:
+            parts.append(_ZEROS[:pad])
+        parts.append(m)
+        off += pad + m.nbytes
+    return parts, off
 
 
 # A call of a plain function travels in a call frame that names the
@@ -330,8 +354,12 @@ def dumps(obj):
     return join(dumps_parts(obj)[0])
 
 
-def loads(b):
-    """The object of a frame of dumps_parts or dumps_value (an outcome)."""
+def loads(b, views=None):
+    """The object of a frame of dumps_parts or dumps_value (an outcome).
+    views(off, n, readonly), if given, gives a view of the frame's n bytes
+    at offset off that stays valid after the frame is gone, or None: an
+    out-of-band buffer of HUGE bytes or more that the object keeps is then
+    not copied (_views)."""
     if b[:4] == b"\x01\0\0\0":  # one part, no buffers: the pickle after the 12-byte head
         return pickle.loads(memoryview(b)[12:])
     if is_value(b):
@@ -344,17 +372,24 @@ def loads(b):
     off = 4 + 8 * n
     data = mv[off:off + lens[0]]
     off += lens[0]
-    # Each out-of-band buffer as an object of its own: b is a view of the
-    # segment or of C memory that is reused or freed once the frame is
-    # read, and an object rebuilt from its buffer may keep it (a numpy
-    # array does, as would any class whose __reduce_ex__ gives a
-    # PickleBuffer). shmexec's own rebuilders take these copies as they
-    # are, so a buffer is still copied once.
+    # b is a view of the segment or of C memory that is reused or freed
+    # once the frame is read. A buffer that shmexec's own rebuilders copy
+    # is given as a view of b; one that the rebuilt object may keep (a
+    # numpy array does, as would any class whose __reduce_ex__ gives a
+    # PickleBuffer) as an object of its own: a view that stays, else a copy.
     bufs = []
     for ln in lens[1:]:
-        n = ln & ~_READONLY
-        view = mv[off:off + n]
-        bufs.append(_rebuild_bytes(view) if ln & _READONLY else _rebuild_bytearray(view))
+        n = ln & _LENGTH
+        off += -off % _ALIGN
+        buf = None
+        if not ln & _KEEP:
+            buf = mv[off:off + n]
+        elif n >= HUGE and views is not None:
+            buf = views(off, n, bool(ln & _READONLY))
+        if buf is None:
+            view = mv[off:off + n]
+            buf = _rebuild_bytes(view) if ln & _READONLY else _rebuild_bytearray(view)
+        bufs.append(buf)
         off += n
     return pickle.loads(data, buffers=bufs)
 
@@ -408,14 +443,15 @@ def outcome(res, tb_type=FUTURES_TRACEBACK):
     """The outcome of a fetched result res (a _lib.Result, not yet
     released): ("ok", value) or ("exc", exception). A small value is
     copied out with one call; loads copies out what it keeps of a large
-    one, so res may be released right after."""
+    one, or takes res over while an array over it lives (_views), so res
+    is released right after either way."""
     if res.status == _lib.SHMX_OK and 0 < res.len < BIG:
         return frame_outcome(ctypes.string_at(res.data, res.len), tb_type)
     try:
         if res.status != _lib.SHMX_OK:
             return ("exc", _errors.job_error(res))
         data = memoryview((ctypes.c_char * res.len).from_address(res.data)).cast("B") if res.len else b""
-        return rebuild(loads(data), tb_type)
+        return rebuild(loads(data, _views.HeldResult(res) if res.len >= HUGE else None), tb_type)
     except Exception as e:  # a result that cannot be decoded
         return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
 

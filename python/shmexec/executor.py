@@ -362,6 +362,22 @@ class Executor(_cf.Executor):
             return []
         return list(pids[:n.value])
 
+    def stats(self):
+        """A snapshot of the pool's counters and space, as a dict:
+        submitted, collected, retried, worker_deaths, respawned (every
+        client's), queued, slots and slots_in_use, and pages, pages_in_use
+        and page_size (the arena, where large arguments and results live:
+        a result held in place, see docs, keeps its pages until the last
+        array over it is gone)."""
+        check_fork()
+        st = _lib.Stats(struct_size=ctypes.sizeof(_lib.Stats))
+        rc = _LIB.shmx_pool_stats(self._pool, ctypes.byref(st))  # SHMX_EINVAL once the handle is closed
+        if rc == _lib.SHMX_EINVAL and self._books.state >= _SHUTDOWN:
+            raise PoolClosed("the pool is closed")
+        if rc != _OK:
+            raise _errors.call_error(rc, "stats")
+        return {name: getattr(st, name) for name, _ in st._fields_ if name not in ("struct_size", "reserved")}
+
     @property
     def _processes(self):
         """pid -> a handle of each live worker process, as

@@ -161,6 +161,10 @@ class Pool:
 
         return [WorkerProcess(pid) for pid in self._ex._worker_pids()]
 
+    def stats(self):
+        """The pool's counters and space: Executor.stats."""
+        return self._ex.stats()
+
     def _check_running(self):
         check_fork()
         if self._ex._books.state != _RUN:

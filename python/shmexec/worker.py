@@ -6,16 +6,17 @@ import ctypes
 import os
 import sys
 
-from . import _lib, _spawn, _wire
+from . import _lib, _spawn, _views, _wire
 
 
 # Functions named by call frames, by name: a worker unpickles each once.
 _functions = {}
 
 
-def _run_call(payload, plain=None):
+def _run_call(payload, plain=None, views=None):
     """Runs a call and returns its outcome as framed parts. plain: the body
-    of a call frame with marshalled arguments (payload is then unused)."""
+    of a call frame with marshalled arguments (payload is then unused);
+    views: for _wire.loads (large arrays read in place)."""
     try:
         if plain is not None:
             fn, args, kwargs = _wire.loads_plain_call(plain, _functions)
@@ -23,7 +24,7 @@ def _run_call(payload, plain=None):
         if _wire.is_call(payload):
             fn, args, kwargs = _wire.loads_call(payload, _functions)
             return _wire.dumps_value(fn(*args, **kwargs))
-        kind, fn, items = _wire.loads(payload)
+        kind, fn, items = _wire.loads(payload, views)
         if kind == "call":
             args, kwargs = items
             return _wire.dumps_parts(("ok", fn(*args, **kwargs)))
@@ -127,7 +128,7 @@ def main(argv=None):
     # C values already, and converting them through argtypes costs more
     # than the C call itself.
     next_task, reply_next = lib["shmx_worker_next"], lib["shmx_task_reply_next"]
-    big, plain_call, c_size = _wire.BIG, _wire.PLAIN_CALL, ctypes.c_size_t
+    big, huge, plain_call, c_size = _wire.BIG, _wire.HUGE, _wire.PLAIN_CALL, ctypes.c_size_t
     slice_ns = ctypes.c_int64(1_000_000_000)
     rc = next_task(w, slice_ns, ref)
     while True:
@@ -139,7 +140,7 @@ def main(argv=None):
         if rc != _lib.SHMX_OK:
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
-        n, handler, err = task.in_len, task.handler, None
+        n, handler, err, views = task.in_len, task.handler, None, None
         if handler == b"py" and 4 < n < big and inview[3] == plain_call:  # _wire.is_plain_call, inline
             parts, total = _run_call(None, inbody)
         else:
@@ -148,10 +149,13 @@ def main(argv=None):
             else:  # in inbuf, until the next task
                 payload = inview[:n]
             if handler == b"py":
-                parts, total = _run_call(payload)
+                # Arrays of HUGE bytes and more are mapped, not copied.
+                views = _views.InputViews(lib, w, ref) if n >= huge else None
+                parts, total = _run_call(payload, views=views)
             else:
                 parts, total, err = _run_named(handlers, handler.decode(errors="replace"), payload)
-        if err is None and total < big:
+            del payload
+        if err is None and total < big and views is None:
             # Copied once, into shared memory, as the task ends; and back
             # to waiting for the next task in the same call.
             out = _wire.join(parts) if total else b""
@@ -164,6 +168,14 @@ def main(argv=None):
                 _wire.write_parts(parts, addr)
             else:
                 err = ("ResultTooLarge", "the task's result is larger than the pool's max payload")
+        del parts
+        if views is not None:
+            # Before the reply, which frees the input's pages: what still
+            # holds a view of them gets private copies.
+            try:
+                views.close()
+            except MemoryError as e:
+                err = ("MemoryError", str(e))
         if err is not None:
             lib.shmx_output_error(task.out, err[0].encode(), err[1].encode(errors="replace"))
         lib.shmx_task_done(w, ref, 0 if err is None else 1)

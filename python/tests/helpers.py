@@ -315,3 +315,61 @@ def run_script(code, timeout=60, env=None):
         e = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
         e.update(env or {})
         return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=timeout, env=e, cwd=d)
+
+
+def buffer_root(obj):
+    """The type name of the object that owns obj's memory, following
+    numpy bases and memoryview objects (mmap: a mapping of the segment;
+    c_char_Array_N: a result read where the worker wrote it)."""
+    b = obj
+    while True:
+        base = getattr(b, "base", None)
+        if base is not None and not isinstance(b, memoryview):
+            b = base
+        elif isinstance(b, memoryview) and b.obj is not None and b.obj is not b:
+            b = b.obj
+        elif isinstance(b, Adopting):
+            b = b.buf
+        else:
+            return type(b).__name__
+
+
+def array_info(a):
+    """Where a large argument's memory is, and what can be done with it."""
+    import numpy
+
+    return buffer_root(a), bool(a.flags.writeable), a.ctypes.data % 64, int(numpy.sum(a, dtype=numpy.int64))
+
+
+def scribble_then_crash(a, marker):
+    """The first time (marker is created then): writes over its argument
+    and dies. A retry returns the sum of what it reads."""
+    import numpy
+
+    if os.path.exists(marker):
+        return int(numpy.sum(a, dtype=numpy.int64))
+    a[:] = 0
+    open(marker, "w").close()
+    os._exit(7)
+
+
+def scribble(a):
+    a += 1
+    return int(a[0])
+
+
+def keep_array(a):
+    _kept.append(a)
+    return len(_kept)
+
+
+def kept_arrays():
+    import numpy
+
+    return [int(numpy.sum(a, dtype=numpy.int64)) for a in _kept if hasattr(a, "dtype")]
+
+
+def ones(n):
+    import numpy
+
+    return numpy.ones(n, dtype=numpy.uint8)

@@ -86,6 +86,43 @@ class WireTest(unittest.TestCase):
         self.assertFalse(_wire.is_call(b"\0\0\0"))
         self.assertEqual(_wire.loads(oob)[1], [bytes(_wire.BIG)] * 3)
 
+    def test_out_of_band_buffers_are_aligned_and_marked(self):
+        # Each buffer starts at a multiple of 64 bytes into the frame; the
+        # KEEP bit is set for a buffer the rebuilt object keeps (Adopting,
+        # as a numpy array) and not for bytes and bytearrays (copied).
+        import struct
+
+        n = _wire.HUGE
+        obj = ("ok", [b"a" * (_wire.BIG + 1), helpers.Adopting(bytearray(b"k") * n), bytearray(b"c") * (_wire.BIG + 3)])
+        frame = _wire.join(_wire.dumps_parts(obj)[0])
+        count = struct.unpack_from("<I", frame)[0]
+        lens = struct.unpack_from("<%dQ" % count, frame, 4)
+        off = 4 + 8 * count + lens[0]
+        seen = []
+        for ln in lens[1:]:
+            off += -off % 64
+            k = ln & (_wire._KEEP - 1)
+            seen.append((frame[off:off + 1], k, bool(ln & _wire._KEEP), bool(ln & _wire._READONLY)))
+            off += k
+        self.assertEqual(off, len(frame))
+        self.assertEqual(seen, [(b"a", _wire.BIG + 1, False, True), (b"k", n, True, False), (b"c", _wire.BIG + 3, False, False)])
+        # views() is asked for the kept buffer only, at its offset; what it
+        # gives is what the object gets.
+        asked = []
+
+        def views(off, k, readonly):
+            asked.append((frame[off:off + 1], k, readonly))
+            return memoryview(bytearray(b"v") * k)
+
+        got = _wire.loads(frame, views)[1]
+        self.assertEqual(asked, [(b"k", n, False)])
+        self.assertEqual((got[0], bytes(got[1].buf[:1]), got[2]), (obj[1][0], b"v", obj[1][2]))
+        self.assertEqual((type(got[0]), type(got[2])), (bytes, bytearray))
+        # Without views, or when it gives None: a copy of its own.
+        for v in (None, lambda off, k, readonly: None):
+            kept = _wire.loads(frame, v)[1][1].buf
+            self.assertEqual((type(kept), len(kept), kept[:1]), (bytearray, n, b"k"))
+
 
 if __name__ == "__main__":
     unittest.main()
