@@ -83,7 +83,10 @@ class InputViews:
             self._fd, self._off = fd.value, foff.value
         at = self._off + off
         skip = at % _PAGE
-        m = mmap.mmap(self._fd, skip + n, offset=at - skip, **_MAP_PRIVATE_COW)
+        try:
+            m = mmap.mmap(self._fd, skip + n, offset=at - skip, **_MAP_PRIVATE_COW)
+        except OSError:  # out of mappings or memory: a copy will do
+            return None
         self._maps.append(m)
         view = memoryview(m)[skip:skip + n]
         return view.toreadonly() if readonly else view
@@ -125,7 +128,9 @@ class HeldResult:
             ctypes.memmove(ctypes.byref(own), ctypes.byref(res), ctypes.sizeof(own))
             res.data, res.len = None, 0
             whole = (ctypes.c_char * own.len).from_address(own.data)
-            weakref.finalize(whole, _release, own)
+            # Not at exit: an exit handler may still read the array, and
+            # the process's end frees the space anyway.
+            weakref.finalize(whole, _release, own).atexit = False
             self._whole = whole = memoryview(whole).cast("B")
         view = whole[off:off + n]
         return view.toreadonly() if readonly else view

@@ -131,6 +131,8 @@ class ArraysTest(unittest.TestCase):
         r = p.apply(helpers.ones, (8 * MIB,))
         p.terminate()
         p.join()
+        with self.assertRaises(shmexec.PoolClosed):
+            p.stats()
         self.assertEqual(int(r.sum(dtype=numpy.int64)), 8 * MIB)
         r[:] = 3  # still this process's to change
         self.assertEqual(int(r[-1]), 3)
