@@ -193,8 +193,11 @@ class ChaosFromOutside(unittest.TestCase):
                 killer = Killer(ex, 0.010, seen, ready_only=True)
                 killer.start()
                 pids = set()
-                t_end = time.monotonic() + 0.05
-                while time.monotonic() < t_end:  # the kills begin before the close
+                # The kills begin before the close: at least 50 ms of them,
+                # and a first kill (a slow machine may take longer to
+                # answer the first task, and only then may a worker die).
+                t_min, t_max = time.monotonic() + 0.05, time.monotonic() + DEADLINE
+                while time.monotonic() < t_min or (killer.kills == 0 and time.monotonic() < t_max):
                     pids.update(p for p in ex._worker_pids() if p)
                     time.sleep(0.005)
                 unfinished = sum(not f.done() for _, f in fs)
