@@ -24,13 +24,23 @@ _MAP_PRIVATE_COW = dict(flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_
 
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
-    _mmap, _mremap, _munmap = _libc.mmap, _libc.mremap, _libc.munmap
-    _mmap.restype = ctypes.c_void_p
-    _mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    _mremap.restype = ctypes.c_void_p
-    _mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
-    _munmap.restype, _munmap.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t]
-except (OSError, AttributeError):  # not Linux's libc: inputs are copied instead
+except OSError:
+    _libc = None
+
+
+def libc_function(name, restype, argtypes):
+    """The C library's function name with its types set, or None where
+    there is none (not Linux's libc): what needs it is skipped then."""
+    fn = getattr(_libc, name, None) if _libc is not None else None
+    if fn is not None:
+        fn.restype, fn.argtypes = restype, argtypes
+    return fn
+
+
+_mmap = libc_function("mmap", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long])
+_mremap = libc_function("mremap", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p])
+_munmap = libc_function("munmap", ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t])
+if _mremap is None or _munmap is None:  # inputs are copied instead
     _mmap = None
 _MAP_FAILED = ctypes.c_void_p(-1).value
 _MREMAP_MAYMOVE, _MREMAP_FIXED = 1, 2
@@ -60,9 +70,9 @@ def _privatize(addr, n):
 
 
 class InputViews:
-    """Views of a task's input (in the segment, at base) for loads; close
-    them as the task ends, before the task's reply (which frees the
-    input's pages)."""
+    """Views of the input of a task (task_ref, of worker w, with lib the
+    worker's handle of the library) for loads; close them as the task
+    ends, before the task's reply (which frees the input's pages)."""
 
     __slots__ = ("_lib", "_w", "_task", "_fd", "_off", "_maps")
 
