@@ -6,6 +6,7 @@ the segment held until the last object over it is gone."""
 import gc
 import os
 import shutil
+import signal
 import tempfile
 import time
 import unittest
@@ -62,12 +63,20 @@ class ArraysTest(unittest.TestCase):
         a = numpy.ones(8 * MIB, dtype=numpy.uint8)
         self.assertEqual(self.pool.apply(helpers.scribble, (a,)), 2)
         self.assertEqual(int(a[0]), 1)
-        # A retry after a crash reads the input as the caller sent it,
-        # though the first run wrote over all of it.
+        # A retry after the worker is SIGKILLed mid-task, holding the
+        # input mapped, reads the input as the caller sent it, though the
+        # first run wrote over all of it; the pool gets its worker back.
         d = tempfile.mkdtemp(prefix="shmexec-test-")
         self.addCleanup(shutil.rmtree, d, True)
+        marker = os.path.join(d, "ran")
         with shmexec.Executor(1, retries=1) as ex:
-            got = ex.submit(helpers.scribble_then_crash, a, os.path.join(d, "ran")).result(T)
+            f = ex.submit(helpers.scribble_then_wait, a, marker)
+            wait_for(lambda: os.path.exists(marker), "the first run to write over its input")
+            (victim,) = ex._worker_pids()
+            os.kill(victim, signal.SIGKILL)
+            got = f.result(T)
+            wait_for(lambda: [p for p in ex._worker_pids() if p and p != victim], "a worker in the killed one's place")
+            self.assertGreaterEqual(ex.stats()["retried"], 1)
         self.assertEqual(got, 8 * MIB)
 
     def test_a_kept_input_stays_intact(self):
