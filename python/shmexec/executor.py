@@ -42,6 +42,27 @@ _TERMINATED = 2  # terminate(): workers killed, pending tasks raise PoolClosed
 _CLOSED = 3  # the handle was closed after a shutdown
 
 
+class _LazyCondition:
+    """Future._condition, made on first use: a future whose result is
+    fetched by the thread that waits for it is settled without one
+    (settle), and a Condition costs as much to make as the C round trip
+    of a tiny job. A non-data descriptor: once made, the instance's own
+    attribute is found first. dict.setdefault is atomic, so two threads
+    that ask at once get the same one."""
+
+    def __get__(self, fut, owner=None):
+        if fut is None:
+            return self
+        return fut.__dict__.setdefault("_condition", threading.Condition())
+
+
+# What concurrent.futures.Future.__init__ sets; Future.__init__ sets the
+# same without the condition, or, on a Python whose Future sets more,
+# calls it.
+_FUTURE_FIELDS = frozenset(("_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"))
+_LEAN_FUTURE = frozenset(vars(_cf.Future())) == _FUTURE_FIELDS
+
+
 class Future(_cf.Future):
     """A concurrent.futures.Future that waits for its job in the calling
     thread (no hand-off to another thread) and reports, as it is
@@ -50,6 +71,16 @@ class Future(_cf.Future):
     _observed = False
     _ex = None
     _job = None
+    _condition = _LazyCondition()
+
+    def __init__(self):
+        if not _LEAN_FUTURE:
+            super().__init__()
+            return
+        self._state = _cf._base.PENDING
+        self._result = self._exception = None
+        self._waiters = []
+        self._done_callbacks = []
 
     def result(self, timeout=None):
         self._observed = True
@@ -100,9 +131,9 @@ class Future(_cf.Future):
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def __del__(self):
-        try:
-            if not self._observed and self.done() and not self.cancelled() and super().exception(0) is not None:
-                _errors.report_unretrieved(super().exception(0))
+        try:  # the last reference: no other thread reads the state, and no lock is needed (or made)
+            if not self._observed and self._state == _FINISHED and self._exception is not None:
+                _errors.report_unretrieved(self._exception)
         except Exception:
             pass
 
@@ -113,6 +144,21 @@ def settle(fut, outcome):
     condition: set_result and set_exception refuse a cancelled future
     themselves, so there is no separate cancelled() check before them."""
     kind, value = outcome
+    if kind == "ok" and "_condition" not in fut.__dict__ and fut._state == _RUNNING:
+        # Nobody has looked at fut from another thread (waiting, a
+        # callback, wait or as_completed all make its condition): settle
+        # it without a lock. One that arrives as it is settled makes the
+        # condition before it reads the state, so it either sees FINISHED
+        # or is seen here and notified.
+        fut._result = value
+        fut._state = _FINISHED
+        if "_condition" in fut.__dict__:
+            with fut._condition:
+                for waiter in fut._waiters:
+                    waiter.add_result(fut)
+                fut._condition.notify_all()
+            fut._invoke_callbacks()
+        return
     if kind == "exc" and type(value) is _cf.CancelledError and isinstance(fut, Future):
         fut._mark_cancelled()  # only shmx_cancel, which Future.cancel calls, ends a job so
         return
@@ -147,16 +193,31 @@ class _Books:
     (_RUN ... _CLOSED), the one record of shutting down.
     """
 
-    __slots__ = ("lock", "fetched", "pending", "own", "early", "claimed", "state")
+    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "claimed", "state")
 
     def __init__(self):
         self.lock = threading.Lock()
         self.fetched = threading.Condition(self.lock)
+        self.waiting = 0  # threads in wait(): notify costs nothing when there are none, the common case
         self.pending = {}
         self.own = set()
         self.early = {}
         self.claimed = set()
         self.state = _RUN
+
+    def wait(self, timeout=None):
+        """fetched.wait, under lock."""
+        self.waiting += 1
+        try:
+            return self.fetched.wait(timeout)
+        finally:
+            self.waiting -= 1
+
+    def notify(self):
+        """Wakes the threads in wait(), under lock: a claim ended, or a
+        job left the books."""
+        if self.waiting:
+            self.fetched.notify_all()
 
 
 class _CallSlot:
@@ -164,14 +225,14 @@ class _CallSlot:
     (Executor._call): a buffer for a small result, the job number, the
     result, and their C references."""
 
-    __slots__ = ("addr", "view", "body", "job", "res", "job_ref", "res_ref", "_buf")
+    __slots__ = ("addr", "view", "body", "job", "ns", "len", "res", "job_ref", "res_ref", "_buf")
 
     def __init__(self):
         self._buf = (ctypes.c_char * _wire.BIG)()
         self.addr = ctypes.c_void_p(ctypes.addressof(self._buf))
         self.view = memoryview(self._buf).cast("B")
         self.body = self.view[4:]  # a value frame's body (_wire.load_value)
-        self.job, self.res = ctypes.c_uint64(), _lib.Result()
+        self.job, self.ns, self.len, self.res = ctypes.c_uint64(), ctypes.c_int64(), ctypes.c_size_t(), _lib.Result()
         self.job_ref, self.res_ref = ctypes.byref(self.job), ctypes.byref(self.res)
 
     def outcome(self, n, tb_type):
@@ -476,7 +537,7 @@ class Executor(_cf.Executor):
             if outcome is not None:
                 with books.lock:
                     books.own.discard(job)
-                    books.fetched.notify_all()  # a shutdown may wait for the last of them
+                    books.notify()  # a shutdown may wait for the last of them
                 if rc != _OK and books.state >= _TERMINATED:
                     raise PoolClosed("the pool was terminated")
                 return outcome
@@ -489,7 +550,7 @@ class Executor(_cf.Executor):
             for job in jobs:
                 if job in books.own:
                     books.own.discard(job)
-                    books.fetched.notify_all()
+                    books.notify()
                     if self._open:
                         _LIB.shmx_forget(self._pool, job)
 
@@ -584,19 +645,27 @@ class Executor(_cf.Executor):
         if total >= _ZERO_COPY_FROM or not self._feeder.idle():
             return None
         payload = _wire.join(parts)
-        job = ctypes.c_uint64()
         opts = self._nowait_opts if timeout is None and retries is None else self._opts(timeout, retries, nowait=True)
-        rc = _SUBMIT_WITH(self._pool, b"py", payload, ctypes.c_size_t(len(payload)), opts, ctypes.byref(job))
+        slot = self._slots.pop() if self._slots else _CallSlot()  # its C values, made once (see _call)
+        try:
+            slot.len.value = len(payload)
+            rc = _SUBMIT_WITH(self._pool, b"py", payload, slot.len, opts, slot.job_ref)
+            job = slot.job.value
+        finally:
+            self._slots.append(slot)
         if rc == _lib.SHMX_EFULL:
             return None
         if rc != _OK:
             raise self._submit_error(rc)
-        return job.value
+        return job
 
     def _submit_call(self, parts, total, timeout=None, retries=None):
         """The future of a call: submitted at once when there is room,
-        else handed to the feeder (the future stays pending until then)."""
-        self._check_open()
+        else handed to the feeder (the future stays pending until then).
+        The caller has checked that the executor is open (and for a
+        fork); a shutdown since, while the call was pickled, is caught here."""
+        if self._books.state != _RUN:
+            self._check_open()
         job = self._try_submit_now(parts, total, timeout, retries)
         if job is not None:
             return self._track(job)
@@ -619,7 +688,8 @@ class Executor(_cf.Executor):
         Raises TypeError for what cannot be sent to a worker, and
         RuntimeError after shutdown."""
         self._check_open()  # checks for a fork too
-        return self._submit_call(*self._call_parts(fn, args, kwargs))
+        parts, total = self._call_parts(fn, args, kwargs)
+        return self._submit_call(parts, total)
 
     def _call(self, fn, args, kwargs):
         """fn(*args, **kwargs) in a worker, waited for in this thread:
@@ -726,17 +796,20 @@ class Executor(_cf.Executor):
         """shmx_wait for job for at most ns (< 0: no limit). Returns the C
         code and the job's outcome, ("ok", value) or ("exc", exception),
         or None while the job has not ended."""
-        res = _lib.Result()
-        ref = ctypes.byref(res)
-        rc = _WAIT(self._pool, ctypes.c_uint64(job), ctypes.c_int64(ns), ref)
-        if rc == _lib.SHMX_ETIMEDOUT:
-            return rc, None
-        if rc != _OK:
-            return rc, ("exc", _errors.call_error(rc, "wait"))
+        slot = self._slots.pop() if self._slots else _CallSlot()  # its C values, made once (see _call)
         try:
-            return rc, _wire.outcome(res, self._tb_type)
+            slot.job.value, slot.ns.value = job, ns
+            rc = _WAIT(self._pool, slot.job, slot.ns, slot.res_ref)
+            if rc == _lib.SHMX_ETIMEDOUT:
+                return rc, None
+            if rc != _OK:
+                return rc, ("exc", _errors.call_error(rc, "wait"))
+            try:
+                return rc, _wire.outcome(slot.res, self._tb_type)
+            finally:
+                _RELEASE(self._pool, slot.res_ref)
         finally:
-            _RELEASE(self._pool, ref)
+            self._slots.append(slot)
 
     def _wait_one(self, job, ns, untracked=False):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
@@ -761,7 +834,7 @@ class Executor(_cf.Executor):
                     if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
                         books.early[job] = outcome
                 books.claimed.discard(job)
-                books.fetched.notify_all()
+                books.notify()
         if fut is not None:
             settle(fut, outcome)  # a thread that finds the job unclaimed and not pending waits on fut itself
         if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
@@ -779,7 +852,7 @@ class Executor(_cf.Executor):
             while True:
                 with books.lock:
                     while job in books.claimed:  # the collector is fetching it
-                        books.fetched.wait()
+                        books.wait()
                     outcome = books.early.pop(job, None)
                 if outcome is not None:
                     break
@@ -798,7 +871,7 @@ class Executor(_cf.Executor):
         books = self._books
         with books.lock:
             while job in books.claimed:  # the collector is fetching it
-                books.fetched.wait()
+                books.wait()
             if books.early.pop(job, None) is None and self._open:
                 _LIB.shmx_forget(self._pool, job)
 
@@ -881,7 +954,7 @@ class Executor(_cf.Executor):
             books = self._books
             with books.lock:
                 while books.state == _SHUTDOWN and not self._delivered() and self._collector.is_alive():
-                    books.fetched.wait(0.05)
+                    books.wait(0.05)
             _LIB.shmx_pool_close(self._pool, -1)  # SHMX_EINVAL if terminate closed it first
             self._collector.join()
             with self._books.lock:

@@ -15,7 +15,7 @@ import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the inst
 import shmexec  # noqa: E402
 import helpers  # noqa: E402
 
-DEADLINE = 60  # seconds any single wait may take before the test fails
+DEADLINE = 5  # seconds any single wait may take before the test fails
 
 
 class ExecutorTest(unittest.TestCase):
@@ -177,6 +177,56 @@ class ExecutorTest(unittest.TestCase):
             import time
             time.sleep(0.01)
         self.assertEqual(got, [3])
+
+    def test_others_join_a_future_as_its_waiter_settles_it(self):
+        # result() settles a future without a lock while nobody else has
+        # looked at it; a thread that joins just then (result, a
+        # callback, cf.wait) must still get the value, and a callback
+        # must run exactly once. A barrier lines the two threads up so
+        # that the join lands within microseconds of the settle.
+        import threading
+
+        rounds = 300
+        barrier = threading.Barrier(2, timeout=DEADLINE)
+        futures = [None] * rounds
+        seen = [[] for _ in range(rounds)]
+        errors = []
+
+        def joiner():
+            try:
+                for i in range(rounds):
+                    barrier.wait()
+                    f = futures[i]
+                    how = i % 3
+                    if how == 0:
+                        seen[i].append(f.result(DEADLINE))
+                    elif how == 1:
+                        f.add_done_callback(lambda fut, i=i: seen[i].append(fut.result(0)))
+                    else:
+                        done, _ = cf.wait([f], timeout=DEADLINE)
+                        seen[i].extend(x.result(0) for x in done)
+            except BaseException as e:  # reported by the main thread
+                errors.append(e)
+                barrier.abort()
+
+        t = threading.Thread(target=joiner, daemon=True)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # the GIL changes hands as often as it can
+        try:
+            t.start()
+            for i in range(rounds):
+                futures[i] = self.ex.submit(helpers.add, i, 0)
+                barrier.wait()
+                self.assertEqual(futures[i].result(DEADLINE), i)
+            t.join(DEADLINE)
+        finally:
+            sys.setswitchinterval(interval)
+        self.assertFalse(t.is_alive(), "the joining thread hangs")
+        self.assertEqual(errors, [])
+        deadline = time.monotonic() + DEADLINE
+        while any(len(s) != 1 for s in seen) and time.monotonic() < deadline:
+            time.sleep(0.01)  # a callback runs in the thread that settles, just after result() returns
+        self.assertEqual(seen, [[i] for i in range(rounds)])
 
     def test_unobserved_failure_warns(self):
         with warnings.catch_warnings(record=True) as w:
