@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -127,7 +128,7 @@ func writePlots(r *benchReport, dir string) ([]string, error) {
 		if p, err := peersPlot(r.Peers); err != nil {
 			return nil, err
 		} else if p != nil {
-			if err := save(p, "bench-peers.png", 10*vg.Inch, 5*vg.Inch); err != nil {
+			if err := save(p, "bench-peers.png", 10*vg.Inch, 6*vg.Inch); err != nil {
 				return nil, err
 			}
 		}
@@ -144,7 +145,9 @@ var peerColors = []color.Color{
 }
 
 // peersPlot draws, for each measure, one bar per pool: how many times
-// faster than multiprocessing.Pool it was.
+// faster than multiprocessing.Pool it was, on a log scale (the ratios
+// span 1/1000 to 30: a pool slower than multiprocessing's has a bar
+// that points down).
 func peersPlot(pr *peerReport) (*plot.Plot, error) {
 	base, ok := pr.Pools["multiprocessing.Pool"]
 	if !ok {
@@ -177,22 +180,23 @@ func peersPlot(pr *peerReport) (*plot.Plot, error) {
 		return names[i] < names[j]
 	})
 	p := plot.New()
-	p.Title.Text = "Times faster than multiprocessing.Pool (2 workers, the same tasks, one run)"
-	p.Y.Label.Text = "speed-up over multiprocessing.Pool (1 = as fast)"
+	p.Title.Text = fmt.Sprintf("Times faster than multiprocessing.Pool (2 workers, the same tasks, medians of %d rounds)", pr.Rounds)
+	p.Y.Label.Text = "speed-up over multiprocessing.Pool (log scale)"
 	labels := make([]string, len(measures))
 	for i, m := range measures {
 		labels[i] = m.name
 	}
 	p.NominalX(labels...)
 	w := vg.Points(60 / float64(len(names)))
+	lo, hi := 0.0, 0.0 // the decades the bars span, log10 of the ratios
 	for k, n := range names {
 		vals := make(plotter.Values, len(measures))
 		for i, m := range measures {
 			v, b := m.get(pr.Pools[n]), m.get(base)
-			vals[i] = 1
-			if v > 0 && b > 0 {
-				vals[i] = b / v
+			if v > 0 && b > 0 { // else no bar: a measure this pool lacks
+				vals[i] = math.Log10(b / v)
 			}
+			lo, hi = math.Min(lo, vals[i]), math.Max(hi, vals[i])
 		}
 		bars, err := plotter.NewBarChart(vals, w)
 		if err != nil {
@@ -204,6 +208,21 @@ func peersPlot(pr *peerReport) (*plot.Plot, error) {
 		p.Add(bars)
 		p.Legend.Add(n, bars)
 	}
+	// 1x: a line across, and the decades labelled as ratios.
+	one, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: 0}, {X: float64(len(measures)) - 0.5, Y: 0}})
+	if err != nil {
+		return nil, err
+	}
+	one.LineStyle.Width = vg.Points(0.5)
+	p.Add(one)
+	var ticks []plot.Tick
+	for d := math.Floor(lo); d <= math.Ceil(hi); d++ {
+		ticks = append(ticks, plot.Tick{Value: d, Label: strconv.FormatFloat(math.Pow(10, d), 'g', -1, 64) + "x"})
+	}
+	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
+	// Room above the tallest bar for the legend (a row per pool).
+	p.Y.Min = math.Floor(lo)
+	p.Y.Max = math.Ceil(hi) + (math.Ceil(hi)-math.Floor(lo))*0.035*float64(len(names))
 	p.Legend.Top = true
 	return p, nil
 }
