@@ -470,7 +470,10 @@ func benchC(r *benchReport, n int) error {
 
 // --- Python ----------------------------------------------------------------
 
-type pyLat struct{ P50, P99, P999 float64 }
+// pyLat: Python round-trip percentiles, in seconds, and the share of
+// CPU time the hypervisor stole while they were measured (0: none, or
+// unknown).
+type pyLat struct{ P50, P99, P999, Steal float64 }
 
 type pyReport struct {
 	PoolApply pyLat   `json:"pool_apply"`
@@ -498,7 +501,7 @@ func (l *pyLat) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
-	l.P50, l.P99, l.P999 = m["p50"], m["p99"], m["p999"]
+	l.P50, l.P99, l.P999, l.Steal = m["p50"], m["p99"], m["p999"], m["steal"]
 	return nil
 }
 
@@ -556,6 +559,9 @@ func benchPython(r *benchReport, python string, quick bool) error {
 			r.add(figure{Group: "round trip, empty job", Name: "Python Pool.apply, 1 worker, " + q.name, Unit: "µs", Lower: true, Value: q.get(p.OneWorker) * 1e6,
 				Baselines: []baseline{{Name: "its p50", Value: p.OneWorker.P50 * 1e6}}})
 		}
+	}
+	if p.OneWorker.Steal > 0 {
+		r.note("Python round trips: the hypervisor stole %.1f%% of this machine's CPU time while they were measured (/proc/stat); each stolen slice stalls a round trip for milliseconds, and sets the p99", p.OneWorker.Steal*100)
 	}
 	rate := func(t float64) float64 { return float64(p.NMap) / t }
 	r.add(figure{Group: "throughput, tiny jobs", Name: fmt.Sprintf("Python Pool.map, range(%d), 2 workers", p.NMap), Unit: "jobs/s", Value: rate(p.PoolMap),

@@ -34,10 +34,33 @@ def echo(b):
 noop_by_value = lambda x=None: x  # noqa: E731
 
 
+def _cpu_jiffies():
+    """(all, steal): this machine's CPU time so far, in clock ticks, from
+    /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is in user already)
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def steal_share(before, after):
+    """The share of CPU time the hypervisor gave to others between two
+    _cpu_jiffies (on a VM, stolen time stalls whatever runs, and shows
+    as tail latency); None where unknown."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
+
+
 def _latencies(calls, n, rounds=10):
     """Round-trip percentiles of each call, measured in alternating rounds
     (n calls each in all), so that every call sees the same machine: a
-    burst of other work on a 2-core machine hits them all alike."""
+    burst of other work on a 2-core machine hits them all alike. Each
+    figure carries the share of CPU time stolen meanwhile (steal)."""
+    before = _cpu_jiffies()
     lats = [[] for _ in calls]
     per = max(1, n // rounds)
     for _ in range(rounds):
@@ -46,10 +69,12 @@ def _latencies(calls, n, rounds=10):
                 t = time.perf_counter()
                 call()
                 lat.append(time.perf_counter() - t)
+    steal = steal_share(before, _cpu_jiffies())
     out = []
     for lat in lats:
         lat.sort()
-        out.append({"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "p999": lat[min(len(lat) - 1, int(len(lat) * 0.999))]})
+        out.append({"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "p999": lat[min(len(lat) - 1, int(len(lat) * 0.999))],
+                    "steal": steal})
     return out
 
 
@@ -165,7 +190,7 @@ def measure_peers(quick=False):
     finally:
         for p in pools:
             p.close()
-    return {"n_roundtrip": n_rt, "n_map": n_map, "echo_size": size, "rounds": rounds, "pools": {
+    return {"n_roundtrip": n_rt, "n_map": n_map, "echo_size": size, "rounds": rounds, "steal": lats[0]["steal"] if lats else None, "pools": {
         p.name: {"apply_p50": lat["p50"], "apply_p99": lat["p99"], "map": m / p.map_scale, "map_scaled": p.map_scale != 1.0,
                  "echo_bytes": eb, "echo_numpy": en}
         for p, lat, m, eb, en in zip(pools, lats, maps, echo_bytes, echo_np)}}
@@ -189,6 +214,8 @@ def report_peers(r):
         print(f"| {name} | {cell(f['apply_p50'], base['apply_p50'], 1e6, '{:.1f} us')} | {cell(f['apply_p99'], base['apply_p99'], 1e6, '{:.0f} us')}"
               f" | {cell(f['map'], base['map'])}{' (1/10 run, x10)' if f['map_scaled'] else ''} | {cell(f['echo_bytes'], base['echo_bytes'])}"
               f" | {cell(f['echo_numpy'], base['echo_numpy'])} |")
+    if r.get("steal") is not None:
+        print(f"\nCPU time stolen by the hypervisor while the applies were timed: {r['steal'] * 100:.1f}% (it sets the p99s)")
 
 
 # Short scripts create pools often: each program below is run as a fresh
@@ -281,6 +308,9 @@ def main(argv=None):
     one = r["pool_apply_1"]
     print(f"Pool.apply round trip with 1 worker: p50 {one['p50'] * 1e3:.3f} ms, p99 {one['p99'] * 1e3:.3f} ms"
           f" (p99 {one['p99'] / one['p50']:.1f}x p50)")
+    if one["steal"] is not None:
+        print(f"    CPU time stolen by the hypervisor while round trips were measured: {one['steal'] * 100:.1f}%"
+              f" (a stolen slice stalls a round trip for milliseconds)")
     print(f"Executor.submit().result() p50 is {r['apply']['p50'] / r['pool_apply']['p50']:.2f}x Pool.apply's")
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a range (median of alternating runs)", r["pool_map"], {"multiprocessing Pool.map (default chunksize)": r["mp_map"],
         "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"]})
