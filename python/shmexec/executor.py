@@ -223,7 +223,10 @@ class _Books:
 class _CallSlot:
     """What one shmx_call_into needs, made once and reused by later calls
     (Executor._call): a buffer for a small result, the job number, the
-    result, and their C references."""
+    result, and their C references; the quick submit and the fetch of a
+    future's job (_try_submit_now, _fetch) borrow its C values too. A
+    thread takes a slot off Executor._slots for one C call and puts it
+    back after."""
 
     __slots__ = ("addr", "view", "body", "job", "ns", "len", "res", "job_ref", "res_ref", "_buf")
 
