@@ -120,6 +120,7 @@ PYTHON ?= python3
 test-python: $(LIB) build/shmexec build/attach_demo
 	cd python && timeout 600 $(PYTHON) -m unittest discover -s tests -v
 	cd python && timeout 300 $(PYTHON) -m shmexec.bench --quick > /dev/null
+	cd python && timeout 120 $(PYTHON) -m shmexec.bench --tails --quick > /dev/null
 	cd python && if $(PYTHON) -c 'import distributed' 2>/dev/null; then timeout 300 $(PYTHON) -m shmexec.bench --dask --quick > /dev/null; fi
 
 # CPython's own tests of multiprocessing.Pool and concurrent.futures

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/shmexec/shmexec/ring"
 	"github.com/shmexec/shmexec/shm"
@@ -37,6 +38,7 @@ type Pool struct {
 	// lastStartErr is why the latest start of a worker failed.
 	lastStartErr string
 	backlog      []pendingEnq // monitor only: values the supervisor could not enqueue yet
+	ticks        atomic.Uint64 // how many times the monitor has ticked (tests read it)
 
 	closeErr error
 	once     sync.Once

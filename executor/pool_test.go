@@ -1012,3 +1012,53 @@ func TestStartFailureReasonIsTheLatest(t *testing.T) {
 		t.Fatalf("after a worker is ready: %q", got)
 	}
 }
+
+// The supervisor ticks slowly while nothing it watches needs it (calm),
+// and fast while a running job has a deadline; a deadline that appears
+// while it is calm is still enforced.
+func TestSupervisorTicksSlowlyWhenCalm(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	waitFullSize(t, p)
+	rate := func(d time.Duration) float64 { // ticks a second, over d
+		n := p.ticks.Load()
+		time.Sleep(d)
+		return float64(p.ticks.Load()-n) / d.Seconds()
+	}
+	time.Sleep(100 * time.Millisecond) // past the ramp from the fast tick
+	calm := rate(500 * time.Millisecond)
+	// A job that runs long under a deadline keeps the tick fast.
+	f, err := p.Client().SubmitWith(context.Background(), "sleep", []byte("20000"), SubmitOptions{Timeout: 10 * time.Second, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		if wState(p.l.slotState(refIdx(f.ref)).Load()) == slotRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not start running within 20s")
+		}
+	}
+	watched := rate(500 * time.Millisecond)
+	// The fast tick is 500 a second and the calm one 62.5: between them
+	// lies a wide margin for a loaded machine's late timers.
+	if calm > 120 || watched < 150 {
+		t.Errorf("ticks a second: %.0f while calm (want about %.1f), %.0f with a deadline to watch (want about %.0f)",
+			calm, float64(time.Second/tickCalm), watched, float64(time.Second/tickInterval))
+	}
+	if !f.Cancel(true) {
+		t.Fatal("cancel of the running job failed")
+	}
+	if _, err := waitFor(t, f); err == nil {
+		t.Fatal("the cancelled job succeeded")
+	}
+	// Calm again, a job with a short deadline is killed in time.
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if _, err := run(t, p, "sleep", []byte("20000"), SubmitOptions{Timeout: 100 * time.Millisecond, Retries: -1}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("a job past its deadline: %v, want ErrTimeout", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("a timeout of 100ms took %v", el)
+	}
+}

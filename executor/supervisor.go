@@ -23,7 +23,18 @@ const (
 	// start before New reports the failure (a broken command is reported
 	// at once, not after StartTimeout).
 	newStartTries = 3
-	tickInterval  = 2 * time.Millisecond
+	// The supervisor ticks every tickInterval while anything it watches
+	// may need it within milliseconds: a running job with a deadline or
+	// a cancel request, a worker dead, starting or exiting, a backlog, a
+	// dead client, a closing pool. While nothing does, each calm tick
+	// doubles the interval up to tickCalm, so that an idle or busy pool
+	// does not wake a thread 500 times a second on a machine whose cores
+	// its caller and workers keep busy (each wake preempts one of them).
+	// A deadline or cancel request that appears while it is calm is seen
+	// within tickCalm; any event (a worker's exit, a client's death, a
+	// request) makes it tick fast at once.
+	tickInterval = 2 * time.Millisecond
+	tickCalm     = 16 * time.Millisecond
 	// clientPoll is how often a client's watcher looks up from waiting for
 	// the client's exit, to see whether the pool is shutting down.
 	clientPoll = 25 * time.Millisecond
@@ -172,7 +183,8 @@ func (p *Pool) waitReady() error {
 // pidfd-backed waits) and checks deadlines and cancel requests on a tick.
 func (p *Pool) monitor() {
 	defer close(p.stopped)
-	tick := time.NewTicker(tickInterval)
+	interval := tickInterval
+	tick := time.NewTimer(interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -185,8 +197,18 @@ func (p *Pool) monitor() {
 			case evWorkerExit:
 				p.workerExited(ev)
 			}
+			if interval != tickInterval { // what follows an event (a respawn, a reap) comes on the fast tick
+				interval = tickInterval
+				tick.Reset(interval)
+			}
 		case <-tick.C:
-			p.tick()
+			p.ticks.Add(1)
+			if p.tick() {
+				interval = min(2*interval, tickCalm)
+			} else {
+				interval = tickInterval
+			}
+			tick.Reset(interval)
 		case <-p.quit:
 			return
 		}
@@ -312,9 +334,13 @@ func describeExit(pid int, sig syscall.Signal, code int) string {
 
 // tick enforces deadlines and cancel requests, respawns workers whose
 // back-off has passed, and reclaims what dead clients left.
-func (p *Pool) tick() {
+//
+// It reports whether the pool is calm: nothing it watches needs a look
+// within milliseconds (see tickCalm).
+func (p *Pool) tick() (calm bool) {
 	l := p.l
 	p.flushBacklog()
+	calm = len(p.backlog) == 0 && l.poolState().Load() == poolOpen
 	now := sysx.Monotonic()
 	for idx := 0; idx < l.g.slots; idx++ {
 		st := l.slotState(idx)
@@ -324,18 +350,32 @@ func (p *Pool) tick() {
 		}
 		flags := wFlags(cur)
 		kill := false
+		dl := int64(l.slot(idx).Uint64(slDeadline).Load())
 		if flags&flagCancelReq != 0 {
 			kill = true
-		} else if dl := int64(l.slot(idx).Uint64(slDeadline).Load()); dl > 0 && now > dl && flags&flagTimedOut == 0 {
+		} else if dl > 0 && now > dl && flags&flagTimedOut == 0 {
 			if st.CompareAndSwap(cur, cur|uint64(flagTimedOut)<<56) {
 				kill = true
 			}
+		}
+		if kill || dl > 0 {
+			calm = false
 		}
 		if kill {
 			p.killOwner(wOwner(cur))
 		}
 	}
 	p.mu.Lock()
+	for _, w := range p.workers {
+		if st := l.worker(w.index).Uint32(wrState).Load(); !w.alive || st != workerIdle && st != workerBusy {
+			calm = false // dead, starting or exiting: it, or its replacement, is watched on the fast tick
+		}
+	}
+	for _, cp := range p.clients {
+		if cp.state == clientDead {
+			calm = false
+		}
+	}
 	closed := l.poolState().Load() >= poolClosed
 	var failing string
 	if !closed {
@@ -366,8 +406,10 @@ func (p *Pool) tick() {
 		// No worker can start: what is queued ends now, with the reason,
 		// instead of waiting for a worker that may never come.
 		p.failQueued(codeWorkerStart, failing)
+		calm = false
 	}
 	p.reapClients()
+	return calm && len(due) == 0
 }
 
 // killOwner SIGKILLs the worker whose party owner word is owner.

@@ -1,14 +1,16 @@
 """`python -m shmexec.bench`: shmexec beside multiprocessing.Pool and
 ProcessPoolExecutor, measured in the same run, printed as ratios.
 
-    python -m shmexec.bench [--quick] [--json] [--peers | --dask | --startup]
+    python -m shmexec.bench [--quick] [--json] [--peers | --dask | --startup | --tails]
 
 --json prints every figure as one JSON object (for `shmexec bench`).
 --peers measures every importable pool (loky, pebble, billiard, mpire
 beside multiprocessing and ProcessPoolExecutor) with the same tasks,
 instead; --dask, a Dask worker's threads beside a shmexec executor in it
 (shmexec.dask; needs distributed); --startup, how long a short script
-that makes a pool takes, beside multiprocessing's and loky's.
+that makes a pool takes, beside multiprocessing's and loky's; --tails,
+the tail of one worker's round trips apart from the CPU time a
+hypervisor steals.
 """
 
 import concurrent.futures as cf
@@ -268,6 +270,47 @@ def measure_startup(quick=False):
     return {"rounds": rounds, "startup": {k: sorted(v)[len(v) // 2] for k, v in times.items()}}
 
 
+def measure_tails(quick=False):
+    """Pool.apply round trips on one worker in short bursts after pauses,
+    each burst filed by whether /proc/stat counted any stolen CPU time
+    during it: the tail of the pool itself, and the tail a hypervisor
+    adds (a VM whose host steals time stalls round trips for
+    milliseconds). Percentiles in seconds; a group with no burst is
+    None."""
+    bursts, per, pause = (6, 500, 0.1) if quick else (30, 3000, 0.3)
+    groups = {"no_steal": [], "steal": []}
+    counted = {"no_steal": 0, "steal": 0}
+    with shmexec.Pool(1) as p:
+        for _ in range(200):
+            p.apply(noop)
+        for _ in range(bursts):
+            time.sleep(pause)  # lets a host's quota refill, as between the calls of a short script
+            before, lat = _cpu_jiffies(), []
+            for _ in range(per):
+                t = time.perf_counter()
+                p.apply(noop)
+                lat.append(time.perf_counter() - t)
+            after = _cpu_jiffies()
+            key = "steal" if before is None or after is None or after[1] != before[1] else "no_steal"
+            groups[key].extend(lat)
+            counted[key] += 1
+    out = {"bursts": bursts, "calls_per_burst": per}
+    for key, lat in groups.items():
+        lat.sort()
+        out[key] = {"bursts": counted[key], "p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)]} if lat else None
+    return out
+
+
+def report_tails(r):
+    print(f"Pool.apply with 1 worker, {r['bursts']} bursts of {r['calls_per_burst']} calls after pauses:")
+    for key, what in (("no_steal", "bursts with no CPU time stolen"), ("steal", "bursts during which the hypervisor stole CPU time")):
+        g = r[key]
+        if g is None:
+            print(f"  {what}: none")
+        else:
+            print(f"  {what} ({g['bursts']}): p50 {g['p50'] * 1e6:.1f} us, p99 {g['p99'] * 1e6:.1f} us ({g['p99'] / g['p50']:.1f}x p50)")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if "--dask" in argv:
@@ -284,6 +327,10 @@ def main(argv=None):
             print(f"Start-up, a fresh interpreter each, median of {r['rounds']} alternating rounds:")
             for k, v in r["startup"].items():
                 print(f"  {k}: {v * 1e3:.0f} ms")
+        return
+    if "--tails" in argv:
+        r = measure_tails("--quick" in argv)
+        print(json.dumps(r)) if "--json" in argv else report_tails(r)
         return
     if "--peers" in argv:
         r = measure_peers("--quick" in argv)
