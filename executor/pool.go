@@ -37,7 +37,7 @@ type Pool struct {
 	clients []*clientProc
 	// lastStartErr is why the latest start of a worker failed.
 	lastStartErr string
-	backlog      []pendingEnq // monitor only: values the supervisor could not enqueue yet
+	backlog      []pendingEnq  // monitor only: values the supervisor could not enqueue yet
 	ticks        atomic.Uint64 // how many times the monitor has ticked (tests read it)
 
 	closeErr error
