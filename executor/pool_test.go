@@ -1031,14 +1031,7 @@ func TestSupervisorTicksSlowlyWhenCalm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
-		if wState(p.l.slotState(refIdx(f.ref)).Load()) == slotRunning {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the job did not start running within 20s")
-		}
-	}
+	waitJobRunning(t, p, f)
 	watched := rate(500 * time.Millisecond)
 	// The fast tick is 500 a second and the calm one 62.5: between them
 	// lies a wide margin for a loaded machine's late timers.
@@ -1060,5 +1053,63 @@ func TestSupervisorTicksSlowlyWhenCalm(t *testing.T) {
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("a timeout of 100ms took %v", el)
+	}
+	waitFullSize(t, p)
+}
+
+// waitJobRunning waits until f's job runs in a worker.
+func waitJobRunning(t *testing.T, p *Pool, f *Future) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		if wState(p.l.slotState(refIdx(f.ref)).Load()) == slotRunning {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not start running within 20s")
+		}
+	}
+}
+
+// While the supervisor ticks slowly (a job without a deadline runs, every
+// worker is up), a cancel-and-kill request and a SIGKILL from outside
+// still end each job with exactly one result, and the pool gets its
+// workers back.
+func TestKillsWhileTheSupervisorIsCalm(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	waitFullSize(t, p)
+	calmRunning := func() *Future {
+		t.Helper()
+		f, err := p.Client().SubmitWith(context.Background(), "sleep", []byte("20000"), SubmitOptions{Retries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitJobRunning(t, p, f)
+		time.Sleep(100 * time.Millisecond) // the tick has slowed to tickCalm
+		return f
+	}
+	f := calmRunning()
+	start := time.Now()
+	if !f.Cancel(true) {
+		t.Fatal("cancel of the running job failed")
+	}
+	if _, err := waitFor(t, f); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("a job cancelled and killed while the supervisor was calm: %v, want ErrCancelled", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("cancel and kill took %v", el)
+	}
+	waitFullSize(t, p)
+
+	f = calmRunning()
+	if !p.killWorker(0) {
+		t.Fatal("the worker was not up to be killed")
+	}
+	var ce *CrashError
+	if _, err := waitFor(t, f); !errors.As(err, &ce) {
+		t.Fatalf("a job whose worker was SIGKILLed while the supervisor was calm: %v, want a CrashError", err)
+	}
+	waitFullSize(t, p)
+	if out, err := run(t, p, "echo", []byte("back")); err != nil || string(out) != "back" {
+		t.Fatalf("after the kills: %q, %v", out, err)
 	}
 }

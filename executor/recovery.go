@@ -301,8 +301,9 @@ func (p *Pool) clientDied(c int, subGen uint16, detached bool) {
 }
 
 // reapClients goes on reclaiming dead clients' slots (results of jobs
-// that were running when the client died arrive later).
-func (p *Pool) reapClients() {
+// that were running when the client died arrive later). It reports
+// whether there were any to reap.
+func (p *Pool) reapClients() bool {
 	p.mu.Lock()
 	var dead []*clientProc
 	for _, cp := range p.clients {
@@ -314,6 +315,7 @@ func (p *Pool) reapClients() {
 	for _, cp := range dead {
 		p.reapClient(cp)
 	}
+	return len(dead) > 0
 }
 
 // reapClient frees what dead client cp still has: results in its

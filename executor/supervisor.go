@@ -368,12 +368,7 @@ func (p *Pool) tick() (calm bool) {
 	p.mu.Lock()
 	for _, w := range p.workers {
 		if st := l.worker(w.index).Uint32(wrState).Load(); !w.alive || st != workerIdle && st != workerBusy {
-			calm = false // dead, starting or exiting: it, or its replacement, is watched on the fast tick
-		}
-	}
-	for _, cp := range p.clients {
-		if cp.state == clientDead {
-			calm = false
+			calm = false // dead, starting or exiting (a start failure included): it, or its replacement, is watched on the fast tick
 		}
 	}
 	closed := l.poolState().Load() >= poolClosed
@@ -406,10 +401,8 @@ func (p *Pool) tick() (calm bool) {
 		// No worker can start: what is queued ends now, with the reason,
 		// instead of waiting for a worker that may never come.
 		p.failQueued(codeWorkerStart, failing)
-		calm = false
 	}
-	p.reapClients()
-	return calm && len(due) == 0
+	return !p.reapClients() && calm
 }
 
 // killOwner SIGKILLs the worker whose party owner word is owner.
