@@ -57,6 +57,11 @@ def steal_share(before, after):
     return (after[1] - before[1]) / (after[0] - before[0])
 
 
+def _percentiles(lat):
+    """p50, p99 and p99.9 of sorted latencies."""
+    return {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "p999": lat[min(len(lat) - 1, int(len(lat) * 0.999))]}
+
+
 def _latencies(calls, n, rounds=10):
     """Round-trip percentiles of each call, measured in alternating rounds
     (n calls each in all), so that every call sees the same machine: a
@@ -75,8 +80,7 @@ def _latencies(calls, n, rounds=10):
     out = []
     for lat in lats:
         lat.sort()
-        out.append({"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "p999": lat[min(len(lat) - 1, int(len(lat) * 0.999))],
-                    "steal": steal})
+        out.append(dict(_percentiles(lat), steal=steal))
     return out
 
 
@@ -297,7 +301,7 @@ def measure_tails(quick=False):
     out = {"bursts": bursts, "calls_per_burst": per}
     for key, lat in groups.items():
         lat.sort()
-        out[key] = {"bursts": counted[key], "p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)]} if lat else None
+        out[key] = dict(_percentiles(lat), bursts=counted[key]) if lat else None
     return out
 
 

@@ -82,6 +82,23 @@ class Future(_cf.Future):
         self._waiters = []
         self._done_callbacks = []
 
+    def set_result(self, result):
+        if "_condition" in self.__dict__ or self._state != _RUNNING:
+            return super().set_result(result)
+        # Nobody has looked at this future from another thread (waiting,
+        # a callback, wait or as_completed all make its condition): it is
+        # settled without a lock. One that arrives meanwhile makes the
+        # condition before it reads the state, so it either sees FINISHED
+        # or is seen below and notified as the base class would.
+        self._result = result
+        self._state = _FINISHED
+        if "_condition" in self.__dict__:
+            with self._condition:
+                for waiter in self._waiters:
+                    waiter.add_result(self)
+                self._condition.notify_all()
+            self._invoke_callbacks()
+
     def result(self, timeout=None):
         self._observed = True
         left = self._wait(timeout)
@@ -144,21 +161,6 @@ def settle(fut, outcome):
     condition: set_result and set_exception refuse a cancelled future
     themselves, so there is no separate cancelled() check before them."""
     kind, value = outcome
-    if kind == "ok" and "_condition" not in fut.__dict__ and fut._state == _RUNNING:
-        # Nobody has looked at fut from another thread (waiting, a
-        # callback, wait or as_completed all make its condition): settle
-        # it without a lock. One that arrives as it is settled makes the
-        # condition before it reads the state, so it either sees FINISHED
-        # or is seen here and notified.
-        fut._result = value
-        fut._state = _FINISHED
-        if "_condition" in fut.__dict__:
-            with fut._condition:
-                for waiter in fut._waiters:
-                    waiter.add_result(fut)
-                fut._condition.notify_all()
-            fut._invoke_callbacks()
-        return
     if kind == "exc" and type(value) is _cf.CancelledError and isinstance(fut, Future):
         fut._mark_cancelled()  # only shmx_cancel, which Future.cancel calls, ends a job so
         return
@@ -375,7 +377,7 @@ class Executor(_cf.Executor):
 
     def _start_collector(self):
         self._books = _Books()
-        self._slots = []  # _CallSlots free for the next _call
+        self._slots = []  # _CallSlots free for the next C call (_take_slot)
         self._close_lock = threading.Lock()  # held while a shutdown closes the handle
         self._feeder = Feeder(self)
         # The options of a submit with this executor's timeout and retries
@@ -617,6 +619,12 @@ class Executor(_cf.Executor):
         self._feeder.put(stream)
         return stream
 
+    def _take_slot(self):
+        """A _CallSlot for one C call, to be put back on _slots after it
+        (list pop and append are atomic: threads, and a signal handler
+        that calls in, each get their own)."""
+        return self._slots.pop() if self._slots else _CallSlot()
+
     def _new_future(self):
         fut = Future()
         fut._ex = self
@@ -649,7 +657,7 @@ class Executor(_cf.Executor):
             return None
         payload = _wire.join(parts)
         opts = self._nowait_opts if timeout is None and retries is None else self._opts(timeout, retries, nowait=True)
-        slot = self._slots.pop() if self._slots else _CallSlot()  # its C values, made once (see _call)
+        slot = self._take_slot()
         try:
             slot.len.value = len(payload)
             rc = _SUBMIT_WITH(self._pool, b"py", payload, slot.len, opts, slot.job_ref)
@@ -691,8 +699,7 @@ class Executor(_cf.Executor):
         Raises TypeError for what cannot be sent to a worker, and
         RuntimeError after shutdown."""
         self._check_open()  # checks for a fork too
-        parts, total = self._call_parts(fn, args, kwargs)
-        return self._submit_call(parts, total)
+        return self._submit_call(*self._call_parts(fn, args, kwargs))
 
     def _call(self, fn, args, kwargs):
         """fn(*args, **kwargs) in a worker, waited for in this thread:
@@ -709,9 +716,7 @@ class Executor(_cf.Executor):
             return self._wait_direct(self._submit_parts(parts, total, track=False))
         payload = _wire.join(parts)
         opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
-        # A slot per call in progress (list pop and append are atomic):
-        # threads, and a signal handler that calls apply, each get their own.
-        slot = self._slots.pop() if self._slots else _CallSlot()
+        slot = self._take_slot()
         res = slot.res
         res.status = _UNFETCHED
         slot.job.value = 0
@@ -799,7 +804,7 @@ class Executor(_cf.Executor):
         """shmx_wait for job for at most ns (< 0: no limit). Returns the C
         code and the job's outcome, ("ok", value) or ("exc", exception),
         or None while the job has not ended."""
-        slot = self._slots.pop() if self._slots else _CallSlot()  # its C values, made once (see _call)
+        slot = self._take_slot()
         try:
             slot.job.value, slot.ns.value = job, ns
             rc = _WAIT(self._pool, slot.job, slot.ns, slot.res_ref)
