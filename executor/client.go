@@ -217,8 +217,16 @@ func (f *Future) poll(spin time.Duration) bool {
 			return true
 		default:
 		}
-		if i > 0 && (spin <= 0 || i%16 == 15 && time.Since(start) > spin) {
+		if i > 0 && spin <= 0 {
 			return false
+		}
+		if i%16 == 15 {
+			switch elapsed := time.Since(start); {
+			case elapsed > spin:
+				return false
+			case elapsed > ring.YieldAfter:
+				sysx.Yield() // see ring.YieldAfter
+			}
 		}
 		if c := f.c; c.colMu.TryLock() {
 			if c.l.enter() {

@@ -77,6 +77,16 @@ type Ring struct {
 // call from C) each yield costs two context switches.
 const DefaultSpin = 50 * time.Microsecond
 
+// YieldAfter is how long a spin-wait runs before it also offers its CPU
+// to other runnable threads (sysx.Yield, once per clock read). With more
+// spinning processes than cores — a pool of n workers and its caller on
+// n cores — the scheduler sometimes puts a waiter on the core of the
+// party it waits for; a spin that never yields then keeps that party off
+// the core for the whole spin, on every round trip, until the load
+// balancer moves one of them. Before YieldAfter the spin stays pure: the
+// reply of a busy peer on another core comes sooner.
+const YieldAfter = 5 * time.Microsecond
+
 // Init lays out an empty ring of the given capacity (a power of two) in a
 // zeroed region and returns a handle. The creator calls it once, before
 // the segment is shared.

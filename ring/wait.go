@@ -194,7 +194,10 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 			sysx.Pause()
 			return nil
 		}
-		if time.Now().Before(w.spinUntil) {
+		if now := time.Now(); now.Before(w.spinUntil) {
+			if w.spinUntil.Sub(now) < w.spin-YieldAfter {
+				sysx.Yield()
+			}
 			return nil
 		}
 	}

@@ -151,6 +151,13 @@ func SetPdeathsig(sig syscall.Signal) error {
 // reaper's).
 func Getppid() int { return unix.Getppid() }
 
+// Yield gives the caller's CPU to another runnable thread, if one waits
+// for it (sched_yield); otherwise it returns at once. A spin-wait calls it
+// now and then, so that the party it waits for, when the scheduler put it
+// on the same CPU, gets to run. Raw: it never blocks, and the Go
+// scheduler need not know.
+func Yield() { unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
 // Monotonic returns CLOCK_MONOTONIC in nanoseconds. Unlike Go's monotonic
 // reading it is the same clock in every process, so deadlines written to
 // shared memory mean the same to all.

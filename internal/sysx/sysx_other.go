@@ -31,6 +31,9 @@ func PidfdKill(pidfd *os.File, sig syscall.Signal) error { return notSupported("
 func SetPdeathsig(sig syscall.Signal) error              { return notSupported("PR_SET_PDEATHSIG") }
 func Getppid() int                                       { return os.Getppid() }
 
+// Yield does nothing here (see sysx_linux.go).
+func Yield() {}
+
 // Monotonic returns a process-local monotonic clock in nanoseconds.
 func Monotonic() int64 { return int64(time.Since(start)) }
 
