@@ -225,7 +225,7 @@ func (f *Future) poll(spin time.Duration) bool {
 			case elapsed > spin:
 				return false
 			case elapsed > ring.YieldAfter:
-				sysx.Yield() // see ring.YieldAfter
+				ring.GiveWay()
 			}
 		}
 		if c := f.c; c.colMu.TryLock() {

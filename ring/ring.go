@@ -78,7 +78,7 @@ type Ring struct {
 const DefaultSpin = 50 * time.Microsecond
 
 // YieldAfter is how long a spin-wait runs before it also offers its CPU
-// to other runnable threads (sysx.Yield, once per clock read). With more
+// to other runnable threads (GiveWay, once per clock read). With more
 // spinning processes than cores — a pool of n workers and its caller on
 // n cores — the scheduler sometimes puts a waiter on the core of the
 // party it waits for; a spin that never yields then keeps that party off

@@ -150,6 +150,47 @@ func (r *Ring) stopped() error {
 	return nil
 }
 
+// A yield that kept its caller off the CPU for longer than yieldSlow ran
+// something other than a peer's tiny turn: a CPU-bound process that
+// shares the core, whose slice is milliseconds, or the host of a VM that
+// took the CPU meanwhile. Steal comes and goes; a CPU-bound neighbour
+// wins every yield (a yielding thread loses the wake-up preference a
+// sleeping one keeps). So after yieldStreak slow yields in a row, the
+// spins of this process stop yielding for yieldBackoff and go back to
+// spinning, then sleeping.
+const (
+	yieldSlow    = 100 * time.Microsecond
+	yieldStreak  = 3
+	yieldBackoff = time.Second
+)
+
+var (
+	clockBase      = time.Now()
+	yieldsOffUntil atomic.Int64 // since clockBase, in nanoseconds
+	slowYields     atomic.Int32 // in a row
+)
+
+// GiveWay offers the caller's CPU to other runnable threads (sched_yield)
+// from a spin-wait past YieldAfter, unless recent offers showed that a
+// process other than a peer competes for it (yieldSlow).
+func GiveWay() {
+	now := int64(time.Since(clockBase))
+	if now < yieldsOffUntil.Load() {
+		return
+	}
+	sysx.Yield()
+	after := int64(time.Since(clockBase))
+	switch {
+	case after-now <= int64(yieldSlow):
+		if slowYields.Load() != 0 {
+			slowYields.Store(0)
+		}
+	case slowYields.Add(1) >= yieldStreak:
+		slowYields.Store(0)
+		yieldsOffUntil.Store(after + int64(yieldBackoff))
+	}
+}
+
 // waiter paces one blocking operation: spin, then sleep on the futex,
 // until ready reports true, the deadline passes or the ring is
 // interrupted. A consumer's waiter spins with its spin bit set, and only
@@ -196,7 +237,7 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 		}
 		if now := time.Now(); now.Before(w.spinUntil) {
 			if w.spinUntil.Sub(now) < w.spin-YieldAfter {
-				sysx.Yield()
+				GiveWay()
 			}
 			return nil
 		}
