@@ -66,21 +66,32 @@ def _latencies(calls, n, rounds=10):
     """Round-trip percentiles of each call, measured in alternating rounds
     (n calls each in all), so that every call sees the same machine: a
     burst of other work on a 2-core machine hits them all alike. Each
-    figure carries the share of CPU time stolen meanwhile (steal)."""
+    figure carries the share of CPU time stolen meanwhile (steal), and
+    "quiet": the percentiles of the call's rounds during which /proc/stat
+    counted no stolen time (with how many there were; None if none)."""
     before = _cpu_jiffies()
     lats = [[] for _ in calls]
+    quiet = [[] for _ in calls]
+    quiet_rounds = [0] * len(calls)
     per = max(1, n // rounds)
     for _ in range(rounds):
-        for call, lat in zip(calls, lats):
+        for i, call in enumerate(calls):
+            lat, start = [], _cpu_jiffies()
             for _ in range(per):
                 t = time.perf_counter()
                 call()
                 lat.append(time.perf_counter() - t)
+            end = _cpu_jiffies()
+            lats[i] += lat
+            if start is not None and end is not None and end[1] == start[1]:
+                quiet[i] += lat
+                quiet_rounds[i] += 1
     steal = steal_share(before, _cpu_jiffies())
     out = []
-    for lat in lats:
+    for lat, q, k in zip(lats, quiet, quiet_rounds):
         lat.sort()
-        out.append(dict(_percentiles(lat), steal=steal))
+        q.sort()
+        out.append(dict(_percentiles(lat), steal=steal, quiet=dict(_percentiles(q), rounds=k, of=rounds) if q else None))
     return out
 
 
@@ -362,6 +373,10 @@ def main(argv=None):
     if one["steal"] is not None:
         print(f"    CPU time stolen by the hypervisor while round trips were measured: {one['steal'] * 100:.1f}%"
               f" (a stolen slice stalls a round trip for milliseconds)")
+    if one.get("quiet"):
+        q = one["quiet"]
+        print(f"    in the {q['rounds']} of {q['of']} rounds with no stolen time counted: p50 {q['p50'] * 1e3:.3f} ms,"
+              f" p99 {q['p99'] * 1e3:.3f} ms (p99 {q['p99'] / q['p50']:.1f}x p50)")
     print(f"Executor.submit().result() p50 is {r['apply']['p50'] / r['pool_apply']['p50']:.2f}x Pool.apply's")
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a range (median of alternating runs)", r["pool_map"], {"multiprocessing Pool.map (default chunksize)": r["mp_map"],
         "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"]})
