@@ -13,6 +13,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,6 +33,9 @@ func main() {
 		os.Exit(0)
 	}
 	if err := bench(os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the flag set has printed its usage
+		}
 		fmt.Fprintf(os.Stderr, "shmexec-bench: %v\n", err)
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -42,6 +46,8 @@ func main() {
 }
 
 type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
 
 func writeJSON(out io.Writer, v any) error {
 	enc := json.NewEncoder(out)

@@ -53,6 +53,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "shmexec: unknown command %q\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // -h: the flag set has printed its usage
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "shmexec %s: %v\n", os.Args[1], err)
 		var ue usageError
@@ -64,6 +67,8 @@ func main() {
 }
 
 type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
 
 type groupList []uint32
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -41,6 +43,49 @@ func TestRenderNamesEverything(t *testing.T) {
 		"1001", "busy", "77 (slot 3)", "4242", "dead"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the view lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestMain lets a test run this command: the test binary, re-executed
+// with SHMEXEC_CMD_AS_MAIN=1, is shmexec with the arguments it got.
+func TestMain(m *testing.M) {
+	if os.Getenv("SHMEXEC_CMD_AS_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string // in stdout and stderr together
+	}{
+		{[]string{"serve", "-h"}, 0, "-socket string"},
+		{[]string{"stat", "--help"}, 0, "-interval duration"},
+		{[]string{"help"}, 0, "shmexec serve --socket PATH"},
+		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"stat"}, 2, "need --socket PATH"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{nil, 2, "usage:"},
+	} {
+		cmd := exec.Command(os.Args[0], c.args...)
+		cmd.Env = append(os.Environ(), "SHMEXEC_CMD_AS_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("shmexec %q: exit %d, want %d; output %q lacks %q?", c.args, code, c.code, out, c.want)
+		}
+		if c.code == 0 && strings.Contains(string(out), "help requested") {
+			t.Errorf("shmexec %q: reports -h as an error: %q", c.args, out)
 		}
 	}
 }

@@ -326,33 +326,50 @@ def report_tails(r):
             print(f"  {what} ({g['bursts']}): p50 {g['p50'] * 1e6:.1f} us, p99 {g['p99'] * 1e6:.1f} us ({g['p99'] / g['p50']:.1f}x p50)")
 
 
+def _parse(argv):
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="python -m shmexec.bench",
+        description="shmexec beside multiprocessing.Pool and ProcessPoolExecutor, measured in the same run, printed as ratios.",
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and calls (a smoke run, not figures)")
+    ap.add_argument("--json", action="store_true", help="print every figure as one JSON object (for `shmexec bench`)")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--peers", action="store_true", help="every importable pool (loky, pebble, billiard, mpire) with the same tasks")
+    what.add_argument("--dask", action="store_true", help="a Dask worker's threads beside a shmexec executor in it (needs distributed)")
+    what.add_argument("--startup", action="store_true", help="how long a short script that makes a pool takes, beside multiprocessing's and loky's")
+    what.add_argument("--tails", action="store_true", help="one worker's round-trip tail, apart from the CPU time a hypervisor steals")
+    return ap.parse_args(argv)
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if "--dask" in argv:
+    a = _parse(sys.argv[1:] if argv is None else argv)
+    if a.dask:
         from . import _dask_bench  # needs distributed
 
-        r = _dask_bench.measure("--quick" in argv)
-        print(json.dumps(r)) if "--json" in argv else _dask_bench.report(r)
+        r = _dask_bench.measure(a.quick)
+        print(json.dumps(r)) if a.json else _dask_bench.report(r)
         return
-    if "--startup" in argv:
-        r = measure_startup("--quick" in argv)
-        if "--json" in argv:
+    if a.startup:
+        r = measure_startup(a.quick)
+        if a.json:
             print(json.dumps(r))
         else:
             print(f"Start-up, a fresh interpreter each, median of {r['rounds']} alternating rounds:")
             for k, v in r["startup"].items():
                 print(f"  {k}: {v * 1e3:.0f} ms")
         return
-    if "--tails" in argv:
-        r = measure_tails("--quick" in argv)
-        print(json.dumps(r)) if "--json" in argv else report_tails(r)
+    if a.tails:
+        r = measure_tails(a.quick)
+        print(json.dumps(r)) if a.json else report_tails(r)
         return
-    if "--peers" in argv:
-        r = measure_peers("--quick" in argv)
-        print(json.dumps(r)) if "--json" in argv else report_peers(r)
+    if a.peers:
+        r = measure_peers(a.quick)
+        print(json.dumps(r)) if a.json else report_peers(r)
         return
-    r = measure("--quick" in argv)
-    if "--json" in argv:
+    r = measure(a.quick)
+    if a.json:
         print(json.dumps(r))
         return
     print(f"shmexec {shmexec.version()} — Python {sys.version.split()[0]}, 2 workers each, one run")
