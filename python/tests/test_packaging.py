@@ -89,6 +89,16 @@ class PackagingTest(unittest.TestCase):
                 self.assertIn(want, r.stdout + r.stderr)
                 self.assertNotIn("round trip", r.stdout)
 
+    def test_self_check(self):
+        env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
+        r = subprocess.run([sys.executable, "-m", "shmexec"], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for line in ("round trip through a pool of 2 workers: ok", "map of 1000 calls: ok", "closed: ok"):
+            self.assertIn(line, r.stdout)
+        r = subprocess.run([sys.executable, "-m", "shmexec", "--nothing"], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertNotIn("round trip", r.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
