@@ -69,6 +69,39 @@ def _run_named(handlers, name, payload):
         return [], 0, (type(e).__qualname__, str(e))
 
 
+def _keep_freed_memory():
+    """glibc serves each allocation of 32 MiB and more with its own mmap
+    and unmaps it when it is freed, so every large bytes object a worker
+    builds (a task's argument, its result) faults in fresh pages: for
+    64 MiB, about half of an echo's time. A worker instead takes large
+    blocks from its heap and keeps up to _KEEP freed at the heap's top, so
+    that the next large task reuses pages it has touched, and returns what
+    it keeps to the system once it has been idle for a wait slice (one
+    second): the function returned, malloc_trim. Not done, and None
+    returned, where the C library is not glibc or where the environment
+    tunes glibc's malloc itself (GLIBC_TUNABLES naming glibc.malloc, or a
+    MALLOC_*_ variable): those settings stand."""
+    env = os.environ
+    if "glibc.malloc." in env.get("GLIBC_TUNABLES", "") or any(k.startswith("MALLOC_") and k.endswith("_") for k in env):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+        trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    # M_TRIM_THRESHOLD first: with only M_MMAP_MAX set, the first large
+    # free would hand its pages back at once (the threshold is 128 KiB).
+    if mallopt(_M_TRIM_THRESHOLD, _KEEP) != 1 or mallopt(_M_MMAP_MAX, 0) != 1:
+        return None
+    return lambda: trim(0)
+
+
+# glibc's malloc.h; _KEEP bounds what a busy worker holds freed.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_KEEP = 256 << 20
+
+
 def _default_signals():
     """Signals that kill a process by default kill this worker too, with
     that signal, so that the task it ran ends WorkerCrashed with it:
@@ -103,6 +136,7 @@ def main(argv=None):
         sys.stderr.write("shmexec.worker is a pool worker: a pool starts it. There is nothing to do when it is run by hand.\n")
         return 2
     _default_signals()
+    trim = _keep_freed_memory()  # before the main module and the initializer, which may set their own
     main_path = argv[0] if argv else ""
     init_blob = bytes.fromhex(argv[1]) if len(argv) > 1 and argv[1] else b""
     _spawn.load_main(main_path)
@@ -130,11 +164,16 @@ def main(argv=None):
     next_task, reply_next = lib["shmx_worker_next"], lib["shmx_task_reply_next"]
     big, huge, plain_call, c_size = _wire.BIG, _wire.HUGE, _wire.PLAIN_CALL, ctypes.c_size_t
     slice_ns = ctypes.c_int64(1_000_000_000)
+    trimmed = True
     rc = next_task(w, slice_ns, ref)
     while True:
         if rc == _lib.SHMX_ETIMEDOUT:
+            if not trimmed and trim is not None:
+                trim()  # idle for a slice: what the heap keeps goes back
+            trimmed = True
             rc = next_task(w, slice_ns, ref)
             continue
+        trimmed = False
         if rc == _lib.SHMX_ECLOSED:
             return 0
         if rc != _lib.SHMX_OK:

@@ -374,3 +374,29 @@ def ones(n):
     import numpy
 
     return numpy.ones(n, dtype=numpy.uint8)
+
+
+def malloc_after_big(n):
+    """In a worker: glibc's mallinfo2 (mmapped bytes, free heap bytes)
+    while n bytes are held and after they are freed, and the process's
+    private resident memory (RssAnon, bytes) after the free."""
+    import ctypes
+
+    class Info(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    info = ctypes.CDLL(None).mallinfo2
+    info.restype = Info
+    b = b"x" * n  # written: bytes(n) is calloc's, whose fresh pages stay untouched
+    held = info().hblkhd
+    del b
+    return held, info().fordblks, rss_anon(os.getpid())
+
+
+def rss_anon(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) << 10
+    raise LookupError("no RssAnon")

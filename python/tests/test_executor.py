@@ -278,6 +278,49 @@ class EnvironmentTest(unittest.TestCase):
             del os.environ[name]
 
 
+def _glibc_mallinfo2():
+    import ctypes
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallinfo2)
+    except AttributeError:  # glibc < 2.33
+        return False
+
+
+@unittest.skipUnless(_glibc_mallinfo2(), "glibc's malloc only (mallinfo2: glibc 2.33 and later)")
+class WorkerMemoryTest(unittest.TestCase):
+    """A Python worker takes large blocks from its heap and keeps them
+    when freed (the next large task reuses touched pages), and gives them
+    back once idle for a second."""
+
+    BIG = 64 << 20
+
+    def test_large_blocks_are_kept_while_busy_and_returned_when_idle(self):
+        with shmexec.Executor(max_workers=1) as ex:
+            held, free, rss = ex.submit(helpers.malloc_after_big, self.BIG).result(DEADLINE)
+            self.assertLess(held, self.BIG, "a 64 MiB block was mmapped, not taken from the heap")
+            self.assertGreaterEqual(free, self.BIG, "the freed block was not kept")
+            pid = ex.submit(helpers.pid).result(DEADLINE)
+            self.assertGreaterEqual(rss, self.BIG)
+            # Idle now: within a few wait slices its resident memory falls.
+            deadline = time.monotonic() + 15
+            while (now := helpers.rss_anon(pid)) > rss - self.BIG // 2:
+                if time.monotonic() > deadline:
+                    self.fail(f"an idle worker still holds {now >> 20} MiB (it held {rss >> 20} MiB after the task)")
+                time.sleep(0.1)
+
+    def test_the_environment_s_malloc_settings_stand(self):
+        os.environ["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=65536"
+        try:
+            with shmexec.Executor(max_workers=1) as ex:
+                held, _, _ = ex.submit(helpers.malloc_after_big, self.BIG).result(DEADLINE)
+        finally:
+            del os.environ["GLIBC_TUNABLES"]
+        self.assertGreaterEqual(held, self.BIG, "glibc's own setting (mmap large blocks) was overridden")
+
+
 class OptionsTest(unittest.TestCase):
     def test_timeout_kills_the_task(self):
         with shmexec.Executor(max_workers=1, timeout=0.3) as ex:
