@@ -3,7 +3,7 @@
 (shmexec.dask), measured in one run on a local cluster bound to
 127.0.0.1 with no dashboard. Needs distributed."""
 
-from .bench import _alternating
+from .bench import _alternating, faster
 
 
 def cpu(n):
@@ -58,6 +58,6 @@ def report(r):
     print(f"Dask: one worker, {r['threads']} threads vs a {r['processes']}-process shmexec executor (median of {r['rounds']} alternating rounds)")
     for work, c in r["cpu"].items():
         print(f"  {r['n_cpu_tasks']} CPU-bound pure-Python tasks of cpu({int(work):,}): threads {c['threads']:.3f} s,"
-              f" shmexec processes {c['processes']:.3f} s  ->  shmexec is {c['threads'] / c['processes']:.2f}x faster")
+              f" shmexec processes {c['processes']:.3f} s  ->  shmexec is {faster(c['threads'], c['processes'])}")
     print(f"  a tiny task, per task over {r['n_tiny_tasks']}: threads {r['tiny_threads'] * 1e6:.0f} us, shmexec processes {r['tiny_processes'] * 1e6:.0f} us"
           f"  ({(r['tiny_processes'] - r['tiny_threads']) * 1e6:+.0f} us a task)")

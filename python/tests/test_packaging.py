@@ -76,19 +76,6 @@ class PackagingTest(unittest.TestCase):
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "2"), r.stderr)
 
-    def test_bench_command_line(self):
-        # -h prints the options and measures nothing; a mistyped or
-        # conflicting option is an error, not a silent full run.
-        env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
-        for args, code, want in ((["--help"], 0, "--peers"), (["--bogus"], 2, "unrecognized arguments: --bogus"),
-                                 (["--peers", "--tails"], 2, "not allowed with argument")):
-            with self.subTest(args=args):
-                r = subprocess.run([sys.executable, "-m", "shmexec.bench", *args], capture_output=True, text=True,
-                                   timeout=60, env=env)
-                self.assertEqual(r.returncode, code, r.stdout + r.stderr)
-                self.assertIn(want, r.stdout + r.stderr)
-                self.assertNotIn("round trip", r.stdout)
-
     def test_self_check(self):
         env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
         r = subprocess.run([sys.executable, "-m", "shmexec"], capture_output=True, text=True, timeout=60, env=env)
