@@ -125,24 +125,43 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None):
     def refused(e, hint=""):
         return TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
 
+    def attempt(dumper):
+        # The buffers of an attempt that fails are dropped, not sent
+        # beside those of the one that succeeds.
+        if buffer_callback is None:
+            return dumper(obj, protocol=5)
+        got = []
+        data = dumper(obj, protocol=5, buffer_callback=got.append)
+        for b in got:
+            buffer_callback(b)
+        return data
+
     try:
-        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+        return attempt(pickle.dumps)
     except NotSendable as e:
         raise refused(e) from None
     except Exception as e:
         first = e
-    cloudpickle = _cloudpickle()
-    if cloudpickle is not None:
-        try:
-            return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
-        except NotSendable as e:
-            raise refused(e) from None
-        except Exception as e:
-            first = e  # cloudpickle's word, where it too fails
-    if isinstance(first, pickle.PicklingError) or (isinstance(first, (AttributeError, TypeError)) and "pickle" in str(first)):
-        hint = "" if cloudpickle is not None else " (pip install cloudpickle to send lambdas, closures and functions of __main__ by value)"
-        raise refused(first, hint) from None
-    raise first  # an object's own __reduce__ raised: the caller sees its error
+    # first's traceback holds this frame, whose locals hold first: a
+    # cycle, and with it obj, whose memoryviews the buffers of the failed
+    # attempt still export. The garbage collector would clear such a view
+    # while it is exported (a BufferError, then a crash at exit), so every
+    # way out of here drops first first.
+    try:
+        cloudpickle = _cloudpickle()
+        if cloudpickle is not None:
+            try:
+                return attempt(cloudpickle.dumps)
+            except NotSendable as e:
+                raise refused(e) from None
+            except Exception as e:
+                first = e  # cloudpickle's word, where it too fails
+        if isinstance(first, pickle.PicklingError) or (isinstance(first, (AttributeError, TypeError)) and "pickle" in str(first)):
+            hint = "" if cloudpickle is not None else " (pip install cloudpickle to send lambdas, closures and functions of __main__ by value)"
+            raise refused(first, hint) from None
+        raise first  # an object's own __reduce__ raised: the caller sees its error
+    finally:
+        first = None
 
 
 def explain(exc, roots):

@@ -145,6 +145,19 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(self.ex.submit(helpers.echo, {"k": [ba]}).result(DEADLINE), {"k": [ba]})
         self.assertEqual(self.ex.submit(helpers.echo, mv).result(DEADLINE).tolist(), mv.tolist())
 
+    def test_a_call_sent_by_value_leaves_no_buffer_exported(self):
+        # A lambda among the arguments makes pickle fail and cloudpickle
+        # send the call; the failed attempt's buffers must not stay alive
+        # (in a cycle with its exception), exporting the caller's
+        # memoryview: release() would refuse, and the garbage collector
+        # would later clear the view while exported (a crash at exit).
+        ba = bytearray(b"abcdef" * 20_000)
+        m = memoryview(ba)
+        out, _ = self.ex.submit(helpers.describe, lambda: 1, m).result(DEADLINE)
+        self.assertEqual(out[1], ("memoryview", len(ba), ("B", False)))
+        m.release()  # BufferError if anything still exports it
+        ba.extend(b"resizable again")
+
     def test_result_timeout_then_wait(self):
         # A result() that runs out just as the job ends must not lose the
         # job for wait() and callbacks (the collector is told of it while
