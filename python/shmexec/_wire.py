@@ -135,32 +135,36 @@ def _lift(obj, memo, depth=3):
     """obj with every large bytes or bytearray, and every memoryview, near
     its top (in tuples, lists and dicts of up to 16 items, 3 levels down;
     deeper ones are pickled in band) replaced by an _OutOfBand; obj itself
-    when there is none, with nothing built (this runs for every call). A
-    container met twice is replaced by one copy, so shared references
-    stay shared (memo: id -> replacement)."""
+    when there is none, with nothing built (this runs for every call).
+    Each container is read once. A container or buffer met twice is
+    replaced by one copy, so shared references stay shared (memo: id ->
+    replacement)."""
     t = type(obj)
-    if t is bytes or t is bytearray:
-        if len(obj) < BIG:
-            return obj
-    elif t is not memoryview:  # any size: pickle cannot send a memoryview otherwise
-        if not depth or (t is not tuple and t is not list and t is not dict) or len(obj) > 16:
-            return obj
     if t is bytes or t is bytearray or t is memoryview:
-        new = memo.get(id(obj)) or _OutOfBand(obj)
-    else:
-        items = obj.values() if t is dict else obj
-        for v in items:  # the common case: nothing to lift, nothing built
-            tv = type(v)  # (an empty container holds nothing to lift)
-            if (tv is memoryview or tv in _LIFTED and v) and _lift(v, memo, depth - 1) is not v:
-                break
-        else:
+        if t is not memoryview and len(obj) < BIG:
             return obj
         new = memo.get(id(obj))
-        if new is not None:
-            return new
-        lifted = [_lift(v, memo, depth - 1) if type(v) in _LIFTED else v for v in items]
-        new = dict(zip(obj.keys(), lifted)) if t is dict else t(lifted)
-    memo[id(obj)] = new
+        if new is None:
+            new = memo[id(obj)] = _OutOfBand(obj)
+        return new
+    if not depth or (t is not tuple and t is not list and t is not dict) or len(obj) > 16:
+        return obj
+    new = memo.get(id(obj))
+    if new is not None:
+        return new
+    items = list(obj.values()) if t is dict else obj
+    lifted = None
+    for i, v in enumerate(items):
+        tv = type(v)
+        if tv is memoryview or tv in _LIFTED and v:  # (an empty container holds nothing to lift)
+            nv = _lift(v, memo, depth - 1)
+            if nv is not v:
+                if lifted is None:
+                    lifted = list(items)
+                lifted[i] = nv
+    if lifted is None:  # the common case: nothing to lift, nothing built
+        return obj
+    new = memo[id(obj)] = dict(zip(obj.keys(), lifted)) if t is dict else t(lifted)
     return new
 
 
@@ -185,9 +189,14 @@ def dumps_parts(obj, what="the call", roots=None):
     Pickled with pickle, or cloudpickle where pickle fails; raises
     TypeError for what cannot be sent (what, roots: see
     _reduction.dumps)."""
-    bufs = []
     memo = {}
-    data = _reduction.dumps(_lift(obj, memo), bufs.append, what, roots)
+    return _dumps_lifted(_lift(obj, memo), memo, what, roots)
+
+
+def _dumps_lifted(obj, memo, what, roots):
+    """dumps_parts of obj, which _lift has made with memo."""
+    bufs = []
+    data = _reduction.dumps(obj, bufs.append, what, roots)
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
     copied = {id(o.pb) for o in memo.values() if type(o) is _OutOfBand and o.pb is not None}
@@ -265,9 +274,14 @@ def dumps_call(fn, key, args, kwargs):
             return [frame], len(frame)
     bufs = []
     roots = _reduction.call_roots(fn, args, kwargs)
-    data = _reduction.dumps(_lift((args, kwargs), {}), bufs.append, f"the arguments of {_reduction._name(fn)}", roots)
-    if bufs:
-        return dumps_parts(("call", fn, (args, kwargs)), f"the arguments of {_reduction._name(fn)}", roots)
+    what = f"the arguments of {_reduction._name(fn)}"
+    both, memo = (args, kwargs), {}
+    lifted = _lift(both, memo)
+    if lifted is not both:  # a large bytes or a memoryview: out of band, pickled once
+        return _dumps_lifted(("call", fn, lifted), memo, what, roots)
+    data = _reduction.dumps(lifted, bufs.append, what, roots)
+    if bufs:  # an object whose own reduction gives a PickleBuffer (a numpy array)
+        return dumps_parts(("call", fn, both), what, roots)
     head = _CALL.pack(0, len(key)) + key
     return [head, data], len(head) + len(data)
 
@@ -331,13 +345,33 @@ def load_value(body):
 
 
 def write_parts(parts, addr):
-    """Copies parts one after another to the memory at addr."""
-    if len(parts) == 2 and len(parts[1]) < BIG:
-        b = parts[0] + parts[1]  # one small copy here saves a C call per part
-        ctypes.memmove(addr, b, len(b))
-        return
+    """Copies parts one after another to the memory at addr. Small parts
+    (a frame's head, its pickle, the padding before a buffer) are joined
+    and copied in one C call, bytes with ctypes.memmove (which takes
+    bytes as they are), and only other buffers through copy_to: each C
+    call costs about as much as copying 64 KiB."""
+    small = []
     for p in parts:
-        addr += copy_to(addr, p)
+        if len(p) < _SMALL_PART and type(p) is bytes:
+            small.append(p)
+            continue
+        if small:
+            addr += _memmove_bytes(addr, small[0] if len(small) == 1 else b"".join(small))
+            small = []
+        addr += _memmove_bytes(addr, p) if type(p) is bytes else copy_to(addr, p)
+    if small:
+        _memmove_bytes(addr, small[0] if len(small) == 1 else b"".join(small))
+
+
+# Bytes parts shorter than this are joined before they are copied.
+_SMALL_PART = 4096
+
+
+def _memmove_bytes(addr, b):
+    n = len(b)
+    if n:
+        ctypes.memmove(addr, b, n)
+    return n
 
 
 def join(parts):
