@@ -29,6 +29,17 @@ _new_bytes.restype, _new_bytes.argtypes = ctypes.py_object, [ctypes.c_void_p, ct
 _new_bytearray = _api.PyByteArray_FromStringAndSize
 _new_bytearray.restype, _new_bytearray.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_ssize_t]
 _madvise = _views.libc_function("madvise", ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
+_memory_view = _api.PyMemoryView_FromMemory
+_memory_view.restype, _memory_view.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
+_PyBUF_WRITE = 0x200
+
+
+def view_at(addr, n):
+    """A writable memoryview (format B) of the n bytes at addr, which the
+    caller keeps valid while the view is used. Not (c_char * n): ctypes
+    makes a type for each new length n, which costs more than copying
+    64 KiB, and payload sizes rarely repeat."""
+    return _memory_view(addr, n, _PyBUF_WRITE)
 
 
 class _PyBuffer(ctypes.Structure):
@@ -480,7 +491,7 @@ def outcome(res, tb_type=FUTURES_TRACEBACK):
     try:
         if res.status != _lib.SHMX_OK:
             return ("exc", _errors.job_error(res))
-        data = memoryview((ctypes.c_char * res.len).from_address(res.data)).cast("B") if res.len else b""
+        data = view_at(res.data, res.len) if res.len else b""
         return rebuild(loads(data, _views.HeldResult(res) if res.len >= HUGE else None), tb_type)
     except Exception as e:  # a result that cannot be decoded
         return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))

@@ -184,7 +184,7 @@ def main(argv=None):
             parts, total = _run_call(None, inbody)
         else:
             if n >= big:  # a view of the segment: its buffers are copied once, where they land
-                payload = memoryview((ctypes.c_char * n).from_address(task.input)).cast("B")
+                payload = _wire.view_at(task.input, n)
             else:  # in inbuf, until the next task
                 payload = inview[:n]
             if handler == b"py":
