@@ -263,7 +263,14 @@ int shmx_buffer_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf) {
     GUARD(SHMX_EFORKED);
     if (!pool || !buf) return SHMX_EINVAL;
     memset(buf, 0, sizeof *buf);
-    return shmxgo_buffer_alloc(pool, len, buf);
+    return shmxgo_buffer_alloc(pool, len, 1, buf);
+}
+
+int shmx_buffer_try_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !buf) return SHMX_EINVAL;
+    memset(buf, 0, sizeof *buf);
+    return shmxgo_buffer_alloc(pool, len, 0, buf);
 }
 
 int shmx_submit_buffer_with(shmx_pool *pool, const char *handler, shmx_buffer *buf,

@@ -207,12 +207,16 @@ func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.in
 }
 
 //export shmxgo_buffer_alloc
-func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int {
+func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, wait C.int, buf *C.shmx_buffer) C.int {
 	p, ok := lookup(cp)
 	if !ok {
 		return C.SHMX_EINVAL
 	}
-	b, err := p.c.AllocBuffer(int(n))
+	alloc := p.c.AllocBuffer
+	if wait == 0 {
+		alloc = p.c.TryAllocBuffer
+	}
+	b, err := alloc(int(n))
 	if err != nil {
 		setErr(err)
 		return code(err)
@@ -229,8 +233,25 @@ func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, buf *C.shmx_buffer) C.int 
 func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, timeoutNS C.int64_t, retries C.int32_t,
 	flags C.uint32_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
-	if !ok || retries < -1 || flags&C.SHMX_SUBMIT_NOWAIT != 0 {
+	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
+	}
+	if flags&C.SHMX_SUBMIT_NOWAIT != 0 {
+		// Full: the buffer stays the caller's (in the table, unused).
+		b, ok := p.buffers.get(uint64(buf.id))
+		if !ok {
+			return C.SHMX_EINVAL
+		}
+		f, err := p.c.TrySubmitBuffer(C.GoString(handler), b, p.submitOpts(timeoutNS, retries))
+		if errors.Is(err, executor.ErrFull) {
+			setErr(err)
+			return C.SHMX_EFULL
+		}
+		p.buffers.del(uint64(buf.id))
+		if err != nil {
+			b.Release()
+		}
+		return p.track(f, err, flags, job)
 	}
 	b, ok := p.buffers.take(uint64(buf.id))
 	if !ok {

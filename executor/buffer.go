@@ -22,7 +22,13 @@ type Buffer struct {
 
 // AllocBuffer returns a buffer of n bytes in the segment. Release it if it
 // is not submitted. It fails with ErrTooLarge above MaxPayload.
-func (c *Client) AllocBuffer(n int) (*Buffer, error) {
+func (c *Client) AllocBuffer(n int) (*Buffer, error) { return c.allocBuffer(n, true) }
+
+// TryAllocBuffer is AllocBuffer that fails with ErrFull instead of
+// waiting while other jobs' inputs and outputs fill the arena.
+func (c *Client) TryAllocBuffer(n int) (*Buffer, error) { return c.allocBuffer(n, false) }
+
+func (c *Client) allocBuffer(n int, wait bool) (*Buffer, error) {
 	if !c.l.enter() {
 		return nil, ErrPoolClosed
 	}
@@ -35,7 +41,16 @@ func (c *Client) AllocBuffer(n int) (*Buffer, error) {
 	}
 	np := max(pagesFor(uint64(n)), 1)
 	owner := pageOwner(pageParty, c.subParty.Owner())
-	first, err := c.l.allocPagesWait(np, owner, &c.hint)
+	var first int
+	var err error
+	if wait {
+		first, err = c.l.allocPagesWait(np, owner, &c.hint)
+	} else if first, err = c.l.allocPages(np, owner, &c.hint); err != nil {
+		if np > len(c.l.pages) {
+			return nil, fmt.Errorf("%w: no arena space for %d pages of %d", ErrTooLarge, np, len(c.l.pages))
+		}
+		return nil, fmt.Errorf("%w: no arena space for %d pages now", ErrFull, np)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -64,10 +79,21 @@ func (b *Buffer) Release() {
 // SubmitBuffer queues a job whose input is buf, without copying it. The
 // buffer belongs to the job from then on.
 func (c *Client) SubmitBuffer(ctx context.Context, handler string, buf *Buffer, opts SubmitOptions) (*Future, error) {
+	return c.submitBuffer(ctx, handler, buf, opts, true)
+}
+
+// TrySubmitBuffer is SubmitBuffer that fails with ErrFull instead of
+// waiting for a free job slot; the buffer then stays the caller's, to
+// submit again or release.
+func (c *Client) TrySubmitBuffer(handler string, buf *Buffer, opts SubmitOptions) (*Future, error) {
+	return c.submitBuffer(context.Background(), handler, buf, opts, false)
+}
+
+func (c *Client) submitBuffer(ctx context.Context, handler string, buf *Buffer, opts SubmitOptions, block bool) (*Future, error) {
 	buf.mu.Lock()
 	defer buf.mu.Unlock()
 	if buf.used || buf.c != c {
 		return nil, fmt.Errorf("executor: SubmitBuffer with a buffer that was used, released or is another client's")
 	}
-	return c.submit(ctx, handler, nil, buf, opts, true)
+	return c.submit(ctx, handler, nil, buf, opts, block)
 }

@@ -179,10 +179,10 @@ typedef struct shmx_submit_opts {
    that had no flags, is read without them.) */
 #define SHMX_SUBMIT_OWN_WAIT 1u
 
-/* shmx_submit_with and shmx_call return SHMX_EFULL instead of waiting
-   for a free job slot (a binding that feeds the pool from a thread of its
-   own when it is full). shmx_submit_buffer_with refuses it with
-   SHMX_EINVAL: a buffer is the job's once submitted. */
+/* shmx_submit_with, shmx_call and shmx_submit_buffer_with return
+   SHMX_EFULL instead of waiting for a free job slot (a binding that feeds
+   the pool from a thread of its own when it is full). A buffer refused so
+   stays the caller's: submit it again or release it. */
 #define SHMX_SUBMIT_NOWAIT 2u
 
 /* Fills opts with "the pool's defaults" and sets struct_size. */
@@ -255,9 +255,16 @@ typedef struct shmx_buffer {
     uint64_t id; /* the library's; do not change */
 } shmx_buffer;
 
-/* Returns: SHMX_OK with buf filled in, to be passed to shmx_submit_buffer
-   or released with shmx_buffer_release; SHMX_ETOO_LARGE over max_payload. */
+/* Waits while the inputs and outputs of other jobs fill the pool's shared
+   memory (up to 10 s).
+   Returns: SHMX_OK with buf filled in, to be passed to shmx_submit_buffer
+   or released with shmx_buffer_release; SHMX_ETOO_LARGE over max_payload,
+   over the arena's size, or when no space freed up within those 10 s. */
 int shmx_buffer_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf);
+
+/* shmx_buffer_alloc that returns SHMX_EFULL at once instead of waiting for
+   space. */
+int shmx_buffer_try_alloc(shmx_pool *pool, size_t len, shmx_buffer *buf);
 
 /* Queues a job whose input is buf (which then belongs to the job: do not
    touch or release it). Blocks like shmx_submit.

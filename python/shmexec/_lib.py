@@ -192,6 +192,7 @@ def _load():
         "shmx_forget": (i, [vp, u64]),
         "shmx_wait_any": (i, [vp, i64, ctypes.POINTER(u64)]),
         "shmx_buffer_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
+        "shmx_buffer_try_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
         "shmx_submit_buffer": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(u64)]),
         "shmx_submit_buffer_with": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(SubmitOpts), ctypes.POINTER(u64)]),
         "shmx_buffer_release": (None, [vp, ctypes.POINTER(Buffer)]),

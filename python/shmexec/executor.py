@@ -653,10 +653,12 @@ class Executor(_cf.Executor):
         """Submits a small call from this thread if the pool has room and
         nothing is queued before it; returns its job, or None (then the
         feeder submits it)."""
-        if total >= _ZERO_COPY_FROM or not self._feeder.idle():
+        if not self._feeder.idle():
             return None
-        payload = _wire.join(parts)
         opts = self._nowait_opts if timeout is None and retries is None else self._opts(timeout, retries, nowait=True)
+        if total >= _ZERO_COPY_FROM:
+            return self._try_submit_buffer(parts, total, opts)
+        payload = _wire.join(parts)
         slot = self._take_slot()
         try:
             slot.len.value = len(payload)
@@ -669,6 +671,29 @@ class Executor(_cf.Executor):
         if rc != _OK:
             raise self._submit_error(rc)
         return job
+
+    def _try_submit_buffer(self, parts, total, opts):
+        """_try_submit_now for a large call: written straight into a buffer
+        in the segment and submitted, if the arena and the job slots have
+        room now; else None, and nothing is left behind."""
+        buf = _lib.Buffer()
+        rc = _LIB.shmx_buffer_try_alloc(self._pool, total, ctypes.byref(buf))
+        if rc == _lib.SHMX_EFULL:
+            return None
+        if rc != _OK:
+            raise self._submit_error(rc)
+        job = ctypes.c_uint64()
+        try:
+            _wire.write_parts(parts, buf.data)
+            rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), opts, ctypes.byref(job))
+        finally:
+            if buf.id:  # not submitted (a refused submit leaves it ours)
+                _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
+        if rc == _lib.SHMX_EFULL:
+            return None
+        if rc != _OK:
+            raise self._submit_error(rc)
+        return job.value
 
     def _submit_call(self, parts, total, timeout=None, retries=None):
         """The future of a call: submitted at once when there is room,

@@ -145,6 +145,21 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(self.ex.submit(helpers.echo, {"k": [ba]}).result(DEADLINE), {"k": [ba]})
         self.assertEqual(self.ex.submit(helpers.echo, mv).result(DEADLINE).tolist(), mv.tolist())
 
+    def test_large_submits_return_at_once_however_full_the_pool(self):
+        # Large calls go straight into the segment from the caller's thread
+        # while there is room, and to the feeder once the job slots or the
+        # arena are full: submit never waits for the worker.
+        with shmexec.Executor(max_workers=1) as ex:
+            first = ex.submit(helpers.sleep, 1.0)
+            big = [bytes([i % 256]) * (64 << 10) for i in range(1100)]  # more than the pool's 1,024 job slots
+            t = time.monotonic()
+            fs = [ex.submit(helpers.length, b) for b in big]
+            took = time.monotonic() - t
+            self.assertLess(took, 0.8, "a submit waited for the busy worker")
+            self.assertFalse(first.done())
+            self.assertEqual([f.result(DEADLINE * 4) for f in fs], [len(b) for b in big])
+            self.assertEqual(first.result(DEADLINE), 1.0)
+
     def test_a_call_sent_by_value_leaves_no_buffer_exported(self):
         # A lambda among the arguments makes pickle fail and cloudpickle
         # send the call; the failed attempt's buffers must not stay alive

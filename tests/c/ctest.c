@@ -287,8 +287,9 @@ static void test_timeout_and_full(void) {
     shmx_submit(pool, "sleepy", &ms, sizeof ms, &j1);
     shmx_submit(pool, "sleepy", &ms, sizeof ms, &j2);
     CHECK(shmx_try_submit(pool, "sleepy", &ms, sizeof ms, &j3) == SHMX_EFULL, "try_submit on a full pool");
-    /* SHMX_SUBMIT_NOWAIT: shmx_submit_with and shmx_call say SHMX_EFULL at
-       once; shmx_submit_buffer_with refuses the flag and keeps the buffer. */
+    /* SHMX_SUBMIT_NOWAIT: shmx_submit_with, shmx_call and
+       shmx_submit_buffer_with say SHMX_EFULL at once; a buffer refused so
+       stays the caller's, to submit later. */
     shmx_submit_opts nw;
     shmx_submit_opts_init(&nw);
     nw.flags = SHMX_SUBMIT_NOWAIT;
@@ -296,14 +297,33 @@ static void test_timeout_and_full(void) {
     CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &nw, &j3) == SHMX_EFULL && now() - t0 < 0.05, "NOWAIT submit on a full pool");
     CHECK(shmx_call(pool, "sleepy", &ms, sizeof ms, &nw, -1, &j3, &res) == SHMX_EFULL && now() - t0 < 0.05, "NOWAIT call on a full pool");
     shmx_buffer b;
-    CHECK(shmx_buffer_alloc(pool, 8, &b) == SHMX_OK, "buffer");
-    CHECK(shmx_submit_buffer_with(pool, "sleepy", &b, &nw, &j3) == SHMX_EINVAL, "NOWAIT refused for a buffer");
-    shmx_buffer_release(pool, &b);
+    CHECK(shmx_buffer_try_alloc(pool, sizeof ms, &b) == SHMX_OK && b.data && b.len == sizeof ms, "buffer try_alloc");
+    int one = 1;
+    memcpy(b.data, &one, sizeof one);
+    t0 = now();
+    CHECK(shmx_submit_buffer_with(pool, "sleepy", &b, &nw, &j3) == SHMX_EFULL && now() - t0 < 0.05, "NOWAIT buffer submit on a full pool");
+    CHECK(b.id != 0 && b.data, "a buffer refused for a full pool is still the caller's");
     shmx_wait(pool, j1, -1, &res); shmx_result_release(pool, &res);
     shmx_wait(pool, j2, -1, &res); shmx_result_release(pool, &res);
+    CHECK(shmx_submit_buffer_with(pool, "sleepy", &b, &nw, &j3) == SHMX_OK && b.id == 0, "the refused buffer submitted with room");
+    CHECK(shmx_wait(pool, j3, -1, &res) == SHMX_OK && res.status == SHMX_OK, "its job ran: %d", res.status);
+    shmx_result_release(pool, &res);
     ms = 1;
     CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &nw, &j3) == SHMX_OK, "NOWAIT submit with room");
     shmx_wait(pool, j3, -1, &res); shmx_result_release(pool, &res);
+    /* shmx_buffer_try_alloc: SHMX_EFULL at once when the arena has no room
+       now, where shmx_buffer_alloc would wait; room again once freed. */
+    enum { NB = 4096 };
+    static shmx_buffer held[NB];
+    int nheld = 0, rc = SHMX_OK;
+    t0 = now();
+    while (nheld < NB && (rc = shmx_buffer_try_alloc(pool, (size_t)1 << 20, &held[nheld])) == SHMX_OK) nheld++;
+    CHECK(rc == SHMX_EFULL && nheld > 0 && now() - t0 < 2, "try_alloc fills the arena, then SHMX_EFULL at once: rc %d after %d buffers", rc, nheld);
+    CHECK(shmx_buffer_try_alloc(pool, (size_t)1 << 30, &b) == SHMX_ETOO_LARGE, "try_alloc over max_payload");
+    shmx_buffer_release(pool, &held[--nheld]);
+    CHECK(shmx_buffer_try_alloc(pool, (size_t)1 << 20, &b) == SHMX_OK, "try_alloc after a release");
+    shmx_buffer_release(pool, &b);
+    while (nheld > 0) shmx_buffer_release(pool, &held[--nheld]);
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
