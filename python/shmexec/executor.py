@@ -956,7 +956,8 @@ class Executor(_cf.Executor):
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         """Takes no more tasks; those submitted run on (cancel_futures:
-        those not yet running are cancelled). wait: returns once every
+        those not yet running are cancelled, but for the oldest one per
+        worker, as ProcessPoolExecutor runs those it has sent on). wait: returns once every
         task has ended and the workers have exited; else at once, and the
         pool closes when its tasks have ended."""
         if _lib.forked() or self._pool is None:
@@ -964,7 +965,12 @@ class Executor(_cf.Executor):
         pending = self._stop_intake()
         if cancel_futures:
             self._feeder.cancel_queued()
-            for job, fut in pending or ():
+            # The oldest task for each worker is spared, running or not:
+            # ProcessPoolExecutor has its workers' next calls on their way
+            # to them already, and those run, so a shutdown right after a
+            # burst of submits still runs some, whether or not a worker
+            # has taken one yet.
+            for job, fut in (pending or [])[self._workers:]:
                 fut.cancel()  # the tasks not yet running
         if wait:
             self._close_handle()
