@@ -3,7 +3,6 @@ package executor
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 )
 
@@ -29,21 +28,24 @@ var errArenaFull = errors.New("arena full")
 
 func pagesFor(n uint64) int { return int((n + pageSize - 1) / pageSize) }
 
-// allocPages claims a run of n free pages for owner, starting the search
-// at *hint, and returns the first page. The hint is left at the start of
-// the run, not after it: a party that allocates and frees again and again
-// reuses the same pages, which are mapped and in its cache, instead of
-// touching the whole arena in turn (a page fault per 4 KiB on first touch).
-func (l *layout) allocPages(n int, owner uint64, hint *atomic.Uint32) (int, error) {
+// allocPages claims a run of n free pages for owner and returns the first
+// page: the lowest run that is free (first fit). Allocations thus reuse
+// the pages freed last, which every party has mapped and in its cache,
+// and the arena's resident memory stays at the most it ever held at once.
+// A search that went on from where the last one ended would walk the
+// whole arena while several runs are in use (a map's batches, a stream of
+// large inputs), touching fresh pages: a page fault per 4 KiB, and every
+// page of the arena resident in the end. The scan reads the page table
+// with plain loads and claims only a run that looked free: a failed claim
+// would take the table's cache line from the other parties.
+func (l *layout) allocPages(n int, owner uint64) (int, error) {
 	total := len(l.pages)
 	if n <= 0 || n > total {
 		return 0, errArenaFull
 	}
-	start := int(hint.Load()) % total
-	for scanned := 0; scanned < total; {
-		s := (start + scanned) % total
-		if s+n > total {
-			scanned += total - s
+	for s := 0; s+n <= total; {
+		if busy := l.lastBusy(s, n); busy >= 0 {
+			s = busy + 1
 			continue
 		}
 		got := 0
@@ -51,15 +53,24 @@ func (l *layout) allocPages(n int, owner uint64, hint *atomic.Uint32) (int, erro
 			got++
 		}
 		if got == n {
-			hint.Store(uint32(s))
 			return s, nil
 		}
-		for i := 0; i < got; i++ {
+		for i := 0; i < got; i++ { // another party claimed a page of the run first
 			l.pages[s+i].CompareAndSwap(owner, 0)
 		}
-		scanned += got + 1
+		s += got + 1
 	}
 	return 0, errArenaFull
+}
+
+// lastBusy returns the last page of [s, s+n) that is owned, or -1.
+func (l *layout) lastBusy(s, n int) int {
+	for i := s + n - 1; i >= s; i-- {
+		if l.pages[i].Load() != 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 // allocPagesWait is allocPages that waits (with back-off, up to 10 s) for
@@ -67,11 +78,11 @@ func (l *layout) allocPages(n int, owner uint64, hint *atomic.Uint32) (int, erro
 // (SubmitOptions.InPlace) that their callers are about to release. Clients
 // wait for space for inputs, workers for outputs: a worker that failed an
 // output at once failed jobs that ran beside other large ones.
-func (l *layout) allocPagesWait(n int, owner uint64, hint *atomic.Uint32) (int, error) {
+func (l *layout) allocPagesWait(n int, owner uint64) (int, error) {
 	delay := 50 * time.Microsecond
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		first, err := l.allocPages(n, owner, hint)
+		first, err := l.allocPages(n, owner)
 		if err == nil {
 			return first, nil
 		}

@@ -44,8 +44,8 @@ func (c *Client) allocBuffer(n int, wait bool) (*Buffer, error) {
 	var first int
 	var err error
 	if wait {
-		first, err = c.l.allocPagesWait(np, owner, &c.hint)
-	} else if first, err = c.l.allocPages(np, owner, &c.hint); err != nil {
+		first, err = c.l.allocPagesWait(np, owner)
+	} else if first, err = c.l.allocPages(np, owner); err != nil {
 		if np > len(c.l.pages) {
 			return nil, fmt.Errorf("%w: no arena space for %d pages of %d", ErrTooLarge, np, len(c.l.pages))
 		}

@@ -29,7 +29,6 @@ type Client struct {
 	colMu    sync.Mutex // who drains the outqueue: the collector or a waiter
 	taken    []int      // colMu
 	names    nameCache
-	hint     atomic.Uint32 // where this client's page searches start
 	slotHint atomic.Uint32
 	defaults SubmitOptions
 
@@ -486,7 +485,7 @@ func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf 
 		sl.Uint64(slInLen).Store(uint64(len(input)))
 		return nil
 	}
-	first, err := c.l.allocPagesWait(pagesFor(uint64(len(input))), pageOwner(pageInput, ref), &c.hint)
+	first, err := c.l.allocPagesWait(pagesFor(uint64(len(input))), pageOwner(pageInput, ref))
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -151,8 +150,7 @@ type worker struct {
 	rec      shm.View
 	maxTasks int
 	tasks    int
-	hint     atomic.Uint32 // where this worker's page searches start
-	stderrFD int           // the pool's standard error until ready (envStderrFD), or -1
+	stderrFD int // the pool's standard error until ready (envStderrFD), or -1
 }
 
 func parseHandshake() (index, party, gen, fd, sup, maxTasks int, err error) {
@@ -514,7 +512,7 @@ func OutputBuffer(ctx context.Context, n int) ([]byte, error) {
 		return nil, errors.New("executor: OutputBuffer called twice for one job")
 	}
 	np := max(pagesFor(uint64(n)), 1)
-	first, err := l.allocPagesWait(np, pageOwner(pageOutput, slotRef(jc.idx, jc.seq)), &jc.w.hint)
+	first, err := l.allocPagesWait(np, pageOwner(pageOutput, slotRef(jc.idx, jc.seq)))
 	if err != nil {
 		return nil, err
 	}
@@ -575,7 +573,7 @@ func (w *worker) writeResult(idx int, seq uint16, sl shm.View, m meta, out []byt
 		if jc != nil && jc.first >= 0 {
 			l.freePages(jc.first, jc.npages, pageOwner(pageOutput, slotRef(idx, seq)))
 		}
-		first, err := l.allocPagesWait(pagesFor(uint64(len(out))), pageOwner(pageOutput, slotRef(idx, seq)), &w.hint)
+		first, err := l.allocPagesWait(pagesFor(uint64(len(out))), pageOwner(pageOutput, slotRef(idx, seq)))
 		if err != nil {
 			code, out = codeTooLarge, []byte(fmt.Sprintf("no arena space for an output of %d bytes", len(out)))
 			b, _ := sl.Bytes(uint64(slotHeader+l.g.inline), uint64(min(len(out), l.g.inline)))
