@@ -296,6 +296,14 @@ void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf) {
     memset(buf, 0, sizeof *buf);
 }
 
+void shmx_copy(void *dst, const void *src, size_t len) {
+    if (shmx_forked || len < SHMXINT_PARALLEL_COPY_FROM) {
+        if (len) memcpy(dst, src, len);
+        return;
+    }
+    shmxgo_copy(dst, (void *)src, len);
+}
+
 int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !job) return SHMX_EINVAL;

@@ -15,6 +15,10 @@ struct shmx_worker {
     size_t in_cap;
 };
 
+/* shmx_copy's size from which it calls the Go side (memx.ParallelFrom,
+   which capi checks it equals); below it, memcpy. */
+#define SHMXINT_PARALLEL_COPY_FROM (8 << 20)
+
 int shmxint_call_handler(shmx_handler_fn fn, void *ctx, const void *in, size_t len, shmx_output *out);
 int shmxint_call_init(int (*init)(void *), void *ctx);
 void shmxint_set_last_error(const char *msg);

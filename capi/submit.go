@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/shmexec/shmexec/executor"
+	"github.com/shmexec/shmexec/internal/memx"
 )
 
 // input is a view of the caller's bytes; submit copies them into the
@@ -274,6 +275,14 @@ func shmxgo_buffer_release(cp *C.shmx_pool, buf *C.shmx_buffer) {
 	if b, ok := p.buffers.take(uint64(buf.id)); ok {
 		b.Release()
 	}
+}
+
+// shmx_copy enters Go from the size at which memx.Copy uses threads.
+var _ = [1]struct{}{}[memx.ParallelFrom-C.SHMXINT_PARALLEL_COPY_FROM]
+
+//export shmxgo_copy
+func shmxgo_copy(dst, src unsafe.Pointer, n C.size_t) {
+	memx.Copy(unsafe.Slice((*byte)(dst), n), unsafe.Slice((*byte)(src), n))
 }
 
 //export shmxgo_cancel

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shmexec/shmexec/internal/crashpoint"
+	"github.com/shmexec/shmexec/internal/memx"
 	"github.com/shmexec/shmexec/internal/sysx"
 	"github.com/shmexec/shmexec/ring"
 	"github.com/shmexec/shmexec/shm"
@@ -489,7 +490,7 @@ func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf 
 	if err != nil {
 		return err
 	}
-	copy(c.l.arenaBytes(first, uint64(len(input))), input)
+	memx.Copy(c.l.arenaBytes(first, uint64(len(input))), input)
 	sl.Uint64(slInRef).Store(refArena | uint64(first))
 	sl.Uint64(slInLen).Store(uint64(len(input)))
 	return nil
@@ -655,9 +656,9 @@ func (c *Client) finish(idx int) {
 		out = data
 	case m.code == codeOK && len(data) > 0 && f != nil && f.alloc != nil:
 		out = f.alloc(len(data))
-		copy(out, data)
+		memx.Copy(out, data)
 	case m.code == codeOK:
-		out = append([]byte(nil), data...)
+		out = memx.Clone(data)
 	case m.code == codeHandlerError:
 		err = decodeHandlerError(data)
 	case m.code == codeWorkerCrashed:

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/shmexec/shmexec/internal/crashpoint"
+	"github.com/shmexec/shmexec/internal/memx"
 	"github.com/shmexec/shmexec/internal/sysx"
 	"github.com/shmexec/shmexec/ring"
 	"github.com/shmexec/shmexec/shm"
@@ -581,7 +582,7 @@ func (w *worker) writeResult(idx int, seq uint16, sl shm.View, m meta, out []byt
 			out = out[:len(b)]
 			break
 		}
-		copy(l.arenaBytes(first, uint64(len(out))), out)
+		memx.Copy(l.arenaBytes(first, uint64(len(out))), out)
 		ref = refArena | uint64(first)
 	}
 	if jc != nil && jc.first >= 0 && ref != refArena|uint64(jc.first) {

@@ -280,6 +280,14 @@ int shmx_submit_buffer_with(shmx_pool *pool, const char *handler, shmx_buffer *b
 /* Frees a buffer that was not submitted; a used or zeroed one is a no-op. */
 void shmx_buffer_release(shmx_pool *pool, shmx_buffer *buf);
 
+/* Copies len bytes from src to dst, which must not overlap, as memcpy
+   does; from 8 MiB on with several threads (up to 4, no more than the
+   CPUs this process may use), as the library copies payloads itself. For
+   code that fills a shmx_buffer or shmx_output_alloc memory, or copies a
+   result out: one thread's copy of a large payload reaches a fraction of
+   the memory bandwidth. In a forked child it is memcpy. */
+void shmx_copy(void *dst, const void *src, size_t len);
+
 /* Waits until a job of this handle has finished that no thread is waiting
    for in shmx_wait, and sets *job to it; fetch its result with shmx_wait
    (which then returns at once). Meant for a binding's collector thread:

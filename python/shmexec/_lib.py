@@ -196,6 +196,7 @@ def _load():
         "shmx_submit_buffer": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(u64)]),
         "shmx_submit_buffer_with": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(SubmitOpts), ctypes.POINTER(u64)]),
         "shmx_buffer_release": (None, [vp, ctypes.POINTER(Buffer)]),
+        "shmx_copy": (None, [vp, vp, sz]),
         "shmx_is_worker": (i, []),
         "shmx_worker_open": (i, [ctypes.POINTER(vp)]),
         "shmx_worker_ready": (i, [vp]),

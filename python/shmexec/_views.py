@@ -62,7 +62,7 @@ def _privatize(addr, n):
     p = _mmap(None, n, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
     if p is None or p == _MAP_FAILED:
         raise MemoryError(f"cannot copy a kept input of {n} bytes: mmap: errno {ctypes.get_errno()}")
-    ctypes.memmove(p, addr, n)
+    _lib.LIB.shmx_copy(p, addr, n)  # threads for a large one, as every payload copy
     if _mremap(p, n, n, _MREMAP_MAYMOVE | _MREMAP_FIXED, addr) != addr:
         err = ctypes.get_errno()
         _munmap(p, n)

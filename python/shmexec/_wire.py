@@ -55,6 +55,11 @@ _release_buffer = _api.PyBuffer_Release
 _release_buffer.restype, _release_buffer.argtypes = None, [ctypes.POINTER(_PyBuffer)]
 
 
+# Copies this large go through shmx_copy, which splits them among threads.
+_PARALLEL_COPY = 8 << 20
+_copy = _lib.LIB.shmx_copy
+
+
 def copy_to(addr, src):
     """Copies the contiguous buffer src (read-only ones too: bytes, a
     read-only view of the segment) to addr, without an intermediate copy.
@@ -62,7 +67,9 @@ def copy_to(addr, src):
     view = _PyBuffer()
     _get_buffer(src, ctypes.byref(view), 0)  # PyBUF_SIMPLE; raises BufferError if not contiguous
     try:
-        if view.len:
+        if view.len >= _PARALLEL_COPY:
+            _copy(addr, view.buf, view.len)
+        elif view.len:
             ctypes.memmove(addr, view.buf, view.len)
         return view.len
     finally:
@@ -380,7 +387,9 @@ _SMALL_PART = 4096
 
 def _memmove_bytes(addr, b):
     n = len(b)
-    if n:
+    if n >= _PARALLEL_COPY:
+        _copy(addr, b, n)
+    elif n:
         ctypes.memmove(addr, b, n)
     return n
 

@@ -113,6 +113,16 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(self.ex.submit(helpers.length, b).result(DEADLINE), len(b))
         self.assertEqual(self.ex.submit(helpers.echo, b).result(DEADLINE), b)
 
+    def test_payloads_copied_by_threads_arrive_whole(self):
+        # From 8 MiB on, each copy of a payload is split among threads
+        # (shmx_copy): content that never repeats, at sizes that split
+        # unevenly, must arrive byte for byte both ways.
+        for n in (8 << 20, (8 << 20) + 12345, (33 << 20) + 7):
+            data = os.urandom(n)
+            self.assertEqual(self.ex.submit(helpers.echo, data).result(DEADLINE), data)
+            self.assertEqual(self.ex.submit(helpers.echo, bytearray(data)).result(DEADLINE), data)
+            self.assertEqual(self.ex.submit(helpers.echo, memoryview(data)[1:]).result(DEADLINE), data[1:])
+
     def test_large_results_outlive_the_space_they_arrived_in(self):
         # Results of 4 MiB and more are decoded where the worker wrote them
         # (shmx_results_in_place), and that space is then reused: what the

@@ -939,6 +939,37 @@ static void test_results_in_place(void) {
     free(in);
 }
 
+/* shmx_copy copies exactly len bytes, below and above the size from which
+   it uses threads, at odd offsets, and in a forked child (memcpy there). */
+static int copy_ok(size_t len, size_t off) {
+    unsigned char *src = malloc(len + 64), *dst = malloc(len + 64);
+    if (!src || !dst) {
+        free(src);
+        free(dst);
+        return 0;
+    }
+    for (size_t i = 0; i < len + 64; i++) src[i] = (unsigned char)(i * 131 + (i >> 12));
+    memset(dst, 0xAB, len + 64);
+    shmx_copy(dst + off, src + 3, len);
+    int ok = memcmp(dst + off, src + 3, len) == 0 && dst[off + len] == 0xAB && (off == 0 || dst[off - 1] == 0xAB);
+    free(src);
+    free(dst);
+    return ok;
+}
+
+static void test_copy(void) {
+    size_t mib = (size_t)1 << 20;
+    size_t lens[] = {0, 1, 4095, 8 * mib - 1, 8 * mib, 8 * mib + 12345, 33 * mib + 7};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        CHECK(copy_ok(lens[i], 0) && copy_ok(lens[i], 1) && copy_ok(lens[i], 63), "shmx_copy of %zu bytes", lens[i]);
+    }
+    pid_t pid = fork();
+    if (pid == 0) _exit(copy_ok(9 * mib, 5) ? 0 : 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "shmx_copy in a forked child");
+}
+
 static void test_misc(void) {
     CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
     CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
@@ -958,6 +989,7 @@ int main(int argc, char **argv) {
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     test_misc();
+    test_copy();
     test_wait_any();
     test_own_wait_and_forget();
     test_two_waiters();
