@@ -210,7 +210,13 @@ def _load():
         "shmx_output_error": (i, [vp, ctypes.c_char_p, ctypes.c_char_p]),
     }
     for name, (res, args) in sigs.items():
-        f = getattr(lib, name)
+        try:
+            f = getattr(lib, name)
+        except AttributeError:
+            raise ImportError(
+                f"shmexec: the library {path!r} has no {name}: it is older than this package. Use the library "
+                "built with it (`make lib` in a checkout, or reinstall), or point SHMEXEC_LIB at a current one"
+            ) from None
         f.restype = res
         f.argtypes = args
     return lib, path

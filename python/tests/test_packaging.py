@@ -1,5 +1,6 @@
 """What the package offers C and ctypes users, and its one-library rule."""
 
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -75,6 +76,22 @@ class PackagingTest(unittest.TestCase):
         code = f"import ctypes; ctypes.CDLL({shmexec.LIBRARY_PATH!r})\nimport shmexec\nprint(shmexec.Executor(1).submit(abs, -2).result())\n"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "2"), r.stderr)
+
+    def test_a_library_older_than_the_package_is_refused(self):
+        # SHMEXEC_LIB may point at a build that lacks functions the package
+        # calls: the import names the library and the missing function,
+        # not ctypes' "undefined symbol". Any library without the shmx_
+        # names stands for one (libm here).
+        libm = ctypes.util.find_library("m")
+        if libm is None:
+            self.skipTest("no libm to stand for an old library")
+        env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH, SHMEXEC_LIB=libm)
+        code = "import shmexec\ntry:\n    shmexec.Executor\nexcept ImportError as e:\n    print('refused:', e)\n"
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("refused:", r.stdout)
+        self.assertIn("is older than this package", r.stdout)
+        self.assertIn(libm, r.stdout)
 
     def test_self_check(self):
         env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
