@@ -42,6 +42,7 @@ func shmxgo_pool_create(cfg *C.shmx_pool_config, out **C.shmx_pool) C.int {
 		MaxTasksPerWorker: int(cfg.max_tasks_per_worker),
 		Retries:           int(cfg.retries),
 		JobTimeout:        time.Duration(cfg.job_timeout_ns),
+		ReadyWorkers:      int(cfg.ready_workers),
 		Environ:           cEnviron,
 	}
 	if cfg.n_pass_fds > 0 {

@@ -52,6 +52,10 @@ type Config struct {
 	// StartTimeout bounds how long New waits for the workers to come up.
 	// 0: 10 s.
 	StartTimeout time.Duration
+	// ReadyWorkers is how many workers New waits for before it returns;
+	// the others come up while the first jobs run. 0: all of them. A
+	// start that fails in every worker fails New either way.
+	ReadyWorkers int
 	// MaxClients is the number of clients (the owner's included) that can
 	// be attached at once. 0: 8.
 	MaxClients int
@@ -117,6 +121,8 @@ func (c *Config) setDefaults() error {
 		return errors.New("executor: negative MaxPayload, ArenaSize or InlineSize, or InlineSize over 1 MiB")
 	case c.MaxTasksPerWorker < 0 || c.Retries < 0 || c.JobTimeout < 0:
 		return errors.New("executor: negative MaxTasksPerWorker, Retries or JobTimeout")
+	case c.ReadyWorkers < 0 || c.ReadyWorkers > c.Workers:
+		return fmt.Errorf("executor: ReadyWorkers %d out of [0, %d workers]", c.ReadyWorkers, c.Workers)
 	}
 	if c.WorkerArgv == nil {
 		exe, err := os.Executable()

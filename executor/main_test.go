@@ -128,6 +128,10 @@ func registerTestHandlers() {
 			os.Exit(1)
 		case "sleep": // a start-up that takes long enough to be killed in
 			time.Sleep(30 * time.Second)
+		case "sleep-unless-first": // worker 0 starts at once, the others take 30 s
+			if !strings.HasPrefix(os.Getenv(envWorker), "0:") {
+				time.Sleep(30 * time.Second)
+			}
 		}
 		initValue = "initialized in " + strconv.Itoa(os.Getpid())
 		return nil

@@ -593,6 +593,30 @@ func TestBadWorkerCommand(t *testing.T) {
 	}
 }
 
+// With ReadyWorkers 1, New returns once one worker is up, and jobs run on
+// it while the others start; by default it waits for all of them.
+func TestReadyWorkers(t *testing.T) {
+	slow := []string{"TEST_INIT=sleep-unless-first"}
+	start := time.Now()
+	p := newPool(t, Config{Workers: 2, ReadyWorkers: 1, WorkerEnv: slow})
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("New took %v: it waited for the worker that starts in 30 s", el)
+	}
+	for i := 0; i < 3; i++ {
+		if out, err := run(t, p, "init", nil); err != nil || !strings.HasPrefix(string(out), "initialized in ") {
+			t.Fatalf("job %d while a worker starts: %q, %v", i, out, err)
+		}
+	}
+	_, err := New(Config{Workers: 2, WorkerArgv: []string{os.Args[0], "-test.run=^$"}, WorkerEnv: slow,
+		StartTimeout: time.Second, Stderr: &bytes.Buffer{}})
+	if !errors.Is(err, ErrWorkerStart) || !strings.Contains(err.Error(), "1 of 2 workers ready") {
+		t.Fatalf("New waiting for all, one worker slow: %v; want ErrWorkerStart, 1 of 2 ready", err)
+	}
+	if _, err := New(Config{Workers: 2, ReadyWorkers: 3}); err == nil || !strings.Contains(err.Error(), "ReadyWorkers 3") {
+		t.Fatalf("ReadyWorkers over Workers: %v", err)
+	}
+}
+
 func TestInitializerAndMaxTasks(t *testing.T) {
 	p := newPool(t, Config{Workers: 1, MaxTasksPerWorker: 3})
 	out, err := run(t, p, "init", nil)

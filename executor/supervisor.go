@@ -159,6 +159,10 @@ func (p *Pool) spawn(w *workerProc) error {
 // initializer, or reports why not.
 func (p *Pool) waitReady() error {
 	deadline := time.Now().Add(p.cfg.StartTimeout)
+	need := p.cfg.ReadyWorkers
+	if need == 0 {
+		need = p.cfg.Workers
+	}
 	for {
 		ready := 0
 		for i := 0; i < p.cfg.Workers; i++ {
@@ -166,14 +170,14 @@ func (p *Pool) waitReady() error {
 				ready++
 			}
 		}
-		if ready == p.cfg.Workers {
+		if ready >= need {
 			return nil
 		}
 		if reason := p.startsFailed(newStartTries); reason != "" {
 			return fmt.Errorf("%w: %s", ErrWorkerStart, reason)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d of %d workers ready after %v", ErrWorkerStart, ready, p.cfg.Workers, p.cfg.StartTimeout)
+			return fmt.Errorf("%w: %d of %d workers ready after %v (%d needed)", ErrWorkerStart, ready, p.cfg.Workers, p.cfg.StartTimeout, need)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -80,6 +80,11 @@ typedef struct shmx_pool_config {
        struct_size ends before them, passes none.) */
     const int *pass_fds;
     uint32_t n_pass_fds;
+    /* How many workers shmx_pool_create waits for before it returns (at
+       most workers; 0, as shmx_pool_config_init sets it: all); the others
+       start while the first jobs run. A start that fails in every worker
+       fails the create either way. */
+    uint32_t ready_workers;
 } shmx_pool_config;
 
 /* Fills cfg with the defaults and sets struct_size. */

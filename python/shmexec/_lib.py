@@ -34,6 +34,7 @@ class PoolConfig(ctypes.Structure):
         ("job_timeout_ns", ctypes.c_int64),
         ("pass_fds", ctypes.POINTER(ctypes.c_int)),
         ("n_pass_fds", ctypes.c_uint32),
+        ("ready_workers", ctypes.c_uint32),
     ]
 
 

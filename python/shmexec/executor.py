@@ -349,6 +349,11 @@ class Executor(_cf.Executor):
         cfg.retries = retries
         cfg.max_payload = 256 << 20  # pickled arguments of a 64 MiB bytes and more
         cfg.job_timeout_ns = int(timeout * 1e9) if timeout else 0
+        # The constructor returns once one worker is ready, as
+        # multiprocessing's returns at once: the others start while the
+        # first tasks run. A start that fails in every worker still
+        # fails it.
+        cfg.ready_workers = 1
         init = b""
         if initializer is not None:
             init = _wire.dumps((_reduction.check_sendable(initializer, "initializer"), tuple(initargs)))

@@ -291,6 +291,15 @@ def write_to_passed(data):
     return os.write(fd, data)
 
 
+def sleep_unless_first(folder):
+    """An initializer that returns at once in the first worker to run it
+    (the one that creates folder/first) and sleeps 30 s in the others."""
+    try:
+        os.close(os.open(os.path.join(folder, "first"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        time.sleep(30)
+
+
 def init_unless(path):
     """An initializer that fails while path exists."""
     if os.path.exists(path):

@@ -25,6 +25,23 @@ class PoolTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, d, True)
         return d
 
+    def test_the_constructor_waits_for_one_worker_only(self):
+        # multiprocessing's Pool returns before its workers are up; this
+        # one returns once one worker is ready (a start that fails in
+        # every worker still fails it), and tasks run on that worker while
+        # the others start. Here the second worker takes 30 s to start.
+        import time
+
+        for make, call in ((shmexec.Pool, lambda p: p.apply(helpers.echo, (5,))),
+                           (shmexec.Executor, lambda p: p.submit(helpers.echo, 5).result(20))):
+            start = time.monotonic()
+            p = make(2, initializer=helpers.sleep_unless_first, initargs=(self.tmp(),))
+            try:
+                self.assertLess(time.monotonic() - start, 15, f"{make.__name__} waited for the worker that starts in 30 s")
+                self.assertEqual(call(p), 5)
+            finally:
+                p.terminate()
+
     @classmethod
     def tearDownClass(cls):
         cls.pool.terminate()

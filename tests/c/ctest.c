@@ -970,6 +970,25 @@ static void test_copy(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "shmx_copy in a forked child");
 }
 
+/* ready_workers: at most workers; 1 returns once one worker is ready and
+   the pool runs jobs (python/tests and executor's TestReadyWorkers check
+   that it does not wait for a slow one). */
+static void test_ready_workers(void) {
+    shmx_pool_config cfg;
+    shmx_pool_config_init(&cfg);
+    CHECK(cfg.ready_workers == 0, "ready_workers defaults to 0 (all)");
+    cfg.workers = 2;
+    cfg.ready_workers = 3;
+    shmx_pool *pool = NULL;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_EINVAL && strstr(shmx_last_error(), "ReadyWorkers"), "ready_workers over workers: %s", shmx_last_error());
+    cfg.ready_workers = 1;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_OK, "ready_workers 1: %s", shmx_last_error());
+    shmx_result res;
+    CHECK(run(pool, "echo", "r", 1, &res) == SHMX_OK && res.len == 1, "a job on a pool that waited for one worker");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
 static void test_misc(void) {
     CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
     CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
@@ -990,6 +1009,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     test_misc();
     test_copy();
+    test_ready_workers();
     test_wait_any();
     test_own_wait_and_forget();
     test_two_waiters();
