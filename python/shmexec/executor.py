@@ -308,6 +308,10 @@ class Executor(_cf.Executor):
         to it instead of starting workers (its workers, their number and
         their initializer are the server's; timeout and retries apply to
         this client's calls). If the server dies, calls raise PoolDead.
+
+    The constructor returns once one worker is ready; tasks run on it
+    while the others start. It raises WorkerStartError when no worker can
+    start (a bad command, an initializer that fails in each of them).
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *, max_tasks_per_child=None,
