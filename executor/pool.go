@@ -45,8 +45,9 @@ type Pool struct {
 }
 
 // New creates a pool and starts its workers. It returns once every worker
-// is ready, or an error that says why they could not start (a bad
-// command, a worker that exits at once, a failing initializer).
+// is ready (Config.ReadyWorkers of them, when set), or an error that says
+// why they could not start (a bad command, a worker that exits at once, a
+// failing initializer).
 func New(cfg Config) (*Pool, error) {
 	if IsWorker() {
 		return nil, fmt.Errorf("%w (call ServeIfWorker, or check shmx_is_worker, before creating pools)", ErrNestedPool)

@@ -90,7 +90,8 @@ typedef struct shmx_pool_config {
 /* Fills cfg with the defaults and sets struct_size. */
 void shmx_pool_config_init(shmx_pool_config *cfg);
 
-/* Starts a pool and its workers; returns once they are ready. Each worker
+/* Starts a pool and its workers; returns once they are ready (cfg->
+   ready_workers of them, when set). Each worker
    (a respawned one too) starts with the process's environment as it is
    when that worker starts, as posix_spawn(..., environ) would give it.
    Returns: SHMX_OK and *out, to be released with shmx_pool_close or
