@@ -26,16 +26,19 @@ FUZZ_TARGETS := \
 
 .PHONY: all build lib c-examples test soak test-go test-go-module test-c test-python test-cpython test-install test-bench fuzz-quick fuzz bench bench-plots demo vet clean install model model-quick
 
+# (Defined before the first rule that names them: make expands a rule's
+# prerequisites as it reads the rule.)
+LIB      := build/libshmexec.so
+CFLAGS_C := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude
+C_EXAMPLES := build/pool_demo build/crash_demo build/attach_demo
+C_TESTS    := build/ctest
+
 all: build lib c-examples $(C_TESTS)
 
 build:
 	$(GO) build ./...
 
 # libshmexec.so: only shmx_* exported (version script), with a SONAME.
-LIB      := build/libshmexec.so
-CFLAGS_C := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Iinclude
-C_EXAMPLES := build/pool_demo build/crash_demo build/attach_demo
-C_TESTS    := build/ctest
 
 lib: $(LIB)
 
