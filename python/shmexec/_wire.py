@@ -55,8 +55,8 @@ _release_buffer = _api.PyBuffer_Release
 _release_buffer.restype, _release_buffer.argtypes = None, [ctypes.POINTER(_PyBuffer)]
 
 
-# Copies this large go through shmx_copy, which splits them among threads.
-_PARALLEL_COPY = 8 << 20
+# Every payload copy: shmx_copy is memcpy below the size from which it
+# splits a copy among threads, and costs what ctypes.memmove does.
 _copy = _lib.LIB.shmx_copy
 
 
@@ -67,10 +67,7 @@ def copy_to(addr, src):
     view = _PyBuffer()
     _get_buffer(src, ctypes.byref(view), 0)  # PyBUF_SIMPLE; raises BufferError if not contiguous
     try:
-        if view.len >= _PARALLEL_COPY:
-            _copy(addr, view.buf, view.len)
-        elif view.len:
-            ctypes.memmove(addr, view.buf, view.len)
+        _copy(addr, view.buf, view.len)
         return view.len
     finally:
         _release_buffer(ctypes.byref(view))
@@ -365,7 +362,7 @@ def load_value(body):
 def write_parts(parts, addr):
     """Copies parts one after another to the memory at addr. Small parts
     (a frame's head, its pickle, the padding before a buffer) are joined
-    and copied in one C call, bytes with ctypes.memmove (which takes
+    and copied in one C call, bytes with shmx_copy (which takes
     bytes as they are), and only other buffers through copy_to: each C
     call costs about as much as copying 64 KiB."""
     small = []
@@ -374,23 +371,20 @@ def write_parts(parts, addr):
             small.append(p)
             continue
         if small:
-            addr += _memmove_bytes(addr, small[0] if len(small) == 1 else b"".join(small))
+            addr += _copy_bytes(addr, small[0] if len(small) == 1 else b"".join(small))
             small = []
-        addr += _memmove_bytes(addr, p) if type(p) is bytes else copy_to(addr, p)
+        addr += _copy_bytes(addr, p) if type(p) is bytes else copy_to(addr, p)
     if small:
-        _memmove_bytes(addr, small[0] if len(small) == 1 else b"".join(small))
+        _copy_bytes(addr, small[0] if len(small) == 1 else b"".join(small))
 
 
 # Bytes parts shorter than this are joined before they are copied.
 _SMALL_PART = 4096
 
 
-def _memmove_bytes(addr, b):
+def _copy_bytes(addr, b):
     n = len(b)
-    if n >= _PARALLEL_COPY:
-        _copy(addr, b, n)
-    elif n:
-        ctypes.memmove(addr, b, n)
+    _copy(addr, b, n)  # takes bytes as they are: no buffer request
     return n
 
 
