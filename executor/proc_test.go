@@ -2,6 +2,7 @@ package executor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -471,6 +472,98 @@ func TestRandomWorkerKillsLoseNoJob(t *testing.T) {
 	t.Logf("%d jobs: %d ok, %d crashed; %d kills; stats %+v", n, ok, crashed, k, s)
 	if k == 0 {
 		t.Fatal("no worker was killed")
+	}
+	if s.Submitted != uint64(n) || s.Collected != uint64(n) {
+		t.Fatalf("submitted %d, collected %d, want %d each", s.Submitted, s.Collected, n)
+	}
+}
+
+// TestWorkerKillsDuringLargePayloads kills a random worker every few
+// milliseconds while jobs whose input and output live in the arena flow:
+// 256 KiB to 9 MiB, the largest copied by several threads (memx). Every
+// party takes the lowest free pages (first fit), so a dead worker's pages
+// are the next ones everybody claims: each job must end once, OK with its
+// own bytes or with a CrashError, and once all are collected the pool is
+// at full size and holds no page.
+func TestWorkerKillsDuringLargePayloads(t *testing.T) {
+	n := 240
+	if testing.Short() {
+		n = 60
+	}
+	p := newPool(t, Config{Workers: 2, QueueDepth: 64, MaxPayload: 16 << 20, ArenaSize: 128 << 20})
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	sizes := []int{256 << 10, 1 << 20, 9<<20 + 4321}
+	base := make([][]byte, len(sizes))
+	for i, sz := range sizes {
+		base[i] = make([]byte, sz)
+		rng.Read(base[i])
+	}
+	stop := make(chan struct{})
+	kills := make(chan int, 1)
+	go func() {
+		k := 0
+		defer func() { kills <- k }()
+		r := rand.New(rand.NewSource(seed + 1))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(3+r.Intn(10)) * time.Millisecond):
+				if p.killWorker(r.Intn(2)) {
+					k++
+				}
+			}
+		}
+	}()
+	// The job's number at every 64 KiB of its input, so that bytes of
+	// another job's payload cannot pass for its own.
+	input := func(i int) []byte {
+		b := append([]byte(nil), base[i%len(sizes)]...)
+		for off := 0; off+8 <= len(b); off += pageSize {
+			copy(b[off:], strconv.AppendInt(make([]byte, 0, 8), int64(10000000+i), 10))
+		}
+		return b
+	}
+	ok, crashed := 0, 0
+	const window = 8
+	for first := 0; first < n; first += window {
+		var futures []*Future
+		var inputs [][]byte
+		for i := first; i < min(first+window, n); i++ {
+			in := input(i)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			f, err := p.Submit(ctx, "echo", in)
+			cancel()
+			if err != nil {
+				t.Fatalf("submit %d (%d bytes): %v; stats %+v", i, len(in), err, p.Stats())
+			}
+			futures, inputs = append(futures, f), append(inputs, in)
+		}
+		for j, f := range futures {
+			out, err := waitFor(t, f)
+			var ce *CrashError
+			switch {
+			case err == nil && bytes.Equal(out, inputs[j]):
+				ok++
+			case err == nil:
+				t.Fatalf("job %d: %d bytes back, not its own %d", first+j, len(out), len(inputs[j]))
+			case errors.As(err, &ce):
+				crashed++
+			default:
+				t.Fatalf("job %d: %v", first+j, err)
+			}
+		}
+	}
+	close(stop)
+	k := <-kills
+	waitFullSize(t, p)
+	waitQuiet(t, p)
+	s := p.Stats()
+	t.Logf("%d jobs: %d ok, %d crashed; %d kills; stats %+v", n, ok, crashed, k, s)
+	if k == 0 || crashed == 0 {
+		t.Fatalf("%d kills, %d jobs crashed: the test killed no worker during a job", k, crashed)
 	}
 	if s.Submitted != uint64(n) || s.Collected != uint64(n) {
 		t.Fatalf("submitted %d, collected %d, want %d each", s.Submitted, s.Collected, n)
