@@ -357,7 +357,9 @@ func (c *Client) checkOpen() error {
 	if err != nil {
 		return err
 	}
-	if reason := c.l.startFailure(); reason != "" {
+	// The start-up state turns clear on the supervisor's first tick after
+	// a worker is ready; a submit in between is not refused.
+	if reason := c.l.startFailure(); reason != "" && !c.l.anyWorkerReady() {
 		return fmt.Errorf("%w: %s", ErrWorkerStart, reason)
 	}
 	return nil

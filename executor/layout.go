@@ -589,6 +589,16 @@ func (l *layout) setStartFailure(reason string) {
 // startFailure returns why no worker can start, or "" while the pool's
 // workers start (or it has not said otherwise). What it reads was written
 // by the supervisor: untrusted, bounds-checked.
+// anyWorkerReady reports whether a worker's state word says it is ready.
+func (l *layout) anyWorkerReady() bool {
+	for i := 0; i < l.g.workers; i++ {
+		if workerReady(l.worker(i).Uint32(wrState).Load()) {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *layout) startFailure() string {
 	seq := l.control.Uint32(ctlStartSeq)
 	s := seq.Load() // pairs with the Adds in setStartFailure

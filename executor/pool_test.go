@@ -617,6 +617,61 @@ func TestReadyWorkers(t *testing.T) {
 	}
 }
 
+// A pool that returned with one worker ready is used while the other
+// starts. SIGKILL the ready one in the middle of a job, and the job ends
+// with a CrashError instead of waiting for the worker still starting; kill
+// the starting one too, and it is started again, and jobs run once the
+// first is back. (In between no worker is ready and the last start
+// failed: submits may fail at once with ErrWorkerStart, by design.)
+func TestKillsWhileWorkersStillStart(t *testing.T) {
+	p := newPool(t, Config{Workers: 2, ReadyWorkers: 1, WorkerEnv: []string{"TEST_INIT=sleep-unless-first"}})
+	f, err := p.Submit(context.Background(), "sleep", []byte("10000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Workers[0].State != "busy" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the job never started: %+v", p.Stats().Workers)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !p.killWorker(0) {
+		t.Fatal("worker 0 could not be killed")
+	}
+	start := time.Now()
+	var ce *CrashError
+	if _, err := waitFor(t, f); !errors.As(err, &ce) {
+		t.Fatalf("the killed worker's job: %v, want a CrashError", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("the killed worker's job took %v to end", el)
+	}
+	pid := p.Stats().Workers[1].PID
+	if !p.killStarting(1) {
+		t.Fatalf("worker 1 is not starting: %+v", p.Stats().Workers)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for w := p.Stats().Workers[0]; w.State != "idle" && w.State != "busy"; w = p.Stats().Workers[0] {
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed ready worker was not replaced: %+v", w)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 3; i++ {
+		if out, err := run(t, p, "echo", []byte("y")); err != nil || string(out) != "y" {
+			t.Fatalf("job %d after the kills: %q, %v", i, out, err)
+		}
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for w := p.Stats().Workers[1]; w.PID == pid || w.PID == 0; w = p.Stats().Workers[1] {
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed starting worker was not started again: %+v", w)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestInitializerAndMaxTasks(t *testing.T) {
 	p := newPool(t, Config{Workers: 1, MaxTasksPerWorker: 3})
 	out, err := run(t, p, "init", nil)

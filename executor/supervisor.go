@@ -301,12 +301,12 @@ func (p *Pool) startsFailed(n int) string {
 // p.mu is held.
 func (p *Pool) checkStarts() string {
 	l := p.l
+	if l.anyWorkerReady() {
+		l.setStartFailure("")
+		return ""
+	}
 	failed := false
 	for _, w := range p.workers {
-		if workerReady(l.worker(w.index).Uint32(wrState).Load()) {
-			l.setStartFailure("")
-			return ""
-		}
 		failed = failed || w.failures > 0
 	}
 	if !failed {
