@@ -400,6 +400,33 @@ func TestDroppedJobOrphanedByWorker(t *testing.T) {
 	}
 }
 
+// killWorkersRandomly SIGKILLs a random worker of p every lo to
+// lo+span milliseconds (seeded by seed) until the returned stop is
+// called, which returns how many it killed.
+func killWorkersRandomly(p *Pool, seed int64, lo, span int) (stop func() int) {
+	done := make(chan struct{})
+	kills := make(chan int, 1)
+	go func() {
+		rng := rand.New(rand.NewSource(seed))
+		k := 0
+		defer func() { kills <- k }()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Duration(lo+rng.Intn(span)) * time.Millisecond):
+				if p.killWorker(rng.Intn(p.cfg.Workers)) {
+					k++
+				}
+			}
+		}
+	}()
+	return func() int {
+		close(done)
+		return <-kills
+	}
+}
+
 // TestRandomWorkerKillsLoseNoJob kills a random worker every few milliseconds while 20,000
 // quick and slow jobs run. Every job ends exactly once, OK or
 // WorkerCrashed; the pool ends at full size with nothing leaked.
@@ -411,23 +438,7 @@ func TestRandomWorkerKillsLoseNoJob(t *testing.T) {
 	p := newPool(t, Config{Workers: 2, QueueDepth: 512})
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewSource(seed))
-	stop := make(chan struct{})
-	kills := make(chan int, 1)
-	go func() {
-		k := 0
-		defer func() { kills <- k }()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(2+rng.Intn(8)) * time.Millisecond):
-				if p.killWorker(rng.Intn(2)) {
-					k++
-				}
-			}
-		}
-	}()
+	stopKills := killWorkersRandomly(p, seed, 2, 8)
 	futures := make([]*Future, 0, n)
 	inputs := make([]string, 0, n)
 	for i := 0; i < n; i++ {
@@ -464,8 +475,7 @@ func TestRandomWorkerKillsLoseNoJob(t *testing.T) {
 			t.Fatalf("job %d: %q, %v", i, out, err)
 		}
 	}
-	close(stop)
-	k := <-kills
+	k := stopKills()
 	waitFullSize(t, p)
 	waitQuiet(t, p)
 	s := p.Stats()
@@ -500,23 +510,7 @@ func TestWorkerKillsDuringLargePayloads(t *testing.T) {
 		base[i] = make([]byte, sz)
 		rng.Read(base[i])
 	}
-	stop := make(chan struct{})
-	kills := make(chan int, 1)
-	go func() {
-		k := 0
-		defer func() { kills <- k }()
-		r := rand.New(rand.NewSource(seed + 1))
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(3+r.Intn(10)) * time.Millisecond):
-				if p.killWorker(r.Intn(2)) {
-					k++
-				}
-			}
-		}
-	}()
+	stopKills := killWorkersRandomly(p, seed+1, 3, 10)
 	// The job's number at every 64 KiB of its input, so that bytes of
 	// another job's payload cannot pass for its own.
 	input := func(i int) []byte {
@@ -556,8 +550,7 @@ func TestWorkerKillsDuringLargePayloads(t *testing.T) {
 			}
 		}
 	}
-	close(stop)
-	k := <-kills
+	k := stopKills()
 	waitFullSize(t, p)
 	waitQuiet(t, p)
 	s := p.Stats()
