@@ -189,12 +189,10 @@ int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len
     return shmxgo_call(pool, (char *)handler, (void *)data, len, timeout, retries, flags, wait_ns, job, res);
 }
 
-int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_t len,
-                   const shmx_submit_opts *opts, int64_t wait_ns, void *buf, size_t cap,
-                   shmx_job *job, shmx_result *res) {
-    GUARD(SHMX_EFORKED);
-    if (!buf && cap) return SHMX_EINVAL;
-    int r = shmx_call(pool, handler, data, len, opts, wait_ns, job, res);
+/* The step shmx_call_into and shmx_wait_into add to the call they make
+   (whose code is r): a successful output of at most cap bytes moves into
+   buf, and res keeps its length with data NULL. */
+static int into_buffer(int r, shmx_result *res, void *buf, size_t cap) {
     if (r == SHMX_OK && res->status == SHMX_OK && res->data && res->len <= cap) {
         memcpy(buf, res->data, res->len);
         shmxint_result_free(res->data, res->len);
@@ -203,10 +201,24 @@ int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_
     return r;
 }
 
+int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_t len,
+                   const shmx_submit_opts *opts, int64_t wait_ns, void *buf, size_t cap,
+                   shmx_job *job, shmx_result *res) {
+    GUARD(SHMX_EFORKED);
+    if (!buf && cap) return SHMX_EINVAL;
+    return into_buffer(shmx_call(pool, handler, data, len, opts, wait_ns, job, res), res, buf, cap);
+}
+
 int shmx_wait(shmx_pool *pool, shmx_job job, int64_t timeout_ns, shmx_result *res) {
     GUARD(SHMX_EFORKED);
     if (!pool || !res) return SHMX_EINVAL;
     return shmxgo_wait(pool, job, timeout_ns, res);
+}
+
+int shmx_wait_into(shmx_pool *pool, shmx_job job, int64_t timeout_ns, void *buf, size_t cap, shmx_result *res) {
+    GUARD(SHMX_EFORKED);
+    if (!buf && cap) return SHMX_EINVAL;
+    return into_buffer(shmx_wait(pool, job, timeout_ns, res), res, buf, cap);
 }
 
 /* A fresh 64 MiB output copied into malloc'd pages costs 16,384 page

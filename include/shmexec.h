@@ -235,6 +235,15 @@ int shmx_call_into(shmx_pool *pool, const char *handler, const void *data, size_
                    const shmx_submit_opts *opts, int64_t wait_ns, void *buf, size_t cap,
                    shmx_job *job, shmx_result *res);
 
+/* shmx_wait for a caller that keeps a buffer for small outputs, as
+   shmx_call_into does: a successful output of at most cap bytes is
+   copied into buf, and res then has data NULL and len the output's size
+   (nothing of it to free). A larger output or a failure comes as from
+   shmx_wait. For a binding that submits a job, hands out its future and
+   fetches the outcome when it is asked for.
+   Returns: as shmx_wait; SHMX_EINVAL also for a NULL buf with cap > 0. */
+int shmx_wait_into(shmx_pool *pool, shmx_job job, int64_t timeout_ns, void *buf, size_t cap, shmx_result *res);
+
 /* Frees what res points to and clears it; NULL-safe. */
 void shmx_result_release(shmx_pool *pool, shmx_result *res);
 

@@ -187,6 +187,7 @@ def _load():
         "shmx_call": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(SubmitOpts), i64, ctypes.POINTER(u64), ctypes.POINTER(Result)]),
         "shmx_call_into": (i, [vp, ctypes.c_char_p, vp, sz, ctypes.POINTER(SubmitOpts), i64, vp, sz, ctypes.POINTER(u64), ctypes.POINTER(Result)]),
         "shmx_wait": (i, [vp, u64, i64, ctypes.POINTER(Result)]),
+        "shmx_wait_into": (i, [vp, u64, i64, vp, sz, ctypes.POINTER(Result)]),
         "shmx_result_release": (None, [vp, ctypes.POINTER(Result)]),
         "shmx_results_in_place": (i, [vp, sz]),
         "shmx_cancel": (i, [vp, u64, i]),

@@ -25,7 +25,7 @@ _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
 # the C call itself.
 _CALL_INTO = _LIB["shmx_call_into"]
 _SUBMIT_WITH = _LIB["shmx_submit_with"]  # for _try_submit_now, without argtypes, likewise
-_WAIT = _LIB["shmx_wait"]  # for _fetch, likewise
+_WAIT_INTO = _LIB["shmx_wait_into"]  # for _fetch, likewise
 _RELEASE = _LIB["shmx_result_release"]  # for every fetch of a result
 _RUNNING = _cf._base.RUNNING
 _FINISHED = _cf._base.FINISHED
@@ -223,12 +223,12 @@ class _Books:
 
 
 class _CallSlot:
-    """What one shmx_call_into needs, made once and reused by later calls
-    (Executor._call): a buffer for a small result, the job number, the
-    result, and their C references; the quick submit and the fetch of a
-    future's job (_try_submit_now, _fetch) borrow its C values too. A
-    thread takes a slot off Executor._slots for one C call and puts it
-    back after."""
+    """What one shmx_call_into (Executor._call) or shmx_wait_into (the
+    fetch of a future's job, _fetch) needs, made once and reused by later
+    calls: a buffer for a small result, the job number, the result, and
+    their C references; the quick submit (_try_submit_now) borrows its C
+    values too. A thread takes a slot off Executor._slots for one C call
+    and puts it back after."""
 
     __slots__ = ("addr", "view", "body", "job", "ns", "len", "res", "job_ref", "res_ref", "_buf")
 
@@ -240,8 +240,18 @@ class _CallSlot:
         self.job, self.ns, self.len, self.res = ctypes.c_uint64(), ctypes.c_int64(), ctypes.c_size_t(), _lib.Result()
         self.job_ref, self.res_ref = ctypes.byref(self.job), ctypes.byref(self.res)
 
-    def outcome(self, n, tb_type):
-        """The outcome of the n-byte output frame in the buffer."""
+    def outcome(self, pool, tb_type):
+        """The outcome of the job that a shmx_call_into or shmx_wait_into
+        with this slot fetched (res): from the buffer, or from C memory
+        (an output too large for the buffer, a failure), which is then
+        released."""
+        res = self.res
+        if res.data or res.status != _OK:
+            try:
+                return _wire.outcome(res, tb_type)
+            finally:
+                _RELEASE(pool, self.res_ref)
+        n = res.len  # the output is in the buffer: nothing to release
         if n > 4 and self.view[3] == _wire.VALUE:  # _wire.is_value, inline: this runs for every apply
             try:
                 return ("ok", _wire.load_value(self.body))
@@ -758,13 +768,7 @@ class Executor(_cf.Executor):
             rc = _CALL_INTO(self._pool, b"py", payload, ctypes.c_size_t(len(payload)), opts, _SLICE_C, slot.addr, _BIG_C,
                             slot.job_ref, slot.res_ref)
             if rc == _OK:
-                if res.data or res.status != _OK:
-                    try:
-                        outcome = _wire.outcome(res, self._tb_type)
-                    finally:
-                        _RELEASE(self._pool, slot.res_ref)
-                else:  # the output is in the slot's buffer: nothing to release
-                    outcome = slot.outcome(res.len, self._tb_type)
+                outcome = slot.outcome(self._pool, self._tb_type)
         except BaseException:
             # Interrupted (Ctrl-C) as the call returned: free what it
             # fetched, or give the job up as _wait_direct does.
@@ -841,15 +845,12 @@ class Executor(_cf.Executor):
         slot = self._take_slot()
         try:
             slot.job.value, slot.ns.value = job, ns
-            rc = _WAIT(self._pool, slot.job, slot.ns, slot.res_ref)
+            rc = _WAIT_INTO(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
             if rc == _lib.SHMX_ETIMEDOUT:
                 return rc, None
             if rc != _OK:
                 return rc, ("exc", _errors.call_error(rc, "wait"))
-            try:
-                return rc, _wire.outcome(slot.res, self._tb_type)
-            finally:
-                _RELEASE(self._pool, slot.res_ref)
+            return rc, slot.outcome(self._pool, self._tb_type)
         finally:
             self._slots.append(slot)
 

@@ -123,6 +123,27 @@ class ExecutorTest(unittest.TestCase):
             self.assertEqual(self.ex.submit(helpers.echo, bytearray(data)).result(DEADLINE), data)
             self.assertEqual(self.ex.submit(helpers.echo, memoryview(data)[1:]).result(DEADLINE), data[1:])
 
+    def test_results_around_the_fetch_buffer_reach_each_future(self):
+        # A future's outcome is fetched into a per-thread buffer when it
+        # fits (shmx_wait_into) and from C memory when not: outputs on
+        # both sides of the buffer's size, and failures, fetched by four
+        # threads at once, each must reach its own future whole.
+        sizes = [0, 1, 100, (64 << 10) - 200, (64 << 10) - 1, 64 << 10, (64 << 10) + 1, 200 << 10]
+
+        def one_thread(seed):
+            for i in range(40):
+                n = sizes[(seed + i) % len(sizes)]
+                data = bytes([seed]) * (n // 2) + os.urandom(n - n // 2)
+                fut = self.ex.submit(helpers.echo, data)
+                failing = self.ex.submit(helpers.boom, f"thread {seed} call {i}")
+                self.assertEqual(fut.result(DEADLINE), data)
+                with self.assertRaisesRegex(ValueError, f"thread {seed} call {i}$"):
+                    failing.result(DEADLINE)
+
+        with cf.ThreadPoolExecutor(4) as threads:
+            for f in [threads.submit(one_thread, seed) for seed in range(4)]:
+                f.result(60)
+
     def test_large_results_outlive_the_space_they_arrived_in(self):
         # Results of 4 MiB and more are decoded where the worker wrote them
         # (shmx_results_in_place), and that space is then reused: what the

@@ -244,6 +244,30 @@ static void test_basics(void) {
     shmx_result_release(pool, &res);
     CHECK(shmx_call_into(pool, "echo", "xyz", 3, NULL, -1, NULL, 8, &job, &res) == SHMX_EINVAL, "call_into: NULL buffer");
 
+    /* shmx_wait_into: shmx_wait with the same buffer for small outputs. */
+    memset(small, 0, sizeof small);
+    CHECK(shmx_submit(pool, "echo", "abc", 3, &job) == SHMX_OK &&
+          shmx_wait_into(pool, job, -1, small, sizeof small, &res) == SHMX_OK && res.status == SHMX_OK &&
+          res.data == NULL && res.len == 3 && memcmp(small, "abc", 3) == 0, "wait_into");
+    shmx_result_release(pool, &res); /* nothing to free; allowed */
+    CHECK(shmx_wait_into(pool, job, 0, small, sizeof small, &res) == SHMX_EINVAL, "a job is forgotten once waited for into a buffer");
+    CHECK(shmx_submit(pool, "echo", "0123456789", 10, &job) == SHMX_OK &&
+          shmx_wait_into(pool, job, -1, small, sizeof small, &res) == SHMX_OK && res.status == SHMX_OK &&
+          res.data != NULL && res.len == 10 && memcmp(res.data, "0123456789", 10) == 0,
+          "wait_into: an output over the buffer comes as from shmx_wait");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_submit(pool, "fails", "x", 1, &job) == SHMX_OK &&
+          shmx_wait_into(pool, job, -1, small, sizeof small, &res) == SHMX_OK && res.status == SHMX_EHANDLER &&
+          strstr(res.error, "ValueError: bad input"), "wait_into of a failing handler");
+    shmx_result_release(pool, &res);
+    ms = 300;
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &job) == SHMX_OK &&
+          shmx_wait_into(pool, job, 10000000, small, sizeof small, &res) == SHMX_ETIMEDOUT, "wait_into 10ms on a running job");
+    CHECK(shmx_wait_into(pool, job, -1, NULL, 8, &res) == SHMX_EINVAL, "wait_into: NULL buffer");
+    CHECK(shmx_wait_into(pool, job, -1, NULL, 0, &res) == SHMX_OK && res.status == SHMX_OK, "wait_into without a buffer");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wait_into(pool, 999999, 0, small, sizeof small, &res) == SHMX_EINVAL, "wait_into: unknown job");
+
     /* Cancel of a queued job. */
     ms = 300;
     shmx_job a, b;
@@ -422,7 +446,8 @@ static void test_fork_guard(void) {
                  shmx_wait(pool, 1, -1, &res) == SHMX_EFORKED &&
                  shmx_is_worker() == SHMX_EFORKED &&
                  shmx_pool_close(pool, 0) == SHMX_EFORKED &&
-                 shmx_call_into(pool, "echo", "x", 1, NULL, -1, NULL, 8, &job, &res) == SHMX_EFORKED;
+                 shmx_call_into(pool, "echo", "x", 1, NULL, -1, NULL, 8, &job, &res) == SHMX_EFORKED &&
+                 shmx_wait_into(pool, 1, -1, NULL, 8, &res) == SHMX_EFORKED;
         shmx_task t = {0};
         ok = ok && shmx_task_reply_next(NULL, &t, "", 0, 0, NULL) == SHMX_EFORKED;
         ok = ok && shmx_worker_input_buffer(NULL, NULL, 0) == SHMX_EFORKED;
