@@ -11,6 +11,11 @@
  * --json, one JSON object for shmexec-bench.
  *
  *   ./build/cbench [iterations] [--json]
+ *   ./build/cbench --profile N
+ *
+ * --profile runs only N busy round trips and prints nothing else: a
+ * workload for a profiler (callgrind counts each C call's instructions,
+ * docs/BENCHMARKS.md), without the floors' forked processes.
  */
 #define _DEFAULT_SOURCE /* syscall, MAP_ANONYMOUS */
 #include <linux/futex.h>
@@ -148,14 +153,14 @@ int main(int argc, char **argv) {
         shmx_handler h = {"empty", empty, NULL};
         return shmx_worker_main(&h, 1, NULL, NULL);
     }
-    int n = 20000;
+    int n = 20000, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
+        else if (strcmp(argv[i], "--profile") == 0) profile = 1;
         else n = atoi(argv[i]);
     }
     if (n < 10) n = 10;
     long long *lat = malloc(sizeof *lat * (size_t)n);
-    if (json) printf("{");
 
     shmx_pool_config cfg;
     shmx_pool_config_init(&cfg);
@@ -165,6 +170,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench: %s\n", shmx_last_error());
         return 1;
     }
+    if (profile) {
+        int rc = round_trips(pool, 0, lat, n);
+        shmx_pool_close(pool, -1);
+        free(lat);
+        return rc ? 1 : 0;
+    }
+    if (json) printf("{");
     long long pool_p50, pipe_p50, sleep_p50, spin_p50, futex_p50, futex_paused_p50;
     if (round_trips(pool, 0, lat, n)) return 1;
     report("C -> C, busy worker", "c_rt", lat, n, &pool_p50);
