@@ -154,10 +154,18 @@ int main(int argc, char **argv) {
         return shmx_worker_main(&h, 1, NULL, NULL);
     }
     int n = 20000, profile = 0;
+    const char *usage = "usage: cbench [iterations] [--json]\n       cbench --profile N\n";
     for (int i = 1; i < argc; i++) {
+        char *end;
         if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
-        else n = atoi(argv[i]);
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if ((n = (int)strtol(argv[i], &end, 10)) <= 0 || *end) {
+            fprintf(stderr, "cbench: not a number of iterations: %s\n%s", argv[i], usage);
+            return 2;
+        }
     }
     if (n < 10) n = 10;
     long long *lat = malloc(sizeof *lat * (size_t)n);
