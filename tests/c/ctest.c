@@ -74,6 +74,12 @@ static int write_passed(void *ctx, const void *in, size_t len, shmx_output *out)
     return write(atoi(fds), in, len) == (ssize_t)len ? 0 : SHMX_ESYS;
 }
 
+/* started: says so on the first passed descriptor, then sleeps as sleepy. */
+static int started(void *ctx, const void *in, size_t len, shmx_output *out) {
+    int rc = write_passed(ctx, "s", 1, out);
+    return rc ? rc : sleepy(ctx, in, len, out);
+}
+
 static int fails(void *ctx, const void *in, size_t len, shmx_output *out) {
     (void)ctx; (void)in; (void)len;
     if (len == 0) return SHMX_EINVAL; /* no shmx_output_error: EHANDLER + strerror */
@@ -433,6 +439,52 @@ static void test_no_inherited_descriptors(void) {
     CHECK(shmx_pool_create(&cfg, &pool) == SHMX_EINVAL, "a pass_fds entry that is not open");
     cfg.pass_fds = NULL;
     CHECK(shmx_pool_create(&cfg, &pool) == SHMX_EINVAL, "n_pass_fds without pass_fds");
+}
+
+/* A worker SIGKILLed from outside while its caller waits for the job in
+   shmx_wait_into: the wait ends at once with SHMX_EWORKER_CRASHED and
+   the worker's pid and signal, the pool is back at full size, and the
+   next result lands in the caller's buffer again. */
+static void test_kill_while_waiting_into(void) {
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    shmx_pool_config cfg;
+    shmx_pool_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.pass_fds = &p[1];
+    cfg.n_pass_fds = 1;
+    shmx_pool *pool;
+    CHECK(shmx_pool_create(&cfg, &pool) == SHMX_OK, "a pool with pass_fds");
+    int32_t pid = 0, now_pid = 0;
+    size_t n = 0;
+    CHECK(shmx_pool_workers(pool, &pid, 1, &n) == SHMX_OK && n == 1 && pid > 0, "the worker's pid");
+    shmx_job job;
+    int ms = 60000;
+    CHECK(shmx_submit(pool, "started", &ms, sizeof ms, &job) == SHMX_OK, "submit a job that runs a minute");
+    struct pollfd pfd = {p[0], POLLIN, 0};
+    char c;
+    CHECK(poll(&pfd, 1, 10000) == 1 && read(p[0], &c, 1) == 1, "the job has started");
+    CHECK(kill(pid, SIGKILL) == 0, "SIGKILL the worker");
+    char small[8];
+    shmx_result res;
+    double t0 = now();
+    int rc = shmx_wait_into(pool, job, 20000000000LL, small, sizeof small, &res);
+    CHECK(rc == SHMX_OK && res.status == SHMX_EWORKER_CRASHED && res.signal == SIGKILL && res.worker_pid == pid && now() - t0 < 10,
+          "the wait ends with the crash: rc %d, status %d, signal %d, pid %d (worker %d)", rc, res.status, res.signal, res.worker_pid, pid);
+    shmx_result_release(pool, &res);
+    for (t0 = now(); now() - t0 < 10; ) {
+        if (shmx_pool_workers(pool, &now_pid, 1, &n) == SHMX_OK && now_pid > 0 && now_pid != pid) break;
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(now_pid > 0 && now_pid != pid, "a new worker in its place: %d", now_pid);
+    CHECK(shmx_submit(pool, "echo", "after", 5, &job) == SHMX_OK &&
+          shmx_wait_into(pool, job, 20000000000LL, small, sizeof small, &res) == SHMX_OK && res.status == SHMX_OK &&
+          res.data == NULL && res.len == 5 && memcmp(small, "after", 5) == 0, "the next result lands in the buffer");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+    close(p[0]);
+    close(p[1]);
 }
 
 static void test_fork_guard(void) {
@@ -1028,7 +1080,7 @@ int main(int argc, char **argv) {
     if (shmx_is_worker()) {
         shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL},
                              {"env", env, NULL}, {"signals", signals, NULL},
-                             {"passed", write_passed, NULL}};
+                             {"passed", write_passed, NULL}, {"started", started, NULL}};
         return shmx_worker_main(hs, sizeof hs / sizeof hs[0], init_ok, NULL);
     }
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -1045,6 +1097,7 @@ int main(int argc, char **argv) {
     test_fork_guard();
     test_workers();
     test_fatal_signals();
+    test_kill_while_waiting_into();
     test_no_inherited_descriptors();
     test_terminate_in_flight();
     test_bad_workers();
