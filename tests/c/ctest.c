@@ -399,6 +399,14 @@ static void test_fatal_signals(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
 }
 
+/* one_worker_passing: cfg for a pool of one worker that gets *fd passed on. */
+static void one_worker_passing(shmx_pool_config *cfg, int *fd) {
+    shmx_pool_config_init(cfg);
+    cfg->workers = 1;
+    cfg->pass_fds = fd;
+    cfg->n_pass_fds = 1;
+}
+
 /* Workers inherit no descriptor the program made inheritable: the
    reader of a pipe whose write end is inheritable sees EOF once the
    program closes that end while workers run. pass_fds hands one on. */
@@ -421,10 +429,7 @@ static void test_no_inherited_descriptors(void) {
 
     CHECK(pipe(p) == 0, "pipe");
     shmx_pool_config cfg;
-    shmx_pool_config_init(&cfg);
-    cfg.workers = 1;
-    cfg.pass_fds = &p[1];
-    cfg.n_pass_fds = 1;
+    one_worker_passing(&cfg, &p[1]);
     CHECK(shmx_pool_create(&cfg, &pool) == SHMX_OK, "a pool with pass_fds");
     CHECK(run(pool, "passed", "hi", 2, &res) == SHMX_OK, "a worker writes to the passed descriptor");
     shmx_result_release(pool, &res);
@@ -449,10 +454,7 @@ static void test_kill_while_waiting_into(void) {
     int p[2];
     CHECK(pipe(p) == 0, "pipe");
     shmx_pool_config cfg;
-    shmx_pool_config_init(&cfg);
-    cfg.workers = 1;
-    cfg.pass_fds = &p[1];
-    cfg.n_pass_fds = 1;
+    one_worker_passing(&cfg, &p[1]);
     shmx_pool *pool;
     CHECK(shmx_pool_create(&cfg, &pool) == SHMX_OK, "a pool with pass_fds");
     int32_t pid = 0, now_pid = 0;
