@@ -112,7 +112,7 @@ func shmxgo_wait(cp *C.shmx_pool, job C.shmx_job, timeoutNS C.int64_t, res *C.sh
 // body of shmx_wait.
 func (p *pool) await(id uint64, j *job, timeoutNS C.int64_t, res *C.shmx_result) C.int {
 	f := j.f
-	out, err := f.WaitTimeout(time.Duration(timeoutNS))
+	out, err := f.WaitSleeping(time.Duration(timeoutNS)) // a C thread: parking would hand its P over and back
 	p.mu.Lock()
 	j.waiters--
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -119,6 +120,9 @@ type Future struct {
 	alloc   func(n int) []byte
 	onDone  func(*Future)
 	inPlace int
+	// sleep is futPending, futSleeping while a thread sleeps on it in
+	// WaitSleeping, or futDone once complete has closed done.
+	sleep atomic.Uint32
 	// held: the output is in the arena's pages [first, first+npages),
 	// owned by the collector party, until Release.
 	held          atomic.Bool
@@ -182,6 +186,60 @@ func (f *Future) WaitTimeout(d time.Duration) ([]byte, error) {
 		return f.taken()
 	case <-t.C:
 		return nil, context.DeadlineExceeded
+	}
+}
+
+// The states of Future.sleep.
+const (
+	futPending  = 0
+	futSleeping = 1 // a thread sleeps, or is about to, in WaitSleeping
+	futDone     = 2
+)
+
+// WaitSleeping is WaitTimeout for a goroutine locked to its thread, as a
+// C thread's is inside a cgo callback: once the spin is over it sleeps in
+// the kernel, on a futex in the future, instead of parking. A locked
+// goroutine that parks hands its thread's P to another thread, which
+// hands it back when the goroutine is woken: two more thread wakes on
+// every wait that outlasts the spin. WaitSleeping holds its thread, so it
+// is not for goroutines that are many.
+func (f *Future) WaitSleeping(d time.Duration) ([]byte, error) {
+	start := time.Now()
+	spin := waitSpin
+	if d >= 0 && d < spin {
+		spin = d
+	}
+	if f.poll(spin) {
+		return f.taken()
+	}
+	for {
+		select {
+		case <-f.done:
+			return f.taken()
+		default:
+		}
+		left := time.Duration(-1)
+		if d >= 0 {
+			if left = d - time.Since(start); left <= 0 {
+				return nil, context.DeadlineExceeded
+			}
+		}
+		// complete closes done before it sets futDone, and wakes the
+		// sleepers if it finds futSleeping: a wake is not lost between
+		// the check above and the sleep.
+		if !f.sleep.CompareAndSwap(futPending, futSleeping) && f.sleep.Load() != futSleeping {
+			continue // done: seen at the top
+		}
+		switch err := sysx.FutexWait(&f.sleep, futSleeping, left); {
+		case err == nil, errors.Is(err, sysx.ErrTimeout), errors.Is(err, sysx.ErrInterrupted):
+		default:
+			// No futex to sleep on: park for what is left.
+			if d < 0 {
+				<-f.done
+				return f.taken()
+			}
+			return f.WaitTimeout(max(0, d-time.Since(start)))
+		}
 	}
 }
 
@@ -312,6 +370,9 @@ func (f *Future) complete(out []byte, err error) {
 		}, f.obs)
 	}
 	close(f.done)
+	if f.sleep.Swap(futDone) == futSleeping {
+		sysx.FutexWake(&f.sleep, math.MaxInt32)
+	}
 	if f.onDone != nil {
 		f.onDone(f)
 	}

@@ -501,6 +501,105 @@ func TestWaitTimeout(t *testing.T) {
 	waitQuiet(t, p)
 }
 
+type waitOutcome struct {
+	out []byte
+	err error
+}
+
+// startSleepingWait runs f.WaitSleeping(d) on a goroutine locked to its
+// thread, as a C caller's is; awaitSleeper takes its outcome.
+func startSleepingWait(f *Future, d time.Duration) <-chan waitOutcome {
+	got := make(chan waitOutcome, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		out, err := f.WaitSleeping(d)
+		got <- waitOutcome{out, err}
+	}()
+	return got
+}
+
+// awaitSleeper returns what a startSleepingWait got, failing the test if
+// it does not return within 20 s (a sleeper nobody woke).
+func awaitSleeper(t *testing.T, got <-chan waitOutcome) ([]byte, error) {
+	t.Helper()
+	select {
+	case o := <-got:
+		return o.out, o.err
+	case <-time.After(20 * time.Second):
+		t.Fatal("WaitSleeping did not return within 20s")
+		return nil, nil
+	}
+}
+
+func sleepingWait(t *testing.T, f *Future, d time.Duration) ([]byte, error) {
+	t.Helper()
+	return awaitSleeper(t, startSleepingWait(f, d))
+}
+
+// WaitSleeping, the wait of C callers, sleeps on the future's futex once
+// its spin is over. Every way a job ends must wake it: a result (for every
+// thread asleep on the future), its worker's death, a terminate; and a
+// limit must end the wait while the job goes on.
+func TestWaitSleeping(t *testing.T) {
+	p := newPool(t, Config{Workers: 2})
+	c := p.Client()
+	f, err := c.Submit(context.Background(), "sleep", []byte("300"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := sleepingWait(t, f, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitSleeping(0) on a running job: %v", err)
+	}
+	if _, err := sleepingWait(t, f, 20*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitSleeping(20ms) on a running job: %v", err)
+	}
+	if el := time.Since(start); el > 250*time.Millisecond {
+		t.Fatalf("two short waits took %v", el)
+	}
+	var sleepers []<-chan waitOutcome
+	for i := 0; i < 4; i++ {
+		sleepers = append(sleepers, startSleepingWait(f, -1))
+	}
+	for i, got := range sleepers {
+		if out, err := awaitSleeper(t, got); err != nil || string(out) != "300" {
+			t.Fatalf("sleeper %d of the job: %q, %v", i, out, err)
+		}
+	}
+	if out, err := sleepingWait(t, f, 0); err != nil || string(out) != "300" {
+		t.Fatalf("WaitSleeping(0) on an ended job: %q, %v", out, err)
+	}
+
+	// A worker killed from outside while its caller sleeps.
+	g, _ := c.Submit(context.Background(), "sleep", []byte("30000"))
+	waitBusy(t, p, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // the caller's spin is long over
+		for _, w := range p.Stats().Workers {
+			if w.State == "busy" && w.PID > 0 {
+				syscall.Kill(w.PID, syscall.SIGKILL)
+			}
+		}
+	}()
+	var ce *CrashError
+	if _, err := sleepingWait(t, g, -1); !errors.As(err, &ce) || ce.Signal != syscall.SIGKILL {
+		t.Fatalf("the sleeping caller of a killed worker's job: %v, want a CrashError by SIGKILL", err)
+	}
+	waitFullSize(t, p)
+
+	// A terminate while the caller sleeps.
+	h, _ := c.Submit(context.Background(), "sleep", []byte("30000"))
+	waitBusy(t, p, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		p.Terminate()
+	}()
+	if _, err := sleepingWait(t, h, -1); !errors.Is(err, ErrPoolClosed) {
+		t.Fatalf("the sleeping caller of a job its pool's terminate ended: %v, want ErrPoolClosed", err)
+	}
+}
+
 func TestCancelQueuedAndRunningJobs(t *testing.T) {
 	p := newPool(t, Config{Workers: 1})
 	c := p.Client()
