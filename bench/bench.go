@@ -487,12 +487,16 @@ type quietLat struct {
 }
 
 type pyReport struct {
-	PoolApply pyLat   `json:"pool_apply"`
-	ByValue   pyLat   `json:"pool_apply_by_value"`
-	OneWorker pyLat   `json:"pool_apply_1"`
-	Apply     pyLat   `json:"apply"`
-	MPApply   pyLat   `json:"mp_apply"`
-	PPESubmit pyLat   `json:"ppe_submit"`
+	PoolApply pyLat `json:"pool_apply"`
+	ByValue   pyLat `json:"pool_apply_by_value"`
+	OneWorker pyLat `json:"pool_apply_1"`
+	Apply     pyLat `json:"apply"`
+	MPApply   pyLat `json:"mp_apply"`
+	PPESubmit pyLat `json:"ppe_submit"`
+	// What each pool adds to a 1 ms task (the round trip less the task).
+	PoolWork  pyLat   `json:"pool_apply_work"`
+	MPWork    pyLat   `json:"mp_apply_work"`
+	ApplyWork pyLat   `json:"apply_work"`
 	NMap      int     `json:"n_map"`
 	PoolMap   float64 `json:"pool_map"`
 	Map       float64
@@ -561,10 +565,11 @@ func benchPython(r *benchReport, python string, quick bool) error {
 		return err
 	}
 	pyResults = &p
-	for _, q := range []struct {
+	quantiles := []struct {
 		name string
 		get  func(pyLat) float64
-	}{{"p50", func(l pyLat) float64 { return l.P50 }}, {"p99", func(l pyLat) float64 { return l.P99 }}, {"p99.9", func(l pyLat) float64 { return l.P999 }}} {
+	}{{"p50", func(l pyLat) float64 { return l.P50 }}, {"p99", func(l pyLat) float64 { return l.P99 }}, {"p99.9", func(l pyLat) float64 { return l.P999 }}}
+	for _, q := range quantiles {
 		r.add(figure{Group: "round trip, empty job", Name: "Python→Python Pool.apply " + q.name, Unit: "µs", Lower: true, Value: q.get(p.PoolApply) * 1e6,
 			Baselines: []baseline{{Name: "multiprocessing.Pool.apply", Value: q.get(p.MPApply) * 1e6}}})
 		r.add(figure{Group: "round trip, empty job", Name: "Python→Python Executor.submit().result() " + q.name, Unit: "µs", Lower: true, Value: q.get(p.Apply) * 1e6,
@@ -576,6 +581,11 @@ func benchPython(r *benchReport, python string, quick bool) error {
 			r.add(figure{Group: "round trip, empty job", Name: "Python Pool.apply, 1 worker, " + q.name, Unit: "µs", Lower: true, Value: q.get(p.OneWorker) * 1e6,
 				Baselines: []baseline{{Name: "its p50", Value: p.OneWorker.P50 * 1e6}}})
 		}
+	}
+	for _, q := range quantiles[:2] {
+		r.add(figure{Group: "round trip, 1 ms job", Name: "Python Pool.apply, time over the job, " + q.name, Unit: "µs", Lower: true, Value: q.get(p.PoolWork) * 1e6,
+			Baselines: []baseline{{Name: "multiprocessing.Pool.apply", Value: q.get(p.MPWork) * 1e6},
+				{Name: "shmexec Executor.submit().result()", Value: q.get(p.ApplyWork) * 1e6}}})
 	}
 	if q := p.OneWorker.Quiet; q != nil {
 		r.add(figure{Group: "round trip, empty job", Name: fmt.Sprintf("Python Pool.apply, 1 worker, p99 in the %d of %d rounds with no stolen time", q.Rounds, q.Of),

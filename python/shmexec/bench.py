@@ -31,6 +31,17 @@ def echo(b):
     return b
 
 
+# A task that outlasts every caller's spin (100 us), so that what a pool
+# adds to it includes waking the caller: its own clock, busy, not asleep.
+WORK = 1e-3
+
+
+def work():
+    end = time.perf_counter() + WORK
+    while time.perf_counter() < end:
+        pass
+
+
 # A lambda has no importable name: it travels by value (cloudpickle),
 # pickled once, beside noop, which travels by reference.
 noop_by_value = lambda x=None: x  # noqa: E731
@@ -136,6 +147,14 @@ def measure(quick=False):
         r["pool_apply"], r["mp_apply"], r["apply"], r["ppe_submit"], r["pool_apply_by_value"], r["pool_apply_1"] = _latencies(
             [lambda: sp.apply(noop), lambda: pool.apply(noop), lambda: ex.submit(noop).result(), lambda: ppe.submit(noop).result(),
              lambda: sp.apply(noop_by_value), lambda: sp1.apply(noop)], n_rt)
+
+        # What each pool adds to a task of WORK seconds (the round trip
+        # less WORK): the caller has stopped spinning by the time the
+        # result comes, and sleeps.
+        work_lats = _latencies([lambda: sp.apply(work), lambda: pool.apply(work), lambda: ex.submit(work).result()],
+                               20 if quick else 300)
+        for k, lat in zip(("pool_apply_work", "mp_apply_work", "apply_work"), work_lats):
+            r[k] = {q: lat[q] - WORK for q in ("p50", "p99")}
 
         # map: medians of alternating runs, over a range (which both
         # pools slice as they like: shmexec sends ranges, multiprocessing
@@ -405,6 +424,9 @@ def main(argv=None):
         print(f"    in the {q['rounds']} of {q['of']} rounds with no stolen time counted: p50 {q['p50'] * 1e3:.3f} ms,"
               f" p99 {q['p99'] * 1e3:.3f} ms (p99 {q['p99'] / q['p50']:.1f}x p50)")
     print(f"Executor.submit().result() p50 is {r['apply']['p50'] / r['pool_apply']['p50']:.2f}x Pool.apply's")
+    for q in ("p50", "p99"):
+        row(f"Pool.apply of a {WORK * 1e3:g} ms task, time over the task {q}", r["pool_apply_work"][q],
+            {"multiprocessing.Pool.apply": r["mp_apply_work"][q], "shmexec Executor.submit().result()": r["apply_work"][q]})
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a range (median of alternating runs)", r["pool_map"], {"multiprocessing Pool.map (default chunksize)": r["mp_map"],
         "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"]})
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a list", r["pool_map_list"], {"multiprocessing Pool.map (default chunksize)": r["mp_map_list"]})
