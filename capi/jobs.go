@@ -6,6 +6,7 @@ package main
 */
 import "C"
 import (
+	"errors"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/shmexec/shmexec/executor"
+	"github.com/shmexec/shmexec/internal/sysx"
 )
 
 // pool is a handle: a pool this process owns (p set), or one it attached
@@ -37,9 +39,14 @@ type pool struct {
 
 	anyOn  bool
 	ready  []uint64
-	sig    chan struct{}
 	quit   chan struct{}
 	onDone func(*executor.Future)
+	// sig is an event count for the threads in shmx_wait_any, which are C
+	// threads: they sleep on it in the kernel rather than park (a parked
+	// locked goroutine hands its thread's P over and back). poke bumps it
+	// and wakes one of them if sleepers says any sleeps.
+	sig      atomic.Uint32
+	sleepers atomic.Int32
 
 	// inPlace is shmx_results_in_place's minimum (0: results are copied).
 	inPlace atomic.Int64
@@ -66,7 +73,7 @@ func (j *job) reported() bool { return j.waiters == 0 && !j.own && !j.forgot }
 var heldResults sync.Map // unsafe.Pointer -> *executor.Future
 
 func newPool(p *executor.Pool, c *executor.Client) *pool {
-	np := &pool{p: p, c: c, jobs: map[uint64]*job{}, sig: make(chan struct{}, 1), quit: make(chan struct{})}
+	np := &pool{p: p, c: c, jobs: map[uint64]*job{}, quit: make(chan struct{})}
 	np.onDone = func(f *executor.Future) {
 		np.mu.Lock()
 		if j, ok := np.jobs[f.ID()]; ok && j.forgot {
@@ -185,10 +192,28 @@ func (p *pool) submitOpts(timeoutNS C.int64_t, retries C.int32_t) executor.Submi
 		InPlace: int(p.inPlace.Load())}
 }
 
-// poke wakes one thread in shmx_wait_any.
-func (p *pool) poke() {
-	select {
-	case p.sig <- struct{}{}:
-	default:
+// poke wakes one thread in shmx_wait_any (one that has not yet gone to
+// sleep sees the change to p.sig and does not).
+func (p *pool) poke() { p.signal(1) }
+
+// signal bumps p.sig and wakes up to n of the threads asleep on it.
+func (p *pool) signal(n int) {
+	p.sig.Add(1) // pairs with shmx_wait_any's load of sig, after its sleepers.Add
+	if p.sleepers.Load() > 0 {
+		sysx.FutexWake(&p.sig, n)
+	}
+}
+
+// awaitSignal sleeps until p.sig moves on from seq (read before the
+// caller last looked at what it waits for), for at most d (< 0: no
+// limit), or returns early (a signal); the caller looks again either way.
+func (p *pool) awaitSignal(seq uint32, d time.Duration) {
+	switch err := sysx.FutexWait(&p.sig, seq, d); {
+	case err == nil, errors.Is(err, sysx.ErrInterrupted), errors.Is(err, sysx.ErrTimeout):
+	default: // no futex here: look again soon
+		if d < 0 || d > time.Millisecond {
+			d = time.Millisecond
+		}
+		time.Sleep(d)
 	}
 }

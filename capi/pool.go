@@ -11,6 +11,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"syscall"
 	"time"
@@ -128,6 +129,7 @@ func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.
 		return C.SHMX_EINVAL
 	}
 	close(p.quit)
+	p.signal(math.MaxInt32) // every thread in shmx_wait_any: it returns SHMX_ECLOSED
 	defer p.freeUnwaited()
 	defer closeAll(p.passFiles) // the workers are gone by then
 	var err error

@@ -174,36 +174,56 @@ func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.in
 		}
 	}
 	p.mu.Unlock()
-	var timeout <-chan time.Time
-	if timeoutNS >= 0 {
-		t := time.NewTimer(time.Duration(timeoutNS))
-		defer t.Stop()
-		timeout = t.C
-	}
+	start := time.Now()
 	for {
-		p.mu.Lock()
-		for len(p.ready) > 0 {
-			id := p.ready[0]
-			p.ready = p.ready[1:]
-			if j, pending := p.jobs[id]; pending && j.reported() {
-				if len(p.ready) > 0 {
-					p.poke() // more for another thread in wait_any
-				}
-				p.mu.Unlock()
-				*job = C.shmx_job(id)
-				return C.SHMX_OK
+		if rc, done := p.nextReported(job); done {
+			return rc
+		}
+		left := time.Duration(-1)
+		if timeoutNS >= 0 {
+			if left = time.Duration(timeoutNS) - time.Since(start); left <= 0 {
+				return C.SHMX_ETIMEDOUT
 			}
-			// fetched already, or a thread in shmx_wait takes it
 		}
-		p.ready = nil
-		p.mu.Unlock()
-		select {
-		case <-p.sig:
-		case <-timeout:
-			return C.SHMX_ETIMEDOUT
-		case <-p.quit:
-			return C.SHMX_ECLOSED
+		// Counted as a sleeper before the last look at ready and quit: a
+		// poke after that look then wakes this thread, or has moved sig
+		// on before it sleeps.
+		p.sleepers.Add(1)
+		seq := p.sig.Load()
+		if rc, done := p.nextReported(job); done {
+			p.sleepers.Add(-1)
+			return rc
 		}
+		p.awaitSignal(seq, left)
+		p.sleepers.Add(-1)
+	}
+}
+
+// nextReported takes the next job of ready for shmx_wait_any into *job
+// (SHMX_OK), or says the handle is closing (SHMX_ECLOSED); done is false
+// when there is neither.
+func (p *pool) nextReported(job *C.shmx_job) (rc C.int, done bool) {
+	p.mu.Lock()
+	for len(p.ready) > 0 {
+		id := p.ready[0]
+		p.ready = p.ready[1:]
+		if j, pending := p.jobs[id]; pending && j.reported() {
+			if len(p.ready) > 0 {
+				p.poke() // more for another thread in wait_any
+			}
+			p.mu.Unlock()
+			*job = C.shmx_job(id)
+			return C.SHMX_OK, true
+		}
+		// fetched already, or a thread in shmx_wait takes it
+	}
+	p.ready = nil
+	p.mu.Unlock()
+	select {
+	case <-p.quit:
+		return C.SHMX_ECLOSED, true
+	default:
+		return 0, false
 	}
 }
 

@@ -858,6 +858,56 @@ static void *wait_in_thread(void *arg) {
     return NULL;
 }
 
+struct any_waiter { shmx_pool *pool; int rc; shmx_job got; double took; };
+
+static void *wait_any_in_thread(void *arg) {
+    struct any_waiter *w = arg;
+    double t0 = now();
+    w->rc = shmx_wait_any(w->pool, 10000000000LL, &w->got);
+    w->took = now() - t0;
+    return NULL;
+}
+
+/* Threads asleep in shmx_wait_any: each job that ends wakes one of them
+   (three jobs, three threads, each reported once), and a close wakes
+   every one still asleep, which returns SHMX_ECLOSED at once rather than
+   when its 10 s limit runs out. */
+static void test_wait_any_threads(void) {
+    shmx_pool *pool = make_pool(3, 0, 0);
+    if (!pool) return;
+    enum { N = 3 };
+    struct any_waiter w[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct any_waiter){pool, -1, 0, 0};
+        pthread_create(&t[i], NULL, wait_any_in_thread, &w[i]);
+    }
+    struct timespec settle = {0, 100000000}; /* asleep before the jobs end */
+    nanosleep(&settle, NULL);
+    shmx_job jobs[N];
+    int ms = 50;
+    for (int i = 0; i < N; i++) CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &jobs[i]) == SHMX_OK, "submit %d", i);
+    int seen[N] = {0};
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(w[i].rc == SHMX_OK && w[i].took < 5, "thread %d in wait_any: rc %d after %.3f s", i, w[i].rc, w[i].took);
+        for (int k = 0; k < N; k++) seen[k] += w[i].rc == SHMX_OK && w[i].got == jobs[k];
+        shmx_result res;
+        if (w[i].rc == SHMX_OK && shmx_wait(pool, w[i].got, 0, &res) == SHMX_OK) shmx_result_release(pool, &res);
+    }
+    CHECK(seen[0] == 1 && seen[1] == 1 && seen[2] == 1, "each job reported to one thread: %d %d %d", seen[0], seen[1], seen[2]);
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct any_waiter){pool, -1, 0, 0};
+        pthread_create(&t[i], NULL, wait_any_in_thread, &w[i]);
+    }
+    nanosleep(&settle, NULL);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close while threads wait in wait_any");
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(w[i].rc == SHMX_ECLOSED && w[i].took < 5, "thread %d in wait_any at the close: rc %d after %.3f s", i, w[i].rc, w[i].took);
+    }
+}
+
 /* Two threads wait for one job: one gets the result, the other EINVAL
    (the result is one copy with one owner). */
 static void test_two_waiters(void) {
@@ -1090,6 +1140,7 @@ int main(int argc, char **argv) {
     test_copy();
     test_ready_workers();
     test_wait_any();
+    test_wait_any_threads();
     test_own_wait_and_forget();
     test_two_waiters();
     test_close_while_waiting();
