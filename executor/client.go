@@ -164,11 +164,7 @@ func (f *Future) Wait(ctx context.Context) ([]byte, error) {
 // waits in slices pays nothing for them.
 func (f *Future) WaitTimeout(d time.Duration) ([]byte, error) {
 	start := time.Now()
-	spin := waitSpin
-	if d >= 0 && d < spin {
-		spin = d
-	}
-	if f.poll(spin) {
+	if f.spinFor(d) {
 		return f.taken()
 	}
 	if d < 0 {
@@ -205,11 +201,7 @@ const (
 // is not for goroutines that are many.
 func (f *Future) WaitSleeping(d time.Duration) ([]byte, error) {
 	start := time.Now()
-	spin := waitSpin
-	if d >= 0 && d < spin {
-		spin = d
-	}
-	if f.poll(spin) {
+	if f.spinFor(d) {
 		return f.taken()
 	}
 	for {
@@ -241,6 +233,16 @@ func (f *Future) WaitSleeping(d time.Duration) ([]byte, error) {
 			return f.WaitTimeout(max(0, d-time.Since(start)))
 		}
 	}
+}
+
+// spinFor polls for the job's end for waitSpin, or for d if that is
+// shorter (d < 0: no limit), and reports whether it has ended.
+func (f *Future) spinFor(d time.Duration) bool {
+	spin := waitSpin
+	if d >= 0 && d < spin {
+		spin = d
+	}
+	return f.poll(spin)
 }
 
 // taken returns the ended job's outcome, which counts as seen.
