@@ -16,8 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,21 +73,52 @@ func Listen(p *executor.Pool, cfg Config) (*Server, error) {
 	if err := removeStale(cfg.Socket); err != nil {
 		return nil, err
 	}
-	// Create the socket with no permissions for others from the start, then
-	// set the mode: no window in which anyone may connect.
-	old := syscall.Umask(0o177)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
-	syscall.Umask(old)
+	// The socket is made under a random name beside the path, with no
+	// permissions for others, listening, given its mode, and only then
+	// linked to the path: the path never names a socket that refuses a
+	// connection (bind creates the file before listen), nor one with the
+	// wrong mode. A path too long for that name is bound directly.
+	var ln *net.UnixListener
+	var name string
+	var err error
+	for try := 0; try < 3; try++ { // another name if this one is taken
+		name = filepath.Join(filepath.Dir(cfg.Socket), fmt.Sprintf(".shmexec-%08x.sock", rand.Uint32()))
+		if len(name) >= maxSocketPath {
+			name = cfg.Socket
+		}
+		old := syscall.Umask(0o177)
+		ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+		syscall.Umask(old)
+		if !errors.Is(err, syscall.EADDRINUSE) || name == cfg.Socket {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Socket, err)
 	}
-	ln.SetUnlinkOnClose(true)
-	if err := os.Chmod(cfg.Socket, cfg.Mode); err != nil {
+	ln.SetUnlinkOnClose(false) // Close removes the path
+	fail := func(err error) (*Server, error) {
 		ln.Close()
+		os.Remove(name)
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := os.Chmod(name, cfg.Mode); err != nil {
+		return fail(err)
+	}
+	if name != cfg.Socket {
+		// link, not rename: it fails if another server took the path
+		// since removeStale, as bind would.
+		if err := os.Link(name, cfg.Socket); err != nil {
+			return fail(fmt.Errorf("listen on %s: %w", cfg.Socket, err))
+		}
+		os.Remove(name)
 	}
 	return &Server{pool: p, cfg: cfg, ln: ln, uid: uint32(os.Getuid())}, nil
 }
+
+// maxSocketPath is the size of sockaddr_un's sun_path on Linux, its
+// terminating NUL included.
+const maxSocketPath = 108
 
 // removeStale removes a socket file that nobody listens on.
 func removeStale(path string) error {
@@ -132,7 +165,10 @@ func (s *Server) Serve() error {
 // caller's to close.
 func (s *Server) Close() error {
 	var err error
-	s.once.Do(func() { err = s.ln.Close() })
+	s.once.Do(func() {
+		err = s.ln.Close()
+		os.Remove(s.cfg.Socket)
+	})
 	return err
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -179,4 +180,59 @@ func accessMode(t *testing.T, f *os.File) int {
 		t.Fatal(err)
 	}
 	return fl & unix.O_ACCMODE
+}
+
+// A client that connects as soon as the socket's path exists (a script
+// that waits for the file, as the Python tests do) must be let in: bind
+// creates the file before listen, so a socket bound at its path refused
+// such a client now and then (3 of 300 here). The path must also go
+// with Close.
+func TestSocketPathAppearsListening(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.sock")
+	refused := 0
+	for i := 0; i < 1000; i++ {
+		stop := make(chan struct{})
+		dialed := make(chan error, 1)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					dialed <- nil
+					return
+				default:
+				}
+				if _, err := os.Lstat(path); err == nil {
+					c, err := net.Dial("unix", path)
+					if err == nil {
+						c.Close()
+					}
+					dialed <- err
+					return
+				}
+			}
+		}()
+		s, err := Listen(nil, Config{Socket: path})
+		if err != nil {
+			close(stop)
+			t.Fatal(err)
+		}
+		err = <-dialed
+		close(stop)
+		if err != nil {
+			refused++
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("socket path after Listen: %v, %v", fi, err)
+		}
+		s.Close()
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("socket path after Close: %v", err)
+		}
+	}
+	if refused > 0 {
+		t.Fatalf("%d of 1000 clients that connected once the path existed were refused", refused)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".shmexec-*")); len(left) > 0 {
+		t.Fatalf("names left beside the path: %v", left)
+	}
 }
