@@ -9,6 +9,7 @@ import (
 type peerFigures struct {
 	ApplyP50  float64  `json:"apply_p50"`
 	ApplyP99  float64  `json:"apply_p99"`
+	WorkP50   float64  `json:"work_p50"` // the round trip of a 1 ms task less the task
 	Map       float64  `json:"map"`
 	MapScaled bool     `json:"map_scaled"`
 	EchoBytes float64  `json:"echo_bytes"`
@@ -50,6 +51,7 @@ func benchPeers(r *benchReport, python string, quick bool) error {
 	}{
 		{"Pool.apply p50", "µs", 1e6, func(f peerFigures) float64 { return f.ApplyP50 }},
 		{"Pool.apply p99", "µs", 1e6, func(f peerFigures) float64 { return f.ApplyP99 }},
+		{"Pool.apply of a 1 ms task, time over it, p50", "µs", 1e6, func(f peerFigures) float64 { return f.WorkP50 }},
 		{fmt.Sprintf("Pool.map of %d tiny tasks, a list", p.NMap), "ms", 1e3, func(f peerFigures) float64 { return f.Map }},
 		{size + " bytes echo", "ms", 1e3, func(f peerFigures) float64 { return f.EchoBytes }},
 		{size + " numpy echo", "ms", 1e3, func(f peerFigures) float64 {

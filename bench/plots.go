@@ -159,6 +159,7 @@ func peersPlot(pr *peerReport) (*plot.Plot, error) {
 	}{
 		{"apply p50", func(f peerFigures) float64 { return f.ApplyP50 }},
 		{"apply p99", func(f peerFigures) float64 { return f.ApplyP99 }},
+		{"1 ms task", func(f peerFigures) float64 { return f.WorkP50 }},
 		{"map", func(f peerFigures) float64 { return f.Map }},
 		{humanSize(pr.EchoSize) + " bytes", func(f peerFigures) float64 { return f.EchoBytes }},
 		{humanSize(pr.EchoSize) + " numpy", func(f peerFigures) float64 {

@@ -36,7 +36,7 @@ def echo(b):
 WORK = 1e-3
 
 
-def work():
+def work(_=None):
     end = time.perf_counter() + WORK
     while time.perf_counter() < end:
         pass
@@ -211,6 +211,7 @@ def measure_peers(quick=False):
                 p.apply(noop, None)
         time.sleep(0.5)
         lats = _latencies([lambda p=p: p.apply(noop, None) for p in pools], n_rt, rounds=rounds)
+        work_lats = _latencies([lambda p=p: p.apply(work, None) for p in pools], 20 if quick else 150, rounds=rounds)
         items = list(range(n_map))
         maps = _alternating([lambda p=p: p.map(noop, items[: int(n_map * p.map_scale)]) for p in pools], rounds)
         data = b"x" * size
@@ -227,9 +228,9 @@ def measure_peers(quick=False):
         for p in pools:
             p.close()
     return {"n_roundtrip": n_rt, "n_map": n_map, "echo_size": size, "rounds": rounds, "steal": lats[0]["steal"] if lats else None, "pools": {
-        p.name: {"apply_p50": lat["p50"], "apply_p99": lat["p99"], "map": m / p.map_scale, "map_scaled": p.map_scale != 1.0,
-                 "echo_bytes": eb, "echo_numpy": en}
-        for p, lat, m, eb, en in zip(pools, lats, maps, echo_bytes, echo_np)}}
+        p.name: {"apply_p50": lat["p50"], "apply_p99": lat["p99"], "work_p50": wl["p50"] - WORK, "map": m / p.map_scale,
+                 "map_scaled": p.map_scale != 1.0, "echo_bytes": eb, "echo_numpy": en}
+        for p, lat, wl, m, eb, en in zip(pools, lats, work_lats, maps, echo_bytes, echo_np)}}
 
 
 def report_peers(r):
@@ -237,8 +238,9 @@ def report_peers(r):
     unit = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
     print(f"\nEvery pool, 2 workers, the same tasks, median of {r['rounds']} alternating rounds"
           f" (x: how many times multiprocessing.Pool's time):")
-    print(f"| pool | apply p50 | apply p99 | map of {r['n_map']:,} tiny tasks | {unit} bytes echo | {unit} numpy echo |")
-    print("|---|---|---|---|---|---|")
+    print(f"| pool | apply p50 | apply p99 | {WORK * 1e3:g} ms task, time over it p50 | map of {r['n_map']:,} tiny tasks |"
+          f" {unit} bytes echo | {unit} numpy echo |")
+    print("|---|---|---|---|---|---|---|")
     base = r["pools"]["multiprocessing.Pool"]
 
     def cell(v, b, unit_s=1e3, fmt="{:.1f} ms"):
@@ -248,6 +250,7 @@ def report_peers(r):
 
     for name, f in r["pools"].items():
         print(f"| {name} | {cell(f['apply_p50'], base['apply_p50'], 1e6, '{:.1f} us')} | {cell(f['apply_p99'], base['apply_p99'], 1e6, '{:.0f} us')}"
+              f" | {cell(f.get('work_p50'), base.get('work_p50'), 1e6, '{:.0f} us')}"
               f" | {cell(f['map'], base['map'])}{' (1/10 run, x10)' if f['map_scaled'] else ''} | {cell(f['echo_bytes'], base['echo_bytes'])}"
               f" | {cell(f['echo_numpy'], base['echo_numpy'])} |")
     if r.get("steal") is not None:
