@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import unittest
 import warnings
@@ -216,6 +217,35 @@ class ExecutorTest(unittest.TestCase):
                 pass
             done, _ = cf.wait([f], timeout=10)
             self.assertEqual(done, {f}, f"job {i} never finished for wait()")
+
+    def test_a_report_while_another_thread_holds_the_job(self):
+        # shmx_wait_any reports an ended job once. If the report comes while
+        # the thread of a result() that ran out still holds the job (here:
+        # its second look, with the job still running, held 0.3 s while the
+        # job ends and is reported), the collector leaves the job to that
+        # thread, which must then fetch it: nobody else will.
+        ex, main = self.ex, threading.current_thread()
+        fetch = ex._fetch
+
+        def slow_second_look(job, ns):
+            rc, outcome = fetch(job, ns)
+            if ns == 0 and outcome is None and threading.current_thread() is main:
+                time.sleep(0.3)
+            return rc, outcome
+
+        f = ex.submit(helpers.sleep, 0.05)
+        ex._fetch = slow_second_look
+        try:
+            f.result(0.001)
+        except cf.TimeoutError:
+            pass
+        finally:
+            del ex._fetch
+        done, _ = cf.wait([f], timeout=DEADLINE)
+        if f not in done:
+            ex._wait_one(f._job, 0)  # delivered by hand, so that the class's shutdown does not wait for it for ever
+        self.assertEqual(done, {f}, "the job reported while another thread held it was never delivered")
+        self.assertEqual(f.result(0), 0.05)
 
     def test_wait_and_as_completed(self):
         fs = [self.ex.submit(helpers.sleep, 0.01 * i) for i in range(5)]
