@@ -191,14 +191,11 @@ class _Books:
                Pool.apply job; its submitter takes it from here;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
-    claim ends). missed holds the claimed jobs that shmx_wait_any reported
-    meanwhile: it reports a job once, so the thread that holds the claim
-    fetches it when its own wait comes back empty. No outcome is ever
-    dropped. state is the executor's (_RUN ... _CLOSED), the one record of
-    shutting down.
+    claim ends). No outcome is ever dropped. state is the executor's
+    (_RUN ... _CLOSED), the one record of shutting down.
     """
 
-    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "claimed", "missed", "state")
+    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "claimed", "state")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -208,7 +205,6 @@ class _Books:
         self.own = set()
         self.early = {}
         self.claimed = set()
-        self.missed = set()
         self.state = _RUN
 
     def wait(self, timeout=None):
@@ -862,14 +858,16 @@ class Executor(_cf.Executor):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
         future; with no future (a submitter that has not tracked it yet, or
         an untracked Pool.apply job) keeps the outcome in early. A job
-        another thread is fetching is left to it; reported: shmx_wait_any
-        has just reported it (it has ended), and that thread is told so.
+        another thread is fetching is left to it, unless reported:
+        shmx_wait_any has just reported it (the collector), which it does
+        once, so this thread takes it once that thread lets go without it
+        (a wait of its own that ran out just before the job ended).
         Returns the C code, or None if the job was not this thread's."""
         books = self._books
         with books.lock:
+            while reported and job in books.claimed and books.state < _TERMINATED:
+                books.wait(0.05)  # a claim ends with notify; the slice covers a terminate
             if job in books.claimed or not self._open:
-                if reported and job in books.claimed:
-                    books.missed.add(job)
                 return None
             if ns != 0 and not untracked and job not in books.pending:
                 return None  # settled already
@@ -884,15 +882,12 @@ class Executor(_cf.Executor):
                     if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
                         books.early[job] = outcome
                 books.claimed.discard(job)
-                missed = job in books.missed
-                books.missed.discard(job)
                 books.notify()
         if fut is not None:
             settle(fut, outcome)  # a thread that finds the job unclaimed and not pending waits on fut itself
-        if outcome is None and (missed or (rc == _lib.SHMX_ETIMEDOUT and ns != 0)):
-            # It may have ended as the wait ran out and been reported to
-            # the collector while this thread still held it (missed says
-            # it was, and it is reported no more): look again.
+        if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
+            # It may have ended as the wait ran out: look again, rather
+            # than leave it to the collector.
             self._wait_one(job, 0)
         return rc
 

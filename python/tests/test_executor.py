@@ -219,11 +219,10 @@ class ExecutorTest(unittest.TestCase):
             self.assertEqual(done, {f}, f"job {i} never finished for wait()")
 
     def test_a_report_while_another_thread_holds_the_job(self):
-        # shmx_wait_any reports an ended job once. If the report comes while
+        # shmx_wait_any reports an ended job once. The report may come while
         # the thread of a result() that ran out still holds the job (here:
         # its second look, with the job still running, held 0.3 s while the
-        # job ends and is reported), the collector leaves the job to that
-        # thread, which must then fetch it: nobody else will.
+        # job ends and is reported); the job must still be delivered.
         ex, main = self.ex, threading.current_thread()
         fetch = ex._fetch
 
