@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -70,48 +69,15 @@ func Listen(p *executor.Pool, cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = os.Stderr
 	}
+	if len(cfg.Socket) >= maxSocketPath {
+		return nil, fmt.Errorf("server: socket path %s is %d bytes long; a client can connect to one of at most %d", cfg.Socket, len(cfg.Socket), maxSocketPath-1)
+	}
 	if err := removeStale(cfg.Socket); err != nil {
 		return nil, err
 	}
-	// The socket is made under a random name beside the path, with no
-	// permissions for others, listening, given its mode, and only then
-	// linked to the path: the path never names a socket that refuses a
-	// connection (bind creates the file before listen), nor one with the
-	// wrong mode. A path too long for that name is bound directly.
-	var ln *net.UnixListener
-	var name string
-	var err error
-	for try := 0; try < 3; try++ { // another name if this one is taken
-		name = filepath.Join(filepath.Dir(cfg.Socket), fmt.Sprintf(".shmexec-%08x.sock", rand.Uint32()))
-		if len(name) >= maxSocketPath {
-			name = cfg.Socket
-		}
-		old := syscall.Umask(0o177)
-		ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
-		syscall.Umask(old)
-		if !errors.Is(err, syscall.EADDRINUSE) || name == cfg.Socket {
-			break
-		}
-	}
+	ln, err := listenPrivately(cfg.Socket, cfg.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Socket, err)
-	}
-	ln.SetUnlinkOnClose(false) // Close removes the path
-	fail := func(err error) (*Server, error) {
-		ln.Close()
-		os.Remove(name)
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	if err := os.Chmod(name, cfg.Mode); err != nil {
-		return fail(err)
-	}
-	if name != cfg.Socket {
-		// link, not rename: it fails if another server took the path
-		// since removeStale, as bind would.
-		if err := os.Link(name, cfg.Socket); err != nil {
-			return fail(fmt.Errorf("listen on %s: %w", cfg.Socket, err))
-		}
-		os.Remove(name)
 	}
 	return &Server{pool: p, cfg: cfg, ln: ln, uid: uint32(os.Getuid())}, nil
 }
@@ -119,6 +85,80 @@ func Listen(p *executor.Pool, cfg Config) (*Server, error) {
 // maxSocketPath is the size of sockaddr_un's sun_path on Linux, its
 // terminating NUL included.
 const maxSocketPath = 108
+
+// privatePrefix begins the name of the directory, beside the socket path,
+// in which listenPrivately makes the socket.
+const privatePrefix = ".shmexec-listen-"
+
+// listenPrivately makes a socket listening at path with the given mode,
+// such that the path never names a socket that refuses a connection (bind
+// creates the file before listen) or one with a wider mode than asked.
+// The socket is bound in a new directory beside path that only this user
+// may enter, listens, is given its mode, and is then hard-linked to path:
+// link fails if another server took the path since removeStale, as bind
+// would (rename would replace it). The directory's name is reached
+// through /proc/self/fd, so its length does not count against sun_path;
+// and nothing changes the process's umask, which every thread and every
+// worker the pool starts meanwhile would inherit.
+func listenPrivately(path string, mode os.FileMode) (*net.UnixListener, error) {
+	dir := filepath.Dir(path)
+	removeLeftovers(dir)
+	priv, err := os.MkdirTemp(dir, privatePrefix) // mode 0700
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(priv)
+	d, err := os.Open(priv)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	sock := filepath.Join(priv, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: "/proc/self/fd/" + strconv.Itoa(int(d.Fd())) + "/s", Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	ln.SetUnlinkOnClose(false) // Server.Close removes path; the name bound is gone by then
+	defer os.Remove(sock)
+	if err := os.Chmod(sock, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Link(sock, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// leftoverAge is how old a private directory of listenPrivately must be
+// before removeLeftovers takes it for one whose server died in it: a live
+// one holds it for microseconds.
+const leftoverAge = time.Minute
+
+// removeLeftovers removes, from dir, the private directories that a
+// server killed inside listenPrivately left behind, with their socket.
+func removeLeftovers(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), privatePrefix) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < leftoverAge {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+			continue
+		}
+		priv := filepath.Join(dir, e.Name())
+		os.Remove(filepath.Join(priv, "s"))
+		os.Remove(priv) // fails, and leaves it, if it holds anything else
+	}
+}
 
 // removeStale removes a socket file that nobody listens on.
 func removeStale(path string) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -234,5 +235,140 @@ func TestSocketPathAppearsListening(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".shmexec-*")); len(left) > 0 {
 		t.Fatalf("names left beside the path: %v", left)
+	}
+}
+
+// Listen must not change the process's umask, even for an instant: every
+// file another thread creates meanwhile, and every worker the pool
+// starts meanwhile (for life), would get it. A thread creates files while
+// sockets come and go, and each file must have the mode the umask gives.
+func TestListenLeavesUmask(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.sock")
+	mask := syscall.Umask(0o022)
+	syscall.Umask(mask)
+	want := os.FileMode(0o666) &^ os.FileMode(mask)
+	stop := make(chan struct{})
+	bad := make(chan os.FileMode, 1)
+	created := 0
+	go func() {
+		defer close(bad)
+		name := filepath.Join(dir, "f")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
+			if err != nil {
+				continue
+			}
+			fi, err := f.Stat()
+			f.Close()
+			os.Remove(name)
+			created++
+			if err == nil && fi.Mode().Perm() != want {
+				bad <- fi.Mode().Perm()
+				return
+			}
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		s, err := Listen(nil, Config{Socket: path})
+		if err != nil {
+			close(stop)
+			t.Fatal(err)
+		}
+		s.Close()
+		if len(bad) > 0 {
+			break
+		}
+	}
+	close(stop)
+	if m, ok := <-bad; ok {
+		t.Fatalf("a file created while Listen ran got mode %v, not %v: the umask changed", m, want)
+	}
+	if created == 0 {
+		t.Fatal("the creating thread never ran")
+	}
+}
+
+// A server killed inside Listen leaves its private directory (and the
+// socket in it) beside the path. The next Listen there removes such a
+// directory once it is older than leftoverAge, and leaves a young one (a
+// live server's, held for microseconds) and one that holds other files.
+func TestListenRemovesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, age time.Duration, socket bool, other bool) string {
+		d := filepath.Join(dir, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if socket {
+			ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(d, "s"), Net: "unix"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln.SetUnlinkOnClose(false)
+			ln.Close()
+		}
+		if other {
+			os.WriteFile(filepath.Join(d, "keep"), nil, 0o600)
+		}
+		then := time.Now().Add(-age)
+		if err := os.Chtimes(d, then, then); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	old := mk(privatePrefix+"1", 2*leftoverAge, true, false)
+	oldEmpty := mk(privatePrefix+"2", 2*leftoverAge, false, false)
+	young := mk(privatePrefix+"3", 0, true, false)
+	full := mk(privatePrefix+"4", 2*leftoverAge, true, true)
+	other := mk("not-ours", 2*leftoverAge, true, false)
+	s, err := Listen(nil, Config{Socket: filepath.Join(dir, "p.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, d := range []string{old, oldEmpty} {
+		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("leftover %s not removed: %v", d, err)
+		}
+	}
+	for _, d := range []string{young, full, other} {
+		if _, err := os.Lstat(d); err != nil {
+			t.Errorf("%s removed: %v", d, err)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, privatePrefix+"*")); len(left) != 2 {
+		t.Errorf("private directories after Listen: %v (want the young one and the full one)", left)
+	}
+}
+
+// The socket is bound through /proc/self/fd, so a path as long as a
+// client can connect to works, and a longer one is refused with a
+// message that says why.
+func TestListenPathLength(t *testing.T) {
+	dir := t.TempDir()
+	pad := maxSocketPath - 1 - len(dir) - len("/.sock")
+	if pad <= 0 {
+		t.Skipf("the test directory %s is too long", dir)
+	}
+	path := filepath.Join(dir, strings.Repeat("x", pad)+".sock")
+	s, err := Listen(nil, Config{Socket: path})
+	if err != nil {
+		t.Fatalf("a %d-byte path: %v", len(path), err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial the %d-byte path: %v", len(path), err)
+	}
+	c.Close()
+	s.Close()
+	long := filepath.Join(dir, strings.Repeat("x", pad+1)+".sock")
+	if _, err := Listen(nil, Config{Socket: long}); err == nil || !strings.Contains(err.Error(), "at most 107") {
+		t.Fatalf("a %d-byte path: %v", len(long), err)
 	}
 }
