@@ -450,22 +450,30 @@ static void test_no_inherited_descriptors(void) {
    shmx_wait_into: the wait ends at once with SHMX_EWORKER_CRASHED and
    the worker's pid and signal, the pool is back at full size, and the
    next result lands in the caller's buffer again. */
-static void test_kill_while_waiting_into(void) {
-    int p[2];
+/* A pool of one worker (p: the pipe its "started" handler writes to),
+   running a job of a minute that has started; *pid is the worker's. */
+static shmx_pool *pool_running_a_minute_job(int p[2], int32_t *pid, shmx_job *job) {
     CHECK(pipe(p) == 0, "pipe");
     shmx_pool_config cfg;
     one_worker_passing(&cfg, &p[1]);
     shmx_pool *pool;
     CHECK(shmx_pool_create(&cfg, &pool) == SHMX_OK, "a pool with pass_fds");
-    int32_t pid = 0, now_pid = 0;
     size_t n = 0;
-    CHECK(shmx_pool_workers(pool, &pid, 1, &n) == SHMX_OK && n == 1 && pid > 0, "the worker's pid");
-    shmx_job job;
+    CHECK(shmx_pool_workers(pool, pid, 1, &n) == SHMX_OK && n == 1 && *pid > 0, "the worker's pid");
     int ms = 60000;
-    CHECK(shmx_submit(pool, "started", &ms, sizeof ms, &job) == SHMX_OK, "submit a job that runs a minute");
+    CHECK(shmx_submit(pool, "started", &ms, sizeof ms, job) == SHMX_OK, "submit a job that runs a minute");
     struct pollfd pfd = {p[0], POLLIN, 0};
     char c;
     CHECK(poll(&pfd, 1, 10000) == 1 && read(p[0], &c, 1) == 1, "the job has started");
+    return pool;
+}
+
+static void test_kill_while_waiting_into(void) {
+    int p[2];
+    int32_t pid = 0, now_pid = 0;
+    size_t n = 0;
+    shmx_job job;
+    shmx_pool *pool = pool_running_a_minute_job(p, &pid, &job);
     CHECK(kill(pid, SIGKILL) == 0, "SIGKILL the worker");
     char small[8];
     shmx_result res;
@@ -908,6 +916,32 @@ static void test_wait_any_threads(void) {
     }
 }
 
+/* A worker SIGKILLed from outside while a thread sleeps in
+   shmx_wait_any: the crashed job is reported to that thread at once, not
+   when its 10 s limit runs out, and its outcome is the crash. */
+static void test_kill_while_waiting_any(void) {
+    int p[2];
+    int32_t pid = 0;
+    shmx_job job;
+    shmx_pool *pool = pool_running_a_minute_job(p, &pid, &job);
+    struct any_waiter w = {pool, -1, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_any_in_thread, &w);
+    struct timespec settle = {0, 100000000}; /* asleep before the kill */
+    nanosleep(&settle, NULL);
+    CHECK(kill(pid, SIGKILL) == 0, "SIGKILL the worker");
+    pthread_join(t, NULL);
+    CHECK(w.rc == SHMX_OK && w.got == job && w.took < 5, "the sleeping thread gets the crashed job: rc %d, job %llu (want %llu) after %.3f s",
+          w.rc, (unsigned long long)w.got, (unsigned long long)job, w.took);
+    shmx_result res;
+    CHECK(shmx_wait(pool, job, 0, &res) == SHMX_OK && res.status == SHMX_EWORKER_CRASHED && res.signal == SIGKILL && res.worker_pid == pid,
+          "its outcome is the crash: status %d, signal %d, pid %d (worker %d)", res.status, res.signal, res.worker_pid, pid);
+    shmx_result_release(pool, &res);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+    close(p[0]);
+    close(p[1]);
+}
+
 /* Two threads wait for one job: one gets the result, the other EINVAL
    (the result is one copy with one owner). */
 static void test_two_waiters(void) {
@@ -1141,6 +1175,7 @@ int main(int argc, char **argv) {
     test_ready_workers();
     test_wait_any();
     test_wait_any_threads();
+    test_kill_while_waiting_any();
     test_own_wait_and_forget();
     test_two_waiters();
     test_close_while_waiting();
