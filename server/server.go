@@ -120,6 +120,7 @@ func listenPrivately(path string, mode os.FileMode) (*net.UnixListener, error) {
 	}
 	ln.SetUnlinkOnClose(false) // Server.Close removes path; the name bound is gone by then
 	defer os.Remove(sock)
+	testHookBound()
 	if err := os.Chmod(sock, mode); err != nil {
 		ln.Close()
 		return nil, err
@@ -130,6 +131,10 @@ func listenPrivately(path string, mode os.FileMode) (*net.UnixListener, error) {
 	}
 	return ln, nil
 }
+
+// testHookBound runs once the socket is bound in its private directory:
+// a test makes a server stop there, to kill it.
+var testHookBound = func() {}
 
 // leftoverAge is how old a private directory of listenPrivately must be
 // before removeLeftovers takes it for one whose server died in it: a live

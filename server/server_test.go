@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,7 +20,19 @@ import (
 	"github.com/shmexec/shmexec/internal/testutil"
 )
 
+// listenChildEnv names the socket path at which the test binary, run as a
+// child, listens and stops once bound (TestListenAfterAKilledServer).
+const listenChildEnv = "SHMEXEC_TEST_LISTEN_AND_STOP"
+
 func TestMain(m *testing.M) {
+	if path := os.Getenv(listenChildEnv); path != "" {
+		testHookBound = func() {
+			fmt.Println("bound")
+			select {} // until killed
+		}
+		Listen(nil, Config{Socket: path})
+		os.Exit(3)
+	}
 	executor.Handle("echo", func(ctx context.Context, in []byte) ([]byte, error) { return in, nil })
 	executor.ServeIfWorker()
 	testutil.Main(m, nil)
@@ -371,4 +386,70 @@ func TestListenPathLength(t *testing.T) {
 	if _, err := Listen(nil, Config{Socket: long}); err == nil || !strings.Contains(err.Error(), "at most 107") {
 		t.Fatalf("a %d-byte path: %v", len(long), err)
 	}
+}
+
+// A server SIGKILLed inside Listen, its socket bound in the private
+// directory but not yet linked to the path, leaves that directory behind
+// with the socket in it, and nothing at the path. Once the directory is
+// older than leftoverAge, the next Listen there removes it, and serves.
+func TestListenAfterAKilledServer(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.sock")
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), listenChildEnv+"="+path)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bound := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		bound <- line
+	}()
+	select {
+	case line := <-bound:
+		if line != "bound\n" {
+			child.Process.Kill()
+			child.Wait()
+			t.Fatalf("the child server said %q, not bound", line)
+		}
+	case <-time.After(20 * time.Second):
+		child.Process.Kill()
+		child.Wait()
+		t.Fatal("the child server did not bind within 20s")
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	left, _ := filepath.Glob(filepath.Join(dir, privatePrefix+"*"))
+	if len(left) != 1 {
+		t.Fatalf("private directories after the kill: %v, want one", left)
+	}
+	if fi, err := os.Lstat(filepath.Join(left[0], "s")); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("the killed server's socket in %s: %v, %v", left[0], fi, err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the path after the kill: %v, want nothing there", err)
+	}
+	then := time.Now().Add(-2 * leftoverAge)
+	if err := os.Chtimes(left[0], then, then); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Listen(nil, Config{Socket: path})
+	if err != nil {
+		t.Fatalf("Listen after the killed server: %v", err)
+	}
+	defer s.Close()
+	if _, err := os.Lstat(left[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the killed server's directory is still there: %v", err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial the new server: %v", err)
+	}
+	c.Close()
 }
