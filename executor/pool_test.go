@@ -471,6 +471,22 @@ func TestJobPastTimeoutIsKilled(t *testing.T) {
 	waitQuiet(t, p)
 }
 
+// shortWaitsRunOut checks that wait, a limited wait for a job that runs
+// on, returns context.DeadlineExceeded for limits of 0 and 20 ms, and
+// that both return promptly.
+func shortWaitsRunOut(t *testing.T, name string, wait func(time.Duration) ([]byte, error)) {
+	t.Helper()
+	start := time.Now()
+	for _, d := range []time.Duration{0, 20 * time.Millisecond} {
+		if _, err := wait(d); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s(%v) on a running job: %v", name, d, err)
+		}
+	}
+	if el := time.Since(start); el > 250*time.Millisecond {
+		t.Fatalf("two short waits took %v", el)
+	}
+}
+
 func TestWaitTimeout(t *testing.T) {
 	p := newPool(t, Config{Workers: 1})
 	c := p.Client()
@@ -478,16 +494,7 @@ func TestWaitTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if _, err := f.WaitTimeout(0); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitTimeout(0) on a running job: %v", err)
-	}
-	if _, err := f.WaitTimeout(20 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitTimeout(20ms) on a running job: %v", err)
-	}
-	if el := time.Since(start); el > 250*time.Millisecond {
-		t.Fatalf("two short waits took %v", el)
-	}
+	shortWaitsRunOut(t, "WaitTimeout", f.WaitTimeout)
 	if _, err := f.WaitTimeout(-1); err != nil {
 		t.Fatalf("WaitTimeout(-1): %v", err)
 	}
@@ -548,16 +555,7 @@ func TestWaitSleeping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if _, err := sleepingWait(t, f, 0); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitSleeping(0) on a running job: %v", err)
-	}
-	if _, err := sleepingWait(t, f, 20*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitSleeping(20ms) on a running job: %v", err)
-	}
-	if el := time.Since(start); el > 250*time.Millisecond {
-		t.Fatalf("two short waits took %v", el)
-	}
+	shortWaitsRunOut(t, "WaitSleeping", func(d time.Duration) ([]byte, error) { return sleepingWait(t, f, d) })
 	var sleepers []<-chan waitOutcome
 	for i := 0; i < 4; i++ {
 		sleepers = append(sleepers, startSleepingWait(f, -1))
