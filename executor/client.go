@@ -225,12 +225,8 @@ func (f *Future) WaitSleeping(d time.Duration) ([]byte, error) {
 		switch err := sysx.FutexWait(&f.sleep, futSleeping, left); {
 		case err == nil, errors.Is(err, sysx.ErrTimeout), errors.Is(err, sysx.ErrInterrupted):
 		default:
-			// No futex to sleep on: park for what is left.
-			if d < 0 {
-				<-f.done
-				return f.taken()
-			}
-			return f.WaitTimeout(max(0, d-time.Since(start)))
+			// No futex to sleep on: park for what is left (none: no limit).
+			return f.WaitTimeout(left)
 		}
 	}
 }
