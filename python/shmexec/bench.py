@@ -16,6 +16,7 @@ hypervisor steals.
 import concurrent.futures as cf
 import json
 import multiprocessing as mp
+import os
 import sys
 import threading
 import time
@@ -29,6 +30,25 @@ def noop(x=None):
 
 def echo(b):
     return b
+
+
+def echo_where(b):
+    """echo, and the pid of the worker that ran it (_warm_every_worker)."""
+    return os.getpid(), b
+
+
+def _warm_every_worker(call, workers=2, most=4):
+    """Calls call(), an echo_where of a payload, until each of the pool's
+    workers has answered one (at most `most` calls): a worker's first
+    touch of the pool's shared pages for a payload that size costs a page
+    fault per 4 KiB, once (about 18,000 for 64 MiB), which is not what is
+    measured. Calls one after the other can all reach the worker that
+    answered last, and calls at once the only one started yet."""
+    seen = set()
+    for _ in range(most):
+        seen.add(call()[0])
+        if len(seen) >= workers:
+            return
 
 
 # A task that outlasts every caller's spin (100 us), so that what a pool
@@ -173,13 +193,8 @@ def measure(quick=False):
             data = b"x" * size
             reps = max(2 if quick else 5, min(200, (8 << 20) // size))
             ours = theirs = float("inf")
-            # Untimed first: two calls each, so that both workers of each
-            # pool have run one (a worker's first touch of the pool's
-            # shared pages for a payload this size costs a page fault per
-            # 4 KiB, once: 64 MiB took 100-250 ms more the first time).
-            for _ in range(2):
-                ex.submit(echo, data).result()
-                pool.apply(echo, (data,))
+            _warm_every_worker(lambda: ex.submit(echo_where, data).result())
+            _warm_every_worker(lambda: pool.apply(echo_where, (data,)))
             for _ in range(reps):  # alternately, so that both see the same machine
                 ours = min(ours, _timed(lambda: ex.submit(echo, data).result()))
                 theirs = min(theirs, _timed(lambda: pool.apply(echo, (data,))))
@@ -215,14 +230,14 @@ def measure_peers(quick=False):
         items = list(range(n_map))
         maps = _alternating([lambda p=p: p.map(noop, items[: int(n_map * p.map_scale)]) for p in pools], rounds)
         data = b"x" * size
-        for p in pools:  # a worker's first touch of the pages for this size is not what is measured
-            p.apply(echo, data)
+        for p in pools:
+            _warm_every_worker(lambda: p.apply(echo_where, data))
         echo_bytes = _alternating([lambda p=p: p.apply(echo, data) for p in pools], rounds)
         echo_np = [None] * len(pools)
         if numpy is not None:
             arr = numpy.ones(size // 8)
             for p in pools:
-                p.apply(echo, arr)
+                _warm_every_worker(lambda: p.apply(echo_where, arr))
             echo_np = _alternating([lambda p=p: p.apply(echo, arr) for p in pools], rounds)
     finally:
         for p in pools:

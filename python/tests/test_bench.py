@@ -18,6 +18,23 @@ class BenchTest(unittest.TestCase):
             with self.subTest(theirs=theirs, ours=ours):
                 self.assertEqual(bench.faster(theirs, ours), want)
 
+    def test_warm_every_worker(self):
+        # Calls until every worker has answered, and no more; gives up
+        # after `most` calls where one worker takes them all.
+        for answers, workers, most, want in (([7, 7, 9, 7], 2, 4, 3), ([7, 9], 2, 4, 2), ([7] * 9, 2, 4, 4),
+                                             ([5, 5, 6, 5, 7], 3, 8, 5), ([5], 1, 4, 1)):
+            with self.subTest(answers=answers, workers=workers):
+                it = iter(answers)
+                calls = []
+
+                def call():
+                    calls.append(1)
+                    return next(it), b"payload"
+
+                bench._warm_every_worker(call, workers, most)
+                self.assertEqual(len(calls), want)
+        self.assertEqual(bench.echo_where(b"x"), (os.getpid(), b"x"))
+
     def test_bench_command_line(self):
         # -h prints the options and measures nothing; a mistyped or
         # conflicting option is an error, not a silent full run.
