@@ -17,7 +17,11 @@ from . import _errors, _lib, _reduction, _views
 BIG = 64 << 10
 # Rebuilt objects this large get their pages faulted in as transparent
 # huge pages where the kernel allows it (madvise mode): a fresh 64 MiB
-# object then costs 32 page faults instead of 16,384. Buffers this large
+# object then costs 32 page faults instead of 16,384. (Under a hypervisor
+# that takes back the guest's free 2 MiB blocks, virtio-balloon's free
+# page reporting, a huge page allocated after a few idle seconds is
+# faulted in again by the host, and costs more than small pages would:
+# docs/BENCHMARKS.md, "Fresh memory".) Buffers this large
 # that the rebuilt object keeps (a numpy array's) are not copied at all
 # where the receiver can give a view that stays valid (_views).
 HUGE = 4 << 20
