@@ -105,6 +105,15 @@ def sleep_then_mark(s, path):
     return s
 
 
+def mark_then_sleep(path, s):
+    """Appends a line to path, then sleeps s seconds: a test polls for the
+    line (wait_marks) to know that the task has started."""
+    with open(path, "a") as f:
+        f.write("started\n")
+    time.sleep(s)
+    return s
+
+
 def wait_marks(path, n, deadline=30):
     """Waits until path has n lines (sleep_then_mark); fails after
     deadline seconds."""

@@ -218,21 +218,22 @@ class ExecutorTest(unittest.TestCase):
             done, _ = cf.wait([f], timeout=10)
             self.assertEqual(done, {f}, f"job {i} never finished for wait()")
 
-    def test_a_report_while_another_thread_holds_the_job(self):
-        # shmx_wait_any reports an ended job once. The report may come while
-        # the thread of a result() that ran out still holds the job (here:
-        # its second look, with the job still running, held 0.3 s while the
-        # job ends and is reported); the job must still be delivered.
-        ex, main = self.ex, threading.current_thread()
-        fetch = ex._fetch
+    @staticmethod
+    def _result_that_holds_the_job(ex, f, meanwhile=lambda: None):
+        """f.result() with a limit that runs out, whose second look at the
+        job (still running) holds it 0.3 s after calling meanwhile: the
+        job ends, and shmx_wait_any reports it, while this thread holds
+        it. Returns f once it is done, or None after DEADLINE (the job is
+        then delivered by hand, so that shutdown does not wait for ever)."""
+        main, fetch = threading.current_thread(), ex._fetch
 
         def slow_second_look(job, ns):
             rc, outcome = fetch(job, ns)
             if ns == 0 and outcome is None and threading.current_thread() is main:
+                meanwhile()
                 time.sleep(0.3)
             return rc, outcome
 
-        f = ex.submit(helpers.sleep, 0.05)
         ex._fetch = slow_second_look
         try:
             f.result(0.001)
@@ -241,10 +242,34 @@ class ExecutorTest(unittest.TestCase):
         finally:
             del ex._fetch
         done, _ = cf.wait([f], timeout=DEADLINE)
-        if f not in done:
-            ex._wait_one(f._job, 0)  # delivered by hand, so that the class's shutdown does not wait for it for ever
-        self.assertEqual(done, {f}, "the job reported while another thread held it was never delivered")
+        if f in done:
+            return f
+        ex._wait_one(f._job, 0)
+        return None
+
+    def test_a_report_while_another_thread_holds_the_job(self):
+        # shmx_wait_any reports an ended job once. The report may come while
+        # the thread of a result() that ran out still holds the job; the
+        # job must still be delivered.
+        f = self.ex.submit(helpers.sleep, 0.05)
+        self.assertIs(self._result_that_holds_the_job(self.ex, f), f,
+                      "the job reported while another thread held it was never delivered")
         self.assertEqual(f.result(0), 0.05)
+
+    def test_a_crash_reported_while_another_thread_holds_the_job(self):
+        # The same, with the job ended by its worker's SIGKILL from outside:
+        # the crash reaches the future once, as the job's one outcome.
+        with tempfile.TemporaryDirectory() as d, shmexec.Executor(1) as ex:
+            mark = os.path.join(d, "started")
+            f = ex.submit(helpers.mark_then_sleep, mark, 60)
+            helpers.wait_marks(mark, 1, DEADLINE)
+            [pid] = ex._worker_pids()
+            self.assertIs(self._result_that_holds_the_job(ex, f, lambda: os.kill(pid, signal.SIGKILL)), f,
+                          "the crash reported while another thread held the job was never delivered")
+            e = f.exception(0)
+            self.assertIsInstance(e, shmexec.WorkerCrashed)
+            self.assertEqual((e.pid, e.signal), (pid, signal.SIGKILL))
+            self.assertEqual(ex.submit(helpers.add, 1, 2).result(DEADLINE), 3)  # a new worker took its place
 
     def test_wait_and_as_completed(self):
         fs = [self.ex.submit(helpers.sleep, 0.01 * i) for i in range(5)]
