@@ -216,8 +216,8 @@ class _Books:
             self.waiting -= 1
 
     def notify(self):
-        """Wakes the threads in wait(), under lock: a claim ended, or a
-        job left the books."""
+        """Wakes the threads in wait(), under lock: a claim ended, a job
+        left the books, or the pool was terminated."""
         if self.waiting:
             self.fetched.notify_all()
 
@@ -866,7 +866,7 @@ class Executor(_cf.Executor):
         books = self._books
         with books.lock:
             while reported and job in books.claimed and books.state < _TERMINATED:
-                books.wait(0.05)  # a claim ends with notify; the slice covers a terminate
+                books.wait()  # a claim ends, and a terminate comes, with notify
             if job in books.claimed or not self._open:
                 return None
             if ns != 0 and not untracked and job not in books.pending:
@@ -1001,8 +1001,8 @@ class Executor(_cf.Executor):
                 return
             self._feeder.join()
             # Until every outcome is delivered (each delivery notifies
-            # fetched; the slice covers the feeder going idle, and a
-            # terminate); then the close wakes the collector from
+            # fetched, and so does a terminate; the slice covers the
+            # feeder going idle); then the close wakes the collector from
             # shmx_wait_any (SHMX_ECLOSED) rather than leaving it to find
             # out as its slice runs out.
             books = self._books
@@ -1025,6 +1025,7 @@ class Executor(_cf.Executor):
             if books.state >= _TERMINATED:
                 return
             books.state = _TERMINATED
+            books.notify()  # a collector waiting out another thread's claim gives up
         closed = PoolClosed("the pool was terminated")
         self._feeder.fail_queued(closed)
         _LIB.shmx_pool_terminate(self._pool)  # SHMX_EINVAL if a shutdown closed it first
