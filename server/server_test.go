@@ -404,6 +404,7 @@ func TestListenAfterAKilledServer(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() }) // a no-op once it is killed and reaped below
 	bound := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(out).ReadString('\n')
@@ -412,13 +413,9 @@ func TestListenAfterAKilledServer(t *testing.T) {
 	select {
 	case line := <-bound:
 		if line != "bound\n" {
-			child.Process.Kill()
-			child.Wait()
 			t.Fatalf("the child server said %q, not bound", line)
 		}
 	case <-time.After(20 * time.Second):
-		child.Process.Kill()
-		child.Wait()
 		t.Fatal("the child server did not bind within 20s")
 	}
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
