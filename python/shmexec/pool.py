@@ -35,18 +35,25 @@ class AsyncResult:
         stream.on_complete(self._finish)
 
     def _finish(self, stream):
+        # Ready even if a callback raises: its exception goes on to
+        # whoever settled the result (the future's callback runner logs
+        # it), and get() returns the task's own outcome. (A raising
+        # callback ends multiprocessing's result thread, and get() waits
+        # for ever.)
         try:
-            value = self._value(stream)
-        except BaseException as e:  # noqa: B902
-            self._outcome = (False, e)
-            if self._error_callback:
-                self._error_callback(e)
-        else:
-            self._outcome = (True, value)
-            if self._callback:
-                self._callback(value)
-        self._stream = None  # the batches, and their results, are ours no longer
-        self._done.set()
+            try:
+                value = self._value(stream)
+            except BaseException as e:  # noqa: B902
+                self._outcome = (False, e)
+                if self._error_callback:
+                    self._error_callback(e)
+            else:
+                self._outcome = (True, value)
+                if self._callback:
+                    self._callback(value)
+        finally:
+            self._stream = None  # the batches, and their results, are ours no longer
+            self._done.set()
 
     def _value(self, stream):
         futures = stream.all_batches()

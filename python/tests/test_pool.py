@@ -288,6 +288,34 @@ class PoolTest(unittest.TestCase):
         self.assertFalse(r.successful())
         self.assertEqual(len(errs), 1)
 
+    def test_a_raising_callback_does_not_strand_get(self):
+        # The callback's exception is logged, as concurrent.futures logs a
+        # done callback's; the result is ready and get() gives the task's
+        # own outcome. (multiprocessing's result thread dies of it, and
+        # its get() waits for ever.)
+        import time
+
+        def fails(_):
+            raise RuntimeError("the callback fails")
+
+        with self.assertLogs("concurrent.futures", "ERROR") as logs:
+            r = self.pool.apply_async(helpers.add, (1, 2), callback=fails)
+            self.assertEqual(r.get(T), 3)
+            self.assertTrue(r.successful())
+            r = self.pool.apply_async(helpers.boom, ("x",), error_callback=fails)
+            with self.assertRaises(ValueError):
+                r.get(T)
+            r = self.pool.map_async(helpers.echo, [1, 2], callback=fails)
+            self.assertEqual(r.get(T), [1, 2])
+            # and when the collector thread runs the callback (nobody waits)
+            r = self.pool.apply_async(helpers.add, (2, 2), callback=fails)
+            deadline = time.monotonic() + T
+            while not r.ready():
+                self.assertLess(time.monotonic(), deadline, "the result never became ready")
+                time.sleep(0.01)
+            self.assertEqual(r.get(0), 4)
+        self.assertEqual(sum("the callback fails" in line for line in logs.output), 4, logs.output)
+
     def test_failures_do_not_hang(self):
         with self.assertRaises(shmexec.RemoteError):
             self.pool.apply(helpers.raise_mismatched)
