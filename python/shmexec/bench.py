@@ -175,6 +175,9 @@ def measure(quick=False):
                                20 if quick else 300)
         for k, lat in zip(("pool_apply_work", "mp_apply_work", "apply_work"), work_lats):
             r[k] = {q: lat[q] - WORK for q in ("p50", "p99")}
+        # apply_async().get(): the same call through an AsyncResult
+        r["pool_apply_async"], r["mp_apply_async"] = _latencies([lambda: sp.apply_async(noop).get(), lambda: pool.apply_async(noop).get()],
+                                                                200 if quick else 2000)
 
         # map: medians of alternating runs, over a range (which both
         # pools slice as they like: shmexec sends ranges, multiprocessing
@@ -442,6 +445,8 @@ def main(argv=None):
         print(f"    in the {q['rounds']} of {q['of']} rounds with no stolen time counted: p50 {q['p50'] * 1e3:.3f} ms,"
               f" p99 {q['p99'] * 1e3:.3f} ms (p99 {q['p99'] / q['p50']:.1f}x p50)")
     print(f"Executor.submit().result() p50 is {r['apply']['p50'] / r['pool_apply']['p50']:.2f}x Pool.apply's")
+    for q in ("p50", "p99"):
+        row(f"Pool.apply_async().get() round trip {q}", r["pool_apply_async"][q], {"multiprocessing.Pool.apply_async().get()": r["mp_apply_async"][q]})
     for q in ("p50", "p99"):
         row(f"Pool.apply of a {WORK * 1e3:g} ms task, time over the task {q}", r["pool_apply_work"][q],
             {"multiprocessing.Pool.apply": r["mp_apply_work"][q], "shmexec Executor.submit().result()": r["apply_work"][q]})

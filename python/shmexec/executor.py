@@ -714,17 +714,23 @@ class Executor(_cf.Executor):
             raise self._submit_error(rc)
         return job.value
 
-    def _submit_call(self, parts, total, timeout=None, retries=None):
+    def _submit_call(self, parts, total, timeout=None, retries=None, fut=None):
         """The future of a call: submitted at once when there is room,
         else handed to the feeder (the future stays pending until then).
-        The caller has checked that the executor is open (and for a
-        fork); a shutdown since, while the call was pickled, is caught here."""
+        fut: a pending future of _new_future to use, that no other thread
+        has seen. The caller has checked that the executor is open (and
+        for a fork); a shutdown since, while the call was pickled, is
+        caught here."""
         if self._books.state != _RUN:
             self._check_open()
         job = self._try_submit_now(parts, total, timeout, retries)
         if job is not None:
-            return self._track(job)
-        fut = self._new_future()
+            if fut is None:
+                return self._track(job)
+            fut._state = _RUNNING  # as _track's: nobody else has it yet
+            return self._attach(fut, job)
+        if fut is None:
+            fut = self._new_future()
         self._feeder.put(QueuedCall(parts, total, timeout, retries, fut))
         return fut
 

@@ -68,7 +68,19 @@ class AsyncResult:
         return self._done.is_set()
 
     def wait(self, timeout=None):
-        self._done.wait(timeout)
+        self._done.wait(self._wait_here(timeout))
+
+    def _wait_here(self, timeout):
+        """Waits for an apply_async's job in the calling thread, as
+        Future.result does: the result is then fetched and settled here
+        (callbacks included), with no hand-off from the collector thread.
+        Returns what is left of timeout. A job still in the feeder's
+        queue, or one the collector is fetching, is waited for on the
+        event."""
+        stream = self._stream  # None once finished (by any thread)
+        if self._single and stream is not None and not self._done.is_set():
+            return stream._fut._wait(timeout)
+        return timeout
 
     def successful(self):
         if not self.ready():
@@ -78,7 +90,7 @@ class AsyncResult:
     def get(self, timeout=None):
         """The value (a list for a map); raises the task's exception, or
         multiprocessing.TimeoutError if it is not ready within timeout."""
-        if not self._done.wait(timeout):
+        if not self._done.wait(self._wait_here(timeout)):
             import multiprocessing  # imported here: 5 ms of a short script's start that only a timeout needs
 
             raise multiprocessing.TimeoutError
@@ -184,9 +196,19 @@ class Pool:
         return self._ex._call(func, args, kwds)  # checks for a fork
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        """func(*args, **kwds) in a worker; returns an AsyncResult at once.
+        callback (of the value) or error_callback (of the exception) runs
+        in the thread that fetches the result: one waiting in get() or
+        wait(), else the pool's collector thread."""
         self._check_running()
-        fut = self._ex._submit_call(*self._ex._call_parts(func, tuple(args), dict(kwds)))
-        return AsyncResult(_One(fut), True, _wire.POOL_TRACEBACK, callback, error_callback)
+        parts, total = self._ex._call_parts(func, tuple(args), dict(kwds))
+        # The result is made before the submit: a caller that waits at
+        # once (get) is then waiting before a tiny job ends, and fetches
+        # it itself rather than through the collector thread.
+        fut = self._ex._new_future()
+        result = AsyncResult(_One(fut), True, _wire.POOL_TRACEBACK, callback, error_callback)
+        self._ex._submit_call(parts, total, fut=fut)
+        return result
 
     # The map family takes progress=True to show a progress bar on stderr
     # (count, rate, ETA; in place on a terminal, occasional lines otherwise).

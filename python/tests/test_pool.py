@@ -288,6 +288,24 @@ class PoolTest(unittest.TestCase):
         self.assertFalse(r.successful())
         self.assertEqual(len(errs), 1)
 
+    def test_async_result_is_fetched_by_the_thread_that_waits(self):
+        # get() waits for an apply_async's job itself, as Future.result
+        # does: the result is settled in the waiting thread, callbacks
+        # included, with no hand-off from the collector thread (which
+        # cost a tiny call's round trip two more thread wakes).
+        import threading
+
+        where = []
+        r = self.pool.apply_async(helpers.sleep, (0.3,), callback=lambda v: where.append(threading.get_ident()))
+        self.assertEqual(r.get(T), 0.3)
+        self.assertEqual(where, [threading.get_ident()])
+        r = self.pool.apply_async(helpers.boom, ("x",), error_callback=lambda e: where.append(threading.get_ident()))
+        r.wait(T)
+        self.assertTrue(r.ready())
+        self.assertEqual(where, [threading.get_ident()] * 2)
+        with self.assertRaises(ValueError):
+            r.get(0)
+
     def test_a_raising_callback_does_not_strand_get(self):
         # The callback's exception is logged, as concurrent.futures logs a
         # done callback's; the result is ready and get() gives the task's
