@@ -99,6 +99,15 @@ class Future(_cf.Future):
                 self._condition.notify_all()
             self._invoke_callbacks()
 
+    def _invoke_callbacks(self):
+        # They run once, as the future ends, and are dropped then: a
+        # callback that refers back to what holds the future (a map's
+        # stream, an apply_async's result) would otherwise leave a cycle
+        # for the cyclic garbage collector, for every call. (One added
+        # later runs at once, and is never kept.)
+        super()._invoke_callbacks()
+        self._done_callbacks = []
+
     def result(self, timeout=None):
         self._observed = True
         left = self._wait(timeout)

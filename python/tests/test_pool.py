@@ -334,6 +334,35 @@ class PoolTest(unittest.TestCase):
             self.assertEqual(r.get(0), 4)
         self.assertEqual(sum("the callback fails" in line for line in logs.output), 4, logs.output)
 
+    def test_calls_leave_no_reference_cycles(self):
+        # What a call allocates is freed by reference counting when its
+        # result is dropped: a cycle per call (a map's stream and its batch
+        # futures, through their done callbacks) is work for the cyclic
+        # garbage collector, which then runs every few hundred calls.
+        import gc
+
+        def noop(*_):
+            pass
+
+        calls = {
+            "apply_async with a callback": lambda: self.pool.apply_async(helpers.add, (1, 2), callback=noop).get(T),
+            "map_async": lambda: self.pool.map_async(helpers.echo, range(4)).get(T),
+            "imap": lambda: list(self.pool.imap(helpers.echo, range(4))),
+            "Executor.submit with a done callback": lambda: self.pool._ex.submit(helpers.add, 1, 2).add_done_callback(noop),
+        }
+        for name, call in calls.items():
+            for _ in range(5):
+                call()
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(50):
+                    call()
+                unreachable = gc.collect()
+            finally:
+                gc.enable()
+            self.assertLess(unreachable, 50, f"{name}: {unreachable} objects in cycles after 50 calls")
+
     def test_failures_do_not_hang(self):
         with self.assertRaises(shmexec.RemoteError):
             self.pool.apply(helpers.raise_mismatched)
