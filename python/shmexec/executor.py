@@ -279,26 +279,15 @@ def sequence(iterable):
 
 
 def chunk_sizes(n, workers):
-    """The batch sizes a map of n items is sent in by default: as
-    multiprocessing's Pool.map, about n / (4 x workers) each, but a small
-    one first, so that a worker starts while the next are pickled, and
-    shrinking toward the end, so that the workers finish together and the
-    caller decodes the last results while little else is left to run."""
+    """The batch sizes a map of n items is sent in by default:
+    multiprocessing's Pool.map's, ceil(n / (4 x workers)) each, the last
+    one what is left. Each batch costs a round trip (a submit that may wake
+    a worker, a fetch), which outweighs what smaller first and last batches
+    save (docs/BENCHMARKS.md, "Default map batches")."""
     if n <= 0:
         return []
-    big = max(1, n // (workers * 4))
-    small = max(1, big // 4)
-    sizes = [min(small, n)]
-    left = n - sizes[0]
-    while left > 0:
-        if left <= small * workers:  # the last round: one batch each
-            k = min(workers, left)
-            sizes += [left // k + (j < left % k) for j in range(k)]
-            break
-        c = min(big, max(small, left // (workers + 1)))
-        sizes.append(c)
-        left -= c
-    return sizes
+    size = -(-n // (workers * 4))
+    return [min(size, n - i) for i in range(0, n, size)]
 
 
 class Executor(_cf.Executor):

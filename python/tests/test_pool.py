@@ -517,28 +517,27 @@ class PoolTest(unittest.TestCase):
         return None
 
     def test_default_batches(self):
-        # The default batches of a map: all items once, in order, a small
-        # batch first and one small batch per worker last, and about as
-        # many as multiprocessing's 4 per worker.
+        # The default batches of a map are multiprocessing's: all items
+        # once, in order, ceil(n / (4 x workers)) each, the last one what
+        # is left.
         import random
 
         from shmexec.executor import chunk_sizes as _chunk_sizes
 
         self.assertEqual(_chunk_sizes(0, 2), [])
         self.assertEqual(_chunk_sizes(1, 2), [1])
-        s = _chunk_sizes(100_000, 2)
-        self.assertEqual(sum(s), 100_000)
-        self.assertEqual(max(s), 12_500)
-        self.assertLess(s[0], max(s) // 2)
-        self.assertLess(max(s[-2:]), max(s) // 2)
-        self.assertLessEqual(len(s), 16)
+        self.assertEqual(_chunk_sizes(10, 2), [2] * 5)
+        self.assertEqual(_chunk_sizes(100_000, 2), [12_500] * 8)
+        self.assertEqual(_chunk_sizes(100, 2), [13] * 7 + [9])
         rng = random.Random(5)
         for _ in range(2000):
-            n, w = rng.randrange(0, 200_000), rng.randrange(1, 64)
+            n, w = rng.randrange(1, 200_000), rng.randrange(1, 64)
+            size, extra = divmod(n, 4 * w)  # multiprocessing.Pool._map_async's
+            size += bool(extra)
             s = _chunk_sizes(n, w)
             self.assertEqual(sum(s), n, (n, w))
-            self.assertTrue(all(c > 0 for c in s), (n, w))
-            self.assertLessEqual(len(s), max(1, min(n, 12 * w)), (n, w, len(s)))
+            self.assertEqual(s[:-1], [size] * (len(s) - 1), (n, w))
+            self.assertTrue(0 < s[-1] <= size, (n, w))
         self.assertEqual(self.pool.map(helpers.double, range(777)), [x * 2 for x in range(777)])
 
     def test_unobserved_failure_warns(self):
