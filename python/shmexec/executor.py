@@ -283,7 +283,7 @@ def chunk_sizes(n, workers):
     multiprocessing's Pool.map's, ceil(n / (4 x workers)) each, the last
     one what is left. Each batch costs a round trip (a submit that may wake
     a worker, a fetch), which outweighs what smaller first and last batches
-    save (docs/BENCHMARKS.md, "Default map batches")."""
+    save (docs/BENCHMARKS.md, "Small calls against multiprocessing")."""
     if n <= 0:
         return []
     size = -(-n // (workers * 4))
