@@ -305,6 +305,15 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(where, [threading.get_ident()] * 2)
         with self.assertRaises(ValueError):
             r.get(0)
+        # a worker killed under the waiting thread: the crash is the
+        # outcome, delivered once, to get() and to the error_callback
+        crashes = []
+        r = self.pool.apply_async(helpers.sigkill_self, error_callback=crashes.append)
+        with self.assertRaises(shmexec.WorkerCrashed):
+            r.get(T)
+        self.assertEqual(len(crashes), 1)
+        self.assertIsInstance(crashes[0], shmexec.WorkerCrashed)
+        self.assertEqual(self.pool.apply_async(helpers.add, (2, 2)).get(T), 4)
 
     def test_a_raising_callback_does_not_strand_get(self):
         # The callback's exception is logged, as concurrent.futures logs a
