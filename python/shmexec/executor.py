@@ -906,6 +906,11 @@ class Executor(_cf.Executor):
                     while job in books.claimed:  # the collector is fetching it
                         books.wait()
                     outcome = books.early.pop(job, None)
+                    if outcome is None and books.state >= _TERMINATED:
+                        # terminated under the call: no thread can fetch
+                        # the job any more (_wait_one refuses at once)
+                        how = "terminated" if books.state == _TERMINATED else "closed"
+                        outcome = ("exc", PoolClosed(f"the pool was {how}"))
                 if outcome is not None:
                     break
                 self._wait_one(job, _SLICE_NS, untracked=True)

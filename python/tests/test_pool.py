@@ -372,6 +372,42 @@ class PoolTest(unittest.TestCase):
                 gc.enable()
             self.assertLess(unreachable, 50, f"{name}: {unreachable} objects in cycles after 50 calls")
 
+    def test_terminate_from_another_thread_ends_a_waiting_call(self):
+        # apply (which waits in slices for a job no future tracks) and
+        # apply_async().get() each end with PoolClosed when another thread
+        # terminates the pool under them. apply used to loop for ever,
+        # each slice refused at once, once the handle was gone.
+        import threading
+        import time
+
+        for name in ("apply", "apply_async"):
+            pool = shmexec.Pool(1)
+            try:
+                self.assertEqual(pool.apply(helpers.add, (1, 1)), 2)
+                got = []
+
+                def call():
+                    try:
+                        if name == "apply":
+                            got.append(pool.apply(helpers.sleep, (30,)))
+                        else:
+                            got.append(pool.apply_async(helpers.sleep, (30,)).get(T))
+                    except BaseException as e:  # noqa: B902
+                        got.append(e)
+
+                t = threading.Thread(target=call, daemon=True)
+                t.start()
+                time.sleep(0.3)  # the call waits past the first slice of its wait
+                start = time.monotonic()
+                pool.terminate()
+                t.join(10)
+                self.assertFalse(t.is_alive(), f"{name} still waits 10 s after the terminate")
+                self.assertLess(time.monotonic() - start, 10)
+                self.assertEqual(len(got), 1, got)
+                self.assertIsInstance(got[0], shmexec.PoolClosed, f"{name}: {got[0]!r}")
+            finally:
+                pool.terminate()
+
     def test_failures_do_not_hang(self):
         with self.assertRaises(shmexec.RemoteError):
             self.pool.apply(helpers.raise_mismatched)
