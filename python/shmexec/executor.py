@@ -200,11 +200,13 @@ class _Books:
                Pool.apply job; its submitter takes it from here;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
-    claim ends). No outcome is ever dropped. state is the executor's
-    (_RUN ... _CLOSED), the one record of shutting down.
+    claim ends). No outcome is ever dropped. calls counts the threads
+    inside _call (Pool.apply), whose untracked jobs a shutdown's close
+    waits for too. state is the executor's (_RUN ... _CLOSED), the one
+    record of shutting down.
     """
 
-    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "claimed", "state")
+    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "claimed", "calls", "state")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -214,6 +216,7 @@ class _Books:
         self.own = set()
         self.early = {}
         self.claimed = set()
+        self.calls = 0
         self.state = _RUN
 
     def wait(self, timeout=None):
@@ -751,12 +754,26 @@ class Executor(_cf.Executor):
 
     def _call(self, fn, args, kwargs):
         """fn(*args, **kwargs) in a worker, waited for in this thread:
-        its value, or its exception raised (Pool.apply). A small call is
-        submitted and waited for in one C call (shmx_call_into), for a
-        first slice of 100 ms; no other thread hears of the job unless it
-        runs longer."""
+        its value, or its exception raised (Pool.apply). Counted in
+        books.calls meanwhile: a close() and join() from another thread
+        wait for the call, as multiprocessing's do, rather than close the
+        handle under it."""
         if _lib.forked():
             check_fork()
+        books = self._books
+        with books.lock:
+            books.calls += 1
+        try:
+            return self._call_here(fn, args, kwargs)
+        finally:
+            with books.lock:
+                books.calls -= 1
+                books.notify()  # a close may wait for the last of them
+
+    def _call_here(self, fn, args, kwargs):
+        """_call's body. A small call is submitted and waited for in one
+        C call (shmx_call_into), for a first slice of 100 ms; no other
+        thread hears of the job unless it runs longer."""
         parts, total = self._call_parts(fn, args if type(args) is tuple else tuple(args),
                                         kwargs if type(kwargs) is dict else dict(kwargs))
         if total >= _ZERO_COPY_FROM or self._books.state != _RUN:
@@ -961,10 +978,10 @@ class Executor(_cf.Executor):
 
     def _delivered(self):
         """Whether a shut-down executor has delivered every outcome: no
-        future pending, no batch of a map's own, nothing left to feed.
-        books.lock held."""
+        future pending, no batch of a map's own, no call waited for in
+        its thread, nothing left to feed. books.lock held."""
         books = self._books
-        return books.state == _SHUTDOWN and not books.pending and not books.own and self._feeder.idle()
+        return books.state == _SHUTDOWN and not books.pending and not books.own and not books.calls and self._feeder.idle()
 
     def _stop_intake(self):
         """Refuses new tasks from now on; returns the futures pending, or

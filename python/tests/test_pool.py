@@ -408,6 +408,42 @@ class PoolTest(unittest.TestCase):
             finally:
                 pool.terminate()
 
+    def test_close_and_join_from_another_thread_let_waiting_calls_finish(self):
+        # close() then join() lets every task finish, as multiprocessing's
+        # do: a call waiting in its own thread gets its value. apply's job
+        # is tracked by no future, and join used to close the handle under
+        # it (ShmexecError "wait: invalid argument").
+        import threading
+        import time
+
+        calls = {
+            "apply": (lambda pool: pool.apply(helpers.sleep, (0.6,)), 0.6),
+            "apply_async": (lambda pool: pool.apply_async(helpers.sleep, (0.6,)).get(T), 0.6),
+            "map": (lambda pool: pool.map(helpers.sleep, [0.3, 0.3]), [0.3, 0.3]),
+        }
+        for name, (call, want) in calls.items():
+            pool = shmexec.Pool(1)
+            try:
+                self.assertEqual(pool.apply(helpers.add, (1, 1)), 2)
+                got = []
+
+                def run():
+                    try:
+                        got.append(call(pool))
+                    except BaseException as e:  # noqa: B902
+                        got.append(e)
+
+                t = threading.Thread(target=run, daemon=True)
+                t.start()
+                time.sleep(0.3)  # apply waits past the first slice of its wait
+                pool.close()
+                pool.join()
+                t.join(T)
+                self.assertFalse(t.is_alive(), name)
+                self.assertEqual(got, [want], name)
+            finally:
+                pool.terminate()
+
     def test_failures_do_not_hang(self):
         with self.assertRaises(shmexec.RemoteError):
             self.pool.apply(helpers.raise_mismatched)
