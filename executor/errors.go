@@ -115,7 +115,7 @@ func codeError(code uint16, detail string) error {
 	case codeCancelled:
 		return wrap(ErrCancelled)
 	case codePoolClosed:
-		return wrap(ErrPoolClosed)
+		return &ClosedError{Detail: detail}
 	case codeUnknownHandler:
 		return wrap(ErrUnknownHandler)
 	case codeTooLarge:
@@ -125,6 +125,21 @@ func codeError(code uint16, detail string) error {
 	}
 	return fmt.Errorf("shmexec: result code %d: %s", code, detail)
 }
+
+// ClosedError is the error of a job that the pool's close or terminate
+// ended. It matches ErrPoolClosed (os.ErrClosed) with errors.Is; its text
+// is its own, not os.ErrClosed's "file already closed".
+type ClosedError struct{ Detail string }
+
+func (e *ClosedError) Error() string {
+	if e.Detail == "" {
+		return "shmexec: pool closed"
+	}
+	return "shmexec: pool closed: " + e.Detail
+}
+
+// Is makes errors.Is(err, ErrPoolClosed) hold.
+func (e *ClosedError) Is(target error) bool { return target == ErrPoolClosed }
 
 // TimeoutError is the error of a job that ran past its timeout. It
 // matches ErrTimeout (os.ErrDeadlineExceeded) with errors.Is, and

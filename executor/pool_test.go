@@ -593,8 +593,13 @@ func TestWaitSleeping(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		p.Terminate()
 	}()
-	if _, err := sleepingWait(t, h, -1); !errors.Is(err, ErrPoolClosed) {
+	_, err = sleepingWait(t, h, -1)
+	if !errors.Is(err, ErrPoolClosed) || !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("the sleeping caller of a job its pool's terminate ended: %v, want ErrPoolClosed", err)
+	}
+	var ce2 *ClosedError
+	if !errors.As(err, &ce2) || err.Error() != "shmexec: pool closed: the pool was terminated while the job ran" {
+		t.Fatalf("the terminated job's error reads %q (%T), want a ClosedError that says so", err, err)
 	}
 }
 

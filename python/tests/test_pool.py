@@ -405,6 +405,7 @@ class PoolTest(unittest.TestCase):
                 self.assertLess(time.monotonic() - start, 10)
                 self.assertEqual(len(got), 1, got)
                 self.assertIsInstance(got[0], shmexec.PoolClosed, f"{name}: {got[0]!r}")
+                self.assertNotIn("file already closed", str(got[0]))  # os.ErrClosed's text, not ours
             finally:
                 pool.terminate()
 
