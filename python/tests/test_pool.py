@@ -372,78 +372,66 @@ class PoolTest(unittest.TestCase):
                 gc.enable()
             self.assertLess(unreachable, 50, f"{name}: {unreachable} objects in cycles after 50 calls")
 
+    def _call_while_the_pool_ends(self, call, end):
+        """Runs call(pool) in a thread on a fresh Pool(1), ends the pool
+        with end(pool) 0.3 s in (past the first 100 ms slice of the
+        call's wait) and returns what the call returned or raised."""
+        import threading
+        import time
+
+        pool = shmexec.Pool(1)
+        try:
+            self.assertEqual(pool.apply(helpers.add, (1, 1)), 2)
+            got = []
+
+            def run():
+                try:
+                    got.append(call(pool))
+                except BaseException as e:  # noqa: B902
+                    got.append(e)
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            time.sleep(0.3)
+            end(pool)
+            t.join(10)
+            self.assertFalse(t.is_alive(), "the call still waits 10 s after the pool ended")
+            self.assertEqual(len(got), 1, got)
+            return got[0]
+        finally:
+            pool.terminate()
+
     def test_terminate_from_another_thread_ends_a_waiting_call(self):
         # apply (which waits in slices for a job no future tracks) and
         # apply_async().get() each end with PoolClosed when another thread
         # terminates the pool under them. apply used to loop for ever,
         # each slice refused at once, once the handle was gone.
-        import threading
-        import time
-
-        for name in ("apply", "apply_async"):
-            pool = shmexec.Pool(1)
-            try:
-                self.assertEqual(pool.apply(helpers.add, (1, 1)), 2)
-                got = []
-
-                def call():
-                    try:
-                        if name == "apply":
-                            got.append(pool.apply(helpers.sleep, (30,)))
-                        else:
-                            got.append(pool.apply_async(helpers.sleep, (30,)).get(T))
-                    except BaseException as e:  # noqa: B902
-                        got.append(e)
-
-                t = threading.Thread(target=call, daemon=True)
-                t.start()
-                time.sleep(0.3)  # the call waits past the first slice of its wait
-                start = time.monotonic()
-                pool.terminate()
-                t.join(10)
-                self.assertFalse(t.is_alive(), f"{name} still waits 10 s after the terminate")
-                self.assertLess(time.monotonic() - start, 10)
-                self.assertEqual(len(got), 1, got)
-                self.assertIsInstance(got[0], shmexec.PoolClosed, f"{name}: {got[0]!r}")
-                self.assertNotIn("file already closed", str(got[0]))  # os.ErrClosed's text, not ours
-            finally:
-                pool.terminate()
+        calls = {
+            "apply": lambda pool: pool.apply(helpers.sleep, (30,)),
+            "apply_async": lambda pool: pool.apply_async(helpers.sleep, (30,)).get(T),
+        }
+        for name, call in calls.items():
+            got = self._call_while_the_pool_ends(call, lambda pool: pool.terminate())
+            self.assertIsInstance(got, shmexec.PoolClosed, f"{name}: {got!r}")
+            self.assertNotIn("file already closed", str(got))  # os.ErrClosed's text, not ours
 
     def test_close_and_join_from_another_thread_let_waiting_calls_finish(self):
         # close() then join() lets every task finish, as multiprocessing's
         # do: a call waiting in its own thread gets its value. apply's job
         # is tracked by no future, and join used to close the handle under
         # it (ShmexecError "wait: invalid argument").
-        import threading
-        import time
-
         calls = {
             "apply": (lambda pool: pool.apply(helpers.sleep, (0.6,)), 0.6),
             "apply_async": (lambda pool: pool.apply_async(helpers.sleep, (0.6,)).get(T), 0.6),
             "map": (lambda pool: pool.map(helpers.sleep, [0.3, 0.3]), [0.3, 0.3]),
         }
+
+        def close_and_join(pool):
+            pool.close()
+            pool.join()
+
         for name, (call, want) in calls.items():
-            pool = shmexec.Pool(1)
-            try:
-                self.assertEqual(pool.apply(helpers.add, (1, 1)), 2)
-                got = []
-
-                def run():
-                    try:
-                        got.append(call(pool))
-                    except BaseException as e:  # noqa: B902
-                        got.append(e)
-
-                t = threading.Thread(target=run, daemon=True)
-                t.start()
-                time.sleep(0.3)  # apply waits past the first slice of its wait
-                pool.close()
-                pool.join()
-                t.join(T)
-                self.assertFalse(t.is_alive(), name)
-                self.assertEqual(got, [want], name)
-            finally:
-                pool.terminate()
+            self.assertEqual(self._call_while_the_pool_ends(call, close_and_join), want, name)
 
     def test_failures_do_not_hang(self):
         with self.assertRaises(shmexec.RemoteError):
