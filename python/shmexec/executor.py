@@ -953,8 +953,14 @@ class Executor(_cf.Executor):
         """Waits for fut's job in the calling thread (ctypes releases the
         GIL): a round trip then costs no hand-off to the collector thread.
         If the collector is waiting on it just now, the future's own wait
-        takes over."""
-        self._wait_one(fut._job, -1 if timeout is None else max(0, int(timeout * 1e9)))
+        takes over. Waits in slices, so that Ctrl-C works (a signal's
+        handler runs when a slice returns)."""
+        job = fut._job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while fut._state not in _ENDED:
+            ns = _SLICE_NS if deadline is None else min(_SLICE_NS, max(0, int((deadline - time.monotonic()) * 1e9)))
+            if self._wait_one(job, ns) != _lib.SHMX_ETIMEDOUT or ns < _SLICE_NS:
+                return  # fetched, another thread's to fetch, or the time is up
 
     def _collect(self):
         """Finishes futures nobody waits for in their own thread (callbacks,

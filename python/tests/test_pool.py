@@ -237,6 +237,32 @@ class PoolTest(unittest.TestCase):
             t.join()
             sys.setswitchinterval(old)
 
+    def test_waits_for_a_result_are_interrupted(self):
+        # Ctrl-C while apply_async().get() or submit().result() waits for
+        # a long job, in the calling thread, raises KeyboardInterrupt
+        # within the wait's slice; the job goes on, and its result can
+        # still be had. (Before, the wait was one C call that a signal
+        # did not end: the KeyboardInterrupt came when the job did.)
+        import signal
+        import threading
+        import time
+
+        calls = {
+            "apply_async().get()": lambda: self.pool.apply_async(helpers.sleep, (1.5,)),
+            "submit().result()": lambda: self.pool._ex.submit(helpers.sleep, 1.5),
+        }
+        for name, submit in calls.items():
+            pending = submit()
+            wait = pending.get if hasattr(pending, "get") else pending.result
+            t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+            t.start()
+            start = time.monotonic()
+            with self.assertRaises(KeyboardInterrupt, msg=name):
+                wait()
+            self.assertLess(time.monotonic() - start, 1.2, name)
+            t.join()
+            self.assertEqual(wait(T), 1.5, name)
+
     def test_apply_interrupted(self):
         # Ctrl-C during a long apply raises KeyboardInterrupt within the
         # wait's slice; the job's outcome is dropped and the pool goes on.
