@@ -7,6 +7,7 @@ package main
 import "C"
 import (
 	"errors"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -43,7 +44,10 @@ func code(err error) C.int {
 		return C.SHMX_ETOO_LARGE
 	case errors.Is(err, executor.ErrPoolDead):
 		return C.SHMX_EPOOL_DEAD
-	case errors.Is(err, executor.ErrPoolClosed):
+	case errors.Is(err, executor.ErrPoolClosed), errors.Is(err, os.ErrClosed):
+		// os.ErrClosed: one of the pool's files closed under the call by
+		// a close (ErrPoolClosed was os.ErrClosed itself until it had a
+		// text of its own, and these mapped here with it)
 		return C.SHMX_ECLOSED
 	case errors.Is(err, executor.ErrFull):
 		return C.SHMX_EFULL

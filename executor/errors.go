@@ -38,8 +38,10 @@ var (
 	// ErrCancelled: the job was cancelled before it ended.
 	ErrCancelled = errors.New("shmexec: job cancelled")
 	// ErrPoolClosed: the pool was closed or terminated before the job ran,
-	// or a submit came after Close.
-	ErrPoolClosed = os.ErrClosed
+	// or a submit came after Close. errors.Is(err, os.ErrClosed) holds for
+	// it too; its text is its own, not os.ErrClosed's "file already
+	// closed".
+	ErrPoolClosed error = poolClosedError{}
 	// ErrUnknownHandler: no handler of that name is registered in the
 	// worker.
 	ErrUnknownHandler = errors.New("shmexec: unknown handler")
@@ -115,7 +117,7 @@ func codeError(code uint16, detail string) error {
 	case codeCancelled:
 		return wrap(ErrCancelled)
 	case codePoolClosed:
-		return &ClosedError{Detail: detail}
+		return wrap(ErrPoolClosed)
 	case codeUnknownHandler:
 		return wrap(ErrUnknownHandler)
 	case codeTooLarge:
@@ -126,20 +128,14 @@ func codeError(code uint16, detail string) error {
 	return fmt.Errorf("shmexec: result code %d: %s", code, detail)
 }
 
-// ClosedError is the error of a job that the pool's close or terminate
-// ended. It matches ErrPoolClosed (os.ErrClosed) with errors.Is; its text
-// is its own, not os.ErrClosed's "file already closed".
-type ClosedError struct{ Detail string }
+// poolClosedError is ErrPoolClosed: the pool's own text, and os.ErrClosed
+// for errors.Is (what ErrPoolClosed was before it had a text of its own).
+type poolClosedError struct{}
 
-func (e *ClosedError) Error() string {
-	if e.Detail == "" {
-		return "shmexec: pool closed"
-	}
-	return "shmexec: pool closed: " + e.Detail
-}
+func (poolClosedError) Error() string { return "shmexec: pool closed" }
 
-// Is makes errors.Is(err, ErrPoolClosed) hold.
-func (e *ClosedError) Is(target error) bool { return target == ErrPoolClosed }
+// Is makes errors.Is(err, os.ErrClosed) hold.
+func (poolClosedError) Is(target error) bool { return target == os.ErrClosed }
 
 // TimeoutError is the error of a job that ran past its timeout. It
 // matches ErrTimeout (os.ErrDeadlineExceeded) with errors.Is, and
