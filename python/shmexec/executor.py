@@ -663,9 +663,11 @@ class Executor(_cf.Executor):
             settle(fut, outcome)
         return fut
 
-    def _track(self, job):
-        fut = Future()
-        fut._ex = self
+    def _track(self, job, fut=None):
+        """The future of job, just submitted: fut (a pending one of
+        _new_future that no other thread has seen) or a new one."""
+        if fut is None:
+            fut = self._new_future()
         fut._state = _RUNNING  # set_running_or_notify_cancel of a future nobody has seen yet
         return self._attach(fut, job)
 
@@ -726,10 +728,7 @@ class Executor(_cf.Executor):
             self._check_open()
         job = self._try_submit_now(parts, total, timeout, retries)
         if job is not None:
-            if fut is None:
-                return self._track(job)
-            fut._state = _RUNNING  # as _track's: nobody else has it yet
-            return self._attach(fut, job)
+            return self._track(job, fut)
         if fut is None:
             fut = self._new_future()
         self._feeder.put(QueuedCall(parts, total, timeout, retries, fut))
