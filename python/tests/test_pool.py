@@ -459,6 +459,33 @@ class PoolTest(unittest.TestCase):
         for name, (call, want) in calls.items():
             self.assertEqual(self._call_while_the_pool_ends(call, close_and_join), want, name)
 
+    def test_close_and_join_while_a_waiting_calls_worker_is_killed(self):
+        # join waits for a call waiting in its own thread (books.calls);
+        # the call's worker SIGKILLed from outside meanwhile ends it with
+        # WorkerCrashed, once, and join then returns: the wait for the
+        # call cannot outlive its job.
+        import signal
+        import threading
+
+        for name in ("apply", "apply_async"):
+            mark = os.path.join(self.tmp(), f"started-{name}")
+
+            def call(pool):
+                if name == "apply":
+                    return pool.apply(helpers.mark_then_sleep, (mark, 60))
+                return pool.apply_async(helpers.mark_then_sleep, (mark, 60)).get(T)
+
+            def close_kill_join(pool):
+                helpers.wait_marks(mark, 1, T)  # the job runs
+                [pid] = pool._ex._worker_pids()
+                pool.close()
+                threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()  # while join waits
+                pool.join()
+
+            got = self._call_while_the_pool_ends(call, close_kill_join)
+            self.assertIsInstance(got, shmexec.WorkerCrashed, f"{name}: {got!r}")
+            self.assertEqual(got.signal, signal.SIGKILL, name)
+
     def test_failures_do_not_hang(self):
         with self.assertRaises(shmexec.RemoteError):
             self.pool.apply(helpers.raise_mismatched)
