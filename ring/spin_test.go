@@ -173,6 +173,11 @@ func TestDequeueSpinBit(t *testing.T) {
 	if f.r.notEmpty.spinners[0].Load() != 0 {
 		t.Fatal("a timed-out dequeue left its spin bit")
 	}
+	// A spin that outlasts the watch below: with a 5 ms spin, a loaded
+	// machine (make test, -race) ran the whole spin while this goroutine
+	// was off the CPU, and the dequeue went to sleep unseen (6 runs in 40
+	// with three CPU hogs).
+	f.r.Spin = 10 * time.Second
 	done := make(chan error, 1)
 	go func() {
 		_, err := f.r.Dequeue(cons, 5*time.Second)
