@@ -51,6 +51,17 @@ def _warm_every_worker(call, workers=2, most=4):
             return
 
 
+# Calls of a few items (measure's "small"), by what a Pool is asked.
+SMALL_CALLS = {
+    "map of 10": lambda p: p.map(noop, range(10)),
+    "map of 1000": lambda p: p.map(noop, range(1000)),
+    "starmap of 10": lambda p: p.starmap(noop, [(i,) for i in range(10)]),
+    "map_async of 10, get()": lambda p: p.map_async(noop, range(10)).get(),
+    "imap of 10": lambda p: list(p.imap(noop, range(10))),
+    "imap_unordered of 10": lambda p: list(p.imap_unordered(noop, range(10))),
+}
+
+
 # A task that outlasts every caller's spin (100 us), so that what a pool
 # adds to it includes waking the caller: its own clock, busy, not asleep.
 WORK = 1e-3
@@ -190,6 +201,13 @@ def measure(quick=False):
         r["map"] = _timed(lambda: list(ex.map(noop, items)))
         r["ppe_map"] = _timed(lambda: list(ppe.map(noop, items)))
         r["mp_map_chunksize1"] = _timed(lambda: pool.map(noop, items[: n_map // 10], chunksize=1)) * 10  # 1/10 run, scaled
+
+        # the small calls a program makes every day: each figure the
+        # median of alternating rounds of 20 calls, per call
+        r["small"] = {}
+        for name, call in SMALL_CALLS.items():
+            ours, theirs = _alternating([lambda: [call(sp) for _ in range(20)], lambda: [call(pool) for _ in range(20)]], reps)
+            r["small"][name] = {"shmexec": ours / 20, "mp": theirs / 20}
 
         r["echo"] = {}
         for size in sizes:
@@ -454,6 +472,8 @@ def main(argv=None):
         "Pool.map chunksize=1 (1/10 run, x10)": r["mp_map_chunksize1"]})
     row(f"Pool.map of {r['n_map']:,} tiny tasks, a list", r["pool_map_list"], {"multiprocessing Pool.map (default chunksize)": r["mp_map_list"]})
     row(f"Executor.map of {r['n_map']:,} tiny tasks", r["map"], {"ProcessPoolExecutor.map": r["ppe_map"]})
+    for name, t in r["small"].items():
+        row(f"Pool {name}, per call (median of alternating runs)", t["shmexec"], {"multiprocessing.Pool": t["mp"]})
     biggest = max(r["echo"], key=int)
     row(f"{int(biggest) >> 20 or int(biggest) >> 10} {'MiB' if int(biggest) >= 1 << 20 else 'KiB'} echo", r["echo"][biggest]["shmexec"],
         {"multiprocessing.Pool.apply": r["echo"][biggest]["mp_apply"]})
