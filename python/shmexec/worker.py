@@ -3,6 +3,7 @@ started by the pool (never by hand). It runs calls that arrive as pickled
 (function, args, kwargs) and sends back pickled outcomes."""
 
 import ctypes
+import itertools
 import os
 import sys
 
@@ -30,20 +31,18 @@ def _run_call(payload, plain=None, views=None):
             return _wire.dumps_parts(("ok", fn(*args, **kwargs)))
         # A batch: one value per item ("batch1": one argument each,
         # "batch": an argument tuple each), a Failure for an item that
-        # raised, and whether any did.
-        star = kind == "batch"
-        try:
-            outs = [fn(*a) for a in items] if star else [fn(a) for a in items]
-            return _wire.dumps_parts(("ok", (False, outs)))
-        except BaseException:  # noqa: B902 - redo item by item: a task's exception ends that item only
-            pass
-        outs = []
-        for a in items:
+        # raised, and whether any did. Each item runs once: after a
+        # failure the same iterator goes on with the next item.
+        it = iter(items)
+        outs, failed = [], False
+        while True:
             try:
-                outs.append(fn(*a) if star else fn(a))
-            except BaseException as e:  # noqa: B902
+                outs.extend(itertools.starmap(fn, it) if kind == "batch" else map(fn, it))
+                break
+            except BaseException as e:  # noqa: B902 - a task's exception ends that item only
                 outs.append(_wire.Failure(_wire.error_outcome(e)))
-        return _wire.dumps_parts(("ok", (True, outs)))
+                failed = True
+        return _wire.dumps_parts(("ok", (failed, outs)))
     except BaseException as e:  # noqa: B902
         try:
             return _wire.dumps_parts(_wire.error_outcome(e))

@@ -105,6 +105,17 @@ def sleep_then_mark(s, path):
     return s
 
 
+def log_then_fail_on_odd(path, x, y=0):
+    """Appends "x" to path (one write, so that workers do not interleave),
+    then raises ValueError(x) if x + y is odd, else returns x + y: a test
+    counts how often each item ran."""
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    if (x + y) % 2:
+        raise ValueError(x)
+    return x + y
+
+
 def mark_then_sleep(path, s):
     """Appends a line to path, then sleeps s seconds: a test polls for the
     line (wait_marks) to know that the task has started."""

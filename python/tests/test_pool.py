@@ -1,3 +1,4 @@
+import functools
 import multiprocessing
 import os
 import sys
@@ -515,6 +516,47 @@ class PoolTest(unittest.TestCase):
             gc.collect()
         self.assertFalse([x for x in w if "never retrieved" in str(x.message)], [str(x.message) for x in w])
         self.assertEqual(self.pool.starmap(divmod, [(7, 2), (9, 4)]), [(3, 1), (2, 1)])
+
+    def test_a_failing_item_does_not_run_its_batch_again(self):
+        # Every item of a map runs once, as in multiprocessing, whether an
+        # item of its batch fails or not (until 2026-12-06 a batch with a
+        # failure ran again from its first item).
+        import collections
+
+        def counts(path):
+            with open(path) as f:
+                return collections.Counter(int(x) for x in f.read().split())
+
+        once = {x: 1 for x in range(12)}
+        calls = {
+            "map": lambda p, path: p.map(functools.partial(helpers.log_then_fail_on_odd, path), range(12), chunksize=6),
+            "starmap": lambda p, path: p.starmap(functools.partial(helpers.log_then_fail_on_odd, path),
+                                                 [(x, 0) for x in range(12)], chunksize=6),
+            "imap": lambda p, path: list(p.imap(functools.partial(helpers.log_then_fail_on_odd, path), range(12), chunksize=6)),
+            "map_async": lambda p, path: p.map_async(functools.partial(helpers.log_then_fail_on_odd, path), range(12),
+                                                     chunksize=6).get(T),
+        }
+        for name, call in calls.items():
+            with self.subTest(name):
+                path = os.path.join(self.tmp(), "log")
+                with self.assertRaises(ValueError) as cm:
+                    call(self.pool, path)
+                self.assertEqual(str(cm.exception), "1")
+                # The raise comes with the first batch; the second may
+                # still be running.
+                helpers.wait_marks(path, 12)
+                self.assertEqual(counts(path), once)
+        with shmexec.Executor(2) as ex:
+            path = os.path.join(self.tmp(), "log")
+            got = []
+            with self.assertRaises(ValueError):
+                for v in ex.map(functools.partial(helpers.log_then_fail_on_odd, path), range(12), chunksize=12):
+                    got.append(v)
+            # As in ProcessPoolExecutor, a batch with a failure raises
+            # as a whole, from its first item.
+            self.assertEqual(got, [])
+            helpers.wait_marks(path, 12)
+        self.assertEqual(counts(path), once)
 
     def test_map_interrupted_forgets_its_batches(self):
         # Ctrl-C during a long map raises KeyboardInterrupt within a wait
