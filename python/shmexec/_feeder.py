@@ -67,6 +67,7 @@ class Stream:
         self._left = 0  # batches not yet done
         self._cancelled = False
         self._complete = []  # callbacks for when ended and every batch done
+        self._report = None  # a queue told of each batch's end (report_to)
 
     # -- the feeder's side --------------------------------------------
 
@@ -115,8 +116,11 @@ class Stream:
     def _add(self, fut, n):
         with self._cond:
             self.batches.append(fut)
+            i, report = len(self.batches) - 1, self._report
             self._left += 1
             self._cond.notify_all()
+        if report is not None:
+            fut.add_done_callback(lambda _, i=i: report.put(i))
         if self._progress is not None:
             fut.add_done_callback(self._progress.callback(n))
         fut.add_done_callback(self._one_done)
@@ -136,7 +140,10 @@ class Stream:
             if error is not None:
                 self.error = error
             complete = self._left == 0
+            report = self._report
             self._cond.notify_all()
+        if report is not None:
+            report.put(None)
         if complete:
             self._fire()
 
@@ -175,6 +182,29 @@ class Stream:
                 self._taken += 1
                 return f
             return None
+
+    def report_to(self, q):
+        """Puts into q the index of each batch as it ends, for take(), and
+        None once the stream has ended: every batch is in it by then."""
+        with self._cond:
+            self._report = q
+            batches = list(enumerate(self.batches))
+            ended = self.ended
+        for i, f in batches:
+            f.add_done_callback(lambda _, i=i: q.put(i))
+        if ended:
+            q.put(None)
+
+    def count(self):
+        """How many batches have been submitted so far."""
+        with self._cond:
+            return len(self.batches)
+
+    def take(self, i):
+        """Batch i's future, removed from the stream (report_to)."""
+        with self._cond:
+            f, self.batches[i] = self.batches[i], None
+            return f
 
     def all_batches(self):
         """The batch futures, once the stream is complete."""

@@ -3,8 +3,10 @@ Executor. Unlike multiprocessing.Pool it does not hang when a worker dies
 or an exception cannot be unpickled: the task fails with WorkerCrashed or
 RemoteError and the pool goes on."""
 
+import concurrent.futures as _cf
 import queue
 import threading
+import time
 import warnings
 
 from . import _errors, _reduction, _wire
@@ -251,21 +253,22 @@ class Pool:
         return self._ex._own_batch_values(self._ex._own_batches(func, items, chunksize, star))
 
     def imap(self, func, iterable, chunksize=1, progress=False):
-        """An iterator of func's results in order, returned at once; the
-        iterable is consumed by the pool's feeder as room frees. If the
-        iterable raises, the results before it come first, then its
-        exception."""
+        """An iterator of func's results in order (an IMapIterator),
+        returned at once; the iterable is consumed by the pool's feeder as
+        room frees. A task's exception is raised where its result would
+        be, and iteration goes on after it; if the iterable raises, the
+        results before it come first, then its exception."""
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, iterable, chunksize, False, progress)
-        return self._ex._results(stream)
+        return IMapIterator(stream, True, self._ex._tb_type)
 
     def imap_unordered(self, func, iterable, chunksize=1, progress=False):
         """imap, with each batch's results as soon as it ends."""
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, iterable, chunksize, False, progress)
-        return _unordered(stream, _wire.POOL_TRACEBACK)
+        return IMapIterator(stream, False, self._ex._tb_type)
 
     def close(self):
         """No new tasks; those submitted run on (join waits for them)."""
@@ -307,30 +310,92 @@ class Pool:
     __reduce_ex__ = _reduction.refuse_pickling
 
 
-def _unordered(stream, tb_type):
-    """The values of a stream's batches as each batch ends; after them,
-    what the iterable raised."""
-    done = queue.SimpleQueue()
-    seen = 0
-    try:
-        while True:
-            f = stream.next_batch()
+class IMapIterator:
+    """The iterator of Pool.imap and imap_unordered, as multiprocessing's:
+    next(timeout) raises multiprocessing.TimeoutError when no result comes
+    within timeout seconds; a task's exception is raised by the next()
+    that reaches its item, and the next() after it goes on with the
+    following item (for every chunksize: multiprocessing's iterator ends
+    there when chunksize > 1); what the iterable raised comes after the
+    results before it. Dropping the iterator stops the feeding of the
+    items not yet submitted."""
+
+    def __init__(self, stream, ordered, tb_type):
+        self._stream = stream
+        self._tb_type = tb_type
+        self._values = []  # the outcomes of the batch being given out, last first
+        self._finished = False
+        self._ordered = ordered
+        self._batch = None  # ordered: the batch waited for, kept when a wait runs out
+        if not ordered:
+            self._ends = queue.SimpleQueue()  # indices of ended batches, then None at the stream's end
+            self._taken = 0
+            self._over = False
+            stream.report_to(self._ends)
+
+    def __iter__(self):
+        return self
+
+    def next(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._values:
+            if self._finished:
+                raise StopIteration
+            f = self._next_ordered(deadline) if self._ordered else self._next_unordered(deadline)
             if f is None:
-                break
-            f.add_done_callback(done.put)
-            seen += 1
-            while True:  # hand out what has ended meanwhile
-                try:
-                    g = done.get_nowait()
-                except queue.Empty:
-                    break
-                seen -= 1
-                yield from _wire.batch_values(g.result(0), tb_type)
-        while seen:
-            g = done.get()
-            seen -= 1
-            yield from _wire.batch_values(g.result(0), tb_type)
-        if stream.error is not None:
-            raise stream.error
-    finally:
-        stream.cancel()
+                self._finished = True
+                if self._stream.error is not None:
+                    raise self._stream.error
+                raise StopIteration
+            _, values = f.result(0)  # a failure of the whole batch (its worker died) is raised once
+            del f
+            values.reverse()
+            self._values = values
+        v = self._values.pop()
+        if type(v) is _wire.Failure:
+            raise _wire.rebuild(v.outcome, self._tb_type)[1]
+        return v
+
+    __next__ = next
+
+    def _next_ordered(self, deadline):
+        if self._batch is None:
+            try:
+                self._batch = self._stream.next_batch(deadline)
+            except TimeoutError:
+                _timed_out()
+            if self._batch is None:
+                return None
+        try:
+            self._batch.exception(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except _cf.TimeoutError:
+            _timed_out()
+        except _cf.CancelledError:
+            pass  # raised by result()
+        f, self._batch = self._batch, None
+        return f
+
+    def _next_unordered(self, deadline):
+        while not (self._over and self._taken == self._stream.count()):
+            try:
+                i = self._ends.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                _timed_out()
+            if i is None:
+                self._over = True
+                continue
+            self._taken += 1
+            return self._stream.take(i)
+        return None
+
+    def __del__(self):
+        try:
+            self._stream.cancel()
+        except Exception:
+            pass
+
+
+def _timed_out():
+    import multiprocessing  # imported here: see AsyncResult.get
+
+    raise multiprocessing.TimeoutError from None

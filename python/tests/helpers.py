@@ -105,6 +105,15 @@ def sleep_then_mark(s, path):
     return s
 
 
+def fail_on_odd(x):
+    """x, or ValueError(x) if x is odd; the worker exits (code 3) on -1."""
+    if x == -1:
+        os._exit(3)
+    if x % 2:
+        raise ValueError(x)
+    return x
+
+
 def log_then_fail_on_odd(path, x, y=0):
     """Appends "x" to path (one write, so that workers do not interleave),
     then raises ValueError(x) if x + y is odd, else returns x + y: a test

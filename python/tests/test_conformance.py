@@ -192,6 +192,48 @@ class IterablesThatRaise(unittest.TestCase):
                 got.append(v)
         self.assertEqual(sorted(got), [0, 2, 4, 6, 8])
 
+    def test_imap_goes_on_after_a_failing_task(self):
+        # As multiprocessing's (with its default chunksize of 1): next()
+        # raises a task's exception, and the next call gives the item
+        # after it; a task whose worker died is no different. Here for
+        # every chunksize (multiprocessing's iterator ends at the first
+        # exception when chunksize > 1).
+        def drain(it):
+            out = []
+            while True:
+                try:
+                    out.append(next(it))
+                except StopIteration:
+                    return out
+                except Exception as e:
+                    out.append(type(e).__name__ + (str(e) if isinstance(e, ValueError) else ""))
+
+        items = [0, 1, 2, -1, 4, 5, 6]
+        # A batch whose worker died fails as a whole, once.
+        wants = {1: [0, "ValueError1", 2, "WorkerCrashed", 4, "ValueError5", 6],
+                 2: [0, "ValueError1", "WorkerCrashed", 4, "ValueError5", 6],
+                 7: ["WorkerCrashed"]}
+        for chunksize, want in wants.items():
+            with self.subTest(chunksize=chunksize):
+                self.assertEqual(drain(self.pool.imap(helpers.fail_on_odd, items, chunksize)), want)
+                self.assertEqual(sorted(map(str, drain(self.pool.imap_unordered(helpers.fail_on_odd, items, chunksize)))),
+                                 sorted(map(str, want)))
+
+    def test_imap_next_takes_a_timeout(self):
+        for ordered in (True, False):
+            with self.subTest(ordered=ordered):
+                call = self.pool.imap if ordered else self.pool.imap_unordered
+                it = call(helpers.sleep, [1.0, 0.0] if ordered else [1.0])
+                t0 = time.monotonic()
+                with self.assertRaises(multiprocessing.TimeoutError):
+                    it.next(timeout=0.05)
+                self.assertLess(time.monotonic() - t0, 0.9)
+                self.assertEqual(it.next(timeout=T), 1.0)  # the timed-out wait lost nothing
+                if ordered:
+                    self.assertEqual(next(it), 0.0)
+                with self.assertRaises(StopIteration):
+                    it.next(timeout=T)
+
     def test_map_and_map_async_raise_the_iterable_error(self):
         with self.assertRaisesRegex(ValueError, "the iterable broke"):
             self.pool.map(helpers.double, raising_after(5))
