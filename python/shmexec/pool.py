@@ -317,8 +317,9 @@ class IMapIterator:
     that reaches its item, and the next() after it goes on with the
     following item (for every chunksize: multiprocessing's iterator ends
     there when chunksize > 1); what the iterable raised comes after the
-    results before it. Dropping the iterator stops the feeding of the
-    items not yet submitted."""
+    results before it. Every item is run, whether the iterator is read
+    to its end or dropped, as multiprocessing's are (close and join wait
+    for them; terminate stops them)."""
 
     def __init__(self, stream, ordered, tb_type):
         self._stream = stream
@@ -388,11 +389,6 @@ class IMapIterator:
             return self._stream.take(i)
         return None
 
-    def __del__(self):
-        try:
-            self._stream.cancel()
-        except Exception:
-            pass
 
 
 def _timed_out():

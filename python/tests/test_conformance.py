@@ -171,10 +171,14 @@ class IterablesThatRaise(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pool = shmexec.Pool(2)
+        cls.tmp = tempfile.mkdtemp(prefix="shmexec-test-")
 
     @classmethod
     def tearDownClass(cls):
+        import shutil
+
         cls.pool.terminate()
+        shutil.rmtree(cls.tmp, True)
 
     def test_imap_gives_the_results_before_the_error(self):
         for chunksize in (1, 2, 3):
@@ -218,6 +222,31 @@ class IterablesThatRaise(unittest.TestCase):
                 self.assertEqual(drain(self.pool.imap(helpers.fail_on_odd, items, chunksize)), want)
                 self.assertEqual(sorted(map(str, drain(self.pool.imap_unordered(helpers.fail_on_odd, items, chunksize)))),
                                  sorted(map(str, want)))
+
+    def test_a_dropped_imap_iterator_runs_every_item(self):
+        # As multiprocessing's: the items go on being run after the
+        # iterator is dropped (until 2026-12-06 the feeder stopped).
+        import functools
+        import threading
+
+        for ordered in (True, False):
+            with self.subTest(ordered=ordered):
+                path = os.path.join(self.tmp, f"log-{ordered}")
+                go_on = threading.Event()
+
+                def items():
+                    for i in range(20):
+                        if i == 5:
+                            self.assertTrue(go_on.wait(T))
+                        yield 2 * i
+
+                call = self.pool.imap if ordered else self.pool.imap_unordered
+                it = call(functools.partial(helpers.log_then_fail_on_odd, path), items())
+                next(it)
+                del it
+                gc.collect()
+                go_on.set()
+                helpers.wait_marks(path, 20)
 
     def test_imap_next_takes_a_timeout(self):
         for ordered in (True, False):
