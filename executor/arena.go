@@ -78,6 +78,20 @@ func (l *layout) lastBusy(s, n int) int {
 // (SubmitOptions.InPlace) that their callers are about to release. Clients
 // wait for space for inputs, workers for outputs: a worker that failed an
 // output at once failed jobs that ran beside other large ones.
+// allocPagesNow is allocPages for a caller that must not wait: ErrFull
+// while other jobs' inputs and outputs fill the arena, ErrTooLarge when
+// it could never hold n pages.
+func (l *layout) allocPagesNow(n int, owner uint64) (int, error) {
+	first, err := l.allocPages(n, owner)
+	if err == nil {
+		return first, nil
+	}
+	if n > len(l.pages) {
+		return 0, fmt.Errorf("%w: no arena space for %d pages of %d", ErrTooLarge, n, len(l.pages))
+	}
+	return 0, fmt.Errorf("%w: no arena space for %d pages now", ErrFull, n)
+}
+
 func (l *layout) allocPagesWait(n int, owner uint64) (int, error) {
 	delay := 50 * time.Microsecond
 	deadline := time.Now().Add(10 * time.Second)

@@ -41,16 +41,11 @@ func (c *Client) allocBuffer(n int, wait bool) (*Buffer, error) {
 	}
 	np := max(pagesFor(uint64(n)), 1)
 	owner := pageOwner(pageParty, c.subParty.Owner())
-	var first int
-	var err error
+	alloc := c.l.allocPagesNow
 	if wait {
-		first, err = c.l.allocPagesWait(np, owner)
-	} else if first, err = c.l.allocPages(np, owner); err != nil {
-		if np > len(c.l.pages) {
-			return nil, fmt.Errorf("%w: no arena space for %d pages of %d", ErrTooLarge, np, len(c.l.pages))
-		}
-		return nil, fmt.Errorf("%w: no arena space for %d pages now", ErrFull, np)
+		alloc = c.l.allocPagesWait
 	}
+	first, err := alloc(np, owner)
 	if err != nil {
 		return nil, err
 	}

@@ -390,7 +390,8 @@ func (c *Client) SubmitWith(ctx context.Context, handler string, input []byte, o
 }
 
 // TrySubmit is Submit that fails with ErrFull instead of waiting for a
-// free job slot.
+// free job slot, or for arena space for an input too large to travel in
+// the slot: it never blocks.
 func (c *Client) TrySubmit(handler string, input []byte) (*Future, error) {
 	return c.TrySubmitWith(handler, input, SubmitOptions{Retries: -1})
 }
@@ -472,7 +473,7 @@ func (c *Client) submit(ctx context.Context, handler string, input []byte, buf *
 	sl.Uint64(slOutRef).Store(0)
 	sl.Uint64(slOutLen).Store(0)
 	ref := slotRef(idx, seq)
-	if err := c.writeInput(idx, ref, sl, input, buf); err != nil {
+	if err := c.writeInput(idx, ref, sl, input, buf, block); err != nil {
 		c.l.releaseSlot(idx, cur, false)
 		return nil, err
 	}
@@ -530,7 +531,9 @@ func (c *Client) allocSlot(ctx context.Context, owner uint32, block bool) (int, 
 	}
 }
 
-func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf *Buffer) error {
+// writeInput puts the job's input in its slot, or in arena pages, which
+// it waits for only if block is set (else ErrFull).
+func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf *Buffer, block bool) error {
 	if buf != nil {
 		if err := c.l.setOwner(buf.first, buf.npages, buf.owner, pageOwner(pageInput, ref)); err != nil {
 			return fmt.Errorf("executor: submit buffer: %w", err)
@@ -547,7 +550,11 @@ func (c *Client) writeInput(idx int, ref uint32, sl shm.View, input []byte, buf 
 		sl.Uint64(slInLen).Store(uint64(len(input)))
 		return nil
 	}
-	first, err := c.l.allocPagesWait(pagesFor(uint64(len(input))), pageOwner(pageInput, ref))
+	alloc := c.l.allocPagesNow
+	if block {
+		alloc = c.l.allocPagesWait
+	}
+	first, err := alloc(pagesFor(uint64(len(input))), pageOwner(pageInput, ref))
 	if err != nil {
 		return err
 	}

@@ -166,7 +166,9 @@ int shmx_pool_stats(shmx_pool *pool, shmx_stats *st);
    SHMX_ECLOSED, SHMX_EINVAL. */
 int shmx_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job);
 
-/* shmx_submit that returns SHMX_EFULL instead of blocking. */
+/* shmx_submit that returns SHMX_EFULL instead of blocking: when every job
+   slot is in use, or when an input too large for its slot finds no room
+   in the pool's shared memory now. */
 int shmx_try_submit(shmx_pool *pool, const char *handler, const void *data, size_t len, shmx_job *job);
 
 /* Per-job options for shmx_submit_with. */
@@ -186,9 +188,11 @@ typedef struct shmx_submit_opts {
 #define SHMX_SUBMIT_OWN_WAIT 1u
 
 /* shmx_submit_with, shmx_call and shmx_submit_buffer_with return
-   SHMX_EFULL instead of waiting for a free job slot (a binding that feeds
-   the pool from a thread of its own when it is full). A buffer refused so
-   stays the caller's: submit it again or release it. */
+   SHMX_EFULL instead of waiting for a free job slot, or for room in the
+   pool's shared memory for an input too large for its slot: the submit
+   never blocks (a binding that feeds the pool from a thread of its own
+   when it is full). A buffer refused so stays the caller's: submit it
+   again or release it. */
 #define SHMX_SUBMIT_NOWAIT 2u
 
 /* Fills opts with "the pool's defaults" and sets struct_size. */

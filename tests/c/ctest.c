@@ -350,6 +350,22 @@ static void test_timeout_and_full(void) {
     while (nheld < NB && (rc = shmx_buffer_try_alloc(pool, (size_t)1 << 20, &held[nheld])) == SHMX_OK) nheld++;
     CHECK(rc == SHMX_EFULL && nheld > 0 && now() - t0 < 2, "try_alloc fills the arena, then SHMX_EFULL at once: rc %d after %d buffers", rc, nheld);
     CHECK(shmx_buffer_try_alloc(pool, (size_t)1 << 30, &b) == SHMX_ETOO_LARGE, "try_alloc over max_payload");
+    /* With no arena page left, a submit that must not wait (shmx_try_submit,
+       SHMX_SUBMIT_NOWAIT) of an input too large for its job slot says
+       SHMX_EFULL at once, where shmx_submit waits for pages. */
+    enum { NP = 1024 };
+    static shmx_buffer pages[NP];
+    int npages = 0;
+    while (npages < NP && shmx_buffer_try_alloc(pool, 1, &pages[npages]) == SHMX_OK) npages++;
+    CHECK(npages < NP, "the arena's last pages taken: %d", npages);
+    static char big[64 << 10];
+    t0 = now();
+    rc = shmx_try_submit(pool, "sleepy", big, sizeof big, &j3);
+    CHECK(rc == SHMX_EFULL && now() - t0 < 0.5, "try_submit needing pages of a full arena: rc %d after %.2fs", rc, now() - t0);
+    t0 = now();
+    rc = shmx_submit_with(pool, "sleepy", big, sizeof big, &nw, &j3);
+    CHECK(rc == SHMX_EFULL && now() - t0 < 0.5, "NOWAIT submit needing pages of a full arena: rc %d after %.2fs", rc, now() - t0);
+    while (npages > 0) shmx_buffer_release(pool, &pages[--npages]);
     shmx_buffer_release(pool, &held[--nheld]);
     CHECK(shmx_buffer_try_alloc(pool, (size_t)1 << 20, &b) == SHMX_OK, "try_alloc after a release");
     shmx_buffer_release(pool, &b);
