@@ -57,7 +57,7 @@ class Stream:
 
     def __init__(self, chunks, make_future, progress=None):
         self._chunks = chunks
-        self._make_future = make_future
+        self._make_future = make_future  # None: job numbers instead of futures (feed_jobs)
         self._progress = progress
         self._cond = threading.Condition()
         self.batches = []  # the batch futures so far (readers pop from the front)
@@ -68,10 +68,14 @@ class Stream:
         self._cancelled = False
         self._complete = []  # callbacks for when ended and every batch done
         self._report = None  # a queue told of each batch's end (report_to)
+        self.abandoned = False  # job numbers only: the reader is gone (abandon)
 
     # -- the feeder's side --------------------------------------------
 
     def feed(self, ex, stopped):
+        if self._make_future is None:
+            self._feed_jobs(ex, stopped)
+            return
         try:
             while not stopped() and not self._cancelled:
                 try:
@@ -101,6 +105,52 @@ class Stream:
         finally:
             self._chunks = None
         self._end(None)
+
+    def _feed_jobs(self, ex, stopped):
+        """feed for a stream of job numbers (Pool.imap): each batch is
+        submitted as an untracked job (Executor._submit_streamed), whose
+        outcome the reader takes with Executor._wait_streamed; no future,
+        no callback. A batch that cannot be sent is its exception instead.
+        Every batch is submitted, whether the reader is there or not;
+        once it is gone (abandon), each is abandoned as it is submitted."""
+        try:
+            while not stopped():
+                try:
+                    n, frame = next(self._chunks)
+                except StopIteration:
+                    break
+                except BaseException as e:  # noqa: B902 - the iterable's error ends the map
+                    self._end(e)
+                    return
+                if not isinstance(frame, BaseException):
+                    try:
+                        frame = ex._submit_streamed(*frame)
+                    except BaseException as e:  # noqa: B902
+                        frame = e
+                with self._cond:
+                    gone = self.abandoned
+                    if not gone:
+                        self.batches.append(frame)
+                        self._cond.notify_all()
+                if gone and type(frame) is int:
+                    ex._abandon(frame)
+            if stopped():
+                self._end(PoolClosed("the pool was terminated"))
+                return
+        finally:
+            self._chunks = None
+        self._end(None)
+
+    def abandon(self, ex):
+        """A stream of job numbers whose reader is gone: the outcomes of
+        its batches are dropped, those to come as they are submitted."""
+        with self._cond:
+            self.abandoned = True
+            jobs = [j for j in self.batches[self._taken:] if type(j) is int]
+            self.batches = []
+            self._taken = 0
+        for job in jobs:
+            ex._abandon(job)
 
     def fail(self, exc):
         self._end(exc if not self.ended else None)
@@ -167,9 +217,10 @@ class Stream:
         cb(self)
 
     def next_batch(self, deadline=None):
-        """The next batch future in order, removed from the stream (so that
-        its result is not kept), or None at the end; raises TimeoutError if
-        none has been submitted by deadline (time.monotonic)."""
+        """The next batch future (or job number, or exception: feed_jobs)
+        in order, removed from the stream (so that its result is not
+        kept), or None at the end; raises TimeoutError if none has been
+        submitted by deadline (time.monotonic)."""
         with self._cond:
             while self._taken >= len(self.batches) and not self.ended:
                 left = None if deadline is None else deadline - time.monotonic()

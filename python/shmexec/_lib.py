@@ -226,6 +226,15 @@ def _load():
 
 LIB, LIBRARY_PATH = load()
 
+# The same library (dlopen hands back the loaded copy) through PyDLL,
+# whose calls keep the GIL: for calls that never block, a few
+# microseconds each (a submit with SUBMIT_NOWAIT, a wait of 0 ns).
+# Through LIB every call gives the GIL up, and with other Python threads
+# running (the feeder, the collector, the caller) taking it back waits
+# for one of them to give it up in turn: a hand-off between threads on
+# every call, which cost more than the call.
+HELD = ctypes.PyDLL(LIBRARY_PATH)
+
 # -- the fork flag ---------------------------------------------------------
 #
 # A process forked from one that used the library must not use it: the

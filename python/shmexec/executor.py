@@ -2,6 +2,7 @@
 processes that share memory with the caller, its Future, and how the
 results of jobs reach the threads that wait for them."""
 
+import collections
 import concurrent.futures as _cf
 import ctypes
 import itertools
@@ -24,9 +25,15 @@ _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
 # values, and converting ten arguments through argtypes costs as much as
 # the C call itself.
 _CALL_INTO = _LIB["shmx_call_into"]
-_SUBMIT_WITH = _LIB["shmx_submit_with"]  # for _try_submit_now, without argtypes, likewise
 _WAIT_INTO = _LIB["shmx_wait_into"]  # for _fetch, likewise
 _RELEASE = _LIB["shmx_result_release"]  # for every fetch of a result
+# The same three with the GIL kept (_lib.HELD), for calls that never block:
+# a submit with SUBMIT_NOWAIT of a payload that is copied (under
+# _ZERO_COPY_FROM), a wait of 0 ns.
+_SUBMIT_HELD = _lib.HELD["shmx_submit_with"]
+_WAIT_INTO_HELD = _lib.HELD["shmx_wait_into"]
+_WAIT_ANY_HELD = _lib.HELD["shmx_wait_any"]
+_ZERO_NS = ctypes.c_int64(0)
 _RUNNING = _cf._base.RUNNING
 _FINISHED = _cf._base.FINISHED
 _ENDED = frozenset((_FINISHED, _cf._base.CANCELLED, _cf._base.CANCELLED_AND_NOTIFIED))  # states that never change
@@ -197,7 +204,12 @@ class _Books:
                batches): that thread fetches them in order, or forgets them;
       early    job -> outcome, fetched before its submitter tracked it (a
                tiny job ends within microseconds) or for an untracked
-               Pool.apply job; its submitter takes it from here;
+               Pool.apply job or Pool.imap batch; its submitter (the
+               imap's iterator) takes it from here;
+      streamed Pool.imap's batches (untracked, no future) not yet
+               fetched: their outcomes go to early, where the iterator
+               takes them, and a shutdown's close waits for them, so that
+               an iterator read after join still has every result;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
     claim ends). No outcome is ever dropped. calls counts the threads
@@ -206,7 +218,7 @@ class _Books:
     record of shutting down.
     """
 
-    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "claimed", "calls", "state")
+    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "streamed", "claimed", "calls", "state", "dropped")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -215,7 +227,13 @@ class _Books:
         self.pending = {}
         self.own = set()
         self.early = {}
+        self.streamed = set()
         self.claimed = set()
+        # (stream, jobs) of Pool.imap iterators that were collected: their
+        # outcomes are dropped by the collector thread (_drop_abandoned),
+        # since the finalizer may run where this thread holds the lock.
+        # Appended and popped without the lock.
+        self.dropped = collections.deque()
         self.calls = 0
         self.state = _RUN
 
@@ -400,10 +418,7 @@ class Executor(_cf.Executor):
         self._slots = []  # _CallSlots free for the next C call (_take_slot)
         self._close_lock = threading.Lock()  # held while a shutdown closes the handle
         self._feeder = Feeder(self)
-        # The options of a submit with this executor's timeout and retries
-        # that says SHMX_EFULL rather than wait: built once (the C side
-        # only reads them).
-        self._nowait_opts = self._opts(None, None, nowait=True)
+        self._opts_made = {}  # _opts' C options, built once each (the C side only reads them)
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
         self._collector.start()
         _live.add(self)
@@ -491,6 +506,12 @@ class Executor(_cf.Executor):
             retries = self._call_retries
         if timeout is None and retries is None and not own and not nowait:
             return None
+        key = (timeout, retries, own, nowait)
+        ref = self._opts_made.get(key)
+        if ref is not None:
+            return ref
+        if len(self._opts_made) >= 64:  # many per-call timeouts: keep the latest few
+            self._opts_made.clear()
         opts = _lib.SubmitOpts()
         _LIB.shmx_submit_opts_init(ctypes.byref(opts))
         if timeout is not None:
@@ -498,7 +519,8 @@ class Executor(_cf.Executor):
         if retries is not None:
             opts.retries = retries
         opts.flags = (_lib.SUBMIT_OWN_WAIT if own else 0) | (_lib.SUBMIT_NOWAIT if nowait else 0)
-        return ctypes.byref(opts)
+        ref = self._opts_made[key] = ctypes.byref(opts)  # (keeps opts alive)
+        return ref
 
     def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True):
         """Submits a framed pickle (dumps_parts), waiting for room. A large
@@ -541,7 +563,12 @@ class Executor(_cf.Executor):
         if intake:
             self._check_open()
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own), ctypes.byref(job))
+        rc = _lib.SHMX_EFULL
+        if len(payload) < _ZERO_COPY_FROM:  # first without giving up the GIL (_lib.HELD)
+            rc = _SUBMIT_HELD(self._pool, b"py", payload, ctypes.c_size_t(len(payload)),
+                              self._opts(timeout, retries, own, nowait=True), ctypes.byref(job))
+        if rc == _lib.SHMX_EFULL:  # no room now: wait for it, the GIL given up
+            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own), ctypes.byref(job))
         if rc != _OK:
             raise self._submit_error(rc)
         if own:
@@ -613,11 +640,15 @@ class Executor(_cf.Executor):
             raise
         return jobs
 
-    def _stream(self, fn, items, chunksize, star, progress=False):
+    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False):
         """A Stream of batch jobs over items (a sequence, or an iterator
         that the feeder consumes as it goes), built and submitted by the
         feeder: the asynchronous maps. chunksize None: sized so that every
-        worker gets several (for a sequence; 1 for an iterator)."""
+        worker gets several (for a sequence; 1 for an iterator).
+        untracked: a stream of job numbers, not futures, for a reader
+        that takes the batches in order with _wait_untracked (Pool.imap
+        without progress: no future, no callback per batch, which cost
+        more than a tiny task)."""
         _reduction.check_sendable(fn, served=self._served)
         self._check_open()
         kind = "batch" if star else "batch1"
@@ -635,7 +666,7 @@ class Executor(_cf.Executor):
                     frame = e
                 yield n, frame
 
-        stream = Stream(frames(), self._new_future, bar)
+        stream = Stream(frames(), None if untracked and bar is None else self._new_future, bar)
         self._feeder.put(stream)
         return stream
 
@@ -677,14 +708,14 @@ class Executor(_cf.Executor):
         feeder submits it)."""
         if not self._feeder.idle():
             return None
-        opts = self._nowait_opts if timeout is None and retries is None else self._opts(timeout, retries, nowait=True)
+        opts = self._opts(timeout, retries, nowait=True)
         if total >= _ZERO_COPY_FROM:
             return self._try_submit_buffer(parts, total, opts)
         payload = _wire.join(parts)
         slot = self._take_slot()
         try:
             slot.len.value = len(payload)
-            rc = _SUBMIT_WITH(self._pool, b"py", payload, slot.len, opts, slot.job_ref)
+            rc = _SUBMIT_HELD(self._pool, b"py", payload, slot.len, opts, slot.job_ref)  # never blocks: nowait, copied
             job = slot.job.value
         finally:
             self._slots.append(slot)
@@ -865,7 +896,10 @@ class Executor(_cf.Executor):
         slot = self._take_slot()
         try:
             slot.job.value, slot.ns.value = job, ns
-            rc = _WAIT_INTO(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
+            # A look first with the GIL kept (_lib.HELD); a wait gives it up.
+            rc = _WAIT_INTO_HELD(self._pool, slot.job, _ZERO_NS, slot.addr, _BIG_C, slot.res_ref)
+            if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
+                rc = _WAIT_INTO(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
             if rc == _lib.SHMX_ETIMEDOUT:
                 return rc, None
             if rc != _OK:
@@ -891,6 +925,8 @@ class Executor(_cf.Executor):
                 return None
             if ns != 0 and not untracked and job not in books.pending:
                 return None  # settled already
+            if untracked and job in books.early:
+                return None  # fetched by another thread meanwhile: the caller takes it from early
             books.claimed.add(job)
         rc = outcome = fut = None
         try:
@@ -898,6 +934,7 @@ class Executor(_cf.Executor):
         finally:
             with books.lock:  # one lock section: the outcome placed, the claim dropped
                 if outcome is not None:
+                    books.streamed.discard(job)
                     fut = books.pending.pop(job, None)
                     if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
                         books.early[job] = outcome
@@ -915,27 +952,66 @@ class Executor(_cf.Executor):
         """Waits for an untracked job in the calling thread and returns its
         value or raises its exception (Pool.apply: no future, no hand-off
         to another thread). Waits in slices, so that Ctrl-C works."""
-        books = self._books
         try:
-            while True:
-                with books.lock:
-                    while job in books.claimed:  # the collector is fetching it
-                        books.wait()
-                    outcome = books.early.pop(job, None)
-                    if outcome is None and books.state >= _TERMINATED:
-                        # terminated under the call: no thread can fetch
-                        # the job any more (_wait_one refuses at once)
-                        how = "terminated" if books.state == _TERMINATED else "closed"
-                        outcome = ("exc", PoolClosed(f"the pool was {how}"))
-                if outcome is not None:
-                    break
-                self._wait_one(job, _SLICE_NS, untracked=True)
+            outcome = self._wait_untracked(job)
         except BaseException:
             self._abandon(job)
             raise
         if outcome[0] == "ok":
             return outcome[1]
         raise outcome[1]
+
+    def _wait_untracked(self, job, deadline=None):
+        """The outcome of an untracked job (Pool.apply's, a Pool.imap
+        batch), fetched in this thread or taken from early where another
+        thread put it; None if deadline (time.monotonic) passes first.
+        Waits in slices, so that Ctrl-C works; the job stays this
+        thread's if it raises."""
+        books = self._books
+        while True:
+            with books.lock:
+                while job in books.claimed:  # the collector is fetching it
+                    books.wait()
+                outcome = books.early.pop(job, None)
+                if outcome is None and books.state >= _TERMINATED:
+                    # terminated under the call: no thread can fetch the
+                    # job any more (_wait_one refuses at once)
+                    how = "terminated" if books.state == _TERMINATED else "closed"
+                    outcome = ("exc", PoolClosed(f"the pool was {how}"))
+            if outcome is not None:
+                return outcome
+            ns = _SLICE_NS
+            if deadline is not None:
+                ns = min(ns, int((deadline - time.monotonic()) * 1e9))
+                if ns <= 0:
+                    return None
+            self._wait_one(job, ns, untracked=True)
+
+    def _drop_abandoned(self):
+        """Drops the outcomes of the Pool.imap iterators collected since
+        the last call (books.dropped); their tasks run on."""
+        dropped = self._books.dropped
+        while True:
+            try:
+                stream, jobs = dropped.popleft()
+            except IndexError:
+                return
+            stream.abandon(self)
+            for job in jobs:
+                self._abandon(job)
+
+    def _submit_streamed(self, parts, total):
+        """Submits a Pool.imap batch as an untracked job (the feeder's:
+        work accepted before a shutdown) and returns its number. Its
+        outcome goes to early, fetched by the collector or by the
+        iterator (_wait_untracked); until then it is in books.streamed,
+        which a shutdown's close waits for."""
+        job = self._submit_parts(parts, total, track=False, intake=False)
+        books = self._books
+        with books.lock:
+            if job not in books.early:  # else fetched already: nothing left to wait for
+                books.streamed.add(job)
+        return job
 
     def _abandon(self, job):
         """Gives up an untracked job whose caller was interrupted (Ctrl-C):
@@ -945,6 +1021,9 @@ class Executor(_cf.Executor):
         with books.lock:
             while job in books.claimed:  # the collector is fetching it
                 books.wait()
+            if job in books.streamed:
+                books.streamed.discard(job)
+                books.notify()  # a shutdown may wait for the last of them
             if books.early.pop(job, None) is None and self._open:
                 _LIB.shmx_forget(self._pool, job)
 
@@ -969,11 +1048,15 @@ class Executor(_cf.Executor):
         books = self._books
         job = ctypes.c_uint64()
         while True:
+            if books.dropped:
+                self._drop_abandoned()
             with books.lock:
                 done = self._delivered() or books.state >= _TERMINATED
             if done:
                 return
-            rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
+            rc = _WAIT_ANY_HELD(self._pool, _ZERO_NS, ctypes.byref(job))  # a look with the GIL kept
+            if rc == _lib.SHMX_ETIMEDOUT:
+                rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
             if rc == _OK:
                 self._wait_one(job.value, 0, reported=True)
             elif rc != _lib.SHMX_ETIMEDOUT:
@@ -986,7 +1069,8 @@ class Executor(_cf.Executor):
         future pending, no batch of a map's own, no call waited for in
         its thread, nothing left to feed. books.lock held."""
         books = self._books
-        return books.state == _SHUTDOWN and not books.pending and not books.own and not books.calls and self._feeder.idle()
+        return books.state == _SHUTDOWN and not books.pending and not books.own and not books.streamed and not books.calls \
+            and self._feeder.idle()
 
     def _stop_intake(self):
         """Refuses new tasks from now on; returns the futures pending, or

@@ -260,15 +260,15 @@ class Pool:
         results before it come first, then its exception."""
         self._check_running()
         check_chunksize(chunksize)
-        stream = self._ex._stream(func, iterable, chunksize, False, progress)
-        return IMapIterator(stream, True, self._ex._tb_type)
+        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True)
+        return IMapIterator(self._ex, stream, True, self._ex._tb_type)
 
     def imap_unordered(self, func, iterable, chunksize=1, progress=False):
         """imap, with each batch's results as soon as it ends."""
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, iterable, chunksize, False, progress)
-        return IMapIterator(stream, False, self._ex._tb_type)
+        return IMapIterator(self._ex, stream, False, self._ex._tb_type)
 
     def close(self):
         """No new tasks; those submitted run on (join waits for them)."""
@@ -321,7 +321,8 @@ class IMapIterator:
     to its end or dropped, as multiprocessing's are (close and join wait
     for them; terminate stops them)."""
 
-    def __init__(self, stream, ordered, tb_type):
+    def __init__(self, ex, stream, ordered, tb_type):
+        self._ex = ex
         self._stream = stream
         self._tb_type = tb_type
         self._values = []  # the outcomes of the batch being given out, last first
@@ -342,14 +343,20 @@ class IMapIterator:
         while not self._values:
             if self._finished:
                 raise StopIteration
-            f = self._next_ordered(deadline) if self._ordered else self._next_unordered(deadline)
-            if f is None:
+            batch = self._next_ordered(deadline) if self._ordered else self._next_unordered(deadline)
+            if batch is None:
                 self._finished = True
                 if self._stream.error is not None:
                     raise self._stream.error
                 raise StopIteration
-            _, values = f.result(0)  # a failure of the whole batch (its worker died) is raised once
-            del f
+            # A failure of the whole batch (its worker died) is raised once.
+            if type(batch) is tuple:  # an outcome (a stream of job numbers)
+                if batch[0] != "ok":
+                    raise batch[1]
+                _, values = batch[1]
+            else:
+                _, values = batch.result(0)
+            del batch
             values.reverse()
             self._values = values
         v = self._values.pop()
@@ -360,6 +367,9 @@ class IMapIterator:
     __next__ = next
 
     def _next_ordered(self, deadline):
+        """The next batch in order: its ended future, or its outcome (a
+        stream of job numbers), or None at the end. A wait that runs out
+        (or is interrupted) keeps the batch for the next call."""
         if self._batch is None:
             try:
                 self._batch = self._stream.next_batch(deadline)
@@ -367,6 +377,16 @@ class IMapIterator:
                 _timed_out()
             if self._batch is None:
                 return None
+        b = self._batch
+        if isinstance(b, BaseException):  # the batch could not be sent
+            self._batch = None
+            return ("exc", b)
+        if type(b) is int:
+            outcome = self._ex._wait_untracked(b, deadline)
+            if outcome is None:
+                _timed_out()
+            self._batch = None
+            return outcome
         try:
             self._batch.exception(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except _cf.TimeoutError:
@@ -388,6 +408,16 @@ class IMapIterator:
             self._taken += 1
             return self._stream.take(i)
         return None
+
+    def __del__(self):
+        # The results not read are dropped as they come (the tasks run),
+        # by the collector thread: this may run wherever the garbage
+        # collector does, in a thread that holds the executor's lock.
+        try:
+            if self._stream._make_future is None:
+                self._ex._books.dropped.append((self._stream, [self._batch] if type(self._batch) is int else []))
+        except Exception:
+            pass
 
 
 

@@ -251,10 +251,11 @@ class PoolTest(unittest.TestCase):
         calls = {
             "apply_async().get()": lambda: self.pool.apply_async(helpers.sleep, (1.5,)),
             "submit().result()": lambda: self.pool._ex.submit(helpers.sleep, 1.5),
+            "next(imap())": lambda: self.pool.imap(helpers.sleep, [1.5]),
         }
         for name, submit in calls.items():
             pending = submit()
-            wait = pending.get if hasattr(pending, "get") else pending.result
+            wait = pending.get if hasattr(pending, "get") else pending.result if hasattr(pending, "result") else pending.next
             t = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
             t.start()
             start = time.monotonic()
@@ -263,6 +264,44 @@ class PoolTest(unittest.TestCase):
             self.assertLess(time.monotonic() - start, 1.2, name)
             t.join()
             self.assertEqual(wait(T), 1.5, name)
+
+    def test_imap_results_outlive_close_and_join(self):
+        # As with multiprocessing: join waits for the tasks, not for the
+        # iterator, whose results are all there after it.
+        p = shmexec.Pool(2)
+        try:
+            it = p.imap(helpers.double, range(300))
+            un = p.imap_unordered(helpers.double, range(300), chunksize=7)
+            p.close()
+            p.join()
+            self.assertEqual(list(it), [2 * i for i in range(300)])
+            self.assertEqual(sorted(un), [2 * i for i in range(300)])
+        finally:
+            p.terminate()
+
+    def test_a_dropped_imap_iterator_leaves_nothing_behind(self):
+        # Its unread outcomes are dropped (as they come, for tasks still
+        # running), and close and join do not wait for a reader.
+        import gc
+        import time
+
+        p = shmexec.Pool(2)
+        try:
+            path = os.path.join(self.tmp(), "log")
+            it = p.imap(functools.partial(helpers.log_then_fail_on_odd, path), [2 * i for i in range(200)])
+            self.assertEqual(next(it), 0)
+            del it
+            gc.collect()
+            helpers.wait_marks(path, 200)
+            books = p._ex._books
+            end = time.monotonic() + T
+            while books.early or books.streamed or books.dropped:
+                self.assertLess(time.monotonic(), end, f"{len(books.early)} outcomes kept, {len(books.streamed)} awaited")
+                time.sleep(0.01)
+            p.close()
+            p.join()
+        finally:
+            p.terminate()
 
     def test_apply_interrupted(self):
         # Ctrl-C during a long apply raises KeyboardInterrupt within the
