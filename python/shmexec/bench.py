@@ -61,6 +61,15 @@ SMALL_CALLS = {
     "imap_unordered of 10": lambda p: list(p.imap_unordered(noop, range(10))),
 }
 
+# Many tiny tasks one at a time (measure's "streams"), as a program that
+# keeps multiprocessing's default chunksize of 1 sends them: n items each.
+STREAM_CALLS = {
+    "imap": lambda p, n: list(p.imap(noop, range(n))),
+    "imap_unordered": lambda p, n: list(p.imap_unordered(noop, range(n))),
+    "map_async, chunksize=1, get()": lambda p, n: p.map_async(noop, range(n), chunksize=1).get(),
+    "apply_async, then get() each": lambda p, n: [r.get() for r in [p.apply_async(noop, (i,)) for i in range(n)]],
+}
+
 
 # A task that outlasts every caller's spin (100 us), so that what a pool
 # adds to it includes waking the caller: its own clock, busy, not asleep.
@@ -208,6 +217,11 @@ def measure(quick=False):
         for name, call in SMALL_CALLS.items():
             ours, theirs = _alternating([lambda: [call(sp) for _ in range(20)], lambda: [call(pool) for _ in range(20)]], reps)
             r["small"][name] = {"shmexec": ours / 20, "mp": theirs / 20}
+        n_stream = 300 if quick else 2000
+        r["streams"] = {"n": n_stream}
+        for name, call in STREAM_CALLS.items():
+            ours, theirs = _alternating([lambda: call(sp, n_stream), lambda: call(pool, n_stream)], reps)
+            r["streams"][name] = {"shmexec": ours / n_stream, "mp": theirs / n_stream}
 
         r["echo"] = {}
         for size in sizes:
@@ -474,6 +488,10 @@ def main(argv=None):
     row(f"Executor.map of {r['n_map']:,} tiny tasks", r["map"], {"ProcessPoolExecutor.map": r["ppe_map"]})
     for name, t in r["small"].items():
         row(f"Pool {name}, per call (median of alternating runs)", t["shmexec"], {"multiprocessing.Pool": t["mp"]})
+    streams = dict(r["streams"])
+    n_stream = streams.pop("n")
+    for name, t in streams.items():
+        row(f"Pool {name} of {n_stream:,} tiny tasks, per task (median of alternating runs)", t["shmexec"], {"multiprocessing.Pool": t["mp"]})
     biggest = max(r["echo"], key=int)
     row(f"{int(biggest) >> 20 or int(biggest) >> 10} {'MiB' if int(biggest) >= 1 << 20 else 'KiB'} echo", r["echo"][biggest]["shmexec"],
         {"multiprocessing.Pool.apply": r["echo"][biggest]["mp_apply"]})
