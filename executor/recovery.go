@@ -146,10 +146,16 @@ func (p *Pool) crashedJob(idx int, cur uint64, ci crashInfo) {
 }
 
 // failQueued ends every queued job with code and detail (the pool cannot
-// run them). Monitor goroutine only.
-func (p *Pool) failQueued(code uint16, detail string) {
+// run them), unless stop (nil: never) says the reason has gone: it is
+// asked before each job, since a submit may queue one, and a worker
+// become ready to run it, while the jobs are failed. Monitor goroutine
+// only.
+func (p *Pool) failQueued(code uint16, detail string, stop func() bool) {
 	l := p.l
 	for idx := 0; idx < l.g.slots; idx++ {
+		if stop != nil && stop() {
+			return
+		}
 		st := l.slotState(idx)
 		cur := st.Load()
 		if wState(cur) != slotQueued {

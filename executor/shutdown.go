@@ -70,7 +70,7 @@ func (p *Pool) shutdown(grace time.Duration) error {
 	}
 	// Whatever is still queued ends with PoolClosed, delivered to its
 	// client like any result.
-	p.runOnMonitor(func() { p.failQueued(codePoolClosed, "the pool was closed before the job ran") })
+	p.runOnMonitor(func() { p.failQueued(codePoolClosed, "the pool was closed before the job ran", nil) })
 	if p.client != nil {
 		deadline := time.Now().Add(time.Second)
 		for p.client.pending() > 0 && time.Now().Before(deadline) {

@@ -403,8 +403,11 @@ func (p *Pool) tick() (calm bool) {
 	}
 	if failing != "" {
 		// No worker can start: what is queued ends now, with the reason,
-		// instead of waiting for a worker that may never come.
-		p.failQueued(codeWorkerStart, failing)
+		// instead of waiting for a worker that may never come. failing
+		// was read before the spawns above, and a worker started earlier
+		// may have become ready since: then a job queued meanwhile (its
+		// submit saw the ready worker) is left to run.
+		p.failQueued(codeWorkerStart, failing, l.anyWorkerReady)
 	}
 	return !p.reapClients() && calm
 }
