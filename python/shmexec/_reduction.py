@@ -116,14 +116,14 @@ def _function_key(fn, served, what):
         raise TypeError(f"shmexec cannot send the {what} {_name(fn)} to a worker: {explain(e, [(fn, 'the function')])}") from None
 
 
-def dumps(obj, buffer_callback=None, what="the call", roots=None):
+def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker"):
     """The pickle (protocol 5) of obj: pickle's, or cloudpickle's where
-    pickle fails. Raises TypeError saying what could not be sent, and
-    where for a pool found inside obj (roots: (object, name) pairs to
-    search, named as the caller knows them; default obj itself). An
-    error that an object's own __reduce__ raises is raised as it is."""
+    pickle fails. Raises TypeError saying what could not be sent, where
+    to, and where for a pool found inside obj (roots: (object, name)
+    pairs to search, named as the caller knows them; default obj itself).
+    An error that an object's own __reduce__ raises is raised as it is."""
     def refused(e, hint=""):
-        return TypeError(f"shmexec cannot send {what} to a worker: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
+        return TypeError(f"shmexec cannot send {what} {to}: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
 
     def attempt(dumper):
         # The buffers of an attempt that fails are dropped, not sent

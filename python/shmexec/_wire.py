@@ -202,20 +202,20 @@ _ALIGN = 64
 _ZEROS = bytes(_ALIGN)
 
 
-def dumps_parts(obj, what="the call", roots=None):
+def dumps_parts(obj, what="the call", roots=None, to="to a worker"):
     """The framed pickle of obj as a list of buffers and its total size,
     so that a large payload can be written straight to its destination.
     Pickled with pickle, or cloudpickle where pickle fails; raises
-    TypeError for what cannot be sent (what, roots: see
+    TypeError for what cannot be sent (what, roots, to: see
     _reduction.dumps)."""
     memo = {}
-    return _dumps_lifted(_lift(obj, memo), memo, what, roots)
+    return _dumps_lifted(_lift(obj, memo), memo, what, roots, to)
 
 
-def _dumps_lifted(obj, memo, what, roots):
+def _dumps_lifted(obj, memo, what, roots, to="to a worker"):
     """dumps_parts of obj, which _lift has made with memo."""
     bufs = []
-    data = _reduction.dumps(obj, bufs.append, what, roots)
+    data = _reduction.dumps(obj, bufs.append, what, roots, to)
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
     copied = {id(o.pb) for o in memo.values() if type(o) is _OutOfBand and o.pb is not None}
@@ -343,12 +343,20 @@ def loads_call(b, functions):
     return _function(bytes(b[8:8 + k]), functions), args, kwargs
 
 
-def dumps_value(v):
-    """dumps_parts(("ok", v)): a value frame when v is of a plain type."""
+def dumps_value(v, fn=None):
+    """dumps_parts(("ok", v)): a value frame when v is of a plain type.
+    fn: the function that returned v, named if v cannot be sent."""
     if type(v) in _PLAIN or _plain_bytes(v):
         frame = _VALUE_TAG + marshal.dumps(v, _MARSHAL)
         return [frame], len(frame)
-    return dumps_parts(("ok", v))
+    return dumps_result(("ok", v), fn)
+
+
+def dumps_result(outcome, fn, batch=False):
+    """dumps_parts of a worker's outcome; one that cannot be sent back
+    raises TypeError naming fn's result (batch: a map's results)."""
+    what = f"the {'results of a map' if batch else 'result'} of {_reduction._name(fn)}" if fn is not None else "a result"
+    return dumps_parts(outcome, what, [(outcome[1], "the results" if batch else "the result")], "back from the worker")
 
 
 def is_value(b):

@@ -21,14 +21,14 @@ def _run_call(payload, plain=None, views=None):
     try:
         if plain is not None:
             fn, args, kwargs = _wire.loads_plain_call(plain, _functions)
-            return _wire.dumps_value(fn(*args, **kwargs))
+            return _wire.dumps_value(fn(*args, **kwargs), fn)
         if _wire.is_call(payload):
             fn, args, kwargs = _wire.loads_call(payload, _functions)
-            return _wire.dumps_value(fn(*args, **kwargs))
+            return _wire.dumps_value(fn(*args, **kwargs), fn)
         kind, fn, items = _wire.loads(payload, views)
         if kind == "call":
             args, kwargs = items
-            return _wire.dumps_parts(("ok", fn(*args, **kwargs)))
+            return _wire.dumps_result(("ok", fn(*args, **kwargs)), fn)
         # A batch: one value per item ("batch1": one argument each,
         # "batch": an argument tuple each), a Failure for an item that
         # raised, and whether any did. Each item runs once: after a
@@ -42,7 +42,7 @@ def _run_call(payload, plain=None, views=None):
             except BaseException as e:  # noqa: B902 - a task's exception ends that item only
                 outs.append(_wire.Failure(_wire.error_outcome(e)))
                 failed = True
-        return _wire.dumps_parts(("ok", (failed, outs)))
+        return _wire.dumps_result(("ok", (failed, outs)), fn, batch=True)
     except BaseException as e:  # noqa: B902
         try:
             return _wire.dumps_parts(_wire.error_outcome(e))

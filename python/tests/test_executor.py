@@ -109,6 +109,27 @@ class ExecutorTest(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, "cannot send the arguments of 'echo'.*lock"):
             self.ex.submit(helpers.echo, threading_lock())
 
+    def test_an_unsendable_result_is_named_as_the_result(self):
+        # The task ran: the error says its result could not come back,
+        # not that the call could not go (until 2026-12-06 it said "cannot
+        # send the call to a worker"); the pool goes on.
+        pool = shmexec.Pool(1)
+        try:
+            calls = {
+                "submit": (lambda: self.ex.submit(helpers.make_lock).result(DEADLINE), "the result of 'make_lock'"),
+                "Pool.apply": (lambda: pool.apply(helpers.make_lock), "the result of 'make_lock'"),
+                "Pool.map": (lambda: pool.map(helpers.make_lock, [1, 2]), "the results of a map of 'make_lock'"),
+            }
+            for name, (call, what) in calls.items():
+                with self.subTest(name):
+                    with self.assertRaises(TypeError) as cm:
+                        call()
+                    self.assertIn(f"cannot send {what} back from the worker", str(cm.exception))
+                    self.assertIn("lock", str(cm.exception))
+            self.assertEqual(pool.apply(helpers.echo, (5,)), 5)
+        finally:
+            pool.terminate()
+
     def test_large_bytes(self):
         b = os.urandom(1 << 20) * 64  # 64 MiB
         self.assertEqual(self.ex.submit(helpers.length, b).result(DEADLINE), len(b))
