@@ -10,6 +10,7 @@ returns before the first is pickled. The feeder keeps the order in which
 work was handed over."""
 
 import collections
+import logging
 import threading
 import time
 
@@ -55,9 +56,9 @@ class Stream:
     stream (error), after the batches before it, as multiprocessing has
     it."""
 
-    def __init__(self, chunks, make_future, progress=None):
+    def __init__(self, chunks, make_future, progress=None, report=None):
         self._chunks = chunks
-        self._make_future = make_future  # None: job numbers instead of futures (feed_jobs)
+        self._make_future = make_future  # None: job numbers instead of futures (_feed_jobs)
         self._progress = progress
         self._cond = threading.Condition()
         self.batches = []  # the batch futures so far (readers pop from the front)
@@ -67,8 +68,9 @@ class Stream:
         self._left = 0  # batches not yet done
         self._cancelled = False
         self._complete = []  # callbacks for when ended and every batch done
-        self._report = None  # a queue told of each batch's end (report_to)
+        self._report = report  # a queue told of each batch's end (report_to)
         self.abandoned = False  # job numbers only: the reader is gone (abandon)
+        self._submitted = 0  # job numbers only: batches numbered so far
 
     # -- the feeder's side --------------------------------------------
 
@@ -107,12 +109,14 @@ class Stream:
         self._end(None)
 
     def _feed_jobs(self, ex, stopped):
-        """feed for a stream of job numbers (Pool.imap): each batch is
-        submitted as an untracked job (Executor._submit_streamed), whose
-        outcome the reader takes with Executor._wait_streamed; no future,
-        no callback. A batch that cannot be sent is its exception instead.
-        Every batch is submitted, whether the reader is there or not;
-        once it is gone (abandon), each is abandoned as it is submitted."""
+        """feed for a stream of job numbers (Pool.imap, imap_unordered,
+        map_async): each batch is submitted as an untracked job
+        (Executor._submit_streamed), whose outcome goes to the executor's
+        early outcomes, where readers take it (Executor._wait_untracked);
+        the executor calls job_done as each ends. No future, no callback
+        per batch. A batch that cannot be sent is its exception instead.
+        Every batch is submitted, whether a reader is there or not; once
+        it is gone (abandon), each is abandoned as it is submitted."""
         try:
             while not stopped():
                 try:
@@ -122,9 +126,13 @@ class Stream:
                 except BaseException as e:  # noqa: B902 - the iterable's error ends the map
                     self._end(e)
                     return
+                with self._cond:
+                    i = self._submitted
+                    self._submitted += 1
+                    self._left += 1
                 if not isinstance(frame, BaseException):
                     try:
-                        frame = ex._submit_streamed(*frame)
+                        frame = ex._submit_streamed(*frame, self, i)
                     except BaseException as e:  # noqa: B902
                         frame = e
                 with self._cond:
@@ -132,7 +140,9 @@ class Stream:
                     if not gone:
                         self.batches.append(frame)
                         self._cond.notify_all()
-                if gone and type(frame) is int:
+                if type(frame) is not int:
+                    self.job_done(i)  # a batch that could not be sent has ended
+                elif gone:
                     ex._abandon(frame)
             if stopped():
                 self._end(PoolClosed("the pool was terminated"))
@@ -140,6 +150,19 @@ class Stream:
         finally:
             self._chunks = None
         self._end(None)
+
+    def job_done(self, i):
+        """Batch i of a stream of job numbers has ended (its outcome is in
+        the executor's early outcomes, or it could not be sent): counted
+        for on_complete, and told to the report queue."""
+        with self._cond:
+            self._left -= 1
+            complete = self.ended and self._left == 0
+            report = self._report
+        if report is not None:
+            report.put(i)
+        if complete:
+            self._fire()
 
     def abandon(self, ex):
         """A stream of job numbers whose reader is gone: the outcomes of
@@ -198,10 +221,17 @@ class Stream:
             self._fire()
 
     def _fire(self):
+        # It runs in whichever thread ended the last batch: the collector,
+        # a reader, the feeder. A callback that raises (an AsyncResult's
+        # passes on its user's callback's exception) is logged, as
+        # concurrent.futures logs a done callback's, and stops nothing.
         with self._cond:
             callbacks, self._complete = self._complete, None
         for cb in callbacks or ():
-            cb(self)
+            try:
+                cb(self)
+            except Exception:
+                logging.getLogger("concurrent.futures").exception("exception calling callback for %r", self)
 
     # -- the readers' side --------------------------------------------
 
@@ -252,8 +282,11 @@ class Stream:
             return len(self.batches)
 
     def take(self, i):
-        """Batch i's future, removed from the stream (report_to)."""
+        """Batch i's future (or job number, or exception), removed from the
+        stream (report_to); waits until the feeder has put it there."""
         with self._cond:
+            while i >= len(self.batches):
+                self._cond.wait()
             f, self.batches[i] = self.batches[i], None
             return f
 

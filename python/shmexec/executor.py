@@ -206,10 +206,12 @@ class _Books:
                tiny job ends within microseconds) or for an untracked
                Pool.apply job or Pool.imap batch; its submitter (the
                imap's iterator) takes it from here;
-      streamed Pool.imap's batches (untracked, no future) not yet
-               fetched: their outcomes go to early, where the iterator
-               takes them, and a shutdown's close waits for them, so that
-               an iterator read after join still has every result;
+      streamed job -> (stream, index): the batches of Pool.imap,
+               imap_unordered and map_async (untracked, no future) not
+               yet fetched. Their outcomes go to early, where the
+               stream's reader takes them, and the stream is told
+               (Stream.job_done); a shutdown's close waits for them, so
+               that an iterator read after join still has every result;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
     claim ends). No outcome is ever dropped. calls counts the threads
@@ -227,7 +229,7 @@ class _Books:
         self.pending = {}
         self.own = set()
         self.early = {}
-        self.streamed = set()
+        self.streamed = {}
         self.claimed = set()
         # (stream, jobs) of Pool.imap iterators that were collected: their
         # outcomes are dropped by the collector thread (_drop_abandoned),
@@ -640,15 +642,16 @@ class Executor(_cf.Executor):
             raise
         return jobs
 
-    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False):
+    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None):
         """A Stream of batch jobs over items (a sequence, or an iterator
         that the feeder consumes as it goes), built and submitted by the
         feeder: the asynchronous maps. chunksize None: sized so that every
         worker gets several (for a sequence; 1 for an iterator).
-        untracked: a stream of job numbers, not futures, for a reader
-        that takes the batches in order with _wait_untracked (Pool.imap
-        without progress: no future, no callback per batch, which cost
-        more than a tiny task)."""
+        untracked: a stream of job numbers, not futures (unless progress
+        is shown), whose readers take the outcomes with _wait_untracked:
+        no future and no callbacks per batch, which cost more than a tiny
+        task (Pool.imap, imap_unordered, map_async). report: a queue that
+        such a stream tells of each batch's end (Stream.job_done)."""
         _reduction.check_sendable(fn, served=self._served)
         self._check_open()
         kind = "batch" if star else "batch1"
@@ -666,7 +669,12 @@ class Executor(_cf.Executor):
                     frame = e
                 yield n, frame
 
-        stream = Stream(frames(), None if untracked and bar is None else self._new_future, bar)
+        if untracked and bar is None:
+            stream = Stream(frames(), None, None, report)
+        else:
+            stream = Stream(frames(), self._new_future, bar)
+            if report is not None:
+                stream.report_to(report)
         self._feeder.put(stream)
         return stream
 
@@ -928,13 +936,13 @@ class Executor(_cf.Executor):
             if untracked and job in books.early:
                 return None  # fetched by another thread meanwhile: the caller takes it from early
             books.claimed.add(job)
-        rc = outcome = fut = None
+        rc = outcome = fut = streamed = None
         try:
             rc, outcome = self._fetch(job, ns)
         finally:
             with books.lock:  # one lock section: the outcome placed, the claim dropped
                 if outcome is not None:
-                    books.streamed.discard(job)
+                    streamed = books.streamed.pop(job, None)
                     fut = books.pending.pop(job, None)
                     if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
                         books.early[job] = outcome
@@ -942,6 +950,8 @@ class Executor(_cf.Executor):
                 books.notify()
         if fut is not None:
             settle(fut, outcome)  # a thread that finds the job unclaimed and not pending waits on fut itself
+        if streamed is not None:
+            streamed[0].job_done(streamed[1])
         if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
             # It may have ended as the wait ran out: look again, rather
             # than leave it to the collector.
@@ -1000,17 +1010,21 @@ class Executor(_cf.Executor):
             for job in jobs:
                 self._abandon(job)
 
-    def _submit_streamed(self, parts, total):
-        """Submits a Pool.imap batch as an untracked job (the feeder's:
-        work accepted before a shutdown) and returns its number. Its
-        outcome goes to early, fetched by the collector or by the
-        iterator (_wait_untracked); until then it is in books.streamed,
-        which a shutdown's close waits for."""
+    def _submit_streamed(self, parts, total, stream, i):
+        """Submits batch i of a stream of job numbers (Stream._feed_jobs:
+        work accepted before a shutdown) as an untracked job and returns
+        its number. Its outcome goes to early, fetched by the collector
+        or by a reader (_wait_untracked), and stream.job_done(i) follows;
+        until then it is in books.streamed, which a shutdown's close
+        waits for."""
         job = self._submit_parts(parts, total, track=False, intake=False)
         books = self._books
         with books.lock:
-            if job not in books.early:  # else fetched already: nothing left to wait for
-                books.streamed.add(job)
+            ended = job in books.early  # fetched already
+            if not ended:
+                books.streamed[job] = (stream, i)
+        if ended:
+            stream.job_done(i)
         return job
 
     def _abandon(self, job):
@@ -1021,8 +1035,7 @@ class Executor(_cf.Executor):
         with books.lock:
             while job in books.claimed:  # the collector is fetching it
                 books.wait()
-            if job in books.streamed:
-                books.streamed.discard(job)
+            if books.streamed.pop(job, None) is not None:
                 books.notify()  # a shutdown may wait for the last of them
             if books.early.pop(job, None) is None and self._open:
                 _LIB.shmx_forget(self._pool, job)
@@ -1149,9 +1162,13 @@ class Executor(_cf.Executor):
         with books.lock:
             pending = list(books.pending.values())
             books.pending.clear()
+            streamed = list(books.streamed.values())  # their readers get PoolClosed (_wait_untracked)
+            books.streamed.clear()
         for fut in pending:
             if not fut.done():
                 fut.set_exception(closed)
+        for stream, i in streamed:
+            stream.job_done(i)
 
     def __del__(self):
         try:

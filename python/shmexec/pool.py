@@ -27,7 +27,8 @@ class AsyncResult:
     ready, successful. It is ready once every batch has ended (or the map's
     iterable raised)."""
 
-    def __init__(self, stream, single, tb_type, callback=None, error_callback=None):
+    def __init__(self, stream, single, tb_type, callback=None, error_callback=None, ex=None):
+        self._ex = ex  # for a stream of job numbers
         self._stream = stream
         self._single = single
         self._tb_type = tb_type
@@ -58,10 +59,24 @@ class AsyncResult:
             self._done.set()
 
     def _value(self, stream):
-        futures = stream.all_batches()
+        batches = stream.all_batches()
         out = []
-        for f in futures:
-            out.extend(_wire.batch_values(f.result(0), self._tb_type))
+        for k, b in enumerate(batches):
+            try:
+                if type(b) is int:  # a job number: its outcome is in the executor's early outcomes
+                    outcome = self._ex._wait_untracked(b)
+                    if outcome[0] != "ok":
+                        raise outcome[1]
+                    out.extend(_wire.batch_values(outcome[1], self._tb_type))
+                elif isinstance(b, BaseException):  # a batch that could not be sent
+                    raise b
+                else:
+                    out.extend(_wire.batch_values(b.result(0), self._tb_type))
+            except BaseException:
+                for job in batches[k + 1:]:  # the first failure is the map's: the others' outcomes are dropped
+                    if type(job) is int:
+                        self._ex._abandon(job)
+                raise
         if stream.error is not None:
             raise stream.error
         return out[0] if self._single else out
@@ -223,14 +238,14 @@ class Pool:
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
         self._check_running()
         check_chunksize(chunksize)
-        stream = self._ex._stream(func, self._items(iterable, False), chunksize, False, progress)
-        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback)
+        stream = self._ex._stream(func, self._items(iterable, False), chunksize, False, progress, untracked=True)
+        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
         self._check_running()
         check_chunksize(chunksize)
-        stream = self._ex._stream(func, self._items(iterable, True), chunksize, True, progress)
-        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback)
+        stream = self._ex._stream(func, self._items(iterable, True), chunksize, True, progress, untracked=True)
+        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
 
     def map(self, func, iterable, chunksize=None, progress=False):
         return self._map_here(func, iterable, chunksize, False, progress)
@@ -267,8 +282,9 @@ class Pool:
         """imap, with each batch's results as soon as it ends."""
         self._check_running()
         check_chunksize(chunksize)
-        stream = self._ex._stream(func, iterable, chunksize, False, progress)
-        return IMapIterator(self._ex, stream, False, self._ex._tb_type)
+        ends = queue.SimpleQueue()
+        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, report=ends)
+        return IMapIterator(self._ex, stream, False, self._ex._tb_type, ends)
 
     def close(self):
         """No new tasks; those submitted run on (join waits for them)."""
@@ -321,7 +337,7 @@ class IMapIterator:
     to its end or dropped, as multiprocessing's are (close and join wait
     for them; terminate stops them)."""
 
-    def __init__(self, ex, stream, ordered, tb_type):
+    def __init__(self, ex, stream, ordered, tb_type, ends=None):
         self._ex = ex
         self._stream = stream
         self._tb_type = tb_type
@@ -330,10 +346,9 @@ class IMapIterator:
         self._ordered = ordered
         self._batch = None  # ordered: the batch waited for, kept when a wait runs out
         if not ordered:
-            self._ends = queue.SimpleQueue()  # indices of ended batches, then None at the stream's end
+            self._ends = ends  # the stream's report: indices of ended batches, then None at its end
             self._taken = 0
             self._over = False
-            stream.report_to(self._ends)
 
     def __iter__(self):
         return self
@@ -406,7 +421,12 @@ class IMapIterator:
                 self._over = True
                 continue
             self._taken += 1
-            return self._stream.take(i)
+            b = self._stream.take(i)
+            if isinstance(b, BaseException):  # the batch could not be sent
+                return ("exc", b)
+            if type(b) is int:  # ended: its outcome is in early (or the pool was terminated)
+                return self._ex._wait_untracked(b)
+            return b
         return None
 
     def __del__(self):

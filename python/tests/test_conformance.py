@@ -119,6 +119,7 @@ class NothingHangs(unittest.TestCase):
             a = p.map_async(time.sleep, [0.05] * 3000, chunksize=1)
             b = p.apply_async(helpers.sleep, (30,))
             it = p.imap(time.sleep, [0.05] * 3000)
+            un = p.imap_unordered(time.sleep, [0.05] * 3000)
             t0 = time.monotonic()
             p.terminate()
             p.join()
@@ -128,6 +129,8 @@ class NothingHangs(unittest.TestCase):
                     r.get(T)
             with self.assertRaises(shmexec.PoolClosed):
                 list(it)
+            with self.assertRaises(shmexec.PoolClosed):
+                list(un)
 
     def test_shutdown_waits_for_queued_tasks_and_cancel_futures_cancels_them(self):
         ex = shmexec.Executor(1)

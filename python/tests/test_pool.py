@@ -279,29 +279,44 @@ class PoolTest(unittest.TestCase):
         finally:
             p.terminate()
 
-    def test_a_dropped_imap_iterator_leaves_nothing_behind(self):
-        # Its unread outcomes are dropped (as they come, for tasks still
-        # running), and close and join do not wait for a reader.
+    def test_outcomes_nobody_reads_are_not_kept(self):
+        # The batches of imap, imap_unordered and map_async have no
+        # future: their outcomes wait in the executor for their reader.
+        # A dropped iterator's are dropped (as they come, for tasks still
+        # running); a map_async that fails drops those after its first
+        # failure; and close and join do not wait for a reader.
         import gc
         import time
 
-        p = shmexec.Pool(2)
-        try:
-            path = os.path.join(self.tmp(), "log")
-            it = p.imap(functools.partial(helpers.log_then_fail_on_odd, path), [2 * i for i in range(200)])
+        def imap(p, f, items):
+            it = p.imap(f, items)
             self.assertEqual(next(it), 0)
-            del it
-            gc.collect()
-            helpers.wait_marks(path, 200)
-            books = p._ex._books
-            end = time.monotonic() + T
-            while books.early or books.streamed or books.dropped:
-                self.assertLess(time.monotonic(), end, f"{len(books.early)} outcomes kept, {len(books.streamed)} awaited")
-                time.sleep(0.01)
-            p.close()
-            p.join()
-        finally:
-            p.terminate()
+
+        def imap_unordered(p, f, items):
+            it = p.imap_unordered(f, items)
+            self.assertIn(next(it), items)
+
+        def map_async(p, f, items):
+            with self.assertRaises(ValueError):
+                p.map_async(f, [1] + items, chunksize=1).get(T)
+
+        for name, call in {"imap": imap, "imap_unordered": imap_unordered, "map_async": map_async}.items():
+            with self.subTest(name):
+                p = shmexec.Pool(2)
+                try:
+                    path = os.path.join(self.tmp(), "log")
+                    call(p, functools.partial(helpers.log_then_fail_on_odd, path), [2 * i for i in range(200)])
+                    gc.collect()
+                    helpers.wait_marks(path, 200)
+                    books = p._ex._books
+                    end = time.monotonic() + T
+                    while books.early or books.streamed or books.dropped:
+                        self.assertLess(time.monotonic(), end, f"{len(books.early)} outcomes kept, {len(books.streamed)} awaited")
+                        time.sleep(0.01)
+                    p.close()
+                    p.join()
+                finally:
+                    p.terminate()
 
     def test_apply_interrupted(self):
         # Ctrl-C during a long apply raises KeyboardInterrupt within the
