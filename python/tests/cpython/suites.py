@@ -32,6 +32,51 @@ class PoolTest(tm._TestPool, ShmexecPoolMixin, unittest.TestCase):
     pass
 
 
+class MultiprocessingPoolIsShmexec:
+    """CPython's tests of worker errors and worker lifetimes build their
+    pools with multiprocessing.Pool(...) itself, not with the mixin's
+    Pool: it names shmexec.Pool while each of them runs (one test a
+    process, run.py)."""
+
+    def setUp(self):
+        import multiprocessing
+
+        saved = multiprocessing.Pool
+        multiprocessing.Pool = shmexec.Pool
+        self.addCleanup(setattr, multiprocessing, "Pool", saved)
+        super().setUp()
+
+
+class PoolWorkerErrorsTest(MultiprocessingPoolIsShmexec, tm._TestPoolWorkerErrors, ShmexecPoolMixin, unittest.TestCase):
+    pass
+
+
+class PoolWorkerLifetimeTest(MultiprocessingPoolIsShmexec, tm._TestPoolWorkerLifetime, ShmexecPoolMixin, unittest.TestCase):
+    def test_worker_finalization_via_atexit_handler_of_multiprocessing(self):
+        # CPython's runs its script (bpo-38744, bpo-39360: a pool still
+        # open at interpreter exit, held by a global) with `from
+        # multiprocessing import Pool` in a child interpreter, which the
+        # patch above cannot reach: the same script with shmexec's Pool.
+        import test.support.script_helper
+
+        cmd = """if 1:
+            from shmexec import Pool
+            problem = None
+            class A:
+                def __init__(self):
+                    self.pool = Pool(processes=1)
+            def test():
+                global problem
+                problem = A()
+                problem.pool.map(float, tuple(range(10)))
+            if __name__ == "__main__":
+                test()
+        """
+        path = os.pathsep.join(p for p in sys.path if p)
+        rc, out, err = test.support.script_helper.assert_python_ok("-c", cmd, PYTHONPATH=path)
+        self.assertEqual(rc, 0)
+
+
 # -- concurrent.futures -----------------------------------------------------
 
 class ShmexecExecutorMixin(tcf.ExecutorMixin):
