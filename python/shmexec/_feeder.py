@@ -75,50 +75,18 @@ class Stream:
     # -- the feeder's side --------------------------------------------
 
     def feed(self, ex, stopped):
-        if self._make_future is None:
-            self._feed_jobs(ex, stopped)
-            return
+        """Pickles and submits every batch, in order (the feeder's).
+        A stream of futures (make_future) gives each batch a future; a
+        stream of job numbers (Pool.imap, imap_unordered, map_async)
+        submits each as an untracked job (Executor._submit_streamed),
+        whose outcome goes to the executor's early outcomes, where readers
+        take it (Executor._wait_untracked), and the executor calls
+        job_done as each ends: no future, no callback per batch. Such a
+        stream submits every batch, whether a reader is there or not; once
+        it is gone (abandon), each is abandoned as it is submitted."""
+        step = self._feed_future if self._make_future is not None else self._feed_job
         try:
             while not stopped() and not self._cancelled:
-                try:
-                    frame = next(self._chunks)
-                except StopIteration:
-                    break
-                except BaseException as e:  # noqa: B902 - the iterable's error ends the map
-                    self._end(e)
-                    return
-                fut = self._make_future()
-                if not fut.set_running_or_notify_cancel():
-                    continue
-                n, frame = frame
-                if isinstance(frame, BaseException):
-                    fut.set_exception(frame)
-                else:
-                    try:
-                        job = ex._submit_parts(*frame, track=False, intake=False)
-                    except BaseException as e:  # noqa: B902
-                        fut.set_exception(e)
-                    else:
-                        ex._attach(fut, job)
-                self._add(fut, n)
-            if stopped():
-                self._end(PoolClosed("the pool was terminated"))
-                return
-        finally:
-            self._chunks = None
-        self._end(None)
-
-    def _feed_jobs(self, ex, stopped):
-        """feed for a stream of job numbers (Pool.imap, imap_unordered,
-        map_async): each batch is submitted as an untracked job
-        (Executor._submit_streamed), whose outcome goes to the executor's
-        early outcomes, where readers take it (Executor._wait_untracked);
-        the executor calls job_done as each ends. No future, no callback
-        per batch. A batch that cannot be sent is its exception instead.
-        Every batch is submitted, whether a reader is there or not; once
-        it is gone (abandon), each is abandoned as it is submitted."""
-        try:
-            while not stopped():
                 try:
                     n, frame = next(self._chunks)
                 except StopIteration:
@@ -126,30 +94,48 @@ class Stream:
                 except BaseException as e:  # noqa: B902 - the iterable's error ends the map
                     self._end(e)
                     return
-                with self._cond:
-                    i = self._submitted
-                    self._submitted += 1
-                    self._left += 1
-                if not isinstance(frame, BaseException):
-                    try:
-                        frame = ex._submit_streamed(*frame, self, i)
-                    except BaseException as e:  # noqa: B902
-                        frame = e
-                with self._cond:
-                    gone = self.abandoned
-                    if not gone:
-                        self.batches.append(frame)
-                        self._cond.notify_all()
-                if type(frame) is not int:
-                    self.job_done(i)  # a batch that could not be sent has ended
-                elif gone:
-                    ex._abandon(frame)
+                step(ex, n, frame)
             if stopped():
                 self._end(PoolClosed("the pool was terminated"))
                 return
         finally:
             self._chunks = None
         self._end(None)
+
+    def _feed_future(self, ex, n, frame):
+        fut = self._make_future()
+        if not fut.set_running_or_notify_cancel():
+            return
+        if isinstance(frame, BaseException):
+            fut.set_exception(frame)
+        else:
+            try:
+                job = ex._submit_parts(*frame, track=False, intake=False)
+            except BaseException as e:  # noqa: B902
+                fut.set_exception(e)
+            else:
+                ex._attach(fut, job)
+        self._add(fut, n)
+
+    def _feed_job(self, ex, n, frame):
+        with self._cond:
+            i = self._submitted
+            self._submitted += 1
+            self._left += 1
+        if not isinstance(frame, BaseException):
+            try:
+                frame = ex._submit_streamed(*frame, self, i)
+            except BaseException as e:  # noqa: B902
+                frame = e  # the batch's own failure: it has ended
+        with self._cond:
+            gone = self.abandoned
+            if not gone:
+                self.batches.append(frame)
+                self._cond.notify_all()
+        if type(frame) is not int:
+            self.job_done(i)  # a batch that could not be sent has ended
+        elif gone:
+            ex._abandon(frame)
 
     def job_done(self, i):
         """Batch i of a stream of job numbers has ended (its outcome is in
@@ -247,7 +233,7 @@ class Stream:
         cb(self)
 
     def next_batch(self, deadline=None):
-        """The next batch future (or job number, or exception: feed_jobs)
+        """The next batch future (or job number, or exception: feed)
         in order, removed from the stream (so that its result is not
         kept), or None at the end; raises TimeoutError if none has been
         submitted by deadline (time.monotonic)."""

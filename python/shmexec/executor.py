@@ -1011,7 +1011,7 @@ class Executor(_cf.Executor):
                 self._abandon(job)
 
     def _submit_streamed(self, parts, total, stream, i):
-        """Submits batch i of a stream of job numbers (Stream._feed_jobs:
+        """Submits batch i of a stream of job numbers (Stream.feed:
         work accepted before a shutdown) as an untracked job and returns
         its number. Its outcome goes to early, fetched by the collector
         or by a reader (_wait_untracked), and stream.job_done(i) follows;
