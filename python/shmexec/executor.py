@@ -904,10 +904,11 @@ class Executor(_cf.Executor):
         slot = self._take_slot()
         try:
             slot.job.value, slot.ns.value = job, ns
-            # A look first with the GIL kept (_lib.HELD); a wait gives it up.
-            rc = _WAIT_INTO_HELD(self._pool, slot.job, _ZERO_NS, slot.addr, _BIG_C, slot.res_ref)
-            if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
-                rc = _WAIT_INTO(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
+            # A look (0 ns) keeps the GIL (_lib.HELD); a wait gives it up.
+            # (A look before every wait cost a waiter who asks at once,
+            # whose job has not ended yet, more than it saved the others.)
+            wait = _WAIT_INTO_HELD if ns == 0 else _WAIT_INTO
+            rc = wait(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
             if rc == _lib.SHMX_ETIMEDOUT:
                 return rc, None
             if rc != _OK:
