@@ -227,12 +227,11 @@ def _load():
 LIB, LIBRARY_PATH = load()
 
 # The same library (dlopen hands back the loaded copy) through PyDLL,
-# whose calls keep the GIL: for calls that never block, a few
-# microseconds each (a submit with SUBMIT_NOWAIT, a wait of 0 ns).
-# Through LIB every call gives the GIL up, and with other Python threads
-# running (the feeder, the collector, the caller) taking it back waits
-# for one of them to give it up in turn: a hand-off between threads on
-# every call, which cost more than the call.
+# whose calls keep the GIL: for a call that never blocks, a few
+# microseconds (the feeder's submit with SUBMIT_NOWAIT). Through LIB every
+# call gives the GIL up, and with other Python threads running (the
+# caller, the collector) taking it back waits for one of them to give it
+# up in turn.
 HELD = ctypes.PyDLL(LIBRARY_PATH)
 
 # -- the fork flag ---------------------------------------------------------

@@ -25,15 +25,13 @@ _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
 # values, and converting ten arguments through argtypes costs as much as
 # the C call itself.
 _CALL_INTO = _LIB["shmx_call_into"]
+_SUBMIT_WITH = _LIB["shmx_submit_with"]  # for _try_submit_now, likewise
 _WAIT_INTO = _LIB["shmx_wait_into"]  # for _fetch, likewise
 _RELEASE = _LIB["shmx_result_release"]  # for every fetch of a result
-# The same three with the GIL kept (_lib.HELD), for calls that never block:
-# a submit with SUBMIT_NOWAIT of a payload that is copied (under
-# _ZERO_COPY_FROM), a wait of 0 ns.
+# The feeder's submit with SUBMIT_NOWAIT of a payload that is copied
+# (under _ZERO_COPY_FROM), which never blocks, with the GIL kept
+# (_lib.HELD).
 _SUBMIT_HELD = _lib.HELD["shmx_submit_with"]
-_WAIT_INTO_HELD = _lib.HELD["shmx_wait_into"]
-_WAIT_ANY_HELD = _lib.HELD["shmx_wait_any"]
-_ZERO_NS = ctypes.c_int64(0)
 _RUNNING = _cf._base.RUNNING
 _FINISHED = _cf._base.FINISHED
 _ENDED = frozenset((_FINISHED, _cf._base.CANCELLED, _cf._base.CANCELLED_AND_NOTIFIED))  # states that never change
@@ -566,7 +564,10 @@ class Executor(_cf.Executor):
             self._check_open()
         job = ctypes.c_uint64()
         rc = _lib.SHMX_EFULL
-        if len(payload) < _ZERO_COPY_FROM:  # first without giving up the GIL (_lib.HELD)
+        if not intake and len(payload) < _ZERO_COPY_FROM:
+            # The feeder's submit, which shares the GIL with the caller
+            # and the collector: first without giving it up (_lib.HELD).
+            # (A caller alone gains nothing by keeping it.)
             rc = _SUBMIT_HELD(self._pool, b"py", payload, ctypes.c_size_t(len(payload)),
                               self._opts(timeout, retries, own, nowait=True), ctypes.byref(job))
         if rc == _lib.SHMX_EFULL:  # no room now: wait for it, the GIL given up
@@ -723,7 +724,7 @@ class Executor(_cf.Executor):
         slot = self._take_slot()
         try:
             slot.len.value = len(payload)
-            rc = _SUBMIT_HELD(self._pool, b"py", payload, slot.len, opts, slot.job_ref)  # never blocks: nowait, copied
+            rc = _SUBMIT_WITH(self._pool, b"py", payload, slot.len, opts, slot.job_ref)
             job = slot.job.value
         finally:
             self._slots.append(slot)
@@ -904,11 +905,7 @@ class Executor(_cf.Executor):
         slot = self._take_slot()
         try:
             slot.job.value, slot.ns.value = job, ns
-            # A look (0 ns) keeps the GIL (_lib.HELD); a wait gives it up.
-            # (A look before every wait cost a waiter who asks at once,
-            # whose job has not ended yet, more than it saved the others.)
-            wait = _WAIT_INTO_HELD if ns == 0 else _WAIT_INTO
-            rc = wait(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
+            rc = _WAIT_INTO(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
             if rc == _lib.SHMX_ETIMEDOUT:
                 return rc, None
             if rc != _OK:
@@ -1068,9 +1065,7 @@ class Executor(_cf.Executor):
                 done = self._delivered() or books.state >= _TERMINATED
             if done:
                 return
-            rc = _WAIT_ANY_HELD(self._pool, _ZERO_NS, ctypes.byref(job))  # a look with the GIL kept
-            if rc == _lib.SHMX_ETIMEDOUT:
-                rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
+            rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
             if rc == _OK:
                 self._wait_one(job.value, 0, reported=True)
             elif rc != _lib.SHMX_ETIMEDOUT:
