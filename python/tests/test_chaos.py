@@ -9,6 +9,7 @@ must be back at full size within a second after the kills stop.
 Brief here (make test); SHMEXEC_SOAK=1 runs it for minutes (make soak).
 The figures (tasks, kills, throughput during and after) go to stderr."""
 
+import multiprocessing
 import os
 import random
 import signal
@@ -235,6 +236,64 @@ class ChaosFromOutside(unittest.TestCase):
                     time.sleep(0.01)
                 self.assertEqual(alive, set(), f"workers left after {how}")
                 sys.stderr.write(f"\n  {how} with a kill every 10 ms: {killer.kills} kills, {unfinished} tasks unfinished at the call, {ended}")
+
+    def test_kills_while_streams_of_single_tasks_flow(self):
+        # imap, imap_unordered and map_async with chunksize 1 keep no
+        # future per task (the executor's books hold their outcomes until
+        # the reader takes them). Workers that have answered a task die
+        # under them every 20 ms: every item still ends once, with its
+        # value or a terminal error (WorkerCrashed once its retry is spent,
+        # WorkerStartError while no worker could start), by its deadline;
+        # a map_async gives its list or its first failure; nothing is left
+        # in the books; the pool is back at full size after.
+        n = 1500 if SOAK else 300
+        with shmexec.Pool(2, retries=1) as p:
+            ex = p._ex
+            seen = {pid for _, pid in p.map(slow_tag, range(4), chunksize=1)}
+            killer = Killer(ex, 0.020, seen, ready_only=True)
+            killer.start()
+            try:
+                for ordered in (True, False):
+                    it = (p.imap if ordered else p.imap_unordered)(slow_tag, range(n))
+                    got, crashed = [], 0
+                    while True:
+                        try:
+                            v, pid = it.next(timeout=DEADLINE)
+                        except StopIteration:
+                            break
+                        except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                            crashed += 1
+                        except multiprocessing.TimeoutError:
+                            self.fail(f"imap (ordered={ordered}): no item for {DEADLINE} s")
+                        else:
+                            got.append(v)
+                            seen.add(pid)
+                    self.assertEqual(len(got) + crashed, n, f"ordered={ordered}: items lost or doubled")
+                    self.assertEqual(len(set(got)), len(got), f"ordered={ordered}: an item given twice")
+                    if ordered:
+                        self.assertEqual(got, sorted(got), "imap out of order")
+                    sys.stderr.write(f"\n  imap (ordered={ordered}) under kills: {len(got)} values, {crashed} terminal errors")
+                r = p.map_async(slow_tag, range(n), chunksize=1)
+                try:
+                    values = r.get(DEADLINE)
+                except (shmexec.WorkerCrashed, shmexec.WorkerStartError) as e:
+                    outcome = type(e).__name__
+                except multiprocessing.TimeoutError:
+                    self.fail(f"map_async: no result {DEADLINE} s after its submit")
+                else:
+                    self.assertEqual([v for v, _ in values], list(range(n)))
+                    outcome = "every value"
+                sys.stderr.write(f"\n  map_async under kills: {outcome}; {killer.kills} kills in all")
+            finally:
+                killer.stop.set()
+                killer.join(5)
+            self.assertGreater(killer.kills, 0)
+            books = ex._books
+            end = time.monotonic() + DEADLINE
+            while books.early or books.streamed or books.dropped:
+                self.assertLess(time.monotonic(), end, f"{len(books.early)} outcomes kept, {len(books.streamed)} awaited")
+                time.sleep(0.01)
+            self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
 
 
 if __name__ == "__main__":
