@@ -510,7 +510,7 @@ class Executor(_cf.Executor):
         ref = self._opts_made.get(key)
         if ref is not None:
             return ref
-        if len(self._opts_made) >= 64:  # many per-call timeouts: keep the latest few
+        if len(self._opts_made) >= 64:  # many per-call timeouts: start over
             self._opts_made.clear()
         opts = _lib.SubmitOpts()
         _LIB.shmx_submit_opts_init(ctypes.byref(opts))
@@ -931,8 +931,6 @@ class Executor(_cf.Executor):
                 return None
             if ns != 0 and not untracked and job not in books.pending:
                 return None  # settled already
-            if untracked and job in books.early:
-                return None  # fetched by another thread meanwhile: the caller takes it from early
             books.claimed.add(job)
         rc = outcome = fut = streamed = None
         try:
@@ -942,7 +940,10 @@ class Executor(_cf.Executor):
                 if outcome is not None:
                     streamed = books.streamed.pop(job, None)
                     fut = books.pending.pop(job, None)
-                    if fut is None and (rc != _lib.SHMX_EINVAL or untracked):  # EINVAL: fetched or forgotten by another thread
+                    # EINVAL: fetched or forgotten by another thread. An
+                    # outcome in early already is the job's: a fetch that
+                    # then finds the job gone adds nothing.
+                    if fut is None and job not in books.early and (rc != _lib.SHMX_EINVAL or untracked):
                         books.early[job] = outcome
                 books.claimed.discard(job)
                 books.notify()

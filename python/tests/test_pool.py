@@ -279,6 +279,22 @@ class PoolTest(unittest.TestCase):
         finally:
             p.terminate()
 
+    def test_a_fetch_that_finds_the_job_gone_keeps_its_outcome(self):
+        # An untracked job's outcome (Pool.apply's, an imap batch's) is
+        # fetched by the collector or by its waiter, whichever comes
+        # first, into early. The other then finds the job gone (EINVAL)
+        # and must not replace that outcome (until 2026-12-06 it did, and
+        # imap's next() raised "wait: invalid argument: no pending job").
+        from shmexec import _wire
+
+        ex = self.pool._ex
+        job = ex._submit_parts(*_wire.dumps_parts(("call", helpers.echo, ((7,), {}))), track=False)
+        while job not in ex._books.early:  # fetched, by this thread or the collector
+            ex._wait_one(job, 10**9, untracked=True)
+        ex._wait_one(job, 0, untracked=True)  # the library has let the job go: SHMX_EINVAL
+        self.assertEqual(ex._wait_untracked(job), ("ok", 7))
+        self.assertEqual(list(self.pool.imap(helpers.echo, range(2000))), list(range(2000)))
+
     def test_outcomes_nobody_reads_are_not_kept(self):
         # The batches of imap, imap_unordered and map_async have no
         # future: their outcomes wait in the executor for their reader.
