@@ -47,18 +47,21 @@ class QueuedCall:
 
 
 class Stream:
-    """The batch futures of one asynchronous map, in order, as the feeder
-    submits them. chunks yields the frames of the batches (it pickles as
-    it goes, and raises what the map's iterable raises); make_future makes
-    the future of one batch. Readers: futures(deadline) in order, or
-    on_complete for when every batch has ended. A batch whose frame
-    cannot be made ends with that error; an error of the iterable ends the
-    stream (error), after the batches before it, as multiprocessing has
-    it."""
+    """The batches of one asynchronous map, in order, as the feeder
+    submits them: futures (make_future makes one a batch), or, with
+    make_future None, job numbers whose outcomes the executor keeps for
+    the readers (feed). chunks yields the frames of the batches (it
+    pickles as it goes, and raises what the map's iterable raises).
+    Readers: next_batch(deadline) in order; take(i) for the batches that
+    report, a queue, is told of as they end (then None at the stream's
+    end); or on_complete for when every batch has ended. A batch whose
+    frame cannot be made ends with that error; an error of the iterable
+    ends the stream (error), after the batches before it, as
+    multiprocessing has it."""
 
     def __init__(self, chunks, make_future, progress=None, report=None):
         self._chunks = chunks
-        self._make_future = make_future  # None: job numbers instead of futures (_feed_jobs)
+        self._make_future = make_future  # None: job numbers instead of futures (feed)
         self._progress = progress
         self._cond = threading.Condition()
         self.batches = []  # the batch futures so far (readers pop from the front)
@@ -68,7 +71,7 @@ class Stream:
         self._left = 0  # batches not yet done
         self._cancelled = False
         self._complete = []  # callbacks for when ended and every batch done
-        self._report = report  # a queue told of each batch's end (report_to)
+        self._report = report  # a queue told of each batch's end (batch_done)
         self.abandoned = False  # job numbers only: the reader is gone (abandon)
         self._submitted = 0  # job numbers only: batches numbered so far
 
@@ -81,7 +84,7 @@ class Stream:
         submits each as an untracked job (Executor._submit_streamed),
         whose outcome goes to the executor's early outcomes, where readers
         take it (Executor._wait_untracked), and the executor calls
-        job_done as each ends: no future, no callback per batch. Such a
+        batch_done as each ends: no future, no callback per batch. Such a
         stream submits every batch, whether a reader is there or not; once
         it is gone (abandon), each is abandoned as it is submitted."""
         step = self._feed_future if self._make_future is not None else self._feed_job
@@ -133,14 +136,14 @@ class Stream:
                 self.batches.append(frame)
                 self._cond.notify_all()
         if type(frame) is not int:
-            self.job_done(i)  # a batch that could not be sent has ended
+            self.batch_done(i)  # a batch that could not be sent has ended
         elif gone:
             ex._abandon(frame)
 
-    def job_done(self, i):
-        """Batch i of a stream of job numbers has ended (its outcome is in
-        the executor's early outcomes, or it could not be sent): counted
-        for on_complete, and told to the report queue."""
+    def batch_done(self, i):
+        """Batch i has ended (its future is done; or its outcome is in the
+        executor's early outcomes, or it could not be sent): counted for
+        on_complete, and told to the report queue."""
         with self._cond:
             self._left -= 1
             complete = self.ended and self._left == 0
@@ -175,21 +178,12 @@ class Stream:
     def _add(self, fut, n):
         with self._cond:
             self.batches.append(fut)
-            i, report = len(self.batches) - 1, self._report
+            i = len(self.batches) - 1
             self._left += 1
             self._cond.notify_all()
-        if report is not None:
-            fut.add_done_callback(lambda _, i=i: report.put(i))
         if self._progress is not None:
             fut.add_done_callback(self._progress.callback(n))
-        fut.add_done_callback(self._one_done)
-
-    def _one_done(self, _):
-        with self._cond:
-            self._left -= 1
-            complete = self.ended and self._left == 0
-        if complete:
-            self._fire()
+        fut.add_done_callback(lambda _, i=i: self.batch_done(i))
 
     def _end(self, error):
         with self._cond:
@@ -250,18 +244,6 @@ class Stream:
                 return f
             return None
 
-    def report_to(self, q):
-        """Puts into q the index of each batch as it ends, for take(), and
-        None once the stream has ended: every batch is in it by then."""
-        with self._cond:
-            self._report = q
-            batches = list(enumerate(self.batches))
-            ended = self.ended
-        for i, f in batches:
-            f.add_done_callback(lambda _, i=i: q.put(i))
-        if ended:
-            q.put(None)
-
     def count(self):
         """How many batches have been submitted so far."""
         with self._cond:
@@ -269,7 +251,8 @@ class Stream:
 
     def take(self, i):
         """Batch i's future (or job number, or exception), removed from the
-        stream (report_to); waits until the feeder has put it there."""
+        stream (for the reader of report); waits until the feeder has put
+        it there."""
         with self._cond:
             while i >= len(self.batches):
                 self._cond.wait()

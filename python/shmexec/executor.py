@@ -208,7 +208,7 @@ class _Books:
                imap_unordered and map_async (untracked, no future) not
                yet fetched. Their outcomes go to early, where the
                stream's reader takes them, and the stream is told
-               (Stream.job_done); a shutdown's close waits for them, so
+               (Stream.batch_done); a shutdown's close waits for them, so
                that an iterator read after join still has every result;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
@@ -652,7 +652,7 @@ class Executor(_cf.Executor):
         is shown), whose readers take the outcomes with _wait_untracked:
         no future and no callbacks per batch, which cost more than a tiny
         task (Pool.imap, imap_unordered, map_async). report: a queue that
-        such a stream tells of each batch's end (Stream.job_done)."""
+        such a stream tells of each batch's end (Stream.batch_done)."""
         _reduction.check_sendable(fn, served=self._served)
         self._check_open()
         kind = "batch" if star else "batch1"
@@ -670,12 +670,7 @@ class Executor(_cf.Executor):
                     frame = e
                 yield n, frame
 
-        if untracked and bar is None:
-            stream = Stream(frames(), None, None, report)
-        else:
-            stream = Stream(frames(), self._new_future, bar)
-            if report is not None:
-                stream.report_to(report)
+        stream = Stream(frames(), None if untracked and bar is None else self._new_future, bar, report)
         self._feeder.put(stream)
         return stream
 
@@ -950,7 +945,7 @@ class Executor(_cf.Executor):
         if fut is not None:
             settle(fut, outcome)  # a thread that finds the job unclaimed and not pending waits on fut itself
         if streamed is not None:
-            streamed[0].job_done(streamed[1])
+            streamed[0].batch_done(streamed[1])
         if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
             # It may have ended as the wait ran out: look again, rather
             # than leave it to the collector.
@@ -1013,7 +1008,7 @@ class Executor(_cf.Executor):
         """Submits batch i of a stream of job numbers (Stream.feed:
         work accepted before a shutdown) as an untracked job and returns
         its number. Its outcome goes to early, fetched by the collector
-        or by a reader (_wait_untracked), and stream.job_done(i) follows;
+        or by a reader (_wait_untracked), and stream.batch_done(i) follows;
         until then it is in books.streamed, which a shutdown's close
         waits for."""
         job = self._submit_parts(parts, total, track=False, intake=False)
@@ -1023,7 +1018,7 @@ class Executor(_cf.Executor):
             if not ended:
                 books.streamed[job] = (stream, i)
         if ended:
-            stream.job_done(i)
+            stream.batch_done(i)
         return job
 
     def _abandon(self, job):
@@ -1165,7 +1160,7 @@ class Executor(_cf.Executor):
             if not fut.done():
                 fut.set_exception(closed)
         for stream, i in streamed:
-            stream.job_done(i)
+            stream.batch_done(i)
 
     def __del__(self):
         try:
