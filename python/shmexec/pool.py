@@ -63,15 +63,10 @@ class AsyncResult:
         out = []
         for k, b in enumerate(batches):
             try:
-                if type(b) is int:  # a job number: its outcome is in the executor's early outcomes
-                    outcome = self._ex._wait_untracked(b)
-                    if outcome[0] != "ok":
-                        raise outcome[1]
-                    out.extend(_wire.batch_values(outcome[1], self._tb_type))
-                elif isinstance(b, BaseException):  # a batch that could not be sent
-                    raise b
-                else:
-                    out.extend(_wire.batch_values(b.result(0), self._tb_type))
+                ok, v = _outcome(self._ex, b)  # every batch has ended
+                if ok != "ok":
+                    raise v
+                out.extend(_wire.batch_values(v, self._tb_type))
             except BaseException:
                 for job in batches[k + 1:]:  # the first failure is the map's: the others' outcomes are dropped
                     if type(job) is int:
@@ -108,9 +103,7 @@ class AsyncResult:
         """The value (a list for a map); raises the task's exception, or
         multiprocessing.TimeoutError if it is not ready within timeout."""
         if not self._done.wait(self._wait_here(timeout)):
-            import multiprocessing  # imported here: 5 ms of a short script's start that only a timeout needs
-
-            raise multiprocessing.TimeoutError
+            _timed_out()
         self._observed = True
         ok, v = self._outcome
         if ok:
@@ -151,6 +144,9 @@ class _OneBatch:
 
     def result(self, timeout):
         return (False, [self._fut.result(timeout)])
+
+    def exception(self, timeout):
+        return self._fut.exception(timeout)
 
 
 class Pool:
@@ -358,20 +354,17 @@ class IMapIterator:
         while not self._values:
             if self._finished:
                 raise StopIteration
-            batch = self._next_ordered(deadline) if self._ordered else self._next_unordered(deadline)
-            if batch is None:
+            outcome = self._next_ordered(deadline) if self._ordered else self._next_unordered(deadline)
+            if outcome is None:
                 self._finished = True
                 if self._stream.error is not None:
                     raise self._stream.error
                 raise StopIteration
-            # A failure of the whole batch (its worker died) is raised once.
-            if type(batch) is tuple:  # an outcome (a stream of job numbers)
-                if batch[0] != "ok":
-                    raise batch[1]
-                _, values = batch[1]
-            else:
-                _, values = batch.result(0)
-            del batch
+            ok, v = outcome
+            del outcome
+            if ok != "ok":
+                raise v  # a failure of the whole batch (its worker died), raised once
+            _, values = v
             values.reverse()
             self._values = values
         v = self._values.pop()
@@ -382,9 +375,9 @@ class IMapIterator:
     __next__ = next
 
     def _next_ordered(self, deadline):
-        """The next batch in order: its ended future, or its outcome (a
-        stream of job numbers), or None at the end. A wait that runs out
-        (or is interrupted) keeps the batch for the next call."""
+        """The outcome of the next batch in order, or None at the end. A
+        wait that runs out (or is interrupted) keeps the batch for the
+        next call."""
         if self._batch is None:
             try:
                 self._batch = self._stream.next_batch(deadline)
@@ -392,26 +385,14 @@ class IMapIterator:
                 _timed_out()
             if self._batch is None:
                 return None
-        b = self._batch
-        if isinstance(b, BaseException):  # the batch could not be sent
-            self._batch = None
-            return ("exc", b)
-        if type(b) is int:
-            outcome = self._ex._wait_untracked(b, deadline)
-            if outcome is None:
-                _timed_out()
-            self._batch = None
-            return outcome
-        try:
-            self._batch.exception(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        except _cf.TimeoutError:
+        outcome = _outcome(self._ex, self._batch, deadline)
+        if outcome is None:
             _timed_out()
-        except _cf.CancelledError:
-            pass  # raised by result()
-        f, self._batch = self._batch, None
-        return f
+        self._batch = None
+        return outcome
 
     def _next_unordered(self, deadline):
+        """The outcome of the next batch to end, or None at the end."""
         while not (self._over and self._taken == self._stream.count()):
             try:
                 i = self._ends.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -421,12 +402,7 @@ class IMapIterator:
                 self._over = True
                 continue
             self._taken += 1
-            b = self._stream.take(i)
-            if isinstance(b, BaseException):  # the batch could not be sent
-                return ("exc", b)
-            if type(b) is int:  # ended: its outcome is in early (or the pool was terminated)
-                return self._ex._wait_untracked(b)
-            return b
+            return _outcome(self._ex, self._stream.take(i))  # it has ended
         return None
 
     def __del__(self):
@@ -441,7 +417,29 @@ class IMapIterator:
 
 
 
+def _outcome(ex, batch, deadline=None):
+    """A Stream batch's outcome, ("ok", (failed, values)) or ("exc", e),
+    or None if deadline (time.monotonic) passes first: for a job number,
+    taken from the executor's early outcomes (or fetched); for an
+    exception (a batch that could not be sent), that; for a future, its
+    result."""
+    if type(batch) is int:
+        return ex._wait_untracked(batch, deadline)
+    if isinstance(batch, BaseException):
+        return ("exc", batch)
+    try:  # the wait, which may be interrupted (the batch stays the caller's)
+        batch.exception(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except _cf.TimeoutError:
+        return None
+    except _cf.CancelledError:
+        pass  # the outcome, raised by result()
+    try:
+        return ("ok", batch.result(0))
+    except BaseException as e:  # noqa: B902 - the batch's own outcome
+        return ("exc", e)
+
+
 def _timed_out():
-    import multiprocessing  # imported here: see AsyncResult.get
+    import multiprocessing  # imported here: 5 ms of a short script's start that only a timeout needs
 
     raise multiprocessing.TimeoutError from None
