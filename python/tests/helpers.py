@@ -157,6 +157,18 @@ def wait_marks(path, n, deadline=30):
         time.sleep(0.005)
 
 
+def wait_nothing_kept(ex, deadline=30):
+    """Waits until ex (an Executor) keeps no outcome for a reader: none in
+    early, no stream batch awaited, no collected iterator's to drop;
+    fails after deadline seconds."""
+    books = ex._books
+    end = time.monotonic() + deadline
+    while books.early or books.streamed or books.dropped:
+        if time.monotonic() > end:
+            raise AssertionError(f"{len(books.early)} outcomes kept, {len(books.streamed)} awaited after {deadline} s")
+        time.sleep(0.01)
+
+
 def wait_running_at_once(ex, n, deadline=30):
     """Waits until n tasks run at once on n different workers of ex (an
     Executor): the pool is at full size, and every task submitted before

@@ -288,12 +288,79 @@ class ChaosFromOutside(unittest.TestCase):
                 killer.stop.set()
                 killer.join(5)
             self.assertGreater(killer.kills, 0)
-            books = ex._books
-            end = time.monotonic() + DEADLINE
-            while books.early or books.streamed or books.dropped:
-                self.assertLess(time.monotonic(), end, f"{len(books.early)} outcomes kept, {len(books.streamed)} awaited")
-                time.sleep(0.01)
+            helpers.wait_nothing_kept(ex, DEADLINE)
             self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
+
+    def test_close_and_join_while_workers_are_killed_under_streams(self):
+        # A close waits until every outcome of imap's and map_async's
+        # batches is fetched (they have no future), so that an iterator
+        # read after join has them all, as multiprocessing's has. Workers
+        # die under it: join returns by its deadline, every item of the
+        # iterator read after it ends once (its value or a terminal
+        # error), the map_async is ready, and no worker is left.
+        n = 1500 if SOAK else 300
+        p = shmexec.Pool(2, retries=1)
+        try:
+            ex = p._ex
+            seen = {pid for _, pid in p.map(slow_tag, range(4), chunksize=1)}
+            pids = set(pid for pid in ex._worker_pids() if pid)
+            first = {}  # pid -> when first seen: one alive for 150 ms has started, and may be killed
+
+            def watch():
+                now = time.monotonic()
+                for pid in ex._worker_pids():
+                    if pid:
+                        pids.add(pid)
+                        if now - first.setdefault(pid, now) > 0.15:
+                            seen.add(pid)
+
+            killer = Killer(ex, 0.020, seen, ready_only=True)
+            killer.start()
+            it = p.imap(slow_tag, range(n))
+            r = p.map_async(slow_tag, range(n), chunksize=1)
+            # the kills begin before the close: at least 50 ms of them,
+            # and a first one
+            t_min, t_max = time.monotonic() + 0.05, time.monotonic() + DEADLINE
+            while time.monotonic() < t_min or (killer.kills == 0 and time.monotonic() < t_max):
+                watch()
+                time.sleep(0.005)
+            self.assertFalse(r.ready(), "the map had ended before the close: nothing was tested")
+            p.close()
+            joiner = threading.Thread(target=p.join, daemon=True)
+            joiner.start()
+            while joiner.is_alive() and time.monotonic() < t_max:
+                watch()
+                time.sleep(0.005)
+            killer.stop.set()
+            killer.join(5)
+            self.assertFalse(joiner.is_alive(), f"join did not return within {DEADLINE} s while workers were killed")
+            self.assertGreater(killer.kills, 0)
+            self.assertTrue(r.ready(), "map_async not ready after join")
+            try:
+                self.assertEqual([v for v, _ in r.get(0)], list(range(n)))
+            except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                pass  # its first failure: a task whose retry was spent
+            got, failed = [], 0
+            while True:
+                try:
+                    v, _ = it.next(timeout=0)  # all there after join: no wait
+                except StopIteration:
+                    break
+                except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                    failed += 1
+                else:
+                    got.append(v)
+            self.assertEqual(len(got) + failed, n, "items lost or doubled")
+            self.assertEqual(got, sorted(set(got)), "imap out of order, or an item given twice")
+            deadline = time.monotonic() + 5
+            alive = set(pids)
+            while alive and time.monotonic() < deadline:
+                alive = {pid for pid in alive if helpers.shmexec_process_alive(pid)}
+                time.sleep(0.01)
+            self.assertEqual(alive, set(), "workers left after join")
+            sys.stderr.write(f"\n  close and join under kills: {killer.kills} kills, imap {len(got)} values and {failed} terminal errors")
+        finally:
+            p.terminate()
 
 
 if __name__ == "__main__":

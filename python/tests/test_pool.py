@@ -324,11 +324,7 @@ class PoolTest(unittest.TestCase):
                     call(p, functools.partial(helpers.log_then_fail_on_odd, path), [2 * i for i in range(200)])
                     gc.collect()
                     helpers.wait_marks(path, 200)
-                    books = p._ex._books
-                    end = time.monotonic() + T
-                    while books.early or books.streamed or books.dropped:
-                        self.assertLess(time.monotonic(), end, f"{len(books.early)} outcomes kept, {len(books.streamed)} awaited")
-                        time.sleep(0.01)
+                    helpers.wait_nothing_kept(p._ex, T)
                     p.close()
                     p.join()
                 finally:
