@@ -243,9 +243,9 @@ def _dumps_lifted(obj, memo, what, roots, to="to a worker"):
 #   third of pickle's time);
 # - otherwise: u32 0 | u32 k | the k-byte key | the pickle of (args, kwargs).
 # No frame of dumps_parts starts with either tag (a count of parts is at
-# least 1, and far below 0xfe000000). A call whose arguments hold buffers
-# to send out of band travels as a ("call", fn, (args, kwargs)) frame
-# instead.
+# least 1, and far below 0xfd000000, the batch frame's tag). A call whose
+# arguments hold buffers to send out of band travels as a ("call", fn,
+# (args, kwargs)) frame instead.
 _CALL = struct.Struct("<II")
 _U32 = struct.Struct("<I")
 _CALL_TAG = b"\0\0\0\0"
@@ -254,8 +254,19 @@ _CALL_TAG = b"\0\0\0\0"
 PLAIN_CALL = 0xFE
 _PLAIN_CALL_TAG = bytes((0, 0, 0, PLAIN_CALL))
 
+# A batch frame: u32 0xfd000000 | the marshalled (key, kind, items): a
+# map's batch of at most BATCH_FRAME_ITEMS items of plain types, its
+# function by key. Pickling a general frame costs several microseconds
+# more than the marshal, and so does unpickling the function in the
+# worker, which a task of a map with chunksize 1 pays every time.
+PLAIN_BATCH = 0xFD
+_PLAIN_BATCH_TAG = bytes((0, 0, 0, PLAIN_BATCH))
+BATCH_FRAME_ITEMS = 32
+
 # A value frame: u32 0xff000000 | the marshalled value: the outcome
-# ("ok", value) of a call that returned a value of a plain type.
+# ("ok", value) of a call that returned a value of a plain type, or
+# ("ok", (False, values)) of a batch of at most BATCH_FRAME_ITEMS items
+# whose values are all plain.
 VALUE = 0xFF
 _VALUE_TAG = bytes((0, 0, 0, VALUE))
 _MARSHAL = 4  # marshal's format 4, which every Python since 3.4 reads
@@ -305,6 +316,45 @@ def dumps_call(fn, key, args, kwargs):
     return [head, data], len(head) + len(data)
 
 
+def _plain_items(kind, items):
+    """Whether every item of a batch of kind ("batch1": an argument an
+    item; "batch": an argument tuple an item) is of a plain type."""
+    if kind == "batch1":
+        for a in items:
+            if type(a) not in _PLAIN and not _plain_bytes(a):
+                return False
+        return True
+    for t in items:
+        if type(t) is not tuple:
+            return False
+        for a in t:
+            if type(a) not in _PLAIN and not _plain_bytes(a):
+                return False
+    return True
+
+
+def dumps_batch(kind, fn, key, items, what):
+    """The frame of a map's batch, fn over items (kind: "batch1", one
+    argument an item; "batch", an argument tuple an item), as parts and
+    their total size like dumps_parts: a batch frame when fn has a key
+    (_reduction.function_ref) and the items are few and of plain types,
+    else a general frame of (kind, fn, items). what: the items, named
+    if they cannot be sent."""
+    if key is not None and len(items) <= BATCH_FRAME_ITEMS and _plain_items(kind, items):
+        if type(items) is not list and type(items) is not tuple:
+            items = list(items)  # a slice of a range, say: marshal takes lists and tuples
+        frame = _PLAIN_BATCH_TAG + marshal.dumps((key, kind, items), _MARSHAL)
+        return [frame], len(frame)
+    return dumps_parts((kind, fn, items), what)
+
+
+def loads_plain_batch(body, functions):
+    """(fn, kind, items) of a batch frame, from its body (as
+    loads_plain_call)."""
+    key, kind, items = marshal.loads(body)
+    return _function(key, functions), kind, items
+
+
 def is_call(b):
     """Whether the frame b is a call frame (dumps_call)."""
     return len(b) > 4 and (b[3] == PLAIN_CALL or b[:4] == _CALL_TAG)
@@ -350,6 +400,19 @@ def dumps_value(v, fn=None):
         frame = _VALUE_TAG + marshal.dumps(v, _MARSHAL)
         return [frame], len(frame)
     return dumps_result(("ok", v), fn)
+
+
+def dumps_batch_result(failed, outs, fn):
+    """dumps_parts(("ok", (failed, outs))), the outcome of a batch: a
+    value frame when no item failed and the values are few and plain."""
+    if not failed and len(outs) <= BATCH_FRAME_ITEMS:
+        for v in outs:
+            if type(v) not in _PLAIN and not _plain_bytes(v):
+                break
+        else:
+            frame = _VALUE_TAG + marshal.dumps((False, outs), _MARSHAL)
+            return [frame], len(frame)
+    return dumps_result(("ok", (failed, outs)), fn, batch=True)
 
 
 def dumps_result(outcome, fn, batch=False):

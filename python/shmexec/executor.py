@@ -631,17 +631,23 @@ class Executor(_cf.Executor):
         (their numbers, for _own_batch_values): Pool.map and starmap, which
         wait for them at once. Each batch is submitted as soon as it is
         pickled, so that the workers start while the rest is pickled."""
-        _reduction.check_sendable(fn, served=self._served)
-        kind = "batch" if star else "batch1"
+        kind, key, what = self._batch_kind(fn, star)
         jobs = []
         try:
             for n, chunk in _chunks(items, chunksize, self._workers):
-                jobs.append(self._submit_payload(_wire.join(_wire.dumps_parts((kind, fn, chunk), _batch_what(fn))[0]),
+                jobs.append(self._submit_payload(_wire.join(_wire.dumps_batch(kind, fn, key, chunk, what)[0]),
                                                  track=False, own=True))
         except BaseException:
             self._forget_own(jobs)  # nobody will fetch those submitted already
             raise
         return jobs
+
+    def _batch_kind(self, fn, star):
+        """(kind, key, what) for _wire.dumps_batch of fn's batches; raises
+        TypeError, before anything is submitted, if fn cannot be sent."""
+        _reduction.check_sendable(fn, served=self._served)
+        return "batch" if star else "batch1", _reduction.function_ref(fn, self._served), \
+            f"the items of a map of {_reduction._name(fn)}"
 
     def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None):
         """A Stream of batch jobs over items (a sequence, or an iterator
@@ -653,9 +659,8 @@ class Executor(_cf.Executor):
         no future and no callbacks per batch, which cost more than a tiny
         task (Pool.imap, imap_unordered, map_async). report: a queue that
         such a stream tells of each batch's end (Stream.batch_done)."""
-        _reduction.check_sendable(fn, served=self._served)
+        kind, key, what = self._batch_kind(fn, star)
         self._check_open()
-        kind = "batch" if star else "batch1"
         bar = None
         if progress:
             from ._progress import Progress
@@ -665,7 +670,7 @@ class Executor(_cf.Executor):
         def frames():
             for n, chunk in _chunks(items, chunksize, self._workers):
                 try:
-                    frame = _wire.dumps_parts((kind, fn, chunk), _batch_what(fn))
+                    frame = _wire.dumps_batch(kind, fn, key, chunk, what)
                 except Exception as e:  # ends this batch, not the map
                     frame = e
                 yield n, frame
@@ -1227,10 +1232,6 @@ def _chunks(items, chunksize, workers):
         if not chunk:
             return
         yield len(chunk), chunk
-
-
-def _batch_what(fn):
-    return f"the items of a map of {_reduction._name(fn)}"
 
 
 class WorkerProcess:

@@ -14,12 +14,18 @@ from . import _lib, _spawn, _views, _wire
 _functions = {}
 
 
-def _run_call(payload, plain=None, views=None):
-    """Runs a call and returns its outcome as framed parts. plain: the body
-    of a call frame with marshalled arguments (payload is then unused);
-    views: for _wire.loads (large arrays read in place)."""
+def _run_call(payload, plain=None, views=None, tag=_wire.PLAIN_CALL):
+    """Runs a call or a map's batch and returns its outcome as framed
+    parts. plain: the body of a frame of marshalled values, a plain call
+    or (tag PLAIN_BATCH) a batch frame (payload is then unused); views:
+    for _wire.loads (large arrays read in place)."""
     try:
+        if plain is None and len(payload) > 4 and payload[3] in _PLAIN_TAGS:  # one larger than the input buffer
+            plain, tag = payload[4:], payload[3]
         if plain is not None:
+            if tag == _wire.PLAIN_BATCH:
+                fn, kind, items = _wire.loads_plain_batch(plain, _functions)
+                return _run_batch(fn, kind, items)
             fn, args, kwargs = _wire.loads_plain_call(plain, _functions)
             return _wire.dumps_value(fn(*args, **kwargs), fn)
         if _wire.is_call(payload):
@@ -29,25 +35,32 @@ def _run_call(payload, plain=None, views=None):
         if kind == "call":
             args, kwargs = items
             return _wire.dumps_result(("ok", fn(*args, **kwargs)), fn)
-        # A batch: one value per item ("batch1": one argument each,
-        # "batch": an argument tuple each), a Failure for an item that
-        # raised, and whether any did. Each item runs once: after a
-        # failure the same iterator goes on with the next item.
-        it = iter(items)
-        outs, failed = [], False
-        while True:
-            try:
-                outs.extend(itertools.starmap(fn, it) if kind == "batch" else map(fn, it))
-                break
-            except BaseException as e:  # noqa: B902 - a task's exception ends that item only
-                outs.append(_wire.Failure(_wire.error_outcome(e)))
-                failed = True
-        return _wire.dumps_result(("ok", (failed, outs)), fn, batch=True)
+        return _run_batch(fn, kind, items)
     except BaseException as e:  # noqa: B902
         try:
             return _wire.dumps_parts(_wire.error_outcome(e))
         except BaseException as e2:  # noqa: B902
             return _wire.dumps_parts(("err", None, type(e2).__qualname__, str(e2), ""))
+
+
+_PLAIN_TAGS = (_wire.PLAIN_CALL, _wire.PLAIN_BATCH)
+
+
+def _run_batch(fn, kind, items):
+    """A batch: one value per item ("batch1": one argument each, "batch":
+    an argument tuple each), a Failure for an item that raised, and
+    whether any did. Each item runs once: after a failure the same
+    iterator goes on with the next item."""
+    it = iter(items)
+    outs, failed = [], False
+    while True:
+        try:
+            outs.extend(itertools.starmap(fn, it) if kind == "batch" else map(fn, it))
+            break
+        except BaseException as e:  # noqa: B902 - a task's exception ends that item only
+            outs.append(_wire.Failure(_wire.error_outcome(e)))
+            failed = True
+    return _wire.dumps_batch_result(failed, outs, fn)
 
 
 def _run_named(handlers, name, payload):
@@ -161,7 +174,7 @@ def main(argv=None):
     # C values already, and converting them through argtypes costs more
     # than the C call itself.
     next_task, reply_next = lib["shmx_worker_next"], lib["shmx_task_reply_next"]
-    big, huge, plain_call, c_size = _wire.BIG, _wire.HUGE, _wire.PLAIN_CALL, ctypes.c_size_t
+    big, huge, plain_call, plain_batch, c_size = _wire.BIG, _wire.HUGE, _wire.PLAIN_CALL, _wire.PLAIN_BATCH, ctypes.c_size_t
     slice_ns = ctypes.c_int64(1_000_000_000)
     trimmed = True
     rc = next_task(w, slice_ns, ref)
@@ -179,8 +192,9 @@ def main(argv=None):
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
         n, handler, err, views = task.in_len, task.handler, None, None
-        if handler == b"py" and 4 < n < big and inview[3] == plain_call:  # _wire.is_plain_call, inline
-            parts, total = _run_call(None, inbody)
+        tag = inview[3]
+        if handler == b"py" and 4 < n < big and (tag == plain_call or tag == plain_batch):  # marshalled values, inline
+            parts, total = _run_call(None, inbody, tag=tag)
         else:
             if n >= big:  # a view of the segment: its buffers are copied once, where they land
                 payload = _wire.view_at(task.input, n)

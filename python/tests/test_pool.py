@@ -134,6 +134,33 @@ class PoolTest(unittest.TestCase):
         self.assertEqual([t for t, _ in args], ["Color", "Name"])
         self.assertEqual(kwargs["c"][0], "Color")
 
+    def test_maps_of_a_few_items_a_batch_keep_every_type(self):
+        # Batches of a few plain items travel marshalled, and their plain
+        # values come back so (_wire.dumps_batch); every other batch
+        # pickled. Either way each item arrives, and its value returns,
+        # with its exact type, and an item that raises fails alone.
+        p = self.pool
+        plain = [None, True, 0, -(2**70), 1.5, "", "\ud800", b"ab", b"x" * (shmexec._wire.BIG - 1)]
+        mixed = plain + [helpers.Color.RED, helpers.Name("n"), bytearray(b"y"), [1], (2,)]
+        for chunksize in (1, 3, len(mixed)):
+            for items in (plain, mixed):
+                with self.subTest(chunksize=chunksize, mixed=items is mixed):
+                    for got in (p.map(helpers.echo, items, chunksize), list(p.imap(helpers.echo, items, chunksize)),
+                                p.map_async(helpers.echo, items, chunksize).get(T)):
+                        self.assertEqual(got, items)
+                        self.assertEqual([type(v) for v in got], [type(v) for v in items])
+                    got = p.starmap(helpers.typed_call, [(v,) for v in items], chunksize)
+                    self.assertEqual([a[0][0][0] for a in got], [type(v).__name__ for v in items])
+        self.assertEqual(p.map(helpers.double, range(0, 100, 3), chunksize=2), [2 * x for x in range(0, 100, 3)])
+        it = p.imap(helpers.fail_on_odd, range(6))
+        for x in range(6):
+            if x % 2:
+                with self.assertRaises(ValueError):
+                    next(it)
+            else:
+                self.assertEqual(next(it), x)
+        self.assertEqual(p.map(lambda x: x + 1, [1, 2, 3], chunksize=1), [2, 3, 4])  # a function sent by value
+
     def test_objects_that_adopt_their_out_of_band_buffers(self):
         # Such an object (a numpy array is one) keeps the very buffer it
         # is unpickled from. Those buffers must outlive the frame: the

@@ -73,16 +73,65 @@ class WireTest(unittest.TestCase):
             self.assertEqual(got, ("ok", v))
             self.assertIs(type(got[1]), type(v))
 
+    def test_small_batches_of_plain_items_travel_marshalled(self):
+        key = _wire.function_ref(helpers.add)
+        cases = [("batch1", [1, "a", None, 2.5, True, b"ab", 2**100]), ("batch1", range(3, 9)),
+                 ("batch", [(1, 2), ("a", "b"), ()]), ("batch1", [7] * _wire.BATCH_FRAME_ITEMS)]
+        for kind, items in cases:
+            with self.subTest(kind=kind, items=items):
+                parts, total = _wire.dumps_batch(kind, helpers.add, key, items, "the items")
+                frame = _wire.join(parts)
+                self.assertEqual(len(frame), total)
+                self.assertEqual(frame[3], _wire.PLAIN_BATCH)
+                self.assertFalse(_wire.is_call(frame))
+                self.assertFalse(_wire.is_value(frame))
+                # From a longer buffer, as a worker's reused input buffer.
+                buf = bytearray(frame) + b"\xfdstale bytes of an earlier frame"
+                fn, got_kind, got = _wire.loads_plain_batch(memoryview(buf)[4:], {})
+                self.assertIs(fn, helpers.add)
+                self.assertEqual((got_kind, list(got)), (kind, list(items)))
+                self.assertEqual([type(a) for a in got], [type(a) for a in items])
+
+    def test_other_batches_travel_pickled(self):
+        key = _wire.function_ref(helpers.add)
+        cases = [("batch1", [1, helpers.Color.RED], key), ("batch1", [bytearray(b"x")], key), ("batch1", [[1]], key),
+                 ("batch1", [b"x" * _wire.BIG], key), ("batch", [(1, [2])], key), ("batch", [[1, 2]], key),
+                 ("batch1", [7] * (_wire.BATCH_FRAME_ITEMS + 1), key),
+                 ("batch1", [1, 2], None)]  # a callable with no key (not a plain function)
+        for kind, items, k in cases:
+            with self.subTest(kind=kind, items=items[:3], key=k is not None):
+                frame = _wire.join(_wire.dumps_batch(kind, helpers.add, k, items, "the items")[0])
+                self.assertNotEqual(frame[3], _wire.PLAIN_BATCH)
+                got_kind, fn, got = _wire.loads(frame)
+                self.assertEqual((got_kind, fn, got), (kind, helpers.add, items))
+                self.assertEqual([type(a) for a in got], [type(a) for a in items])
+
+    def test_a_batchs_plain_values_travel_in_a_value_frame(self):
+        for outs in ([1, "a", None, 2.5, True, b"x"], [], [0] * _wire.BATCH_FRAME_ITEMS):
+            frame = _wire.join(_wire.dumps_batch_result(False, outs, helpers.add)[0])
+            self.assertTrue(_wire.is_value(frame))
+            self.assertEqual(_wire.loads(frame), ("ok", (False, outs)))
+        failure = _wire.Failure(_wire.error_outcome(ValueError("x")))
+        for failed, outs in ((False, [helpers.Color.RED]), (False, [[1]]), (False, [0] * (_wire.BATCH_FRAME_ITEMS + 1)),
+                             (True, [1, failure])):
+            frame = _wire.join(_wire.dumps_batch_result(failed, outs, helpers.add)[0])
+            self.assertFalse(_wire.is_value(frame))
+            ok, (got_failed, got) = _wire.loads(frame)
+            self.assertEqual((ok, got_failed, len(got)), ("ok", failed, len(outs)))
+            self.assertEqual([type(v) for v in got], [type(v) for v in outs])
+
     def test_no_frame_kind_is_mistaken_for_another(self):
         value = _wire.join(_wire.dumps_value(1)[0])
         pickled = _wire.join(_wire.dumps_parts(("ok", [1]))[0])
         call = self.call_frame((1,), {})
         oob = _wire.join(_wire.dumps_parts(("ok", [bytes(_wire.BIG)] * 3))[0])
         pickled_call = self.call_frame((helpers.Color.RED,), {})
-        frames = (value, pickled, call, oob, pickled_call)
-        self.assertEqual([_wire.is_value(f) for f in frames], [True, False, False, False, False])
-        self.assertEqual([_wire.is_call(f) for f in frames], [False, False, True, False, True])
-        self.assertEqual([_wire.is_plain_call(f) for f in frames], [False, False, True, False, False])
+        batch = _wire.join(_wire.dumps_batch("batch1", helpers.add, _wire.function_ref(helpers.add), [1], "the items")[0])
+        frames = (value, pickled, call, oob, pickled_call, batch)
+        self.assertEqual([_wire.is_value(f) for f in frames], [True, False, False, False, False, False])
+        self.assertEqual([_wire.is_call(f) for f in frames], [False, False, True, False, True, False])
+        self.assertEqual([_wire.is_plain_call(f) for f in frames], [False, False, True, False, False, False])
+        self.assertEqual([f[3] == _wire.PLAIN_BATCH for f in frames], [False, False, False, False, False, True])
         self.assertFalse(_wire.is_call(b"\0\0\0"))
         self.assertEqual(_wire.loads(oob)[1], [bytes(_wire.BIG)] * 3)
 
