@@ -11,7 +11,7 @@ import warnings
 
 from . import _errors, _reduction, _wire
 from ._errors import check_fork
-from .executor import _RUN, _SHUTDOWN, _TERMINATED, Executor, check_chunksize, check_context, sequence
+from .executor import _ENDED, _RUN, _SHUTDOWN, _TERMINATED, Executor, check_chunksize, check_context, sequence
 
 # multiprocessing.pool's names for a pool's states, its RUN, CLOSE and
 # TERMINATE (code in the wild, and CPython's own tests, read and set
@@ -122,8 +122,51 @@ class AsyncResult:
             pass
 
 
+class _CallResult(AsyncResult):
+    """apply_async's result when it has no callbacks: its future is all
+    of it. Nothing runs for it as the call ends (no Event, no done
+    callback), so the thread that fetches the outcome, most often the
+    collector while the caller submits the next call, only settles the
+    future. The future reports an exception nobody retrieved."""
+
+    def __init__(self, fut):  # (AsyncResult's __init__ is not called)
+        self._fut = fut
+
+    def _ended(self, timeout):
+        """Waits up to timeout (None: for ever) for the call, fetching
+        its outcome in this thread where no other thread is; whether it
+        has ended."""
+        fut = self._fut
+        left = fut._wait(timeout)
+        if fut._state not in _ENDED:  # queued in the feeder, or another thread fetches it
+            try:
+                _cf.Future.exception(fut, left)  # the base class's wait: retrieves nothing
+            except (_cf.TimeoutError, _cf.CancelledError):
+                pass
+        return fut._state in _ENDED
+
+    def ready(self):
+        return self._fut._state in _ENDED
+
+    def wait(self, timeout=None):
+        self._ended(timeout)
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._fut._exception is None
+
+    def get(self, timeout=None):
+        if not self._ended(timeout):
+            _timed_out()
+        return self._fut.result(0)
+
+    def __del__(self):
+        pass
+
+
 class _One:
-    """A Stream-like view of one future (apply_async)."""
+    """A Stream-like view of one future (apply_async with callbacks)."""
 
     def __init__(self, fut):
         self._fut = fut
@@ -219,7 +262,10 @@ class Pool:
         # once (get) is then waiting before a tiny job ends, and fetches
         # it itself rather than through the collector thread.
         fut = self._ex._new_future()
-        result = AsyncResult(_One(fut), True, _wire.POOL_TRACEBACK, callback, error_callback)
+        if callback is None and error_callback is None:
+            result = _CallResult(fut)
+        else:
+            result = AsyncResult(_One(fut), True, _wire.POOL_TRACEBACK, callback, error_callback)
         self._ex._submit_call(parts, total, fut=fut)
         return result
 

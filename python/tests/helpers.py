@@ -43,6 +43,10 @@ def raise_mismatched():
     raise Mismatched(1, 2)
 
 
+def raise_timeout():
+    raise TimeoutError("the task's own")
+
+
 def sigkill_self():
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -408,6 +408,47 @@ class PoolTest(unittest.TestCase):
         self.assertFalse(r.successful())
         self.assertEqual(len(errs), 1)
 
+    def test_async_result_without_callbacks(self):
+        # apply_async with no callback gives a leaner result (its future
+        # is all of it); it behaves as one with callbacks does.
+        r = self.pool.apply_async(helpers.sleep, (0.3,))
+        self.assertFalse(r.ready())
+        with self.assertRaises(ValueError):
+            r.successful()
+        with self.assertRaises(multiprocessing.TimeoutError):
+            r.get(0.01)
+        r.wait(0.01)
+        self.assertFalse(r.ready())
+        r.wait(T)
+        self.assertTrue(r.ready() and r.successful())
+        self.assertEqual((r.get(0), r.get()), (0.3, 0.3))
+        r = self.pool.apply_async(helpers.boom, ("x",))
+        r.wait(T)
+        self.assertTrue(r.ready())
+        self.assertFalse(r.successful())
+        for _ in range(2):
+            with self.assertRaisesRegex(ValueError, "x"):
+                r.get(T)
+        # The task's own TimeoutError is its outcome, not get's timeout.
+        r = self.pool.apply_async(helpers.raise_timeout)
+        with self.assertRaises(TimeoutError) as cm:
+            r.get(T)
+        self.assertNotIsInstance(cm.exception, multiprocessing.TimeoutError)
+        self.assertIsInstance(r, shmexec.AsyncResult)
+        # Waited for from another thread while this one waits too.
+        import threading
+
+        r = self.pool.apply_async(helpers.sleep, (0.3,))
+        got = []
+        t = threading.Thread(target=lambda: got.append(r.get(T)))
+        t.start()
+        self.assertEqual(r.get(T), 0.3)
+        t.join(T)
+        self.assertEqual(got, [0.3])
+        # Calls queued behind a full pool (the feeder submits them).
+        rs = [self.pool.apply_async(helpers.add, (i, 1)) for i in range(300)]
+        self.assertEqual([r.get(T) for r in rs], list(range(1, 301)))
+
     def test_async_result_is_fetched_by_the_thread_that_waits(self):
         # get() waits for an apply_async's job itself, as Future.result
         # does: the result is settled in the waiting thread, callbacks
