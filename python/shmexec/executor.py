@@ -91,10 +91,12 @@ class Future(_cf.Future):
         if "_condition" in self.__dict__ or self._state != _RUNNING:
             return super().set_result(result)
         # Nobody has looked at this future from another thread (waiting,
-        # a callback, wait or as_completed all make its condition): it is
-        # settled without a lock. One that arrives meanwhile makes the
-        # condition before it reads the state, so it either sees FINISHED
-        # or is seen below and notified as the base class would.
+        # add_done_callback, wait or as_completed all make its
+        # condition): it is settled without a lock. One that arrives
+        # meanwhile makes the condition before it reads the state, so it
+        # either sees FINISHED or is seen below and notified as the base
+        # class would. Callbacks put on the list before the future was
+        # shared (Pool.apply_async's) run here too.
         self._result = result
         self._state = _FINISHED
         if "_condition" in self.__dict__:
@@ -102,6 +104,8 @@ class Future(_cf.Future):
                 for waiter in self._waiters:
                     waiter.add_result(self)
                 self._condition.notify_all()
+            self._invoke_callbacks()
+        elif self._done_callbacks:
             self._invoke_callbacks()
 
     def _invoke_callbacks(self):

@@ -11,7 +11,7 @@ import warnings
 
 from . import _errors, _reduction, _wire
 from ._errors import check_fork
-from .executor import _ENDED, _RUN, _SHUTDOWN, _TERMINATED, Executor, check_chunksize, check_context, sequence
+from .executor import _ENDED, _FINISHED, _RUN, _SHUTDOWN, _TERMINATED, Executor, check_chunksize, check_context, sequence
 
 # multiprocessing.pool's names for a pool's states, its RUN, CLOSE and
 # TERMINATE (code in the wild, and CPython's own tests, read and set
@@ -23,14 +23,14 @@ _STATES = {"RUN": _RUN, "CLOSE": _SHUTDOWN, "TERMINATE": _TERMINATED}
 
 
 class AsyncResult:
-    """The result of apply_async, map_async or starmap_async: get, wait,
-    ready, successful. It is ready once every batch has ended (or the map's
-    iterable raised)."""
+    """The result of map_async or starmap_async (and, as subclasses, of
+    apply_async): get, wait, ready, successful. It is ready once every
+    batch has ended (or the map's iterable raised), and its callbacks
+    have run."""
 
-    def __init__(self, stream, single, tb_type, callback=None, error_callback=None, ex=None):
+    def __init__(self, stream, tb_type, callback=None, error_callback=None, ex=None):
         self._ex = ex  # for a stream of job numbers
         self._stream = stream
-        self._single = single
         self._tb_type = tb_type
         self._done = threading.Event()
         self._callback, self._error_callback = callback, error_callback
@@ -74,25 +74,13 @@ class AsyncResult:
                 raise
         if stream.error is not None:
             raise stream.error
-        return out[0] if self._single else out
+        return out
 
     def ready(self):
         return self._done.is_set()
 
     def wait(self, timeout=None):
-        self._done.wait(self._wait_here(timeout))
-
-    def _wait_here(self, timeout):
-        """Waits for an apply_async's job in the calling thread, as
-        Future.result does: the result is then fetched and settled here
-        (callbacks included), with no hand-off from the collector thread.
-        Returns what is left of timeout. A job still in the feeder's
-        queue, or one the collector is fetching, is waited for on the
-        event."""
-        stream = self._stream  # None once finished (by any thread)
-        if self._single and stream is not None and not self._done.is_set():
-            return stream._fut._wait(timeout)
-        return timeout
+        self._done.wait(timeout)
 
     def successful(self):
         if not self.ready():
@@ -102,7 +90,7 @@ class AsyncResult:
     def get(self, timeout=None):
         """The value (a list for a map); raises the task's exception, or
         multiprocessing.TimeoutError if it is not ready within timeout."""
-        if not self._done.wait(self._wait_here(timeout)):
+        if not self._done.wait(timeout):
             _timed_out()
         self._observed = True
         ok, v = self._outcome
@@ -165,31 +153,56 @@ class _CallResult(AsyncResult):
         pass
 
 
-class _One:
-    """A Stream-like view of one future (apply_async with callbacks)."""
+class _CallbackResult(_CallResult):
+    """apply_async's result with a callback or an error_callback. It is
+    ready once the callback has run, as multiprocessing's is (get returns
+    after it): the thread that settles the future runs it, and a waiter
+    in another thread waits on the future's condition for it."""
 
-    def __init__(self, fut):
+    def __init__(self, fut, callback, error_callback):
         self._fut = fut
-        self.error = None
+        self._callback, self._error_callback = callback, error_callback
+        self._called = False
+        # The future is not submitted yet: no other thread sees it, and
+        # the callback goes on its list without its condition (which
+        # add_done_callback would make for every call).
+        fut._done_callbacks.append(self._run)
 
-    def on_complete(self, cb):
-        self._fut.add_done_callback(lambda f: cb(self))
+    def _run(self, fut):
+        # Ready even if a callback raises: its exception goes on to the
+        # future's callback runner, which logs it, and get() gives the
+        # task's own outcome. (A raising callback ends multiprocessing's
+        # result thread, and its get() waits for ever.)
+        try:
+            if fut._state == _FINISHED and fut._exception is None:
+                if self._callback is not None:
+                    self._callback(fut._result)
+            elif self._error_callback is not None:
+                fut._observed = True  # the error_callback counts as asking
+                self._error_callback(fut._exception if fut._state == _FINISHED else _cf.CancelledError())
+        finally:
+            self._called = True
+            cond = fut.__dict__.get("_condition")  # made by a waiter in another thread, which waits on it
+            if cond is not None:
+                with cond:
+                    cond.notify_all()
 
-    def all_batches(self):
-        return [_OneBatch(self._fut)]
+    def _ended(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._fut._wait(timeout)  # fetched here (the callback run here) unless another thread has it
+        if self._called:
+            return True
+        cond = self._fut._condition
+        with cond:
+            while not self._called:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                cond.wait(left)
+        return True
 
-
-class _OneBatch:
-    """A call's future read as a batch of one (see AsyncResult._value)."""
-
-    def __init__(self, fut):
-        self._fut = fut
-
-    def result(self, timeout):
-        return (False, [self._fut.result(timeout)])
-
-    def exception(self, timeout):
-        return self._fut.exception(timeout)
+    def ready(self):
+        return self._called
 
 
 class Pool:
@@ -265,7 +278,7 @@ class Pool:
         if callback is None and error_callback is None:
             result = _CallResult(fut)
         else:
-            result = AsyncResult(_One(fut), True, _wire.POOL_TRACEBACK, callback, error_callback)
+            result = _CallbackResult(fut, callback, error_callback)
         self._ex._submit_call(parts, total, fut=fut)
         return result
 
@@ -281,13 +294,13 @@ class Pool:
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, self._items(iterable, False), chunksize, False, progress, untracked=True)
-        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
+        return AsyncResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, self._items(iterable, True), chunksize, True, progress, untracked=True)
-        return AsyncResult(stream, False, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
+        return AsyncResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
 
     def map(self, func, iterable, chunksize=None, progress=False):
         return self._map_here(func, iterable, chunksize, False, progress)

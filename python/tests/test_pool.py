@@ -449,6 +449,51 @@ class PoolTest(unittest.TestCase):
         rs = [self.pool.apply_async(helpers.add, (i, 1)) for i in range(300)]
         self.assertEqual([r.get(T) for r in rs], list(range(1, 301)))
 
+    def test_get_returns_after_the_callback_another_thread_runs(self):
+        # As in multiprocessing, a result is ready, and get() returns,
+        # only once its callback has run, also when the collector thread
+        # settles it and runs the callback while this thread waits.
+        import threading
+        import time
+
+        for kind in ("callback", "error_callback"):
+            with self.subTest(kind):
+                ran, started = [], threading.Event()
+
+                def slow(v):
+                    started.set()
+                    time.sleep(0.3)
+                    ran.append(v)
+
+                r = self.pool.apply_async(helpers.echo if kind == "callback" else helpers.boom, ("v",), **{kind: slow})
+                self.assertTrue(started.wait(T), "the callback never ran")
+                self.assertFalse(r.ready())  # the callback still runs
+                if kind == "callback":
+                    self.assertEqual(r.get(T), "v")
+                else:
+                    with self.assertRaisesRegex(ValueError, "v"):
+                        r.get(T)
+                self.assertEqual(len(ran), 1)
+                self.assertTrue(r.ready())
+                self.assertEqual(r.successful(), kind == "callback")
+
+    def test_an_error_callback_counts_as_retrieving_the_failure(self):
+        import gc
+        import warnings
+
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            errs = []
+            r = self.pool.apply_async(helpers.boom, ("seen",), error_callback=errs.append)
+            r.wait(T)
+            self.assertEqual(len(errs), 1)
+            r = self.pool.apply_async(helpers.boom, ("seen too",), callback=errs.append)  # no error_callback
+            r.wait(T)
+            del r
+            gc.collect()
+        self.assertEqual([str(x.message) for x in w if "never retrieved" in str(x.message) and "seen" in str(x.message)],
+                         ["shmexec: a task's exception was never retrieved: ValueError('seen too')"])
+
     def test_async_result_is_fetched_by_the_thread_that_waits(self):
         # get() waits for an apply_async's job itself, as Future.result
         # does: the result is settled in the waiting thread, callbacks
