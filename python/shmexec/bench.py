@@ -68,7 +68,15 @@ STREAM_CALLS = {
     "imap_unordered": lambda p, n: list(p.imap_unordered(noop, range(n))),
     "map_async, chunksize=1, get()": lambda p, n: p.map_async(noop, range(n), chunksize=1).get(),
     "apply_async, then get() each": lambda p, n: [r.get() for r in [p.apply_async(noop, (i,)) for i in range(n)]],
+    "apply_async(callback=), then wait() each": lambda p, n: _with_callbacks(p, n),
 }
+
+
+def _with_callbacks(p, n):
+    out = []
+    for r in [p.apply_async(noop, (i,), callback=out.append) for i in range(n)]:
+        r.wait()
+    return out
 
 
 # A task that outlasts every caller's spin (100 us), so that what a pool
