@@ -150,7 +150,7 @@ class _CallResult(AsyncResult):
         return self._fut.result(0)
 
     def __del__(self):
-        pass
+        pass  # the future reports a failure nobody retrieved (AsyncResult's __del__ reads its own outcome)
 
 
 class _CallbackResult(_CallResult):
