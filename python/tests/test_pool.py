@@ -152,6 +152,11 @@ class PoolTest(unittest.TestCase):
                     got = p.starmap(helpers.typed_call, [(v,) for v in items], chunksize)
                     self.assertEqual([a[0][0][0] for a in got], [type(v).__name__ for v in items])
         self.assertEqual(p.map(helpers.double, range(0, 100, 3), chunksize=2), [2 * x for x in range(0, 100, 3)])
+        # A batch frame larger than a worker's input buffer (read from
+        # the segment), and its values' frame as large.
+        big = ["x" * 100_000, "\u00e9" * 50_000, 10**20000]
+        self.assertEqual(p.map(helpers.echo, big, chunksize=3), big)
+        self.assertEqual(p.map(helpers.echo, "abc", chunksize=2), ["a", "b", "c"])  # a str's slices are str
         it = p.imap(helpers.fail_on_odd, range(6))
         for x in range(6):
             if x % 2:
