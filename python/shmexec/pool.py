@@ -142,7 +142,7 @@ class _CallResult(AsyncResult):
     def successful(self):
         if not self.ready():
             raise ValueError(f"{self!r} not ready")
-        return self._fut._exception is None
+        return self._fut._state == _FINISHED and self._fut._exception is None  # (not cancelled)
 
     def get(self, timeout=None):
         if not self._ended(timeout):

@@ -482,6 +482,25 @@ class PoolTest(unittest.TestCase):
                 self.assertTrue(r.ready())
                 self.assertEqual(r.successful(), kind == "callback")
 
+    def test_a_cancelled_call_is_not_successful(self):
+        # Pool's own calls never cancel an apply_async future (terminate
+        # fails it with PoolClosed), but the result reads a cancelled
+        # one as cancelled, not as a success with the value None.
+        import concurrent.futures as cf
+
+        from shmexec import executor, pool
+
+        errs = []
+        fut = executor.Future()
+        plain, called = pool._CallResult(fut), pool._CallbackResult(fut, errs.append, errs.append)
+        self.assertTrue(fut.cancel())
+        for r in (plain, called):
+            self.assertTrue(r.ready())
+            self.assertFalse(r.successful())
+            with self.assertRaises(cf.CancelledError):
+                r.get(0)
+        self.assertEqual([type(e) for e in errs], [cf.CancelledError])
+
     def test_an_error_callback_counts_as_retrieving_the_failure(self):
         import gc
         import warnings
