@@ -14,20 +14,19 @@ from . import _lib, _spawn, _views, _wire
 _functions = {}
 
 
-def _run_call(payload, plain=None, views=None, tag=_wire.PLAIN_CALL):
-    """Runs a call or a map's batch and returns its outcome as framed
-    parts. plain: the body of a frame of marshalled values, a plain call
-    or (tag PLAIN_BATCH) a batch frame (payload is then unused); views:
-    for _wire.loads (large arrays read in place)."""
+def _run_call(payload, views=None):
+    """Runs the call or the map's batch of a frame (payload, a view that
+    may be longer than the frame: marshal and pickle stop where it ends)
+    and returns its outcome as framed parts. views: for _wire.loads
+    (large arrays read in place)."""
     try:
-        if plain is None and len(payload) > 4 and payload[3] in _PLAIN_TAGS:  # one larger than the input buffer
-            plain, tag = payload[4:], payload[3]
-        if plain is not None:
-            if tag == _wire.PLAIN_BATCH:
-                fn, kind, items = _wire.loads_plain_batch(plain, _functions)
-                return _run_batch(fn, kind, items)
-            fn, args, kwargs = _wire.loads_plain_call(plain, _functions)
+        tag = payload[3] if len(payload) > 4 else None  # a frame's kind (_wire), tested inline: the hot path
+        if tag == _PLAIN_CALL:
+            fn, args, kwargs = _wire.loads_plain_call(payload[4:], _functions)
             return _wire.dumps_value(fn(*args, **kwargs), fn)
+        if tag == _PLAIN_BATCH:
+            fn, kind, items = _wire.loads_plain_batch(payload[4:], _functions)
+            return _run_batch(fn, kind, items)
         if _wire.is_call(payload):
             fn, args, kwargs = _wire.loads_call(payload, _functions)
             return _wire.dumps_value(fn(*args, **kwargs), fn)
@@ -43,7 +42,7 @@ def _run_call(payload, plain=None, views=None, tag=_wire.PLAIN_CALL):
             return _wire.dumps_parts(("err", None, type(e2).__qualname__, str(e2), ""))
 
 
-_PLAIN_TAGS = (_wire.PLAIN_CALL, _wire.PLAIN_BATCH)
+_PLAIN_CALL, _PLAIN_BATCH = _wire.PLAIN_CALL, _wire.PLAIN_BATCH
 
 
 def _run_batch(fn, kind, items):
@@ -159,13 +158,10 @@ def main(argv=None):
         except BaseException as e:  # noqa: B902
             sys.stderr.write(f"shmexec worker: initializer failed: {type(e).__name__}: {e}\n")
             return 3
-    # A small input arrives in this buffer, where it is read without a
-    # ctypes call (string_at costs as much as a short task): as a view, or for a call
-    # frame with marshalled arguments straight from the bytes after its
-    # tag (marshal ignores what follows the frame).
+    # A small input arrives in this buffer, where it is read as a view,
+    # without a ctypes call (string_at costs as much as a short task).
     inbuf = (ctypes.c_char * _wire.BIG)()
     inview = memoryview(inbuf).cast("B")
-    inbody = inview[4:]
     lib.shmx_worker_input_buffer(w, inbuf, _wire.BIG - 1)
     lib.shmx_worker_ready(w)
     task = _lib.Task()
@@ -174,7 +170,7 @@ def main(argv=None):
     # C values already, and converting them through argtypes costs more
     # than the C call itself.
     next_task, reply_next = lib["shmx_worker_next"], lib["shmx_task_reply_next"]
-    big, huge, plain_call, plain_batch, c_size = _wire.BIG, _wire.HUGE, _wire.PLAIN_CALL, _wire.PLAIN_BATCH, ctypes.c_size_t
+    big, huge, c_size = _wire.BIG, _wire.HUGE, ctypes.c_size_t
     slice_ns = ctypes.c_int64(1_000_000_000)
     trimmed = True
     rc = next_task(w, slice_ns, ref)
@@ -192,21 +188,17 @@ def main(argv=None):
             sys.stderr.write(f"shmexec worker: next: {lib.shmx_strerror(rc).decode()}\n")
             return 4
         n, handler, err, views = task.in_len, task.handler, None, None
-        tag = inview[3]
-        if handler == b"py" and 4 < n < big and (tag == plain_call or tag == plain_batch):  # marshalled values, inline
-            parts, total = _run_call(None, inbody, tag=tag)
+        if n >= big:  # a view of the segment: its buffers are copied once, where they land
+            payload = _wire.view_at(task.input, n)
+        else:  # in inbuf, until the next task
+            payload = inview[:n]
+        if handler == b"py":
+            # Arrays of HUGE bytes and more are mapped, not copied.
+            views = _views.InputViews(lib, w, ref) if n >= huge else None
+            parts, total = _run_call(payload, views)
         else:
-            if n >= big:  # a view of the segment: its buffers are copied once, where they land
-                payload = _wire.view_at(task.input, n)
-            else:  # in inbuf, until the next task
-                payload = inview[:n]
-            if handler == b"py":
-                # Arrays of HUGE bytes and more are mapped, not copied.
-                views = _views.InputViews(lib, w, ref) if n >= huge else None
-                parts, total = _run_call(payload, views=views)
-            else:
-                parts, total, err = _run_named(handlers, handler.decode(errors="replace"), payload)
-            del payload
+            parts, total, err = _run_named(handlers, handler.decode(errors="replace"), payload)
+        del payload
         if err is None and total < big and views is None:
             # Copied once, into shared memory, as the task ends; and back
             # to waiting for the next task in the same call.
