@@ -23,8 +23,29 @@ _STATES = {"RUN": _RUN, "CLOSE": _SHUTDOWN, "TERMINATE": _TERMINATED}
 
 
 class AsyncResult:
-    """The result of map_async or starmap_async (and, as subclasses, of
-    apply_async): get, wait, ready, successful. It is ready once every
+    """The result of an asynchronous call of a Pool, as multiprocessing's:
+    get, wait, ready, successful. A subclass says when it is ready
+    (ready, _ended) and what it holds (_take, _succeeded): a map's
+    (_MapResult) or a call's (_CallResult, _CallbackResult)."""
+
+    def wait(self, timeout=None):
+        self._ended(timeout)
+
+    def get(self, timeout=None):
+        """The value (a list for a map); raises the task's exception, or
+        multiprocessing.TimeoutError if it is not ready within timeout."""
+        if not self._ended(timeout):
+            _timed_out()
+        return self._take()
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._succeeded()
+
+
+class _MapResult(AsyncResult):
+    """map_async's and starmap_async's result. It is ready once every
     batch has ended (or the map's iterable raised), and its callbacks
     have run."""
 
@@ -79,24 +100,18 @@ class AsyncResult:
     def ready(self):
         return self._done.is_set()
 
-    def wait(self, timeout=None):
-        self._done.wait(timeout)
+    def _ended(self, timeout):
+        return self._done.wait(timeout)
 
-    def successful(self):
-        if not self.ready():
-            raise ValueError(f"{self!r} not ready")
-        return self._outcome[0]
-
-    def get(self, timeout=None):
-        """The value (a list for a map); raises the task's exception, or
-        multiprocessing.TimeoutError if it is not ready within timeout."""
-        if not self._done.wait(timeout):
-            _timed_out()
+    def _take(self):
         self._observed = True
         ok, v = self._outcome
         if ok:
             return v
         raise v
+
+    def _succeeded(self):
+        return self._outcome[0]
 
     _observed = False
 
@@ -117,47 +132,43 @@ class _CallResult(AsyncResult):
     collector while the caller submits the next call, only settles the
     future. The future reports an exception nobody retrieved."""
 
-    def __init__(self, fut):  # (AsyncResult's __init__ is not called)
+    def __init__(self, fut):
         self._fut = fut
-
-    def _ended(self, timeout):
-        """Waits up to timeout (None: for ever) for the call, fetching
-        its outcome in this thread where no other thread is; whether it
-        has ended."""
-        fut = self._fut
-        left = fut._wait(timeout)
-        if fut._state not in _ENDED:  # queued in the feeder, or another thread fetches it
-            try:
-                _cf.Future.exception(fut, left)  # the base class's wait: retrieves nothing
-            except (_cf.TimeoutError, _cf.CancelledError):
-                pass
-        return fut._state in _ENDED
 
     def ready(self):
         return self._fut._state in _ENDED
 
-    def wait(self, timeout=None):
-        self._ended(timeout)
+    def _ended(self, timeout):
+        """Waits up to timeout (None: for ever) until ready, fetching the
+        outcome in this thread (and running the callbacks here) where no
+        other thread has it; whether it is ready. Otherwise (the call is
+        still queued in the feeder, or another thread fetches it) it waits
+        on the future's condition, which settling the future notifies, as
+        does the callback of a _CallbackResult."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._fut._wait(timeout)
+        if self.ready():
+            return True
+        cond = self._fut._condition  # made before ready() is read again: see Future.set_result
+        with cond:
+            while not self.ready():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                cond.wait(left)
+        return True
 
-    def successful(self):
-        if not self.ready():
-            raise ValueError(f"{self!r} not ready")
-        return self._fut._state == _FINISHED and self._fut._exception is None  # (not cancelled)
-
-    def get(self, timeout=None):
-        if not self._ended(timeout):
-            _timed_out()
+    def _take(self):
         return self._fut.result(0)
 
-    def __del__(self):
-        pass  # the future reports a failure nobody retrieved (AsyncResult's __del__ reads its own outcome)
+    def _succeeded(self):
+        return self._fut._state == _FINISHED and self._fut._exception is None  # (not cancelled)
 
 
 class _CallbackResult(_CallResult):
     """apply_async's result with a callback or an error_callback. It is
     ready once the callback has run, as multiprocessing's is (get returns
-    after it): the thread that settles the future runs it, and a waiter
-    in another thread waits on the future's condition for it."""
+    after it): the thread that settles the future runs it."""
 
     def __init__(self, fut, callback, error_callback):
         self._fut = fut
@@ -182,24 +193,10 @@ class _CallbackResult(_CallResult):
                 self._error_callback(fut._exception if fut._state == _FINISHED else _cf.CancelledError())
         finally:
             self._called = True
-            cond = fut.__dict__.get("_condition")  # made by a waiter in another thread, which waits on it
+            cond = fut.__dict__.get("_condition")  # made by a waiter in another thread (_ended)
             if cond is not None:
                 with cond:
                     cond.notify_all()
-
-    def _ended(self, timeout):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._fut._wait(timeout)  # fetched here (the callback run here) unless another thread has it
-        if self._called:
-            return True
-        cond = self._fut._condition
-        with cond:
-            while not self._called:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                cond.wait(left)
-        return True
 
     def ready(self):
         return self._called
@@ -294,13 +291,13 @@ class Pool:
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, self._items(iterable, False), chunksize, False, progress, untracked=True)
-        return AsyncResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
+        return _MapResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, self._items(iterable, True), chunksize, True, progress, untracked=True)
-        return AsyncResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
+        return _MapResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
 
     def map(self, func, iterable, chunksize=None, progress=False):
         return self._map_here(func, iterable, chunksize, False, progress)
