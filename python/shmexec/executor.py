@@ -649,9 +649,10 @@ class Executor(_cf.Executor):
     def _batch_kind(self, fn, star):
         """(kind, key, what) for _wire.dumps_batch of fn's batches; raises
         TypeError, before anything is submitted, if fn cannot be sent."""
-        _reduction.check_sendable(fn, served=self._served)
-        return "batch" if star else "batch1", _reduction.function_ref(fn, self._served), \
-            f"the items of a map of {_reduction._name(fn)}"
+        key = _reduction.function_ref(fn, self._served)  # raises for a function that cannot be sent
+        if key is None:  # a callable that is not a plain function: checked by pickling it now
+            _reduction.check_sendable(fn, served=self._served)
+        return "batch" if star else "batch1", key, f"the items of a map of {_reduction._name(fn)}"
 
     def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None):
         """A Stream of batch jobs over items (a sequence, or an iterator
