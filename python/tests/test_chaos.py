@@ -291,6 +291,77 @@ class ChaosFromOutside(unittest.TestCase):
             helpers.wait_nothing_kept(ex, DEADLINE)
             self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
 
+    def test_kills_while_apply_async_results_flow(self):
+        # An apply_async result is its future (pool._CallResult), and a
+        # callback goes on the future's list before the submit
+        # (_CallbackResult): nothing else records the call's end.
+        # Workers that have answered a task die every 20 ms under a flow
+        # of them, half got at once in this thread, half left to the
+        # collector and got later. Every call ends once, with its value or
+        # a terminal error (WorkerCrashed once its retry is spent,
+        # WorkerStartError while no worker could start), by its deadline;
+        # exactly one of callback and error_callback has run, once, when
+        # the result is ready, and it agrees with get(); nothing is left in
+        # the books; the pool is back at full size after.
+        n = 1500 if SOAK else 300
+        with shmexec.Pool(2, retries=1) as p:
+            ex = p._ex
+            seen = {pid for _, pid in p.map(slow_tag, range(4), chunksize=1)}
+            ran = {}  # i -> the callbacks that ran for call i
+            lock = threading.Lock()
+
+            def on(kind, i):
+                def cb(_):
+                    with lock:
+                        ran.setdefault(i, []).append(kind)
+                return cb
+
+            ok = crashed = 0
+
+            def check(i, r):
+                nonlocal ok, crashed
+                try:
+                    v, pid = r.get(DEADLINE)
+                except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                    crashed += 1
+                    kind = "error"
+                except multiprocessing.TimeoutError:
+                    self.fail(f"apply_async {i}: no result {DEADLINE} s after get()")
+                else:
+                    self.assertEqual(v, i, f"call {i} returned call {v}'s value")
+                    seen.add(pid)
+                    ok += 1
+                    kind = "value"
+                self.assertTrue(r.ready())
+                self.assertEqual(r.successful(), kind == "value")
+                if i % 3:
+                    with lock:
+                        self.assertEqual(ran.get(i), [kind], f"call {i}: the callbacks that ran")
+
+            killer = Killer(ex, 0.020, seen, ready_only=True)
+            killer.start()
+            try:
+                later = []
+                for i in range(n):
+                    if i % 3:
+                        r = p.apply_async(slow_tag, (i,), callback=on("value", i), error_callback=on("error", i))
+                    else:
+                        r = p.apply_async(slow_tag, (i,))
+                    if i % 2:
+                        later.append((i, r))
+                    else:
+                        check(i, r)
+                for i, r in later:
+                    check(i, r)
+            finally:
+                killer.stop.set()
+                killer.join(5)
+            self.assertEqual(ok + crashed, n, "calls lost or doubled")
+            sys.stderr.write(f"\n  apply_async under kills: {ok} values, {crashed} terminal errors, {killer.kills} kills")
+            self.assertGreater(killer.kills, 0)
+            helpers.wait_nothing_kept(ex, DEADLINE)
+            self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
+
     def test_close_and_join_while_workers_are_killed_under_streams(self):
         # A close waits until every outcome of imap's and map_async's
         # batches is fetched (they have no future), so that an iterator
