@@ -59,7 +59,7 @@ class Stream:
     ends the stream (error), after the batches before it, as
     multiprocessing has it."""
 
-    def __init__(self, chunks, make_future, progress=None, report=None):
+    def __init__(self, chunks, make_future, progress=None, report=None, reader_fetches=False):
         self._chunks = chunks
         self._make_future = make_future  # None: job numbers instead of futures (feed)
         self._progress = progress
@@ -74,6 +74,11 @@ class Stream:
         self._report = report  # a queue told of each batch's end (batch_done)
         self.abandoned = False  # job numbers only: the reader is gone (abandon)
         self._submitted = 0  # job numbers only: batches numbered so far
+        # Job numbers only: the reader fetches every batch itself, in
+        # order (Pool.imap), so the collector is never woken for them
+        # (Executor._submit_streamed): each result then passes from the
+        # worker to the reader, not through the collector thread too.
+        self.reader_fetches = reader_fetches
 
     # -- the feeder's side --------------------------------------------
 

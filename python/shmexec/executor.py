@@ -213,7 +213,10 @@ class _Books:
                yet fetched. Their outcomes go to early, where the
                stream's reader takes them, and the stream is told
                (Stream.batch_done); a shutdown's close waits for them, so
-               that an iterator read after join still has every result;
+               that an iterator read after join still has every result.
+               Pool.imap's are never reported to the collector (its
+               reader fetches each in order, Stream.reader_fetches): a
+               shutdown's close fetches those no reader has;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
     claim ends). No outcome is ever dropped. calls counts the threads
@@ -526,13 +529,13 @@ class Executor(_cf.Executor):
         ref = self._opts_made[key] = ctypes.byref(opts)  # (keeps opts alive)
         return ref
 
-    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True):
+    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True, unreported=False):
         """Submits a framed pickle (dumps_parts), waiting for room. A large
         one is written straight into a buffer in the segment (one copy, no
         frame). intake=False: work accepted before a shutdown (the
-        feeder's), submitted after it."""
+        feeder's), submitted after it. unreported: as _submit_payload."""
         if total < _ZERO_COPY_FROM:
-            return self._submit_payload(_wire.join(parts), timeout, retries, track, intake=intake)
+            return self._submit_payload(_wire.join(parts), timeout, retries, track, intake=intake, unreported=unreported)
         if intake:
             self._check_open()
         buf = _lib.Buffer()
@@ -545,7 +548,7 @@ class Executor(_cf.Executor):
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries), ctypes.byref(job))
+        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries, unreported), ctypes.byref(job))
         if rc != _OK:
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise self._submit_error(rc)
@@ -560,22 +563,25 @@ class Executor(_cf.Executor):
             return PoolClosed("the pool was terminated")
         return _errors.call_error(rc, "submit")
 
-    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True):
+    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True, unreported=False):
         """Submits a frame; returns its future, or with track=False its job
         (own=True: a job for _fetch_own, which this thread must fetch or
-        forget)."""
+        forget). unreported: shmx_wait_any never reports the job, as an
+        own job's, but no book of own jobs keeps it (a Pool.imap batch,
+        _submit_streamed)."""
         if intake:
             self._check_open()
         job = ctypes.c_uint64()
         rc = _lib.SHMX_EFULL
+        to_fetch = own or unreported
         if not intake and len(payload) < _ZERO_COPY_FROM:
             # The feeder's submit, which shares the GIL with the caller
             # and the collector: first without giving it up (_lib.HELD).
             # (A caller alone gains nothing by keeping it.)
             rc = _SUBMIT_HELD(self._pool, b"py", payload, ctypes.c_size_t(len(payload)),
-                              self._opts(timeout, retries, own, nowait=True), ctypes.byref(job))
+                              self._opts(timeout, retries, to_fetch, nowait=True), ctypes.byref(job))
         if rc == _lib.SHMX_EFULL:  # no room now: wait for it, the GIL given up
-            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own), ctypes.byref(job))
+            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, to_fetch), ctypes.byref(job))
         if rc != _OK:
             raise self._submit_error(rc)
         if own:
@@ -654,7 +660,7 @@ class Executor(_cf.Executor):
             _reduction.check_sendable(fn, served=self._served)
         return "batch" if star else "batch1", key, f"the items of a map of {_reduction._name(fn)}"
 
-    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None):
+    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None, reader_fetches=False):
         """A Stream of batch jobs over items (a sequence, or an iterator
         that the feeder consumes as it goes), built and submitted by the
         feeder: the asynchronous maps. chunksize None: sized so that every
@@ -663,7 +669,10 @@ class Executor(_cf.Executor):
         is shown), whose readers take the outcomes with _wait_untracked:
         no future and no callbacks per batch, which cost more than a tiny
         task (Pool.imap, imap_unordered, map_async). report: a queue that
-        such a stream tells of each batch's end (Stream.batch_done)."""
+        such a stream tells of each batch's end (Stream.batch_done).
+        reader_fetches: the reader of an untracked stream fetches every
+        batch itself, in order (Pool.imap): the collector is never woken
+        for them (Stream.reader_fetches)."""
         kind, key, what = self._batch_kind(fn, star)
         self._check_open()
         bar = None
@@ -680,7 +689,8 @@ class Executor(_cf.Executor):
                     frame = e
                 yield n, frame
 
-        stream = Stream(frames(), None if untracked and bar is None else self._new_future, bar, report)
+        stream = Stream(frames(), None if untracked and bar is None else self._new_future, bar, report,
+                        reader_fetches=reader_fetches and untracked and bar is None)
         self._feeder.put(stream)
         return stream
 
@@ -1018,10 +1028,11 @@ class Executor(_cf.Executor):
         """Submits batch i of a stream of job numbers (Stream.feed:
         work accepted before a shutdown) as an untracked job and returns
         its number. Its outcome goes to early, fetched by the collector
-        or by a reader (_wait_untracked), and stream.batch_done(i) follows;
-        until then it is in books.streamed, which a shutdown's close
-        waits for."""
-        job = self._submit_parts(parts, total, track=False, intake=False)
+        or by a reader (_wait_untracked) — by the reader alone, or a
+        shutdown's close, for a stream whose reader fetches (Pool.imap) —
+        and stream.batch_done(i) follows; until then it is in
+        books.streamed, which a shutdown's close waits for."""
+        job = self._submit_parts(parts, total, track=False, intake=False, unreported=stream.reader_fetches)
         books = self._books
         with books.lock:
             ended = job in books.early  # fetched already
@@ -1136,14 +1147,30 @@ class Executor(_cf.Executor):
             # shmx_wait_any (SHMX_ECLOSED) rather than leaving it to find
             # out as its slice runs out.
             books = self._books
-            with books.lock:
-                while books.state == _SHUTDOWN and not self._delivered() and self._collector.is_alive():
-                    books.wait(0.05)
+            while True:
+                with books.lock:
+                    if not (books.state == _SHUTDOWN and not self._delivered() and self._collector.is_alive()):
+                        break
+                    job = self._unread_batch()
+                    if job is None:
+                        books.wait(0.05)
+                        continue
+                self._wait_one(job, _SLICE_NS, untracked=True)  # into early, for an iterator read after join
             _LIB.shmx_pool_close(self._pool, -1)  # SHMX_EINVAL if terminate closed it first
             self._collector.join()
             with self._books.lock:
                 if self._books.state == _SHUTDOWN:
                     self._books.state = _CLOSED
+
+    def _unread_batch(self):
+        """A Pool.imap batch that no thread is fetching: the collector is
+        never told of those (Stream.reader_fetches), so a shutdown's close
+        fetches those its reader has not. books.lock held."""
+        books = self._books
+        for job, (stream, _) in books.streamed.items():
+            if stream.reader_fetches and job not in books.claimed:
+                return job
+        return None
 
     def terminate(self):
         """Kills the workers now; pending tasks raise PoolClosed. For a

@@ -327,7 +327,7 @@ class Pool:
         results before it come first, then its exception."""
         self._check_running()
         check_chunksize(chunksize)
-        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True)
+        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, reader_fetches=True)
         return IMapIterator(self._ex, stream, True, self._ex._tb_type)
 
     def imap_unordered(self, func, iterable, chunksize=1, progress=False):

@@ -311,6 +311,42 @@ class PoolTest(unittest.TestCase):
         finally:
             p.terminate()
 
+    def test_imap_batches_go_to_their_reader_alone(self):
+        # imap's reader fetches every batch itself, in order, so the
+        # collector thread is never woken for one (Stream.reader_fetches):
+        # each result passes from the worker to the reader, not through
+        # the collector too. Until 2026-12-06 the collector fetched every
+        # batch that ended before the reader asked for it.
+        import time
+
+        p = shmexec.Pool(2)
+        try:
+            ex = p._ex
+            fetched_for_collector = []
+            wait_one = ex._wait_one
+
+            def recording(job, ns, untracked=False, reported=False):
+                if reported:
+                    fetched_for_collector.append(job)
+                return wait_one(job, ns, untracked, reported)
+
+            ex._wait_one = recording  # the collector calls it for each job shmx_wait_any reports
+            path = os.path.join(self.tmp(), "log")
+            it = p.imap(functools.partial(helpers.log_then_fail_on_odd, path), range(0, 100, 2))
+            helpers.wait_marks(path, 50)  # every item has run
+            time.sleep(0.2)  # time enough for a collector that was told to fetch them all
+            self.assertEqual(fetched_for_collector, [])
+            self.assertEqual(list(it), list(range(0, 100, 2)))
+            self.assertEqual(fetched_for_collector, [])
+            self.assertEqual(ex._books.streamed, {})
+            self.assertEqual(ex._books.early, {})
+            # The collector still fetches imap_unordered's and map_async's
+            # batches, which have no reader that waits for each in turn.
+            self.assertEqual(sorted(p.imap_unordered(helpers.double, range(20))), [2 * i for i in range(20)])
+            self.assertEqual(p.map_async(helpers.double, range(20), chunksize=1).get(T), [2 * i for i in range(20)])
+        finally:
+            p.terminate()
+
     def test_a_fetch_that_finds_the_job_gone_keeps_its_outcome(self):
         # An untracked job's outcome (Pool.apply's, an imap batch's) is
         # fetched by the collector or by its waiter, whichever comes
