@@ -30,6 +30,12 @@ import (
 // queued in ready (by the executor's OnDone hook: no goroutine per job)
 // and sig is poked. ready may hold stale numbers (jobs fetched since);
 // wait_any skips what is no longer in jobs.
+//
+// For shmx_wait_group: a job submitted with a group (opts.group) is
+// never reported to wait_any; when it ends, unless waited for or
+// forgotten, it is queued in its group's ready list, and the threads in
+// shmx_wait_group for that group are signalled. groups holds a group
+// while it has jobs in the books or threads waiting on it.
 type pool struct {
 	p       *executor.Pool
 	c       *executor.Client
@@ -39,6 +45,7 @@ type pool struct {
 
 	anyOn  bool
 	ready  []uint64
+	groups map[uint32]*group
 	quit   chan struct{}
 	onDone func(*executor.Future)
 	// sig is an event count for the threads in shmx_wait_any, which are C
@@ -59,13 +66,69 @@ type pool struct {
 // job is a pool handle's entry for one job it submitted.
 type job struct {
 	f       *executor.Future
-	waiters int  // threads in shmx_wait or shmx_call for it: wait_any leaves it to them
-	own     bool // submitted with SHMX_SUBMIT_OWN_WAIT: wait_any never reports it
-	forgot  bool // given up with shmx_forget: dropped as it ends, never fetched
+	waiters int    // threads in shmx_wait or shmx_call for it: wait_any leaves it to them
+	own     bool   // submitted with SHMX_SUBMIT_OWN_WAIT: wait_any never reports it
+	forgot  bool   // given up with shmx_forget: dropped as it ends, never fetched
+	group   uint32 // its group (opts.group), or 0: shmx_wait_group reports it, wait_any never
 }
 
 // reported says whether shmx_wait_any may report j as ended.
-func (j *job) reported() bool { return j.waiters == 0 && !j.own && !j.forgot }
+func (j *job) reported() bool { return j.waiters == 0 && !j.own && !j.forgot && j.group == 0 }
+
+// groupReported says whether shmx_wait_group may report j as ended.
+func (j *job) groupReported() bool { return j.waiters == 0 && !j.forgot && j.group != 0 }
+
+// group is one job group's books for shmx_wait_group: its finished jobs
+// not yet reported (ready, which may hold stale numbers as wait_any's
+// does), how many of its jobs are in the pool's books, and an event count
+// for the threads waiting on it, as the pool's sig is for wait_any.
+type group struct {
+	ready    []uint64
+	jobs     int
+	waiting  int // threads in shmx_wait_group for it (p.mu)
+	sig      atomic.Uint32
+	sleepers atomic.Int32
+}
+
+// signal bumps g.sig and wakes up to n of the threads asleep on it.
+func (g *group) signal(n int) {
+	g.sig.Add(1) // pairs with shmx_wait_group's load of sig, after its sleepers.Add
+	if g.sleepers.Load() > 0 {
+		sysx.FutexWake(&g.sig, n)
+	}
+}
+
+// groupOf returns group id's books, made if there are none. p.mu held.
+func (p *pool) groupOf(id uint32) *group {
+	g := p.groups[id]
+	if g == nil {
+		if p.groups == nil {
+			p.groups = map[uint32]*group{}
+		}
+		g = &group{}
+		p.groups[id] = g
+	}
+	return g
+}
+
+// tidyGroup forgets group id's books once nothing refers to them: no job
+// of it in the books, no thread waiting on it. p.mu held.
+func (p *pool) tidyGroup(id uint32) {
+	if g := p.groups[id]; g != nil && g.jobs == 0 && g.waiting == 0 {
+		delete(p.groups, id)
+	}
+}
+
+// remove takes job id (j) out of the books. p.mu held.
+func (p *pool) remove(id uint64, j *job) {
+	delete(p.jobs, id)
+	if j.group != 0 {
+		if g := p.groups[j.group]; g != nil {
+			g.jobs--
+		}
+		p.tidyGroup(j.group)
+	}
+}
 
 // heldResults maps the data pointer of each result left in the segment
 // (shmx_results_in_place) to its job, for shmx_result_release, which gets
@@ -86,11 +149,15 @@ func newPool(p *executor.Pool, c *executor.Client) *pool {
 	return np
 }
 
-// add enters a submitted job in the books and returns its entry. p.mu
+// add enters a submitted job in the books and returns its entry. flags:
+// the submit's SHMX_SUBMIT_ bits, its group in the top 32 (shim.c). p.mu
 // held.
-func (p *pool) add(f *executor.Future, flags C.uint32_t) *job {
-	j := &job{f: f, own: flags&C.SHMX_SUBMIT_OWN_WAIT != 0}
+func (p *pool) add(f *executor.Future, flags C.uint64_t) *job {
+	j := &job{f: f, own: flags&C.SHMX_SUBMIT_OWN_WAIT != 0, group: uint32(flags >> 32)}
 	p.jobs[f.ID()] = j
+	if j.group != 0 {
+		p.groupOf(j.group).jobs++
+	}
 	return j
 }
 
@@ -98,7 +165,7 @@ func (p *pool) add(f *executor.Future, flags C.uint32_t) *job {
 // output: nobody will fetch it. p.mu held.
 func (p *pool) drop(id uint64) {
 	if j, ok := p.jobs[id]; ok {
-		delete(p.jobs, id)
+		p.remove(id, j)
 		discard(j.f)
 	}
 }
@@ -118,7 +185,12 @@ func discard(f *executor.Future) {
 // (SHMX_SUBMIT_OWN_WAIT) or it was fetched already (a job submitted but
 // not yet tracked is announced by track). p.mu held.
 func (p *pool) announce(id uint64) {
-	if j, ok := p.jobs[id]; !ok || !p.anyOn || !j.reported() {
+	j, ok := p.jobs[id]
+	if ok && j.groupReported() {
+		p.announceToGroup(id, j.group)
+		return
+	}
+	if !ok || !p.anyOn || !j.reported() {
 		return
 	}
 	if len(p.ready) >= 2*len(p.jobs)+64 {
@@ -136,6 +208,23 @@ func (p *pool) announce(id uint64) {
 	p.poke()
 }
 
+// announceToGroup queues finished job id for shmx_wait_group on its
+// group. p.mu held.
+func (p *pool) announceToGroup(id uint64, gid uint32) {
+	g := p.groupOf(gid)
+	if len(g.ready) >= 2*g.jobs+64 {
+		live := g.ready[:0] // drop the stale entries, as announce does
+		for _, r := range g.ready {
+			if _, pending := p.jobs[r]; pending {
+				live = append(live, r)
+			}
+		}
+		g.ready = live
+	}
+	g.ready = append(g.ready, id)
+	g.signal(1)
+}
+
 // announceIfDone announces job id if it has ended. p.mu held.
 func (p *pool) announceIfDone(id uint64, f *executor.Future) {
 	select {
@@ -148,7 +237,7 @@ func (p *pool) announceIfDone(id uint64, f *executor.Future) {
 // track remembers a submitted job's future under its number for
 // shmx_wait, or reports the submit's error. flags: the submit's
 // SHMX_SUBMIT_ bits.
-func (p *pool) track(f *executor.Future, err error, flags C.uint32_t, job *C.shmx_job) C.int {
+func (p *pool) track(f *executor.Future, err error, flags C.uint64_t, job *C.shmx_job) C.int {
 	if err != nil {
 		setErr(err)
 		return code(err)
@@ -207,8 +296,12 @@ func (p *pool) signal(n int) {
 // awaitSignal sleeps until p.sig moves on from seq (read before the
 // caller last looked at what it waits for), for at most d (< 0: no
 // limit), or returns early (a signal); the caller looks again either way.
-func (p *pool) awaitSignal(seq uint32, d time.Duration) {
-	switch err := sysx.FutexWait(&p.sig, seq, d); {
+func (p *pool) awaitSignal(seq uint32, d time.Duration) { awaitEvent(&p.sig, seq, d) }
+
+// awaitEvent sleeps until the event count sig moves on from seq, as
+// awaitSignal for p.sig.
+func awaitEvent(sig *atomic.Uint32, seq uint32, d time.Duration) {
+	switch err := sysx.FutexWait(sig, seq, d); {
 	case err == nil, errors.Is(err, sysx.ErrInterrupted), errors.Is(err, sysx.ErrTimeout):
 	default: // no futex here: look again soon
 		if d < 0 || d > time.Millisecond {

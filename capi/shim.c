@@ -156,15 +156,20 @@ void shmx_submit_opts_init(shmx_submit_opts *opts) {
 /* The first version of shmx_submit_opts ended before flags. */
 #define SHMXINT_OPTS_V1_SIZE offsetof(shmx_submit_opts, flags)
 
-/* The time limit, retries and flags of opts (NULL: the pool's, none); 0
-   for an opts too small to be one, or with flags this library does not
-   know. */
-static int split_opts(const shmx_submit_opts *opts, int64_t *timeout, int32_t *retries, uint32_t *flags) {
+/* The time limit, retries, flags and group of opts (NULL: the pool's,
+   none, none); flags gets the group in its top 32 bits, where the Go side
+   reads it (capi/jobs.go, add). 0 for an opts too small to be one, with
+   flags this library does not know, or for a job both its submitter's
+   own and a group's. */
+static int split_opts(const shmx_submit_opts *opts, int64_t *timeout, int32_t *retries, uint64_t *flags) {
     if (opts && opts->struct_size < SHMXINT_OPTS_V1_SIZE) return 0;
     *timeout = opts ? opts->timeout_ns : 0;
     *retries = opts ? opts->retries : -1;
-    *flags = opts && opts->struct_size >= sizeof(shmx_submit_opts) ? opts->flags : 0;
-    return (*flags & ~(SHMX_SUBMIT_OWN_WAIT | SHMX_SUBMIT_NOWAIT)) == 0;
+    int full = opts && opts->struct_size >= sizeof(shmx_submit_opts);
+    uint32_t bits = full ? opts->flags : 0, group = full ? opts->group : 0;
+    *flags = (uint64_t)group << 32 | bits;
+    if ((bits & ~(SHMX_SUBMIT_OWN_WAIT | SHMX_SUBMIT_NOWAIT)) != 0) return 0;
+    return !(group && (bits & SHMX_SUBMIT_OWN_WAIT));
 }
 
 int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, size_t len,
@@ -173,7 +178,7 @@ int shmx_submit_with(shmx_pool *pool, const char *handler, const void *data, siz
     if (!pool || !handler || !job || (!data && len)) return SHMX_EINVAL;
     int64_t timeout;
     int32_t retries;
-    uint32_t flags;
+    uint64_t flags;
     if (!split_opts(opts, &timeout, &retries, &flags)) return SHMX_EINVAL;
     return shmxgo_submit_with(pool, (char *)handler, (void *)data, len, timeout, retries, flags, job);
 }
@@ -184,7 +189,7 @@ int shmx_call(shmx_pool *pool, const char *handler, const void *data, size_t len
     if (!pool || !handler || !job || !res || (!data && len)) return SHMX_EINVAL;
     int64_t timeout;
     int32_t retries;
-    uint32_t flags;
+    uint64_t flags;
     if (!split_opts(opts, &timeout, &retries, &flags)) return SHMX_EINVAL;
     return shmxgo_call(pool, (char *)handler, (void *)data, len, timeout, retries, flags, wait_ns, job, res);
 }
@@ -291,7 +296,7 @@ int shmx_submit_buffer_with(shmx_pool *pool, const char *handler, shmx_buffer *b
     if (!pool || !handler || !buf || !job || !buf->id) return SHMX_EINVAL;
     int64_t timeout;
     int32_t retries;
-    uint32_t flags;
+    uint64_t flags;
     if (!split_opts(opts, &timeout, &retries, &flags)) return SHMX_EINVAL;
     int rc = shmxgo_submit_buffer(pool, (char *)handler, buf, timeout, retries, flags, job);
     if (rc == SHMX_OK) memset(buf, 0, sizeof *buf);
@@ -320,6 +325,12 @@ int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !job) return SHMX_EINVAL;
     return shmxgo_wait_any(pool, timeout_ns, job);
+}
+
+int shmx_wait_group(shmx_pool *pool, uint32_t group, int64_t timeout_ns, shmx_job *job) {
+    GUARD(SHMX_EFORKED);
+    if (!pool || !job || !group) return SHMX_EINVAL;
+    return shmxgo_wait_group(pool, group, timeout_ns, job);
 }
 
 int shmx_cancel(shmx_pool *pool, shmx_job job, int kill) {

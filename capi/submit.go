@@ -46,7 +46,7 @@ func shmxgo_submit(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.si
 
 //export shmxgo_submit_with
 func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
-	flags C.uint32_t, job *C.shmx_job) C.int {
+	flags C.uint64_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
@@ -58,7 +58,7 @@ func shmxgo_submit_with(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n
 // submitBytes submits a copy of the n bytes at data, waiting for a free
 // job slot unless flags has SHMX_SUBMIT_NOWAIT (then ErrFull).
 func (p *pool) submitBytes(handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
-	flags C.uint32_t) (*executor.Future, error) {
+	flags C.uint64_t) (*executor.Future, error) {
 	opts := p.submitOpts(timeoutNS, retries)
 	if flags&C.SHMX_SUBMIT_NOWAIT != 0 {
 		return p.c.TrySubmitWith(C.GoString(handler), input(data, n), opts)
@@ -68,7 +68,7 @@ func (p *pool) submitBytes(handler *C.char, data unsafe.Pointer, n C.size_t, tim
 
 //export shmxgo_call
 func shmxgo_call(cp *C.shmx_pool, handler *C.char, data unsafe.Pointer, n C.size_t, timeoutNS C.int64_t, retries C.int32_t,
-	flags C.uint32_t, waitNS C.int64_t, job *C.shmx_job, res *C.shmx_result) C.int {
+	flags C.uint64_t, waitNS C.int64_t, job *C.shmx_job, res *C.shmx_result) C.int {
 	p, ok := lookup(cp)
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL
@@ -129,7 +129,7 @@ func (p *pool) await(id uint64, j *job, timeoutNS C.int64_t, res *C.shmx_result)
 		setErr(fmt.Errorf("job %d was waited for or forgotten by another thread", id))
 		return C.SHMX_EINVAL
 	}
-	delete(p.jobs, id)
+	p.remove(id, j)
 	p.mu.Unlock()
 	*res = C.shmx_result{status: code(err)}
 	if err == nil {
@@ -199,6 +199,73 @@ func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.in
 	}
 }
 
+//export shmxgo_wait_group
+func shmxgo_wait_group(cp *C.shmx_pool, gid C.uint32_t, timeoutNS C.int64_t, job *C.shmx_job) C.int {
+	p, ok := lookup(cp)
+	if !ok || gid == 0 {
+		return C.SHMX_EINVAL
+	}
+	id := uint32(gid)
+	p.mu.Lock()
+	g := p.groupOf(id)
+	g.waiting++ // keeps g in p.groups until this thread leaves
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		g.waiting--
+		p.tidyGroup(id)
+		p.mu.Unlock()
+	}()
+	start := time.Now()
+	for {
+		if rc, done := p.nextInGroup(g, job); done {
+			return rc
+		}
+		left := time.Duration(-1)
+		if timeoutNS >= 0 {
+			if left = time.Duration(timeoutNS) - time.Since(start); left <= 0 {
+				return C.SHMX_ETIMEDOUT
+			}
+		}
+		// As in shmx_wait_any: counted as a sleeper before the last look.
+		g.sleepers.Add(1)
+		seq := g.sig.Load()
+		if rc, done := p.nextInGroup(g, job); done {
+			g.sleepers.Add(-1)
+			return rc
+		}
+		awaitEvent(&g.sig, seq, left)
+		g.sleepers.Add(-1)
+	}
+}
+
+// nextInGroup takes the next job of g's ready list into *job (SHMX_OK),
+// or says the handle is closing (SHMX_ECLOSED); done is false when there
+// is neither.
+func (p *pool) nextInGroup(g *group, job *C.shmx_job) (rc C.int, done bool) {
+	p.mu.Lock()
+	for len(g.ready) > 0 {
+		id := g.ready[0]
+		g.ready = g.ready[1:]
+		if j, pending := p.jobs[id]; pending && j.groupReported() {
+			if len(g.ready) > 0 {
+				g.signal(1) // more for another thread waiting on the group
+			}
+			p.mu.Unlock()
+			*job = C.shmx_job(id)
+			return C.SHMX_OK, true
+		}
+	}
+	g.ready = nil
+	p.mu.Unlock()
+	select {
+	case <-p.quit:
+		return C.SHMX_ECLOSED, true
+	default:
+		return 0, false
+	}
+}
+
 // nextReported takes the next job of ready for shmx_wait_any into *job
 // (SHMX_OK), or says the handle is closing (SHMX_ECLOSED); done is false
 // when there is neither.
@@ -252,7 +319,7 @@ func shmxgo_buffer_alloc(cp *C.shmx_pool, n C.size_t, wait C.int, buf *C.shmx_bu
 
 //export shmxgo_submit_buffer
 func shmxgo_submit_buffer(cp *C.shmx_pool, handler *C.char, buf *C.shmx_buffer, timeoutNS C.int64_t, retries C.int32_t,
-	flags C.uint32_t, job *C.shmx_job) C.int {
+	flags C.uint64_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)
 	if !ok || retries < -1 {
 		return C.SHMX_EINVAL

@@ -177,7 +177,7 @@ typedef struct shmx_submit_opts {
     int32_t retries;      /* re-runs after a worker crash; -1: the pool's */
     int64_t timeout_ns;   /* the job's time limit; 0: the pool's; < 0: none */
     uint32_t flags;       /* SHMX_SUBMIT_* bits; 0: none */
-    uint32_t reserved;    /* 0 */
+    uint32_t group;       /* the job's group for shmx_wait_group; 0: none */
 } shmx_submit_opts;
 
 /* The job is the submitter's to fetch with shmx_wait: shmx_wait_any never
@@ -316,6 +316,22 @@ void shmx_copy(void *dst, const void *src, size_t len);
    Returns: SHMX_OK and *job; SHMX_ETIMEDOUT after timeout_ns (< 0: no
    limit); SHMX_ECLOSED once the handle is being closed. */
 int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job);
+
+/* Waits until a job of group has finished that no thread is waiting for
+   in shmx_wait, and sets *job to it; fetch its result with shmx_wait
+   (which then returns at once). A job belongs to a group when it is
+   submitted with opts.group set to it (any number but 0, the caller's
+   choice); shmx_wait_any never reports such a job. For a caller that
+   takes whichever of its own jobs ends first (a binding's
+   imap_unordered): no collector thread is woken for them, and the jobs of
+   other groups and of wait_any are not its concern. A job cannot be both
+   SHMX_SUBMIT_OWN_WAIT and a group's (the submit returns SHMX_EINVAL).
+   Each finished job is reported once (again only if a shmx_wait on it
+   timed out meanwhile); shmx_forget drops a job from its group.
+   Returns: SHMX_OK and *job; SHMX_ETIMEDOUT after timeout_ns (< 0: no
+   limit); SHMX_ECLOSED once the handle is being closed; SHMX_EINVAL for
+   group 0. */
+int shmx_wait_group(shmx_pool *pool, uint32_t group, int64_t timeout_ns, shmx_job *job);
 
 /* Asks for job to end with SHMX_ECANCELLED: a queued job never runs; a
    running one is killed with its worker only if kill is non-zero.

@@ -932,6 +932,94 @@ static void test_wait_any_threads(void) {
     }
 }
 
+struct group_waiter { shmx_pool *pool; uint32_t group; int rc; shmx_job got; double took; };
+
+static void *wait_group_in_thread(void *arg) {
+    struct group_waiter *w = arg;
+    double t0 = now();
+    w->rc = shmx_wait_group(w->pool, w->group, 10000000000LL, &w->got);
+    w->took = now() - t0;
+    return NULL;
+}
+
+/* shmx_wait_group reports the finished jobs of its group, each once, and
+   no others; shmx_wait_any never reports them; a job waited for in
+   shmx_wait, or forgotten, is not reported, one whose shmx_wait timed
+   out is once it ends; a thread asleep on a group is woken by its job's
+   end and by a close (SHMX_ECLOSED). */
+static void test_wait_group(void) {
+    shmx_pool *pool = make_pool(3, 0, 0);
+    if (!pool) return;
+    shmx_submit_opts g7, g8;
+    shmx_submit_opts_init(&g7);
+    g7.group = 7;
+    g8 = g7;
+    g8.group = 8;
+    shmx_job mine[3], other, plain, got;
+    shmx_result res;
+    int ms = 20;
+    for (int i = 0; i < 3; i++) CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &g7, &mine[i]) == SHMX_OK, "submit to group 7: %d", i);
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &g8, &other) == SHMX_OK, "submit to group 8");
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &plain) == SHMX_OK, "submit without a group");
+    int seen[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        CHECK(shmx_wait_group(pool, 7, 10000000000LL, &got) == SHMX_OK, "wait_group 7: %d", i);
+        for (int k = 0; k < 3; k++) seen[k] += got == mine[k];
+        CHECK(shmx_wait(pool, got, 0, &res) == SHMX_OK && res.status == SHMX_OK, "the reported job is finished");
+        shmx_result_release(pool, &res);
+    }
+    CHECK(seen[0] == 1 && seen[1] == 1 && seen[2] == 1, "each job of group 7 reported once: %d %d %d", seen[0], seen[1], seen[2]);
+    CHECK(shmx_wait_group(pool, 7, 30000000, &got) == SHMX_ETIMEDOUT, "group 7 has nothing left: timeout");
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == plain, "wait_any reports the job without a group");
+    CHECK(shmx_wait(pool, got, 0, &res) == SHMX_OK, "... fetched");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wait_any(pool, 30000000, &got) == SHMX_ETIMEDOUT, "wait_any does not report a group's jobs");
+    CHECK(shmx_wait_group(pool, 8, 10000000000LL, &got) == SHMX_OK && got == other, "group 8 reports its job");
+    CHECK(shmx_wait(pool, got, 0, &res) == SHMX_OK, "... fetched");
+    shmx_result_release(pool, &res);
+
+    /* Waited for in shmx_wait: not reported; a wait that timed out
+       leaves it to the group once it ends; forgotten: not reported. */
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &g7, &mine[0]) == SHMX_OK, "submit");
+    CHECK(shmx_wait(pool, mine[0], -1, &res) == SHMX_OK && res.status == SHMX_OK, "wait");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wait_group(pool, 7, 30000000, &got) == SHMX_ETIMEDOUT, "a job fetched by shmx_wait is not reported");
+    ms = 100;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &g7, &mine[0]) == SHMX_OK, "submit");
+    CHECK(shmx_wait(pool, mine[0], 0, &res) == SHMX_ETIMEDOUT, "a wait that runs out");
+    CHECK(shmx_wait_group(pool, 7, 10000000000LL, &got) == SHMX_OK && got == mine[0], "... leaves the job to the group");
+    CHECK(shmx_wait(pool, got, 0, &res) == SHMX_OK, "... fetched");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &g7, &mine[0]) == SHMX_OK, "submit");
+    CHECK(shmx_forget(pool, mine[0]) == SHMX_OK, "forget it");
+    CHECK(shmx_wait_group(pool, 7, 400000000, &got) == SHMX_ETIMEDOUT, "a forgotten job is not reported when it ends");
+
+    /* Refused: group 0, a job both own and a group's, no pool. */
+    CHECK(shmx_wait_group(pool, 0, 0, &got) == SHMX_EINVAL, "group 0");
+    CHECK(shmx_wait_group(NULL, 7, 0, &got) == SHMX_EINVAL, "NULL pool");
+    g7.flags = SHMX_SUBMIT_OWN_WAIT;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &g7, &mine[0]) == SHMX_EINVAL, "own and a group's");
+    g7.flags = 0;
+
+    /* A thread asleep on the group wakes for its job, and at the close. */
+    struct group_waiter w = {pool, 7, -1, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_group_in_thread, &w);
+    struct timespec settle = {0, 100000000}; /* asleep before the job ends */
+    nanosleep(&settle, NULL);
+    ms = 50;
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &g7, &mine[0]) == SHMX_OK, "submit");
+    pthread_join(t, NULL);
+    CHECK(w.rc == SHMX_OK && w.got == mine[0] && w.took < 5, "the sleeping thread gets its group's job: rc %d after %.3f s", w.rc, w.took);
+    if (w.rc == SHMX_OK && shmx_wait(pool, w.got, 0, &res) == SHMX_OK) shmx_result_release(pool, &res);
+    w = (struct group_waiter){pool, 9, -1, 0, 0};
+    pthread_create(&t, NULL, wait_group_in_thread, &w);
+    nanosleep(&settle, NULL);
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close while a thread waits on a group");
+    pthread_join(t, NULL);
+    CHECK(w.rc == SHMX_ECLOSED && w.took < 5, "the thread on the group at the close: rc %d after %.3f s", w.rc, w.took);
+}
+
 /* A worker SIGKILLed from outside while a thread sleeps in
    shmx_wait_any: the crashed job is reported to that thread at once, not
    when its 10 s limit runs out, and its outcome is the crash. */
@@ -1193,6 +1281,7 @@ int main(int argc, char **argv) {
     test_wait_any_threads();
     test_kill_while_waiting_any();
     test_own_wait_and_forget();
+    test_wait_group();
     test_two_waiters();
     test_close_while_waiting();
     test_basics();
