@@ -216,8 +216,9 @@ func shmxgo_wait_group(cp *C.shmx_pool, gid C.uint32_t, timeoutNS C.int64_t, job
 		p.tidyGroup(id)
 		p.mu.Unlock()
 	}()
-	start := time.Now()
+	start, spun := time.Now(), false
 	for {
+		seq := g.sig.Load()
 		if rc, done := p.nextInGroup(g, job); done {
 			return rc
 		}
@@ -227,9 +228,18 @@ func shmxgo_wait_group(cp *C.shmx_pool, gid C.uint32_t, timeoutNS C.int64_t, job
 				return C.SHMX_ETIMEDOUT
 			}
 		}
+		if !spun {
+			// First poll the outqueue, as a thread in shmx_wait does: a
+			// tiny job's result comes within microseconds, and this
+			// thread then takes it itself, with no thread woken.
+			spun = true
+			if p.c.SpinUntil(&g.sig, seq, left) {
+				continue
+			}
+		}
 		// As in shmx_wait_any: counted as a sleeper before the last look.
 		g.sleepers.Add(1)
-		seq := g.sig.Load()
+		seq = g.sig.Load()
 		if rc, done := p.nextInGroup(g, job); done {
 			g.sleepers.Add(-1)
 			return rc

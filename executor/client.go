@@ -251,8 +251,28 @@ func (f *Future) taken() ([]byte, error) {
 
 // poll reports whether the job has ended, checking for up to spin (waitSpin: a tiny job's result comes back
 // within microseconds, and waking a parked goroutine costs more).
-func (f *Future) poll(spin time.Duration) bool {
-	if c := f.c; spin > 0 && c.l.enter() {
+func (f *Future) poll(spin time.Duration) bool { return f.c.spinUntil(spin, f.done, nil, 0) }
+
+// SpinUntil polls the outqueue for up to the spin a Future's wait does
+// (waitSpin, or limit if that is shorter; limit < 0: no shorter), taking
+// the results that arrive as a waiting Future does, until the event count
+// ev moves on from seq, and reports whether it did. For a thread that
+// waits for what a result's SubmitOptions.OnDone brings about (the C
+// API's shmx_wait_group): the results are taken in this thread, and no
+// worker wakes the collector goroutine for them meanwhile.
+func (c *Client) SpinUntil(ev *atomic.Uint32, seq uint32, limit time.Duration) bool {
+	spin := waitSpin
+	if limit >= 0 && limit < spin {
+		spin = limit
+	}
+	return c.spinUntil(spin, nil, ev, seq)
+}
+
+// spinUntil polls the outqueue for up to spin (once if spin <= 0),
+// taking what has arrived, until done is closed or ev moves on from seq
+// (a nil done or ev: not that), and reports whether one of them did.
+func (c *Client) spinUntil(spin time.Duration, done <-chan struct{}, ev *atomic.Uint32, seq uint32) bool {
+	if spin > 0 && c.l.enter() {
 		// Say so on the outqueue: a worker then skips waking the
 		// collector goroutine for the result this goroutine will take.
 		out := c.l.outq[c.index]
@@ -269,9 +289,12 @@ func (f *Future) poll(spin time.Duration) bool {
 	}
 	for start, i := time.Now(), 0; ; i++ {
 		select {
-		case <-f.done:
+		case <-done:
 			return true
 		default:
+		}
+		if ev != nil && ev.Load() != seq {
+			return true
 		}
 		if i > 0 && spin <= 0 {
 			return false
@@ -284,7 +307,7 @@ func (f *Future) poll(spin time.Duration) bool {
 				ring.GiveWay()
 			}
 		}
-		if c := f.c; c.colMu.TryLock() {
+		if c.colMu.TryLock() {
 			if c.l.enter() {
 				c.drain()
 				c.l.exit()
