@@ -59,7 +59,7 @@ class Stream:
     ends the stream (error), after the batches before it, as
     multiprocessing has it."""
 
-    def __init__(self, chunks, make_future, progress=None, report=None, reader_fetches=False):
+    def __init__(self, chunks, make_future, progress=None, report=None, reader_fetches=False, group=0):
         self._chunks = chunks
         self._make_future = make_future  # None: job numbers instead of futures (feed)
         self._progress = progress
@@ -79,6 +79,19 @@ class Stream:
         # (Executor._submit_streamed): each result then passes from the
         # worker to the reader, not through the collector thread too.
         self.reader_fetches = reader_fetches
+        # Job numbers only, with a group (Pool.imap_unordered): each batch
+        # is a job of that group (shmx_wait_group), which reports it to
+        # the reader as it ends; the collector is never woken for them
+        # either. The reader takes batches by job number (took), so the
+        # stream keeps each untaken job's index (_index), and the indices
+        # of batches that could not be sent, which no group reports
+        # (_failed).
+        self.group = group
+        if group:
+            self.reader_fetches = True
+            self._index = {}
+            self._failed = collections.deque()
+            self._group_taken = 0
 
     # -- the feeder's side --------------------------------------------
 
@@ -138,7 +151,13 @@ class Stream:
         with self._cond:
             gone = self.abandoned
             if not gone:
-                self.batches.append(frame)
+                entry = frame
+                if self.group:
+                    if type(frame) is int:
+                        self._index[frame] = len(self.batches)
+                    else:
+                        self._failed.append(len(self.batches))
+                self.batches.append(entry)
                 self._cond.notify_all()
         if type(frame) is not int:
             self.batch_done(i)  # a batch that could not be sent has ended
@@ -166,6 +185,10 @@ class Stream:
             jobs = [j for j in self.batches[self._taken:] if type(j) is int]
             self.batches = []
             self._taken = 0
+            if self.group:
+                self._index.clear()
+                self._failed.clear()
+            self._cond.notify_all()
         for job in jobs:
             ex._abandon(job)
 
@@ -248,6 +271,55 @@ class Stream:
                 self._taken += 1
                 return f
             return None
+
+    # -- the reader of a group (Pool.imap_unordered) --------------------
+
+    def group_state(self):
+        """(ended, batches not yet taken, a batch that could not be sent,
+        removed from the stream, or None), for the reader of a group."""
+        with self._cond:
+            failed = None
+            if self._failed:
+                i = self._failed.popleft()
+                failed, self.batches[i] = self.batches[i], None
+                self._group_taken += 1
+            return self.ended, len(self.batches) - self._group_taken, failed
+
+    def wait_listed(self, job):
+        """Waits until the feeder has put job, which the group has just
+        reported, in the stream (it may report a job that ends as soon as
+        it is submitted): its outcome is then in the executor's books
+        (Executor._submit_streamed), where the reader takes it. False if
+        the stream was abandoned meanwhile."""
+        with self._cond:
+            while job not in self._index and not self.abandoned:
+                self._cond.wait()
+            return not self.abandoned
+
+    def took(self, job):
+        """The reader of a group has taken job's outcome."""
+        with self._cond:
+            i = self._index.pop(job)
+            self.batches[i] = None
+            self._group_taken += 1
+
+    def untaken_job(self):
+        """A job of the group its reader has not taken, or None: after the
+        pool's close, whose shutdown fetched it (or a terminate)."""
+        with self._cond:
+            return next(iter(self._index), None)
+
+    def wait_for_batches(self, deadline=None):
+        """Waits until the stream has a batch its group's reader has not
+        taken, or has ended; False if deadline (time.monotonic) passes
+        first."""
+        with self._cond:
+            while len(self.batches) == self._group_taken and not self.ended:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
 
     def count(self):
         """How many batches have been submitted so far."""

@@ -64,7 +64,7 @@ class Buffer(ctypes.Structure):
 
 class SubmitOpts(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("retries", ctypes.c_int32), ("timeout_ns", ctypes.c_int64),
-                ("flags", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
+                ("flags", ctypes.c_uint32), ("group", ctypes.c_uint32)]
 
 
 SUBMIT_OWN_WAIT = 1
@@ -193,6 +193,7 @@ def _load():
         "shmx_cancel": (i, [vp, u64, i]),
         "shmx_forget": (i, [vp, u64]),
         "shmx_wait_any": (i, [vp, i64, ctypes.POINTER(u64)]),
+        "shmx_wait_group": (i, [vp, ctypes.c_uint32, i64, ctypes.POINTER(u64)]),
         "shmx_buffer_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
         "shmx_buffer_try_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
         "shmx_submit_buffer": (i, [vp, ctypes.c_char_p, ctypes.POINTER(Buffer), ctypes.POINTER(u64)]),

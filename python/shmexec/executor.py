@@ -426,6 +426,7 @@ class Executor(_cf.Executor):
         self._close_lock = threading.Lock()  # held while a shutdown closes the handle
         self._feeder = Feeder(self)
         self._opts_made = {}  # _opts' C options, built once each (the C side only reads them)
+        self._groups = itertools.count(1)  # the job groups of Pool.imap_unordered's streams
         self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
         self._collector.start()
         _live.add(self)
@@ -501,19 +502,20 @@ class Executor(_cf.Executor):
         if self._books.state != _RUN:
             raise RuntimeError("cannot schedule new futures after shutdown")
 
-    def _opts(self, timeout, retries, own=False, nowait=False):
+    def _opts(self, timeout, retries, own=False, nowait=False, group=0):
         """The C submit options for per-call timeout and retries (None:
         this executor's, then the pool's), or None for the pool's. own:
         the job is the submitting thread's to fetch (_fetch_own), and the
         collector is never woken for it. nowait: the submit says
-        SHMX_EFULL instead of waiting for room."""
+        SHMX_EFULL instead of waiting for room. group: the job's group
+        (shmx_wait_group), 0 for none."""
         if timeout is None:
             timeout = self._call_timeout
         if retries is None:
             retries = self._call_retries
-        if timeout is None and retries is None and not own and not nowait:
+        if timeout is None and retries is None and not own and not nowait and not group:
             return None
-        key = (timeout, retries, own, nowait)
+        key = (timeout, retries, own, nowait, group)
         ref = self._opts_made.get(key)
         if ref is not None:
             return ref
@@ -526,16 +528,18 @@ class Executor(_cf.Executor):
         if retries is not None:
             opts.retries = retries
         opts.flags = (_lib.SUBMIT_OWN_WAIT if own else 0) | (_lib.SUBMIT_NOWAIT if nowait else 0)
+        opts.group = group
         ref = self._opts_made[key] = ctypes.byref(opts)  # (keeps opts alive)
         return ref
 
-    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True, unreported=False):
+    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True, unreported=False, group=0):
         """Submits a framed pickle (dumps_parts), waiting for room. A large
         one is written straight into a buffer in the segment (one copy, no
         frame). intake=False: work accepted before a shutdown (the
-        feeder's), submitted after it. unreported: as _submit_payload."""
+        feeder's), submitted after it. unreported, group: as
+        _submit_payload."""
         if total < _ZERO_COPY_FROM:
-            return self._submit_payload(_wire.join(parts), timeout, retries, track, intake=intake, unreported=unreported)
+            return self._submit_payload(_wire.join(parts), timeout, retries, track, intake=intake, unreported=unreported, group=group)
         if intake:
             self._check_open()
         buf = _lib.Buffer()
@@ -548,7 +552,7 @@ class Executor(_cf.Executor):
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries, unreported), ctypes.byref(job))
+        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries, unreported, group=group), ctypes.byref(job))
         if rc != _OK:
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise self._submit_error(rc)
@@ -563,12 +567,13 @@ class Executor(_cf.Executor):
             return PoolClosed("the pool was terminated")
         return _errors.call_error(rc, "submit")
 
-    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True, unreported=False):
+    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True, unreported=False, group=0):
         """Submits a frame; returns its future, or with track=False its job
         (own=True: a job for _fetch_own, which this thread must fetch or
         forget). unreported: shmx_wait_any never reports the job, as an
         own job's, but no book of own jobs keeps it (a Pool.imap batch,
-        _submit_streamed)."""
+        _submit_streamed). group: shmx_wait_group reports the job to
+        that group's reader instead (a Pool.imap_unordered batch)."""
         if intake:
             self._check_open()
         job = ctypes.c_uint64()
@@ -579,9 +584,10 @@ class Executor(_cf.Executor):
             # and the collector: first without giving it up (_lib.HELD).
             # (A caller alone gains nothing by keeping it.)
             rc = _SUBMIT_HELD(self._pool, b"py", payload, ctypes.c_size_t(len(payload)),
-                              self._opts(timeout, retries, to_fetch, nowait=True), ctypes.byref(job))
+                              self._opts(timeout, retries, to_fetch, nowait=True, group=group), ctypes.byref(job))
         if rc == _lib.SHMX_EFULL:  # no room now: wait for it, the GIL given up
-            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, to_fetch), ctypes.byref(job))
+            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, to_fetch, group=group),
+                                       ctypes.byref(job))
         if rc != _OK:
             raise self._submit_error(rc)
         if own:
@@ -660,7 +666,8 @@ class Executor(_cf.Executor):
             _reduction.check_sendable(fn, served=self._served)
         return "batch" if star else "batch1", key, f"the items of a map of {_reduction._name(fn)}"
 
-    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None, reader_fetches=False):
+    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None, reader_fetches=False,
+                in_group=False):
         """A Stream of batch jobs over items (a sequence, or an iterator
         that the feeder consumes as it goes), built and submitted by the
         feeder: the asynchronous maps. chunksize None: sized so that every
@@ -672,7 +679,9 @@ class Executor(_cf.Executor):
         such a stream tells of each batch's end (Stream.batch_done).
         reader_fetches: the reader of an untracked stream fetches every
         batch itself, in order (Pool.imap): the collector is never woken
-        for them (Stream.reader_fetches)."""
+        for them (Stream.reader_fetches). in_group: the batches of an
+        untracked stream are a job group's, which reports each to the
+        reader as it ends (Pool.imap_unordered, Stream.group)."""
         kind, key, what = self._batch_kind(fn, star)
         self._check_open()
         bar = None
@@ -689,8 +698,10 @@ class Executor(_cf.Executor):
                     frame = e
                 yield n, frame
 
-        stream = Stream(frames(), None if untracked and bar is None else self._new_future, bar, report,
-                        reader_fetches=reader_fetches and untracked and bar is None)
+        by_number = untracked and bar is None
+        group = next(self._groups) % 0xFFFFFFFF + 1 if in_group and by_number else 0  # never 0: no group
+        stream = Stream(frames(), None if by_number else self._new_future, bar, None if group else report,
+                        reader_fetches=reader_fetches and by_number, group=group)
         self._feeder.put(stream)
         return stream
 
@@ -929,6 +940,13 @@ class Executor(_cf.Executor):
         finally:
             self._slots.append(slot)
 
+    def _wait_group(self, group, ns, got):
+        """shmx_wait_group: waits at most ns (< 0: no limit) for a job of
+        group to end and puts it in got (a c_uint64, which keeps it when
+        the caller is interrupted as the call returns). Returns the C
+        code: SHMX_ECLOSED or SHMX_EINVAL once the handle is closed."""
+        return _LIB.shmx_wait_group(self._pool, group, ns, ctypes.byref(got))
+
     def _wait_one(self, job, ns, untracked=False, reported=False):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
         future; with no future (a submitter that has not tracked it yet, or
@@ -1032,7 +1050,8 @@ class Executor(_cf.Executor):
         shutdown's close, for a stream whose reader fetches (Pool.imap) —
         and stream.batch_done(i) follows; until then it is in
         books.streamed, which a shutdown's close waits for."""
-        job = self._submit_parts(parts, total, track=False, intake=False, unreported=stream.reader_fetches)
+        job = self._submit_parts(parts, total, track=False, intake=False, unreported=stream.reader_fetches and not stream.group,
+                                 group=stream.group)
         books = self._books
         with books.lock:
             ended = job in books.early  # fetched already

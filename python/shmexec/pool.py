@@ -4,14 +4,15 @@ or an exception cannot be unpickled: the task fails with WorkerCrashed or
 RemoteError and the pool goes on."""
 
 import concurrent.futures as _cf
+import ctypes
 import queue
 import threading
 import time
 import warnings
 
-from . import _errors, _reduction, _wire
+from . import _errors, _lib, _reduction, _wire
 from ._errors import check_fork
-from .executor import _ENDED, _FINISHED, _RUN, _SHUTDOWN, _TERMINATED, Executor, check_chunksize, check_context, sequence
+from .executor import _ENDED, _FINISHED, _RUN, _SHUTDOWN, _SLICE_NS, _TERMINATED, Executor, check_chunksize, check_context, sequence
 
 # multiprocessing.pool's names for a pool's states, its RUN, CLOSE and
 # TERMINATE (code in the wild, and CPython's own tests, read and set
@@ -334,8 +335,8 @@ class Pool:
         """imap, with each batch's results as soon as it ends."""
         self._check_running()
         check_chunksize(chunksize)
-        ends = queue.SimpleQueue()
-        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, report=ends)
+        ends = queue.SimpleQueue()  # with a progress bar, whose batches are futures
+        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, report=ends, in_group=True)
         return IMapIterator(self._ex, stream, False, self._ex._tb_type, ends)
 
     def close(self):
@@ -401,6 +402,10 @@ class IMapIterator:
             self._ends = ends  # the stream's report: indices of ended batches, then None at its end
             self._taken = 0
             self._over = False
+            # A stream with a group: the job its group reported last, until
+            # it is taken (kept here when the call is interrupted as the
+            # wait returns).
+            self._got = ctypes.c_uint64() if stream.group else None
 
     def __iter__(self):
         return self
@@ -410,7 +415,12 @@ class IMapIterator:
         while not self._values:
             if self._finished:
                 raise StopIteration
-            outcome = self._next_ordered(deadline) if self._ordered else self._next_unordered(deadline)
+            if self._ordered:
+                outcome = self._next_ordered(deadline)
+            elif self._got is not None:
+                outcome = self._next_in_group(deadline)
+            else:
+                outcome = self._next_unordered(deadline)
             if outcome is None:
                 self._finished = True
                 if self._stream.error is not None:
@@ -446,6 +456,45 @@ class IMapIterator:
             _timed_out()
         self._batch = None
         return outcome
+
+    def _next_in_group(self, deadline):
+        """The outcome of the next batch to end, or None at the end, for a
+        stream whose batches are a job group's: the group reports each
+        to this thread as it ends (shmx_wait_group), which fetches it;
+        batches that could not be sent come from the stream. Waits in
+        slices, so that Ctrl-C works."""
+        ex, stream, got = self._ex, self._stream, self._got
+        while True:
+            if got.value:
+                job = got.value
+                if not stream.wait_listed(job):
+                    return None  # abandoned: not read any more
+                outcome = ex._wait_untracked(job)  # it has ended: at once
+                stream.took(job)
+                got.value = 0
+                return outcome
+            ended, untaken, failed = stream.group_state()
+            if failed is not None:
+                return ("exc", failed)
+            if not untaken:
+                if ended:
+                    return None
+                if not stream.wait_for_batches(deadline):
+                    _timed_out()
+                continue
+            ns = _SLICE_NS
+            if deadline is not None:
+                ns = min(ns, int((deadline - time.monotonic()) * 1e9))
+                if ns <= 0:
+                    _timed_out()
+            rc = ex._wait_group(stream.group, ns, got)
+            if rc in (_lib.SHMX_ECLOSED, _lib.SHMX_EINVAL):
+                # Closed: the shutdown fetched the rest into the books, or
+                # a terminate ended them (PoolClosed).
+                job = stream.untaken_job()
+                if job is None:
+                    return None
+                got.value = job
 
     def _next_unordered(self, deadline):
         """The outcome of the next batch to end, or None at the end."""

@@ -2,6 +2,7 @@ import functools
 import multiprocessing
 import os
 import sys
+import threading
 import unittest
 
 import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the installed one)
@@ -10,6 +11,13 @@ import shmexec  # noqa: E402
 import helpers  # noqa: E402
 
 T = 60
+
+
+class Unsendable:
+    """An item that cannot be pickled."""
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle an Unsendable")
 
 
 class PoolTest(unittest.TestCase):
@@ -312,11 +320,13 @@ class PoolTest(unittest.TestCase):
             p.terminate()
 
     def test_imap_batches_go_to_their_reader_alone(self):
-        # imap's reader fetches every batch itself, in order, so the
-        # collector thread is never woken for one (Stream.reader_fetches):
-        # each result passes from the worker to the reader, not through
-        # the collector too. Until 2026-12-06 the collector fetched every
-        # batch that ended before the reader asked for it.
+        # imap's reader fetches every batch itself, in order; those of
+        # imap_unordered are a job group's, which reports each to the
+        # reader as it ends (shmx_wait_group). Either way the collector
+        # thread is never woken for them: each result passes from the
+        # worker to the reader, not through the collector too. Until
+        # 2026-12-06 the collector fetched every batch that ended before
+        # the reader asked for it.
         import time
 
         p = shmexec.Pool(2)
@@ -331,19 +341,70 @@ class PoolTest(unittest.TestCase):
                 return wait_one(job, ns, untracked, reported)
 
             ex._wait_one = recording  # the collector calls it for each job shmx_wait_any reports
-            path = os.path.join(self.tmp(), "log")
-            it = p.imap(functools.partial(helpers.log_then_fail_on_odd, path), range(0, 100, 2))
-            helpers.wait_marks(path, 50)  # every item has run
-            time.sleep(0.2)  # time enough for a collector that was told to fetch them all
-            self.assertEqual(fetched_for_collector, [])
-            self.assertEqual(list(it), list(range(0, 100, 2)))
-            self.assertEqual(fetched_for_collector, [])
-            self.assertEqual(ex._books.streamed, {})
-            self.assertEqual(ex._books.early, {})
-            # The collector still fetches imap_unordered's and map_async's
-            # batches, which have no reader that waits for each in turn.
-            self.assertEqual(sorted(p.imap_unordered(helpers.double, range(20))), [2 * i for i in range(20)])
+            for ordered in (True, False):
+                with self.subTest(ordered=ordered):
+                    path = os.path.join(self.tmp(), "log")
+                    call = p.imap if ordered else p.imap_unordered
+                    it = call(functools.partial(helpers.log_then_fail_on_odd, path), range(0, 100, 2))
+                    helpers.wait_marks(path, 50)  # every item has run
+                    time.sleep(0.2)  # time enough for a collector that was told to fetch them all
+                    self.assertEqual(fetched_for_collector, [])
+                    got = list(it)
+                    self.assertEqual(got if ordered else sorted(got), list(range(0, 100, 2)))
+                    self.assertEqual(fetched_for_collector, [])
+                    self.assertEqual(ex._books.streamed, {})
+                    self.assertEqual(ex._books.early, {})
+            # The collector still fetches map_async's batches, which no
+            # reader waits for.
             self.assertEqual(p.map_async(helpers.double, range(20), chunksize=1).get(T), [2 * i for i in range(20)])
+            self.assertNotEqual(fetched_for_collector, [])
+        finally:
+            p.terminate()
+
+    def test_imap_unordered_gives_each_result_as_it_ends(self):
+        # Whichever batch ends first comes first, a slow one last; an item
+        # that cannot be sent comes as its error, the others go on; the
+        # stream's end is not held up.
+        import time
+
+        it = self.pool.imap_unordered(helpers.sleep, [3.0, 0.0, 0.01, 0.0])
+        t0 = time.monotonic()
+        self.assertEqual(sorted(it.next(timeout=T) for _ in range(3)), [0.0, 0.0, 0.01])
+        self.assertLess(time.monotonic() - t0, 2.0, "the quick results waited for the slow one")
+        self.assertEqual(it.next(timeout=T), 3.0)
+        with self.assertRaises(StopIteration):
+            it.next(timeout=T)
+
+        got, errors = [], []
+        it = self.pool.imap_unordered(helpers.double, [1, Unsendable(), 3, Unsendable(), 5])
+        while True:
+            try:
+                got.append(it.next(timeout=T))
+            except StopIteration:
+                break
+            except TypeError as e:
+                errors.append(e)
+        self.assertEqual(sorted(got), [2, 6, 10])
+        self.assertEqual(len(errors), 2, errors)
+        self.assertIn("cannot send", str(errors[0]))
+
+    def test_imap_unordered_after_terminate(self):
+        # A reader waiting on its group when the pool is terminated: each
+        # batch not yet taken raises PoolClosed, then the iterator ends.
+        p = shmexec.Pool(2)
+        try:
+            it = p.imap_unordered(helpers.sleep, [0.0] + [30.0] * 3)
+            self.assertEqual(it.next(timeout=T), 0.0)
+            threading.Timer(0.3, p.terminate).start()
+            closed = 0
+            while True:
+                try:
+                    it.next(timeout=T)
+                except StopIteration:
+                    break
+                except shmexec.PoolClosed:
+                    closed += 1
+            self.assertEqual(closed, 3)
         finally:
             p.terminate()
 
