@@ -303,11 +303,11 @@ class Stream:
             self.batches[i] = None
             self._group_taken += 1
 
-    def untaken_job(self):
-        """A job of the group its reader has not taken, or None: after the
-        pool's close, whose shutdown fetched it (or a terminate)."""
+    def untaken_jobs(self):
+        """The jobs of the group its reader has not taken: after the
+        pool's close, whose shutdown fetched them (or a terminate)."""
         with self._cond:
-            return next(iter(self._index), None)
+            return list(self._index)
 
     def wait_for_batches(self, deadline=None):
         """Waits until the stream has a batch its group's reader has not

@@ -214,9 +214,11 @@ class _Books:
                stream's reader takes them, and the stream is told
                (Stream.batch_done); a shutdown's close waits for them, so
                that an iterator read after join still has every result.
-               Pool.imap's are never reported to the collector (its
-               reader fetches each in order, Stream.reader_fetches): a
-               shutdown's close fetches those no reader has;
+               Pool.imap's and imap_unordered's are never reported to
+               the collector (Stream.reader_fetches: imap's reader
+               fetches each in order, imap_unordered's is told of each
+               by its job group): a shutdown's close fetches those no
+               reader has;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
     claim ends). No outcome is ever dropped. calls counts the threads
@@ -947,7 +949,7 @@ class Executor(_cf.Executor):
         code: SHMX_ECLOSED or SHMX_EINVAL once the handle is closed."""
         return _LIB.shmx_wait_group(self._pool, group, ns, ctypes.byref(got))
 
-    def _wait_one(self, job, ns, untracked=False, reported=False):
+    def _wait_one(self, job, ns, untracked=False, reported=False, streamed=False):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
         future; with no future (a submitter that has not tracked it yet, or
         an untracked Pool.apply job) keeps the outcome in early. A job
@@ -955,12 +957,14 @@ class Executor(_cf.Executor):
         shmx_wait_any has just reported it (the collector), which it does
         once, so this thread takes it once that thread lets go without it
         (a wait of its own that ran out just before the job ended).
+        streamed: only a job still in books.streamed (a shutdown's fetch
+        of what no reader has: a reader may have taken it meanwhile).
         Returns the C code, or None if the job was not this thread's."""
         books = self._books
         with books.lock:
             while reported and job in books.claimed and books.state < _TERMINATED:
                 books.wait()  # a claim ends, and a terminate comes, with notify
-            if job in books.claimed or not self._open:
+            if job in books.claimed or not self._open or (streamed and job not in books.streamed):
                 return None
             if ns != 0 and not untracked and job not in books.pending:
                 return None  # settled already
@@ -1047,8 +1051,8 @@ class Executor(_cf.Executor):
         work accepted before a shutdown) as an untracked job and returns
         its number. Its outcome goes to early, fetched by the collector
         or by a reader (_wait_untracked) — by the reader alone, or a
-        shutdown's close, for a stream whose reader fetches (Pool.imap) —
-        and stream.batch_done(i) follows; until then it is in
+        shutdown's close, for a stream whose reader fetches (Pool.imap,
+        imap_unordered) — and stream.batch_done(i) follows; until then it is in
         books.streamed, which a shutdown's close waits for."""
         job = self._submit_parts(parts, total, track=False, intake=False, unreported=stream.reader_fetches and not stream.group,
                                  group=stream.group)
@@ -1170,26 +1174,25 @@ class Executor(_cf.Executor):
                 with books.lock:
                     if not (books.state == _SHUTDOWN and not self._delivered() and self._collector.is_alive()):
                         break
-                    job = self._unread_batch()
-                    if job is None:
+                    unread = self._unread_batches()
+                    if not unread:
                         books.wait(0.05)
                         continue
-                self._wait_one(job, _SLICE_NS, untracked=True)  # into early, for an iterator read after join
+                for job in unread:  # into early, for an iterator read after join
+                    self._wait_one(job, _SLICE_NS, untracked=True, streamed=True)
             _LIB.shmx_pool_close(self._pool, -1)  # SHMX_EINVAL if terminate closed it first
             self._collector.join()
             with self._books.lock:
                 if self._books.state == _SHUTDOWN:
                     self._books.state = _CLOSED
 
-    def _unread_batch(self):
-        """A Pool.imap batch that no thread is fetching: the collector is
-        never told of those (Stream.reader_fetches), so a shutdown's close
-        fetches those its reader has not. books.lock held."""
+    def _unread_batches(self):
+        """The batches of Pool.imap and imap_unordered that no thread is
+        fetching: the collector is never told of those
+        (Stream.reader_fetches), so a shutdown's close fetches those their
+        readers have not. books.lock held."""
         books = self._books
-        for job, (stream, _) in books.streamed.items():
-            if stream.reader_fetches and job not in books.claimed:
-                return job
-        return None
+        return [job for job, (stream, _) in books.streamed.items() if stream.reader_fetches and job not in books.claimed]
 
     def terminate(self):
         """Kills the workers now; pending tasks raise PoolClosed. For a

@@ -404,8 +404,9 @@ class IMapIterator:
             self._over = False
             # A stream with a group: the job its group reported last, until
             # it is taken (kept here when the call is interrupted as the
-            # wait returns).
+            # wait returns); once the pool is closed, the jobs not taken.
             self._got = ctypes.c_uint64() if stream.group else None
+            self._rest = None
 
     def __iter__(self):
         return self
@@ -491,10 +492,11 @@ class IMapIterator:
             if rc in (_lib.SHMX_ECLOSED, _lib.SHMX_EINVAL):
                 # Closed: the shutdown fetched the rest into the books, or
                 # a terminate ended them (PoolClosed).
-                job = stream.untaken_job()
-                if job is None:
+                if self._rest is None:
+                    self._rest = stream.untaken_jobs()
+                if not self._rest:
                     return None
-                got.value = job
+                got.value = self._rest.pop()
 
     def _next_unordered(self, deadline):
         """The outcome of the next batch to end, or None at the end."""
