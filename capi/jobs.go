@@ -27,33 +27,24 @@ import (
 //
 // For shmx_wait_any: once it has been called (anyOn), a job that ends
 // and is neither waited for, nor its submitter's own, nor forgotten is
-// queued in ready (by the executor's OnDone hook: no goroutine per job)
-// and sig is poked. ready may hold stale numbers (jobs fetched since);
-// wait_any skips what is no longer in jobs.
+// queued in any (by the executor's OnDone hook: no goroutine per job).
 //
 // For shmx_wait_group: a job submitted with a group (opts.group) is
 // never reported to wait_any; when it ends, unless waited for or
-// forgotten, it is queued in its group's ready list, and the threads in
-// shmx_wait_group for that group are signalled. groups holds a group
+// forgotten, it is queued in its group's queue. groups holds a group
 // while it has jobs in the books or threads waiting on it.
 type pool struct {
 	p       *executor.Pool
 	c       *executor.Client
-	mu      sync.Mutex // guards jobs, anyOn and ready
+	mu      sync.Mutex // guards jobs, anyOn, the queues' ready lists and groups
 	jobs    map[uint64]*job
 	buffers handles[*executor.Buffer]
 
 	anyOn  bool
-	ready  []uint64
+	any    readyQueue
 	groups map[uint32]*group
 	quit   chan struct{}
 	onDone func(*executor.Future)
-	// sig is an event count for the threads in shmx_wait_any, which are C
-	// threads: they sleep on it in the kernel rather than park (a parked
-	// locked goroutine hands its thread's P over and back). poke bumps it
-	// and wakes one of them if sleepers says any sleeps.
-	sig      atomic.Uint32
-	sleepers atomic.Int32
 
 	// inPlace is shmx_results_in_place's minimum (0: results are copied).
 	inPlace atomic.Int64
@@ -78,24 +69,42 @@ func (j *job) reported() bool { return j.waiters == 0 && !j.own && !j.forgot && 
 // groupReported says whether shmx_wait_group may report j as ended.
 func (j *job) groupReported() bool { return j.waiters == 0 && !j.forgot && j.group != 0 }
 
-// group is one job group's books for shmx_wait_group: its finished jobs
-// not yet reported (ready, which may hold stale numbers as wait_any's
-// does), how many of its jobs are in the pool's books, and an event count
-// for the threads waiting on it, as the pool's sig is for wait_any.
-type group struct {
+// The rules of waitReady's two kinds of queue (functions whose callers
+// name a job otherwise).
+var (
+	anyReports   = (*job).reported
+	groupReports = (*job).groupReported
+)
+
+// readyQueue is a queue of finished jobs for the threads that wait for
+// whichever ends first: shmx_wait_any's (pool.any) or a job group's
+// (shmx_wait_group). ready (p.mu) may hold stale numbers (jobs fetched
+// since): a waiter skips what is no longer in the books. sig is an event
+// count for the waiting threads, which are C threads: they sleep on it in
+// the kernel rather than park (a parked locked goroutine hands its
+// thread's P over and back); signal bumps it and wakes them if sleepers
+// says any sleeps.
+type readyQueue struct {
 	ready    []uint64
-	jobs     int
-	waiting  int // threads in shmx_wait_group for it (p.mu)
 	sig      atomic.Uint32
 	sleepers atomic.Int32
 }
 
-// signal bumps g.sig and wakes up to n of the threads asleep on it.
-func (g *group) signal(n int) {
-	g.sig.Add(1) // pairs with shmx_wait_group's load of sig, after its sleepers.Add
-	if g.sleepers.Load() > 0 {
-		sysx.FutexWake(&g.sig, n)
+// signal bumps q.sig and wakes up to n of the threads asleep on it (one
+// that has not yet gone to sleep sees the change and does not).
+func (q *readyQueue) signal(n int) {
+	q.sig.Add(1) // pairs with waitReady's load of sig, after its sleepers.Add
+	if q.sleepers.Load() > 0 {
+		sysx.FutexWake(&q.sig, n)
 	}
+}
+
+// group is one job group's books for shmx_wait_group: its queue, how many
+// of its jobs are in the pool's books, and how many threads wait on it.
+type group struct {
+	readyQueue
+	jobs    int
+	waiting int
 }
 
 // groupOf returns group id's books, made if there are none. p.mu held.
@@ -185,44 +194,31 @@ func discard(f *executor.Future) {
 // (SHMX_SUBMIT_OWN_WAIT) or it was fetched already (a job submitted but
 // not yet tracked is announced by track). p.mu held.
 func (p *pool) announce(id uint64) {
-	j, ok := p.jobs[id]
-	if ok && j.groupReported() {
-		p.announceToGroup(id, j.group)
-		return
+	switch j, ok := p.jobs[id]; {
+	case ok && j.groupReported():
+		g := p.groupOf(j.group)
+		p.enqueue(&g.readyQueue, id, g.jobs)
+	case ok && p.anyOn && j.reported():
+		p.enqueue(&p.any, id, len(p.jobs))
 	}
-	if !ok || !p.anyOn || !j.reported() {
-		return
-	}
-	if len(p.ready) >= 2*len(p.jobs)+64 {
-		// Entries of jobs fetched by shmx_wait since are stale: drop them,
-		// so that a caller who no longer calls wait_any leaks nothing.
-		live := p.ready[:0]
-		for _, r := range p.ready {
-			if _, pending := p.jobs[r]; pending {
-				live = append(live, r)
-			}
-		}
-		p.ready = live
-	}
-	p.ready = append(p.ready, id)
-	p.poke()
 }
 
-// announceToGroup queues finished job id for shmx_wait_group on its
-// group. p.mu held.
-func (p *pool) announceToGroup(id uint64, gid uint32) {
-	g := p.groupOf(gid)
-	if len(g.ready) >= 2*g.jobs+64 {
-		live := g.ready[:0] // drop the stale entries, as announce does
-		for _, r := range g.ready {
+// enqueue queues finished job id in q and wakes one of its waiters; q
+// serves at most jobs jobs of the books. p.mu held.
+func (p *pool) enqueue(q *readyQueue, id uint64, jobs int) {
+	if len(q.ready) >= 2*jobs+64 {
+		// Entries of jobs fetched by shmx_wait since are stale: drop them,
+		// so that a caller who no longer waits on q leaks nothing.
+		live := q.ready[:0]
+		for _, r := range q.ready {
 			if _, pending := p.jobs[r]; pending {
 				live = append(live, r)
 			}
 		}
-		g.ready = live
+		q.ready = live
 	}
-	g.ready = append(g.ready, id)
-	g.signal(1)
+	q.ready = append(q.ready, id)
+	q.signal(1)
 }
 
 // announceIfDone announces job id if it has ended. p.mu held.
@@ -281,32 +277,85 @@ func (p *pool) submitOpts(timeoutNS C.int64_t, retries C.int32_t) executor.Submi
 		InPlace: int(p.inPlace.Load())}
 }
 
-// poke wakes one thread in shmx_wait_any (one that has not yet gone to
-// sleep sees the change to p.sig and does not).
-func (p *pool) poke() { p.signal(1) }
-
-// signal bumps p.sig and wakes up to n of the threads asleep on it.
-func (p *pool) signal(n int) {
-	p.sig.Add(1) // pairs with shmx_wait_any's load of sig, after its sleepers.Add
-	if p.sleepers.Load() > 0 {
-		sysx.FutexWake(&p.sig, n)
-	}
-}
-
-// awaitSignal sleeps until p.sig moves on from seq (read before the
-// caller last looked at what it waits for), for at most d (< 0: no
-// limit), or returns early (a signal); the caller looks again either way.
-func (p *pool) awaitSignal(seq uint32, d time.Duration) { awaitEvent(&p.sig, seq, d) }
-
-// awaitEvent sleeps until the event count sig moves on from seq, as
-// awaitSignal for p.sig.
-func awaitEvent(sig *atomic.Uint32, seq uint32, d time.Duration) {
-	switch err := sysx.FutexWait(sig, seq, d); {
+// await sleeps until q.sig moves on from seq (read before the caller last
+// looked at what it waits for), for at most d (< 0: no limit), or returns
+// early (a signal); the caller looks again either way.
+func (q *readyQueue) await(seq uint32, d time.Duration) {
+	switch err := sysx.FutexWait(&q.sig, seq, d); {
 	case err == nil, errors.Is(err, sysx.ErrInterrupted), errors.Is(err, sysx.ErrTimeout):
 	default: // no futex here: look again soon
 		if d < 0 || d > time.Millisecond {
 			d = time.Millisecond
 		}
 		time.Sleep(d)
+	}
+}
+
+// waitReady waits for at most timeoutNS (< 0: no limit) until q has a job
+// that reported says may be reported, and sets *job to it: the body of
+// shmx_wait_any and shmx_wait_group. spin: first poll the outqueue for
+// as long as a wait spins (Client.SpinUntil), taking the results in this
+// thread. Returns SHMX_OK, SHMX_ETIMEDOUT, or SHMX_ECLOSED once the handle
+// is closing.
+func (p *pool) waitReady(q *readyQueue, reported func(*job) bool, spin bool, timeoutNS C.int64_t, job *C.shmx_job) C.int {
+	start := time.Now()
+	for {
+		seq := q.sig.Load()
+		if rc, done := p.next(q, reported, job); done {
+			return rc
+		}
+		left := time.Duration(-1)
+		if timeoutNS >= 0 {
+			if left = time.Duration(timeoutNS) - time.Since(start); left <= 0 {
+				return C.SHMX_ETIMEDOUT
+			}
+		}
+		if spin {
+			// A tiny job's result comes within microseconds, and this
+			// thread then takes it itself, with no thread woken.
+			spin = false
+			if p.c.SpinUntil(&q.sig, seq, left) {
+				continue
+			}
+		}
+		// Counted as a sleeper before the last look at ready and quit: a
+		// signal after that look then wakes this thread, or has moved sig
+		// on before it sleeps.
+		q.sleepers.Add(1)
+		seq = q.sig.Load()
+		if rc, done := p.next(q, reported, job); done {
+			q.sleepers.Add(-1)
+			return rc
+		}
+		q.await(seq, left)
+		q.sleepers.Add(-1)
+	}
+}
+
+// next takes the next job of q that reported says may be reported into
+// *job (SHMX_OK), or says the handle is closing (SHMX_ECLOSED); done is
+// false when there is neither.
+func (p *pool) next(q *readyQueue, reported func(*job) bool, job *C.shmx_job) (rc C.int, done bool) {
+	p.mu.Lock()
+	for len(q.ready) > 0 {
+		id := q.ready[0]
+		q.ready = q.ready[1:]
+		if j, pending := p.jobs[id]; pending && reported(j) {
+			if len(q.ready) > 0 {
+				q.signal(1) // more for another waiting thread
+			}
+			p.mu.Unlock()
+			*job = C.shmx_job(id)
+			return C.SHMX_OK, true
+		}
+		// fetched already, or a thread in shmx_wait takes it
+	}
+	q.ready = nil
+	p.mu.Unlock()
+	select {
+	case <-p.quit:
+		return C.SHMX_ECLOSED, true
+	default:
+		return 0, false
 	}
 }

@@ -129,7 +129,7 @@ func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.
 		return C.SHMX_EINVAL
 	}
 	close(p.quit)
-	p.signal(math.MaxInt32) // every thread in shmx_wait_any: it returns SHMX_ECLOSED
+	p.any.signal(math.MaxInt32) // every thread in shmx_wait_any: it returns SHMX_ECLOSED
 	p.mu.Lock()
 	for _, g := range p.groups {
 		g.signal(math.MaxInt32) // and in shmx_wait_group

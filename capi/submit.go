@@ -174,29 +174,7 @@ func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.in
 		}
 	}
 	p.mu.Unlock()
-	start := time.Now()
-	for {
-		if rc, done := p.nextReported(job); done {
-			return rc
-		}
-		left := time.Duration(-1)
-		if timeoutNS >= 0 {
-			if left = time.Duration(timeoutNS) - time.Since(start); left <= 0 {
-				return C.SHMX_ETIMEDOUT
-			}
-		}
-		// Counted as a sleeper before the last look at ready and quit: a
-		// poke after that look then wakes this thread, or has moved sig
-		// on before it sleeps.
-		p.sleepers.Add(1)
-		seq := p.sig.Load()
-		if rc, done := p.nextReported(job); done {
-			p.sleepers.Add(-1)
-			return rc
-		}
-		p.awaitSignal(seq, left)
-		p.sleepers.Add(-1)
-	}
+	return p.waitReady(&p.any, anyReports, false, timeoutNS, job)
 }
 
 //export shmxgo_wait_group
@@ -216,92 +194,9 @@ func shmxgo_wait_group(cp *C.shmx_pool, gid C.uint32_t, timeoutNS C.int64_t, job
 		p.tidyGroup(id)
 		p.mu.Unlock()
 	}()
-	start, spun := time.Now(), false
-	for {
-		seq := g.sig.Load()
-		if rc, done := p.nextInGroup(g, job); done {
-			return rc
-		}
-		left := time.Duration(-1)
-		if timeoutNS >= 0 {
-			if left = time.Duration(timeoutNS) - time.Since(start); left <= 0 {
-				return C.SHMX_ETIMEDOUT
-			}
-		}
-		if !spun {
-			// First poll the outqueue, as a thread in shmx_wait does: a
-			// tiny job's result comes within microseconds, and this
-			// thread then takes it itself, with no thread woken.
-			spun = true
-			if p.c.SpinUntil(&g.sig, seq, left) {
-				continue
-			}
-		}
-		// As in shmx_wait_any: counted as a sleeper before the last look.
-		g.sleepers.Add(1)
-		seq = g.sig.Load()
-		if rc, done := p.nextInGroup(g, job); done {
-			g.sleepers.Add(-1)
-			return rc
-		}
-		awaitEvent(&g.sig, seq, left)
-		g.sleepers.Add(-1)
-	}
-}
-
-// nextInGroup takes the next job of g's ready list into *job (SHMX_OK),
-// or says the handle is closing (SHMX_ECLOSED); done is false when there
-// is neither.
-func (p *pool) nextInGroup(g *group, job *C.shmx_job) (rc C.int, done bool) {
-	p.mu.Lock()
-	for len(g.ready) > 0 {
-		id := g.ready[0]
-		g.ready = g.ready[1:]
-		if j, pending := p.jobs[id]; pending && j.groupReported() {
-			if len(g.ready) > 0 {
-				g.signal(1) // more for another thread waiting on the group
-			}
-			p.mu.Unlock()
-			*job = C.shmx_job(id)
-			return C.SHMX_OK, true
-		}
-	}
-	g.ready = nil
-	p.mu.Unlock()
-	select {
-	case <-p.quit:
-		return C.SHMX_ECLOSED, true
-	default:
-		return 0, false
-	}
-}
-
-// nextReported takes the next job of ready for shmx_wait_any into *job
-// (SHMX_OK), or says the handle is closing (SHMX_ECLOSED); done is false
-// when there is neither.
-func (p *pool) nextReported(job *C.shmx_job) (rc C.int, done bool) {
-	p.mu.Lock()
-	for len(p.ready) > 0 {
-		id := p.ready[0]
-		p.ready = p.ready[1:]
-		if j, pending := p.jobs[id]; pending && j.reported() {
-			if len(p.ready) > 0 {
-				p.poke() // more for another thread in wait_any
-			}
-			p.mu.Unlock()
-			*job = C.shmx_job(id)
-			return C.SHMX_OK, true
-		}
-		// fetched already, or a thread in shmx_wait takes it
-	}
-	p.ready = nil
-	p.mu.Unlock()
-	select {
-	case <-p.quit:
-		return C.SHMX_ECLOSED, true
-	default:
-		return 0, false
-	}
+	// Unlike shmx_wait_any's collector, its reader polls the outqueue
+	// first, as a thread in shmx_wait does.
+	return p.waitReady(&g.readyQueue, groupReports, true, timeoutNS, job)
 }
 
 //export shmxgo_buffer_alloc
