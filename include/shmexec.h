@@ -311,8 +311,10 @@ void shmx_copy(void *dst, const void *src, size_t len);
    for in shmx_wait, and sets *job to it; fetch its result with shmx_wait
    (which then returns at once). Meant for a binding's collector thread:
    a thread that waits for its own job in shmx_wait keeps it, and the
-   collector is not woken for it. Each finished job is reported once
-   (again only if a shmx_wait on it timed out meanwhile).
+   collector is not woken for it, nor for a job submitted with
+   SHMX_SUBMIT_OWN_WAIT or with a group (shmx_wait_group). Each finished
+   job is reported once (again only if a shmx_wait on it timed out
+   meanwhile).
    Returns: SHMX_OK and *job; SHMX_ETIMEDOUT after timeout_ns (< 0: no
    limit); SHMX_ECLOSED once the handle is being closed. */
 int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job);
