@@ -483,12 +483,12 @@ class IMapIterator:
                 if not stream.wait_for_batches(deadline):
                     _timed_out()
                 continue
-            ns = _SLICE_NS
-            if deadline is not None:
-                ns = min(ns, int((deadline - time.monotonic()) * 1e9))
-                if ns <= 0:
-                    _timed_out()
+            # A deadline that has passed still gets one look that does not
+            # wait (next(timeout=0) after join: the close has them all).
+            ns = _SLICE_NS if deadline is None else max(0, min(_SLICE_NS, int((deadline - time.monotonic()) * 1e9)))
             rc = ex._wait_group(stream.group, ns, got)
+            if rc == _lib.SHMX_ETIMEDOUT and ns < _SLICE_NS and not got.value:
+                _timed_out()
             if rc in (_lib.SHMX_ECLOSED, _lib.SHMX_EINVAL):
                 # Closed: the shutdown fetched the rest into the books, or
                 # a terminate ended them (PoolClosed).

@@ -363,8 +363,10 @@ class ChaosFromOutside(unittest.TestCase):
             self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
 
     def test_close_and_join_while_workers_are_killed_under_streams(self):
-        # A close waits until every outcome of imap's and map_async's
-        # batches is fetched (they have no future), so that an iterator
+        # A close waits until every outcome of imap's, imap_unordered's
+        # and map_async's batches is fetched (they have no future; the
+        # collector is never told of imap's and imap_unordered's, whose
+        # unread batches the close fetches itself), so that an iterator
         # read after join has them all, as multiprocessing's has. Workers
         # die under it: join returns by its deadline, every item of the
         # iterator read after it ends once (its value or a terminal
@@ -388,6 +390,7 @@ class ChaosFromOutside(unittest.TestCase):
             killer = Killer(ex, 0.020, seen, ready_only=True)
             killer.start()
             it = p.imap(slow_tag, range(n))
+            un = p.imap_unordered(slow_tag, range(n))
             r = p.map_async(slow_tag, range(n), chunksize=1)
             # the kills begin before the close: at least 50 ms of them,
             # and a first one
@@ -423,13 +426,26 @@ class ChaosFromOutside(unittest.TestCase):
                     got.append(v)
             self.assertEqual(len(got) + failed, n, "items lost or doubled")
             self.assertEqual(got, sorted(set(got)), "imap out of order, or an item given twice")
+            got_un, failed_un = [], 0
+            while True:
+                try:
+                    v, _ = un.next(timeout=0)  # all there after join: no wait
+                except StopIteration:
+                    break
+                except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                    failed_un += 1
+                else:
+                    got_un.append(v)
+            self.assertEqual(len(got_un) + failed_un, n, "imap_unordered: items lost or doubled")
+            self.assertEqual(len(set(got_un)), len(got_un), "imap_unordered: an item given twice")
             deadline = time.monotonic() + 5
             alive = set(pids)
             while alive and time.monotonic() < deadline:
                 alive = {pid for pid in alive if helpers.shmexec_process_alive(pid)}
                 time.sleep(0.01)
             self.assertEqual(alive, set(), "workers left after join")
-            sys.stderr.write(f"\n  close and join under kills: {killer.kills} kills, imap {len(got)} values and {failed} terminal errors")
+            sys.stderr.write(f"\n  close and join under kills: {killer.kills} kills, imap {len(got)} values and {failed} terminal errors, "
+                             f"imap_unordered {len(got_un)} and {failed_un}")
         finally:
             p.terminate()
 
