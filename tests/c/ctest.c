@@ -468,7 +468,7 @@ static void test_no_inherited_descriptors(void) {
    next result lands in the caller's buffer again. */
 /* A pool of one worker (p: the pipe its "started" handler writes to),
    running a job of a minute that has started; *pid is the worker's. */
-static shmx_pool *pool_running_a_minute_job(int p[2], int32_t *pid, shmx_job *job) {
+static shmx_pool *pool_running_a_minute_job(int p[2], int32_t *pid, const shmx_submit_opts *opts, shmx_job *job) {
     CHECK(pipe(p) == 0, "pipe");
     shmx_pool_config cfg;
     one_worker_passing(&cfg, &p[1]);
@@ -477,7 +477,7 @@ static shmx_pool *pool_running_a_minute_job(int p[2], int32_t *pid, shmx_job *jo
     size_t n = 0;
     CHECK(shmx_pool_workers(pool, pid, 1, &n) == SHMX_OK && n == 1 && *pid > 0, "the worker's pid");
     int ms = 60000;
-    CHECK(shmx_submit(pool, "started", &ms, sizeof ms, job) == SHMX_OK, "submit a job that runs a minute");
+    CHECK(shmx_submit_with(pool, "started", &ms, sizeof ms, opts, job) == SHMX_OK, "submit a job that runs a minute");
     struct pollfd pfd = {p[0], POLLIN, 0};
     char c;
     CHECK(poll(&pfd, 1, 10000) == 1 && read(p[0], &c, 1) == 1, "the job has started");
@@ -489,7 +489,7 @@ static void test_kill_while_waiting_into(void) {
     int32_t pid = 0, now_pid = 0;
     size_t n = 0;
     shmx_job job;
-    shmx_pool *pool = pool_running_a_minute_job(p, &pid, &job);
+    shmx_pool *pool = pool_running_a_minute_job(p, &pid, NULL, &job);
     CHECK(kill(pid, SIGKILL) == 0, "SIGKILL the worker");
     char small[8];
     shmx_result res;
@@ -882,12 +882,14 @@ static void *wait_in_thread(void *arg) {
     return NULL;
 }
 
-struct any_waiter { shmx_pool *pool; int rc; shmx_job got; double took; };
+/* A thread waiting for a finished job: in shmx_wait_group for group, or
+   in shmx_wait_any for group 0. */
+struct any_waiter { shmx_pool *pool; uint32_t group; int rc; shmx_job got; double took; };
 
 static void *wait_any_in_thread(void *arg) {
     struct any_waiter *w = arg;
     double t0 = now();
-    w->rc = shmx_wait_any(w->pool, 10000000000LL, &w->got);
+    w->rc = w->group ? shmx_wait_group(w->pool, w->group, 10000000000LL, &w->got) : shmx_wait_any(w->pool, 10000000000LL, &w->got);
     w->took = now() - t0;
     return NULL;
 }
@@ -903,7 +905,7 @@ static void test_wait_any_threads(void) {
     struct any_waiter w[N];
     pthread_t t[N];
     for (int i = 0; i < N; i++) {
-        w[i] = (struct any_waiter){pool, -1, 0, 0};
+        w[i] = (struct any_waiter){pool, 0, -1, 0, 0};
         pthread_create(&t[i], NULL, wait_any_in_thread, &w[i]);
     }
     struct timespec settle = {0, 100000000}; /* asleep before the jobs end */
@@ -921,7 +923,7 @@ static void test_wait_any_threads(void) {
     }
     CHECK(seen[0] == 1 && seen[1] == 1 && seen[2] == 1, "each job reported to one thread: %d %d %d", seen[0], seen[1], seen[2]);
     for (int i = 0; i < N; i++) {
-        w[i] = (struct any_waiter){pool, -1, 0, 0};
+        w[i] = (struct any_waiter){pool, 0, -1, 0, 0};
         pthread_create(&t[i], NULL, wait_any_in_thread, &w[i]);
     }
     nanosleep(&settle, NULL);
@@ -930,16 +932,6 @@ static void test_wait_any_threads(void) {
         pthread_join(t[i], NULL);
         CHECK(w[i].rc == SHMX_ECLOSED && w[i].took < 5, "thread %d in wait_any at the close: rc %d after %.3f s", i, w[i].rc, w[i].took);
     }
-}
-
-struct group_waiter { shmx_pool *pool; uint32_t group; int rc; shmx_job got; double took; };
-
-static void *wait_group_in_thread(void *arg) {
-    struct group_waiter *w = arg;
-    double t0 = now();
-    w->rc = shmx_wait_group(w->pool, w->group, 10000000000LL, &w->got);
-    w->took = now() - t0;
-    return NULL;
 }
 
 /* shmx_wait_group reports the finished jobs of its group, each once, and
@@ -1002,9 +994,9 @@ static void test_wait_group(void) {
     g7.flags = 0;
 
     /* A thread asleep on the group wakes for its job, and at the close. */
-    struct group_waiter w = {pool, 7, -1, 0, 0};
+    struct any_waiter w = {pool, 7, -1, 0, 0};
     pthread_t t;
-    pthread_create(&t, NULL, wait_group_in_thread, &w);
+    pthread_create(&t, NULL, wait_any_in_thread, &w);
     struct timespec settle = {0, 100000000}; /* asleep before the job ends */
     nanosleep(&settle, NULL);
     ms = 50;
@@ -1012,8 +1004,8 @@ static void test_wait_group(void) {
     pthread_join(t, NULL);
     CHECK(w.rc == SHMX_OK && w.got == mine[0] && w.took < 5, "the sleeping thread gets its group's job: rc %d after %.3f s", w.rc, w.took);
     if (w.rc == SHMX_OK && shmx_wait(pool, w.got, 0, &res) == SHMX_OK) shmx_result_release(pool, &res);
-    w = (struct group_waiter){pool, 9, -1, 0, 0};
-    pthread_create(&t, NULL, wait_group_in_thread, &w);
+    w = (struct any_waiter){pool, 9, -1, 0, 0};
+    pthread_create(&t, NULL, wait_any_in_thread, &w);
     nanosleep(&settle, NULL);
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close while a thread waits on a group");
     pthread_join(t, NULL);
@@ -1021,22 +1013,26 @@ static void test_wait_group(void) {
 }
 
 /* A worker SIGKILLed from outside while a thread sleeps in
-   shmx_wait_any: the crashed job is reported to that thread at once, not
-   when its 10 s limit runs out, and its outcome is the crash. */
-static void test_kill_while_waiting_any(void) {
+   shmx_wait_any, or in shmx_wait_group for the job's group: the crashed
+   job is reported to that thread at once, not when its 10 s limit runs
+   out, and its outcome is the crash. */
+static void test_kill_while_waiting_any(uint32_t group) {
     int p[2];
     int32_t pid = 0;
     shmx_job job;
-    shmx_pool *pool = pool_running_a_minute_job(p, &pid, &job);
-    struct any_waiter w = {pool, -1, 0, 0};
+    shmx_submit_opts opts;
+    shmx_submit_opts_init(&opts);
+    opts.group = group;
+    shmx_pool *pool = pool_running_a_minute_job(p, &pid, &opts, &job);
+    struct any_waiter w = {pool, group, -1, 0, 0};
     pthread_t t;
     pthread_create(&t, NULL, wait_any_in_thread, &w);
     struct timespec settle = {0, 100000000}; /* asleep before the kill */
     nanosleep(&settle, NULL);
     CHECK(kill(pid, SIGKILL) == 0, "SIGKILL the worker");
     pthread_join(t, NULL);
-    CHECK(w.rc == SHMX_OK && w.got == job && w.took < 5, "the sleeping thread gets the crashed job: rc %d, job %llu (want %llu) after %.3f s",
-          w.rc, (unsigned long long)w.got, (unsigned long long)job, w.took);
+    CHECK(w.rc == SHMX_OK && w.got == job && w.took < 5, "the sleeping thread (group %u) gets the crashed job: rc %d, job %llu (want %llu) after %.3f s",
+          group, w.rc, (unsigned long long)w.got, (unsigned long long)job, w.took);
     shmx_result res;
     CHECK(shmx_wait(pool, job, 0, &res) == SHMX_OK && res.status == SHMX_EWORKER_CRASHED && res.signal == SIGKILL && res.worker_pid == pid,
           "its outcome is the crash: status %d, signal %d, pid %d (worker %d)", res.status, res.signal, res.worker_pid, pid);
@@ -1279,7 +1275,8 @@ int main(int argc, char **argv) {
     test_ready_workers();
     test_wait_any();
     test_wait_any_threads();
-    test_kill_while_waiting_any();
+    test_kill_while_waiting_any(0);
+    test_kill_while_waiting_any(3);
     test_own_wait_and_forget();
     test_wait_group();
     test_two_waiters();
