@@ -283,6 +283,15 @@ def _plain_bytes(v):
     return type(v) is bytes and len(v) < BIG
 
 
+def _all_plain(values):
+    """Whether every one of values is of a plain type, so that they travel
+    marshalled: a call's arguments, a batch's items, its values."""
+    for v in values:
+        if type(v) not in _PLAIN and not _plain_bytes(v):
+            return False
+    return True
+
+
 def function_ref(fn):
     """The key that names fn in a call frame (_reduction.function_ref)."""
     return _reduction.function_ref(fn)
@@ -292,16 +301,9 @@ def dumps_call(fn, key, args, kwargs):
     """The call fn(*args, **kwargs) as parts and their total size, like
     dumps_parts: a call frame (key: _reduction.function_ref(fn)) when
     nothing in the arguments travels out of band."""
-    for a in args:
-        if type(a) not in _PLAIN and not _plain_bytes(a):
-            break
-    else:
-        for a in kwargs.values():
-            if type(a) not in _PLAIN and not _plain_bytes(a):
-                break
-        else:
-            frame = _PLAIN_CALL_TAG + marshal.dumps((key, args, kwargs), _MARSHAL)
-            return [frame], len(frame)
+    if _all_plain(args) and _all_plain(kwargs.values()):
+        frame = _PLAIN_CALL_TAG + marshal.dumps((key, args, kwargs), _MARSHAL)
+        return [frame], len(frame)
     bufs = []
     roots = _reduction.call_roots(fn, args, kwargs)
     what = f"the arguments of {_reduction._name(fn)}"
@@ -320,16 +322,10 @@ def _plain_items(kind, items):
     """Whether every item of a batch of kind ("batch1": an argument an
     item; "batch": an argument tuple an item) is of a plain type."""
     if kind == "batch1":
-        for a in items:
-            if type(a) not in _PLAIN and not _plain_bytes(a):
-                return False
-        return True
+        return _all_plain(items)
     for t in items:
-        if type(t) is not tuple:
+        if type(t) is not tuple or not _all_plain(t):
             return False
-        for a in t:
-            if type(a) not in _PLAIN and not _plain_bytes(a):
-                return False
     return True
 
 
@@ -405,13 +401,9 @@ def dumps_value(v, fn=None):
 def dumps_batch_result(failed, outs, fn):
     """dumps_parts(("ok", (failed, outs))), the outcome of a batch: a
     value frame when no item failed and the values are few and plain."""
-    if not failed and len(outs) <= BATCH_FRAME_ITEMS:
-        for v in outs:
-            if type(v) not in _PLAIN and not _plain_bytes(v):
-                break
-        else:
-            frame = _VALUE_TAG + marshal.dumps((False, outs), _MARSHAL)
-            return [frame], len(frame)
+    if not failed and len(outs) <= BATCH_FRAME_ITEMS and _all_plain(outs):
+        frame = _VALUE_TAG + marshal.dumps((False, outs), _MARSHAL)
+        return [frame], len(frame)
     return dumps_result(("ok", (failed, outs)), fn, batch=True)
 
 
