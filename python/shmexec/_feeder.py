@@ -59,7 +59,7 @@ class Stream:
     ends the stream (error), after the batches before it, as
     multiprocessing has it."""
 
-    def __init__(self, chunks, make_future, progress=None, report=None, reader_fetches=False, group=0):
+    def __init__(self, chunks, make_future, progress=None, report=None, group=0, by_job=False):
         self._chunks = chunks
         self._make_future = make_future  # None: job numbers instead of futures (feed)
         self._progress = progress
@@ -74,21 +74,19 @@ class Stream:
         self._report = report  # a queue told of each batch's end (batch_done)
         self.abandoned = False  # job numbers only: the reader is gone (abandon)
         self._submitted = 0  # job numbers only: batches numbered so far
-        # Job numbers only: the reader fetches every batch itself, in
-        # order (Pool.imap), so the collector is never woken for them
-        # (Executor._submit_streamed): each result then passes from the
+        # Job numbers only: a job group of the stream's own
+        # (shmx_wait_group), 0 for none. The collector is never woken for
+        # a group's jobs: its reader fetches each batch itself, in order
+        # (Pool.imap), or as the group reports it (by_job:
+        # Pool.imap_unordered), so that each result passes from the
         # worker to the reader, not through the collector thread too.
-        self.reader_fetches = reader_fetches
-        # Job numbers only, with a group (Pool.imap_unordered): each batch
-        # is a job of that group (shmx_wait_group), which reports it to
-        # the reader as it ends; the collector is never woken for them
-        # either. The reader takes batches by job number (took), so the
+        # by_job: the reader takes batches by job number (took), so the
         # stream keeps each untaken job's index (_index), and the indices
         # of batches that could not be sent, which no group reports
         # (_failed).
         self.group = group
-        if group:
-            self.reader_fetches = True
+        self.by_job = by_job
+        if by_job:
             self._index = {}
             self._failed = collections.deque()
             self._group_taken = 0
@@ -152,7 +150,7 @@ class Stream:
             gone = self.abandoned
             if not gone:
                 entry = frame
-                if self.group:
+                if self.by_job:
                     if type(frame) is int:
                         self._index[frame] = len(self.batches)
                     else:
@@ -185,7 +183,7 @@ class Stream:
             jobs = [j for j in self.batches[self._taken:] if type(j) is int]
             self.batches = []
             self._taken = 0
-            if self.group:
+            if self.by_job:
                 self._index.clear()
                 self._failed.clear()
             self._cond.notify_all()

@@ -214,10 +214,10 @@ class _Books:
                stream's reader takes them, and the stream is told
                (Stream.batch_done); a shutdown's close waits for them, so
                that an iterator read after join still has every result.
-               Pool.imap's and imap_unordered's are never reported to
-               the collector (Stream.reader_fetches: imap's reader
-               fetches each in order, imap_unordered's is told of each
-               by its job group): a shutdown's close fetches those no
+               Pool.imap's and imap_unordered's are a job group's, which
+               the collector is never told of (Stream.group: imap's
+               reader fetches each in order, imap_unordered's is told of
+               each by the group): a shutdown's close fetches those no
                reader has;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
@@ -534,14 +534,13 @@ class Executor(_cf.Executor):
         ref = self._opts_made[key] = ctypes.byref(opts)  # (keeps opts alive)
         return ref
 
-    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True, unreported=False, group=0):
+    def _submit_parts(self, parts, total, timeout=None, retries=None, track=True, intake=True, group=0):
         """Submits a framed pickle (dumps_parts), waiting for room. A large
         one is written straight into a buffer in the segment (one copy, no
         frame). intake=False: work accepted before a shutdown (the
-        feeder's), submitted after it. unreported, group: as
-        _submit_payload."""
+        feeder's), submitted after it. group: as _submit_payload."""
         if total < _ZERO_COPY_FROM:
-            return self._submit_payload(_wire.join(parts), timeout, retries, track, intake=intake, unreported=unreported, group=group)
+            return self._submit_payload(_wire.join(parts), timeout, retries, track, intake=intake, group=group)
         if intake:
             self._check_open()
         buf = _lib.Buffer()
@@ -554,7 +553,7 @@ class Executor(_cf.Executor):
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries, unreported, group=group), ctypes.byref(job))
+        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries, group=group), ctypes.byref(job))
         if rc != _OK:
             _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
             raise self._submit_error(rc)
@@ -569,26 +568,24 @@ class Executor(_cf.Executor):
             return PoolClosed("the pool was terminated")
         return _errors.call_error(rc, "submit")
 
-    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True, unreported=False, group=0):
+    def _submit_payload(self, payload, timeout=None, retries=None, track=True, own=False, intake=True, group=0):
         """Submits a frame; returns its future, or with track=False its job
         (own=True: a job for _fetch_own, which this thread must fetch or
-        forget). unreported: shmx_wait_any never reports the job, as an
-        own job's, but no book of own jobs keeps it (a Pool.imap batch,
-        _submit_streamed). group: shmx_wait_group reports the job to
-        that group's reader instead (a Pool.imap_unordered batch)."""
+        forget). group: the job's group (shmx_wait_group), which
+        shmx_wait_any never reports (a batch of Pool.imap or
+        imap_unordered, _submit_streamed)."""
         if intake:
             self._check_open()
         job = ctypes.c_uint64()
         rc = _lib.SHMX_EFULL
-        to_fetch = own or unreported
         if not intake and len(payload) < _ZERO_COPY_FROM:
             # The feeder's submit, which shares the GIL with the caller
             # and the collector: first without giving it up (_lib.HELD).
             # (A caller alone gains nothing by keeping it.)
             rc = _SUBMIT_HELD(self._pool, b"py", payload, ctypes.c_size_t(len(payload)),
-                              self._opts(timeout, retries, to_fetch, nowait=True, group=group), ctypes.byref(job))
+                              self._opts(timeout, retries, own, nowait=True, group=group), ctypes.byref(job))
         if rc == _lib.SHMX_EFULL:  # no room now: wait for it, the GIL given up
-            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, to_fetch, group=group),
+            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own, group=group),
                                        ctypes.byref(job))
         if rc != _OK:
             raise self._submit_error(rc)
@@ -668,8 +665,7 @@ class Executor(_cf.Executor):
             _reduction.check_sendable(fn, served=self._served)
         return "batch" if star else "batch1", key, f"the items of a map of {_reduction._name(fn)}"
 
-    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None, reader_fetches=False,
-                in_group=False):
+    def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None, reader=None):
         """A Stream of batch jobs over items (a sequence, or an iterator
         that the feeder consumes as it goes), built and submitted by the
         feeder: the asynchronous maps. chunksize None: sized so that every
@@ -679,11 +675,10 @@ class Executor(_cf.Executor):
         no future and no callbacks per batch, which cost more than a tiny
         task (Pool.imap, imap_unordered, map_async). report: a queue that
         such a stream tells of each batch's end (Stream.batch_done).
-        reader_fetches: the reader of an untracked stream fetches every
-        batch itself, in order (Pool.imap): the collector is never woken
-        for them (Stream.reader_fetches). in_group: the batches of an
-        untracked stream are a job group's, which reports each to the
-        reader as it ends (Pool.imap_unordered, Stream.group)."""
+        reader: how the reader of an untracked stream takes its batches,
+        "in order" (Pool.imap) or "as they end" (Pool.imap_unordered):
+        the batches are then a job group's, and the collector is never
+        woken for them (Stream.group)."""
         kind, key, what = self._batch_kind(fn, star)
         self._check_open()
         bar = None
@@ -701,9 +696,9 @@ class Executor(_cf.Executor):
                 yield n, frame
 
         by_number = untracked and bar is None
-        group = next(self._groups) % 0xFFFFFFFF + 1 if in_group and by_number else 0  # never 0: no group
-        stream = Stream(frames(), None if by_number else self._new_future, bar, None if group else report,
-                        reader_fetches=reader_fetches and by_number, group=group)
+        group = next(self._groups) % 0xFFFFFFFF + 1 if reader is not None and by_number else 0  # never 0: no group
+        stream = Stream(frames(), None if by_number else self._new_future, bar, None if group else report, group,
+                        by_job=group != 0 and reader == "as they end")
         self._feeder.put(stream)
         return stream
 
@@ -1054,8 +1049,7 @@ class Executor(_cf.Executor):
         shutdown's close, for a stream whose reader fetches (Pool.imap,
         imap_unordered) — and stream.batch_done(i) follows; until then it is in
         books.streamed, which a shutdown's close waits for."""
-        job = self._submit_parts(parts, total, track=False, intake=False, unreported=stream.reader_fetches and not stream.group,
-                                 group=stream.group)
+        job = self._submit_parts(parts, total, track=False, intake=False, group=stream.group)
         books = self._books
         with books.lock:
             ended = job in books.early  # fetched already
@@ -1189,10 +1183,10 @@ class Executor(_cf.Executor):
     def _unread_batches(self):
         """The batches of Pool.imap and imap_unordered that no thread is
         fetching: the collector is never told of those
-        (Stream.reader_fetches), so a shutdown's close fetches those their
-        readers have not. books.lock held."""
+        (a job group's, Stream.group), so a shutdown's close fetches those
+        their readers have not. books.lock held."""
         books = self._books
-        return [job for job, (stream, _) in books.streamed.items() if stream.reader_fetches and job not in books.claimed]
+        return [job for job, (stream, _) in books.streamed.items() if stream.group and job not in books.claimed]
 
     def terminate(self):
         """Kills the workers now; pending tasks raise PoolClosed. For a

@@ -328,7 +328,7 @@ class Pool:
         results before it come first, then its exception."""
         self._check_running()
         check_chunksize(chunksize)
-        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, reader_fetches=True)
+        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, reader="in order")
         return IMapIterator(self._ex, stream, True, self._ex._tb_type)
 
     def imap_unordered(self, func, iterable, chunksize=1, progress=False):
@@ -336,7 +336,7 @@ class Pool:
         self._check_running()
         check_chunksize(chunksize)
         ends = queue.SimpleQueue()  # with a progress bar, whose batches are futures
-        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, report=ends, in_group=True)
+        stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, report=ends, reader="as they end")
         return IMapIterator(self._ex, stream, False, self._ex._tb_type, ends)
 
     def close(self):
@@ -405,7 +405,7 @@ class IMapIterator:
             # A stream with a group: the job its group reported last, until
             # it is taken (kept here when the call is interrupted as the
             # wait returns); once the pool is closed, the jobs not taken.
-            self._got = ctypes.c_uint64() if stream.group else None
+            self._got = ctypes.c_uint64() if stream.by_job else None
             self._rest = None
 
     def __iter__(self):
