@@ -258,11 +258,8 @@ class Stream:
         kept), or None at the end; raises TimeoutError if none has been
         submitted by deadline (time.monotonic)."""
         with self._cond:
-            while self._taken >= len(self.batches) and not self.ended:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError()
-                self._cond.wait(left)
+            if not self._wait_for_more(self._taken, deadline):
+                raise TimeoutError()
             if self._taken < len(self.batches):
                 f = self.batches[self._taken]
                 self.batches[self._taken] = None
@@ -312,12 +309,18 @@ class Stream:
         taken, or has ended; False if deadline (time.monotonic) passes
         first."""
         with self._cond:
-            while len(self.batches) == self._group_taken and not self.ended:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
+            return self._wait_for_more(self._group_taken, deadline)
+
+    def _wait_for_more(self, taken, deadline):
+        """Waits until the stream has more than taken batches, or has
+        ended; False if deadline (time.monotonic) passes first. _cond
+        held."""
+        while taken >= len(self.batches) and not self.ended:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._cond.wait(left)
+        return True
 
     def count(self):
         """How many batches have been submitted so far."""

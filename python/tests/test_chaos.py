@@ -414,28 +414,25 @@ class ChaosFromOutside(unittest.TestCase):
                 self.assertEqual([v for v, _ in r.get(0)], list(range(n)))
             except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
                 pass  # its first failure: a task whose retry was spent
-            got, failed = [], 0
-            while True:
-                try:
-                    v, _ = it.next(timeout=0)  # all there after join: no wait
-                except StopIteration:
-                    break
-                except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
-                    failed += 1
-                else:
-                    got.append(v)
+
+            def drain(iterator):
+                # (values, terminal errors) of an iterator read after join:
+                # everything is there, so no next() waits
+                values, failed = [], 0
+                while True:
+                    try:
+                        v, _ = iterator.next(timeout=0)
+                    except StopIteration:
+                        return values, failed
+                    except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                        failed += 1
+                    else:
+                        values.append(v)
+
+            got, failed = drain(it)
             self.assertEqual(len(got) + failed, n, "items lost or doubled")
             self.assertEqual(got, sorted(set(got)), "imap out of order, or an item given twice")
-            got_un, failed_un = [], 0
-            while True:
-                try:
-                    v, _ = un.next(timeout=0)  # all there after join: no wait
-                except StopIteration:
-                    break
-                except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
-                    failed_un += 1
-                else:
-                    got_un.append(v)
+            got_un, failed_un = drain(un)
             self.assertEqual(len(got_un) + failed_un, n, "imap_unordered: items lost or doubled")
             self.assertEqual(len(set(got_un)), len(got_un), "imap_unordered: an item given twice")
             deadline = time.monotonic() + 5
