@@ -231,8 +231,8 @@ func (p *pool) announceIfDone(id uint64, f *executor.Future) {
 }
 
 // track remembers a submitted job's future under its number for
-// shmx_wait, or reports the submit's error. flags: the submit's
-// SHMX_SUBMIT_ bits.
+// shmx_wait, or reports the submit's error. flags: as add's (the
+// SHMX_SUBMIT_ bits, the group in the top 32).
 func (p *pool) track(f *executor.Future, err error, flags C.uint64_t, job *C.shmx_job) C.int {
 	if err != nil {
 		setErr(err)
