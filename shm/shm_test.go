@@ -3,6 +3,7 @@ package shm
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 
@@ -185,19 +186,49 @@ func TestViewChecks(t *testing.T) {
 	if b, err := v.Bytes(8, 56); err != nil || len(b) != 56 {
 		t.Errorf("Bytes(8, 56) = %d bytes, %v", len(b), err)
 	}
-	mustPanic(t, "misaligned word", func() { v.Uint64(4) })
-	mustPanic(t, "word past the end", func() { v.Uint64(64) })
-	mustPanic(t, "sub-view past the end", func() { v.Sub(32, 64) })
+	if _, err := v.Bytes(60, 8); err == nil || err.Error() != "range [60, +8) outside the 64-byte region at segment offset 0" {
+		t.Errorf("Bytes past the end: %v", err)
+	}
+	if v.Uint64(56) == nil || v.Uint32(60) == nil || v.Sub(32, 32).Len() != 32 {
+		t.Error("an access inside the view failed")
+	}
+	mustPanic(t, "misaligned word", "shm: 8-byte word at offset 4 outside or misaligned in a 64-byte view", func() { v.Uint64(4) })
+	mustPanic(t, "word past the end", "shm: 8-byte word at offset 64 outside or misaligned in a 64-byte view", func() { v.Uint64(64) })
+	mustPanic(t, "word before the start", "shm: 8-byte word at offset -8 outside or misaligned in a 64-byte view", func() { v.Uint64(-8) })
+	mustPanic(t, "misaligned 32-bit word", "shm: 4-byte word at offset 2 outside or misaligned in a 64-byte view", func() { v.Uint32(2) })
+	mustPanic(t, "32-bit word past the end", "shm: 4-byte word at offset 64 outside or misaligned in a 64-byte view", func() { v.Uint32(64) })
+	mustPanic(t, "word wider than the view", "shm: 8-byte word at offset 0 outside or misaligned in a 4-byte view",
+		func() { ViewOf(make([]byte, 8)).Sub(0, 4).Uint64(0) })
+	mustPanic(t, "sub-view past the end", "shm: sub-view [32, +64) outside a 64-byte view", func() { v.Sub(32, 64) })
+	mustPanic(t, "sub-view of negative size", "shm: sub-view [8, +-1) outside a 64-byte view", func() { v.Sub(8, -1) })
 }
 
-func mustPanic(t *testing.T, what string, f func()) {
+// mustPanic checks that f panics with a value whose text is want.
+func mustPanic(t *testing.T, what, want string, f func()) {
 	t.Helper()
 	defer func() {
-		if recover() == nil {
+		r := recover()
+		if r == nil {
 			t.Errorf("%s: no panic", what)
+		} else if got := fmt.Sprint(r); got != want {
+			t.Errorf("%s: panic %q, want %q", what, got, want)
 		}
 	}()
 	f()
+}
+
+// BenchmarkViewWords: the accessors every ring and slot operation goes
+// through several times a job (go test -bench View ./shm).
+func BenchmarkViewWords(b *testing.B) {
+	v := ViewOf(make([]byte, 4096))
+	var sum uint64
+	for i := 0; b.Loop(); i++ {
+		off := (i * 8) & 4088
+		sum += v.Uint64(off).Load() + uint64(v.Uint32(off+4).Load()) + uint64(v.Sub(off, 8).Len())
+	}
+	if sum == 1 {
+		b.Log(sum)
+	}
 }
 
 // TestFileOffset: the offset FileOffset gives for a slice of the mapping
