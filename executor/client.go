@@ -688,7 +688,7 @@ func (c *Client) drain() error {
 	var buf [ring.MaxBatch]uint32
 	for {
 		n, err := out.TryDequeueBatch(c.colParty, buf[:])
-		if errors.Is(err, ring.ErrEmpty) {
+		if err == ring.ErrEmpty { // never wrapped: the ring's own loops compare it so
 			return nil
 		}
 		if err != nil {
