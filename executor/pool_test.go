@@ -59,6 +59,12 @@ func TestZeroCopyBufferReachesWorker(t *testing.T) {
 	if err != nil || len(out) != 2<<20 || out[12345] != byte(12345%256) {
 		t.Fatalf("zero-copy output: %d bytes, %v", len(out), err)
 	}
+	// With a time limit the handler's context wraps the task's own: the
+	// output buffer is found through both.
+	out, err = run(t, p, "big", []byte(strconv.Itoa(1<<20)), SubmitOptions{Timeout: 10 * time.Second, Retries: -1})
+	if err != nil || len(out) != 1<<20 || out[54321] != byte(54321%256) {
+		t.Fatalf("zero-copy output of a job with a timeout: %d bytes, %v", len(out), err)
+	}
 	b2, _ := p.Client().AllocBuffer(100)
 	b2.Release()
 	b2.Release()

@@ -363,6 +363,10 @@ type Task struct {
 	jc     *jobCtx
 	inErr  error
 	done   bool
+	// The job's context and its books, in the task's own allocation: a
+	// lease allocates once.
+	jobCtx  jobCtx
+	taskCtx taskCtx
 }
 
 // lease takes the slot v names for this worker, or returns nil for a
@@ -408,8 +412,10 @@ func (w *worker) lease(v uint32) *Task {
 
 	sl := l.slot(idx)
 	t := &Task{w: w, idx: idx, seq: seq, owner: owner, sl: sl, m: unpackMeta(sl.Uint64(slMeta).Load())}
-	t.jc = &jobCtx{w: w, idx: idx, seq: seq, first: -1}
-	t.ctx = context.WithValue(context.Background(), jobCtxKey{}, t.jc)
+	t.jobCtx = jobCtx{w: w, idx: idx, seq: seq, first: -1}
+	t.jc = &t.jobCtx
+	t.taskCtx = taskCtx{Context: context.Background(), jc: t.jc}
+	t.ctx = &t.taskCtx
 	if to := int64(sl.Uint64(slTimeout).Load()); to > 0 {
 		sl.Uint64(slDeadline).Store(uint64(sysx.Monotonic() + to))
 		t.ctx, t.cancel = context.WithTimeout(t.ctx, time.Duration(to))
@@ -486,6 +492,20 @@ func (w *worker) publish(idx int, seq uint16, client uint16) {
 }
 
 type jobCtxKey struct{}
+
+// taskCtx is context.WithValue(parent, jobCtxKey{}, jc), without an
+// allocation of its own.
+type taskCtx struct {
+	context.Context
+	jc *jobCtx
+}
+
+func (c *taskCtx) Value(key any) any {
+	if key == (jobCtxKey{}) {
+		return c.jc
+	}
+	return c.Context.Value(key)
+}
 
 type jobCtx struct {
 	w      *worker
