@@ -360,13 +360,11 @@ type Task struct {
 	sl     shm.View
 	ctx    context.Context
 	cancel context.CancelFunc
-	jc     *jobCtx
 	inErr  error
 	done   bool
-	// The job's context and its books, in the task's own allocation: a
-	// lease allocates once.
-	jobCtx  jobCtx
-	taskCtx taskCtx
+	// The job's context, which holds the books of its output buffer, in
+	// the task's own allocation: a lease allocates once.
+	jobCtx taskCtx
 }
 
 // lease takes the slot v names for this worker, or returns nil for a
@@ -412,10 +410,8 @@ func (w *worker) lease(v uint32) *Task {
 
 	sl := l.slot(idx)
 	t := &Task{w: w, idx: idx, seq: seq, owner: owner, sl: sl, m: unpackMeta(sl.Uint64(slMeta).Load())}
-	t.jobCtx = jobCtx{w: w, idx: idx, seq: seq, first: -1}
-	t.jc = &t.jobCtx
-	t.taskCtx = taskCtx{Context: context.Background(), jc: t.jc}
-	t.ctx = &t.taskCtx
+	t.jobCtx = taskCtx{Context: context.Background(), jc: jobCtx{w: w, idx: idx, seq: seq, first: -1}}
+	t.ctx = &t.jobCtx
 	if to := int64(sl.Uint64(slTimeout).Load()); to > 0 {
 		sl.Uint64(slDeadline).Store(uint64(sysx.Monotonic() + to))
 		t.ctx, t.cancel = context.WithTimeout(t.ctx, time.Duration(to))
@@ -459,7 +455,7 @@ func (t *Task) Finish(out []byte, err error) {
 	default:
 		code, detail = codeHandlerError, encodeHandlerError(fmt.Sprintf("%T", err), err.Error(), "")
 	}
-	w.writeResult(t.idx, t.seq, t.sl, t.m, out, code, detail, t.jc)
+	w.writeResult(t.idx, t.seq, t.sl, t.m, out, code, detail, &t.jobCtx.jc)
 	crashpoint.Hit("job.result")
 	st := l.slotState(t.idx)
 	for {
@@ -493,16 +489,16 @@ func (w *worker) publish(idx int, seq uint16, client uint16) {
 
 type jobCtxKey struct{}
 
-// taskCtx is context.WithValue(parent, jobCtxKey{}, jc), without an
+// taskCtx is context.WithValue(parent, jobCtxKey{}, &jc), without an
 // allocation of its own.
 type taskCtx struct {
 	context.Context
-	jc *jobCtx
+	jc jobCtx
 }
 
 func (c *taskCtx) Value(key any) any {
 	if key == (jobCtxKey{}) {
-		return c.jc
+		return &c.jc
 	}
 	return c.Context.Value(key)
 }
