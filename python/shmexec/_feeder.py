@@ -65,7 +65,7 @@ class Stream:
         self._progress = progress
         self._cond = threading.Condition()
         self.batches = []  # the batch futures so far (readers pop from the front)
-        self._taken = 0  # batches popped by a reader
+        self._taken = 0  # batches a reader has taken (in order, or by job: took)
         self.ended = False
         self.error = None  # what the iterable raised, if it did
         self._left = 0  # batches not yet done
@@ -89,7 +89,6 @@ class Stream:
         if by_job:
             self._index = {}
             self._failed = collections.deque()
-            self._group_taken = 0
 
     # -- the feeder's side --------------------------------------------
 
@@ -149,13 +148,12 @@ class Stream:
         with self._cond:
             gone = self.abandoned
             if not gone:
-                entry = frame
                 if self.by_job:
                     if type(frame) is int:
                         self._index[frame] = len(self.batches)
                     else:
                         self._failed.append(len(self.batches))
-                self.batches.append(entry)
+                self.batches.append(frame)
                 self._cond.notify_all()
         if type(frame) is not int:
             self.batch_done(i)  # a batch that could not be sent has ended
@@ -180,7 +178,7 @@ class Stream:
         its batches are dropped, those to come as they are submitted."""
         with self._cond:
             self.abandoned = True
-            jobs = [j for j in self.batches[self._taken:] if type(j) is int]
+            jobs = [j for j in self.batches if type(j) is int]  # a taken batch is None
             self.batches = []
             self._taken = 0
             if self.by_job:
@@ -258,7 +256,7 @@ class Stream:
         kept), or None at the end; raises TimeoutError if none has been
         submitted by deadline (time.monotonic)."""
         with self._cond:
-            if not self._wait_for_more(self._taken, deadline):
+            if not self._wait_for_more(deadline):
                 raise TimeoutError()
             if self._taken < len(self.batches):
                 f = self.batches[self._taken]
@@ -277,8 +275,8 @@ class Stream:
             if self._failed:
                 i = self._failed.popleft()
                 failed, self.batches[i] = self.batches[i], None
-                self._group_taken += 1
-            return self.ended, len(self.batches) - self._group_taken, failed
+                self._taken += 1
+            return self.ended, len(self.batches) - self._taken, failed
 
     def wait_listed(self, job):
         """Waits until the feeder has put job, which the group has just
@@ -296,7 +294,7 @@ class Stream:
         with self._cond:
             i = self._index.pop(job)
             self.batches[i] = None
-            self._group_taken += 1
+            self._taken += 1
 
     def untaken_jobs(self):
         """The jobs of the group its reader has not taken: after the
@@ -309,13 +307,13 @@ class Stream:
         taken, or has ended; False if deadline (time.monotonic) passes
         first."""
         with self._cond:
-            return self._wait_for_more(self._group_taken, deadline)
+            return self._wait_for_more(deadline)
 
-    def _wait_for_more(self, taken, deadline):
-        """Waits until the stream has more than taken batches, or has
+    def _wait_for_more(self, deadline):
+        """Waits until the stream has a batch no reader has taken, or has
         ended; False if deadline (time.monotonic) passes first. _cond
         held."""
-        while taken >= len(self.batches) and not self.ended:
+        while self._taken >= len(self.batches) and not self.ended:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
