@@ -335,10 +335,10 @@ class PoolTest(unittest.TestCase):
             fetched_for_collector = []
             wait_one = ex._wait_one
 
-            def recording(job, ns, untracked=False, reported=False):
+            def recording(job, ns, untracked=False, reported=False, **rest):
                 if reported:
                     fetched_for_collector.append(job)
-                return wait_one(job, ns, untracked, reported)
+                return wait_one(job, ns, untracked, reported, **rest)
 
             ex._wait_one = recording  # the collector calls it for each job shmx_wait_any reports
             for ordered in (True, False):
