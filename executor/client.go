@@ -233,12 +233,15 @@ func (f *Future) WaitSleeping(d time.Duration) ([]byte, error) {
 
 // spinFor polls for the job's end for waitSpin, or for d if that is
 // shorter (d < 0: no limit), and reports whether it has ended.
-func (f *Future) spinFor(d time.Duration) bool {
-	spin := waitSpin
-	if d >= 0 && d < spin {
-		spin = d
+func (f *Future) spinFor(d time.Duration) bool { return f.poll(spinWithin(d)) }
+
+// spinWithin is the spin of a wait that may last d (< 0: no limit):
+// waitSpin, or d if that is shorter.
+func spinWithin(d time.Duration) time.Duration {
+	if d >= 0 && d < waitSpin {
+		return d
 	}
-	return f.poll(spin)
+	return waitSpin
 }
 
 // taken returns the ended job's outcome, which counts as seen.
@@ -261,11 +264,7 @@ func (f *Future) poll(spin time.Duration) bool { return f.c.spinUntil(spin, f.do
 // API's shmx_wait_group): the results are taken in this thread, and no
 // worker wakes the collector goroutine for them meanwhile.
 func (c *Client) SpinUntil(ev *atomic.Uint32, seq uint32, limit time.Duration) bool {
-	spin := waitSpin
-	if limit >= 0 && limit < spin {
-		spin = limit
-	}
-	return c.spinUntil(spin, nil, ev, seq)
+	return c.spinUntil(spinWithin(limit), nil, ev, seq)
 }
 
 // spinUntil polls the outqueue for up to spin (once if spin <= 0),
