@@ -370,7 +370,10 @@ class ChaosFromOutside(unittest.TestCase):
         # read after join has them all, as multiprocessing's has. Workers
         # die under it: join returns by its deadline, every item of the
         # iterator read after it ends once (its value or a terminal
-        # error), the map_async is ready, and no worker is left.
+        # error), the map_async is ready, and no worker is left. A second
+        # imap_unordered is read by a thread all along: its reader is
+        # asleep on its job group when the close comes, and must neither
+        # be stranded nor lose or double an item.
         n = 1500 if SOAK else 300
         p = shmexec.Pool(2, retries=1)
         try:
@@ -387,10 +390,27 @@ class ChaosFromOutside(unittest.TestCase):
                         if now - first.setdefault(pid, now) > 0.15:
                             seen.add(pid)
 
+            def drain(iterator, timeout=0):
+                # (values, terminal errors) of an iterator; read after
+                # join everything is there, so no next() waits
+                values, failed = [], 0
+                while True:
+                    try:
+                        v, _ = iterator.next(timeout=timeout)
+                    except StopIteration:
+                        return values, failed
+                    except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
+                        failed += 1
+                    else:
+                        values.append(v)
+
             killer = Killer(ex, 0.020, seen, ready_only=True)
             killer.start()
             it = p.imap(slow_tag, range(n))
             un = p.imap_unordered(slow_tag, range(n))
+            live = []  # what the reading thread got
+            live_reader = threading.Thread(target=lambda: live.append(drain(p.imap_unordered(slow_tag, range(n)), DEADLINE)), daemon=True)
+            live_reader.start()
             r = p.map_async(slow_tag, range(n), chunksize=1)
             # the kills begin before the close: at least 50 ms of them,
             # and a first one
@@ -408,33 +428,23 @@ class ChaosFromOutside(unittest.TestCase):
             killer.stop.set()
             killer.join(5)
             self.assertFalse(joiner.is_alive(), f"join did not return within {DEADLINE} s while workers were killed")
+            live_reader.join(max(0.0, t_max - time.monotonic()) + 1)
+            self.assertFalse(live_reader.is_alive(), "the reader waiting on its group at the close was stranded")
             self.assertGreater(killer.kills, 0)
             self.assertTrue(r.ready(), "map_async not ready after join")
             try:
                 self.assertEqual([v for v, _ in r.get(0)], list(range(n)))
             except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
                 pass  # its first failure: a task whose retry was spent
-
-            def drain(iterator):
-                # (values, terminal errors) of an iterator read after join:
-                # everything is there, so no next() waits
-                values, failed = [], 0
-                while True:
-                    try:
-                        v, _ = iterator.next(timeout=0)
-                    except StopIteration:
-                        return values, failed
-                    except (shmexec.WorkerCrashed, shmexec.WorkerStartError):
-                        failed += 1
-                    else:
-                        values.append(v)
-
             got, failed = drain(it)
             self.assertEqual(len(got) + failed, n, "items lost or doubled")
             self.assertEqual(got, sorted(set(got)), "imap out of order, or an item given twice")
             got_un, failed_un = drain(un)
             self.assertEqual(len(got_un) + failed_un, n, "imap_unordered: items lost or doubled")
             self.assertEqual(len(set(got_un)), len(got_un), "imap_unordered: an item given twice")
+            (got_live, failed_live), = live
+            self.assertEqual(len(got_live) + failed_live, n, "imap_unordered read through the close: items lost or doubled")
+            self.assertEqual(len(set(got_live)), len(got_live), "imap_unordered read through the close: an item given twice")
             deadline = time.monotonic() + 5
             alive = set(pids)
             while alive and time.monotonic() < deadline:
@@ -442,7 +452,7 @@ class ChaosFromOutside(unittest.TestCase):
                 time.sleep(0.01)
             self.assertEqual(alive, set(), "workers left after join")
             sys.stderr.write(f"\n  close and join under kills: {killer.kills} kills, imap {len(got)} values and {failed} terminal errors, "
-                             f"imap_unordered {len(got_un)} and {failed_un}")
+                             f"imap_unordered {len(got_un)} and {failed_un}, read through the close {len(got_live)} and {failed_live}")
         finally:
             p.terminate()
 
