@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -157,6 +158,45 @@ func Getppid() int { return unix.Getppid() }
 // on the same CPU, gets to run. Raw: it never blocks, and the Go
 // scheduler need not know.
 func Yield() { unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
+// CPU returns the number of the CPU the calling thread runs on (getcpu),
+// or -1. The thread may be moved the moment after.
+func CPU() int {
+	var cpu uint32
+	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); e != 0 {
+		return -1
+	}
+	return int(cpu)
+}
+
+// MoveOff moves the calling thread off the CPU it runs on, to another CPU
+// its affinity mask allows, and leaves the mask as it was: the kernel
+// migrates a thread at once when its mask stops allowing its CPU, and
+// widening the mask again does not move it back. It reports whether the
+// thread moved: not where the mask allows one CPU only. Another thread
+// that changes this thread's mask at the same moment may find its change
+// undone.
+func MoveOff() bool {
+	runtime.LockOSThread() // both calls on the same thread
+	defer runtime.UnlockOSThread()
+	var mask unix.CPUSet
+	if unix.SchedGetaffinity(0, &mask) != nil {
+		return false
+	}
+	cpu := CPU()
+	if cpu < 0 || !mask.IsSet(cpu) || mask.Count() < 2 {
+		return false
+	}
+	others := mask
+	others.Clear(cpu)
+	if unix.SchedSetaffinity(0, &others) != nil {
+		return false
+	}
+	// Widening the mask back fails only if its CPUs went away meanwhile
+	// (a cpuset shrunk): the thread then keeps a part of its old mask.
+	unix.SchedSetaffinity(0, &mask)
+	return true
+}
 
 // Monotonic returns CLOCK_MONOTONIC in nanoseconds. Unlike Go's monotonic
 // reading it is the same clock in every process, so deadlines written to

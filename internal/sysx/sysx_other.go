@@ -34,6 +34,12 @@ func Getppid() int                                       { return os.Getppid() }
 // Yield does nothing here (see sysx_linux.go).
 func Yield() {}
 
+// CPU is unknown here (see sysx_linux.go).
+func CPU() int { return -1 }
+
+// MoveOff does nothing here (see sysx_linux.go).
+func MoveOff() bool { return false }
+
 // Monotonic returns a process-local monotonic clock in nanoseconds.
 func Monotonic() int64 { return int64(time.Since(start)) }
 

@@ -5,10 +5,13 @@ package sysx
 import (
 	"errors"
 	"os/exec"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestFutexWaitTimeout(t *testing.T) {
@@ -91,5 +94,40 @@ func TestPidfd(t *testing.T) {
 	}
 	if exited, err := PidfdWaitExit(pfd, 5*time.Second); !exited || err != nil {
 		t.Fatalf("killed process: exited=%v err=%v", exited, err)
+	}
+}
+
+func TestMoveOff(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var mask unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mask); err != nil {
+		t.Fatal(err)
+	}
+	before := CPU()
+	if before < 0 || !mask.IsSet(before) {
+		t.Fatalf("CPU() = %d, not in the thread's mask", before)
+	}
+	if mask.Count() < 2 {
+		if MoveOff() {
+			t.Fatal("MoveOff moved a thread whose mask allows one CPU")
+		}
+		t.Skip("the thread may run on one CPU only")
+	}
+	for i := 0; i < 10; i++ {
+		from := CPU()
+		if !MoveOff() {
+			t.Fatalf("MoveOff did not move the thread off CPU %d (mask of %d CPUs)", from, mask.Count())
+		}
+		if now := CPU(); now == from {
+			t.Fatalf("MoveOff reported a move, but the thread is still on CPU %d", from)
+		}
+		var after unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &after); err != nil {
+			t.Fatal(err)
+		}
+		if after != mask {
+			t.Fatalf("MoveOff left the mask at %v CPUs, want it as it was (%v)", after.Count(), mask.Count())
+		}
 	}
 }
