@@ -343,3 +343,37 @@ func FuzzRingOps(f *testing.F) {
 		}
 	})
 }
+
+// TestASleepClearsAYield: TakeYielded reports spins that gave the CPU
+// to another thread (TestSpinnersOnOneCPUTakeTurns) only while the party
+// has not slept since: a wait that slept was no spinner's turn.
+func TestASleepClearsAYield(t *testing.T) {
+	f := newFixture(t, 4, 2)
+	f.r.Spin = 0 // sleep at once
+	consumer, producer := f.join(t, 0), f.join(t, 1)
+	consumer.yielded.Store(true) // as after a spin that gave the CPU away
+	sent := make(chan error, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		sent <- f.r.Enqueue(producer, 5, time.Second)
+	}()
+	if v, err := f.r.Dequeue(consumer, 10*time.Second); err != nil || v != 5 {
+		t.Fatalf("Dequeue = %d, %v; want 5", v, err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if consumer.TakeYielded() {
+		t.Fatal("a yield is still reported after a Dequeue that slept 20 ms")
+	}
+	consumer.yielded.Store(true)
+	if err := f.r.Enqueue(producer, 6, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.r.Dequeue(consumer, time.Second); err != nil || v != 6 {
+		t.Fatalf("Dequeue = %d, %v; want 6", v, err)
+	}
+	if !consumer.TakeYielded() || consumer.TakeYielded() {
+		t.Fatal("a yield is not reported once after a Dequeue that did not wait")
+	}
+}

@@ -172,11 +172,13 @@ var (
 
 // GiveWay offers the caller's CPU to other runnable threads (sched_yield)
 // from a spin-wait past YieldAfter, unless recent offers showed that a
-// process other than a peer competes for it (yieldSlow).
-func GiveWay() {
+// process other than a peer competes for it (yieldSlow). It reports
+// whether another thread ran meanwhile (yieldShared): the caller shares
+// its CPU with one that wants it.
+func GiveWay() bool {
 	now := int64(time.Since(clockBase))
 	if now < yieldsOffUntil.Load() {
-		return
+		return false
 	}
 	sysx.Yield()
 	after := int64(time.Since(clockBase))
@@ -189,7 +191,13 @@ func GiveWay() {
 		slowYields.Store(0)
 		yieldsOffUntil.Store(after + int64(yieldBackoff))
 	}
+	return after-now > int64(yieldShared)
 }
+
+// yieldShared: a yield that kept its caller off the CPU for longer let
+// another thread run. With none waiting, sched_yield returns in well
+// under a microsecond; a switch to another thread and back costs more.
+const yieldShared = 2 * time.Microsecond
 
 // waiter paces one blocking operation: spin, then sleep on the futex,
 // until ready reports true, the deadline passes or the ring is
@@ -236,8 +244,8 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 			return nil
 		}
 		if now := time.Now(); now.Before(w.spinUntil) {
-			if w.spinUntil.Sub(now) < w.spin-YieldAfter {
-				GiveWay()
+			if w.spinUntil.Sub(now) < w.spin-YieldAfter && GiveWay() {
+				p.yielded.Store(true)
 			}
 			return nil
 		}
@@ -266,6 +274,7 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 	if err := r.stopped(); err != nil {
 		return err
 	}
+	p.yielded.Store(false) // a wait that sleeps is not a spinner's turn
 	err := sysx.FutexWait(q.seq, seq, remaining)
 	if watch && errors.Is(err, sysx.ErrTimeout) && q.spins.Load() == spins && anySet(q.spinners) {
 		// No spin began for stuckSpinner and a bit is still set: its

@@ -37,8 +37,10 @@ func pinThread(cpu int) error {
 
 // pingPongOnOneCPU runs up to turns round trips between two parties
 // pinned to cpu, over two rings whose spins never end in a sleep, for at
-// most budget; it returns how many were done and how long they took.
-func pingPongOnOneCPU(t *testing.T, cpu, turns int, budget time.Duration) (int, time.Duration) {
+// most budget; it returns how many were done, how long they took, and
+// whether the echoing party's spins reported a yield to another thread
+// (TakeYielded).
+func pingPongOnOneCPU(t *testing.T, cpu, turns int, budget time.Duration) (int, time.Duration, bool) {
 	t.Helper()
 	f := newFixture(t, 4, 2)
 	back, err := Init(heapView(int(Size(4))), 8, 4)
@@ -49,21 +51,20 @@ func pingPongOnOneCPU(t *testing.T, cpu, turns int, budget time.Duration) (int, 
 	pinger, ponger := f.join(t, 0), f.join(t, 1)
 	const stop = 1 << 20
 	echoed, result := make(chan error, 1), make(chan error, 1)
+	var yielded atomic.Bool
 	go func() {
-		if err := pinThread(cpu); err != nil {
-			echoed <- err
-			return
-		}
-		for {
-			v, err := f.r.Dequeue(ponger, time.Minute)
-			if err == nil && v != stop {
+		err := pinThread(cpu)
+		for err == nil {
+			var v uint32
+			if v, err = f.r.Dequeue(ponger, time.Minute); err == nil && v == stop {
+				break
+			}
+			if err == nil {
 				err = back.Enqueue(ponger, v, time.Minute)
 			}
-			if err != nil || v == stop {
-				echoed <- err
-				return
-			}
 		}
+		yielded.Store(ponger.TakeYielded()) // before the send that ends the wait for it
+		echoed <- err
 	}()
 	var n int
 	var took time.Duration
@@ -96,7 +97,7 @@ func pingPongOnOneCPU(t *testing.T, cpu, turns int, budget time.Duration) (int, 
 			t.Fatal("the ping-pong did not end within a minute")
 		}
 	}
-	return n, took
+	return n, took, yielded.Load()
 }
 
 // TestSpinnersOnOneCPUTakeTurns pins two parties that ping-pong to one
@@ -117,13 +118,16 @@ func TestSpinnersOnOneCPUTakeTurns(t *testing.T) {
 		}
 		yieldsOffUntil.Store(0)
 		slowYields.Store(0)
-		n, took := pingPongOnOneCPU(t, cpu, turns, budget)
+		n, took, yielded := pingPongOnOneCPU(t, cpu, turns, budget)
 		if yieldsOffUntil.Load() != 0 {
 			t.Logf("attempt %d: yields came back late, and went off (%d round trips in %v)", i+1, n, took)
 			continue
 		}
 		if n < turns {
 			t.Fatalf("%d of %d round trips in %v with both parties on CPU %d: the spinners do not give way", n, turns, took, cpu)
+		}
+		if !yielded {
+			t.Fatalf("%d round trips with both parties on CPU %d, and the echoing party's waits never reported a yield to another thread", n, cpu)
 		}
 		t.Logf("%d round trips on CPU %d in %v", turns, cpu, took)
 		return
