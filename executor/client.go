@@ -303,7 +303,9 @@ func (c *Client) spinUntil(spin time.Duration, done <-chan struct{}, ev *atomic.
 			case elapsed > spin:
 				return false
 			case elapsed > ring.YieldAfter:
-				ring.GiveWay()
+				if ring.GiveWay() {
+					c.noteCPU()
+				}
 			}
 		}
 		if c.colMu.TryLock() {
@@ -315,6 +317,16 @@ func (c *Client) spinUntil(spin time.Duration, done <-chan struct{}, ev *atomic.
 		} else {
 			sysx.Pause() // not Gosched: see ring.DefaultSpin
 		}
+	}
+}
+
+// noteCPU records, for the workers, the CPU this thread runs on: its
+// spin for a result has just given the CPU to another thread, maybe the
+// worker it waits for (worker.separate).
+func (c *Client) noteCPU() {
+	if cpu := sysx.CPU(); cpu >= 0 && c.l.enter() {
+		c.l.client(c.index).Uint32(crCPU).Store(uint32(cpu) + 1)
+		c.l.exit()
 	}
 }
 

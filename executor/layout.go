@@ -199,7 +199,8 @@ func refSeq(v uint32) uint16             { return uint16(v >> 16) }
 //
 //	0 state u32, 4 pid u32, 8 generation u32, 12 restarts u32,
 //	16 current job u64 (slotRef | 1<<32 while valid), 24 jobs done u64,
-//	32 last exit u64 (signal << 32 | exit code), 40 started (monotonic ns)
+//	32 last exit u64 (signal << 32 | exit code), 40 moves off the CPU of
+//	its job's caller u64 (worker.separate)
 const (
 	wrState    = 0
 	wrPID      = 4
@@ -208,6 +209,7 @@ const (
 	wrCurrent  = 16
 	wrDone     = 24
 	wrLastExit = 32
+	wrMoved    = 40
 )
 
 // Worker states.
@@ -223,7 +225,8 @@ const (
 // Client record (clientRec bytes):
 //
 //	0 state u32, 4 pid u32, 8 generation u32, 16 submitted u64, 24 collected u64,
-//	32 failures never observed u64
+//	32 failures never observed u64, 40 the CPU + 1 of its last spin that
+//	yielded to another thread u32 (0: none yet)
 const (
 	crState      = 0
 	crPID        = 4
@@ -231,6 +234,7 @@ const (
 	crSubmitted  = 16
 	crCollected  = 24
 	crUnobserved = 32
+	crCPU        = 40
 
 	clientFree   = 0
 	clientActive = 1

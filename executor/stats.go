@@ -50,6 +50,9 @@ type WorkerStats struct {
 	Job      uint64 `json:"current_job"`  // its job id, 0 if none
 	Done     uint64 `json:"done"`
 	Restarts uint32 `json:"restarts"`
+	// Moved counts the times the worker moved off the CPU of a caller
+	// whose spins take turns with its own (docs/DESIGN.md, Waiting).
+	Moved uint64 `json:"moved"`
 }
 
 // ClientStats is one attached client's state.
@@ -164,7 +167,7 @@ func (l *layout) stats() Stats {
 		}
 		s.Workers = append(s.Workers, WorkerStats{
 			PID: int(r.Uint32(wrPID).Load()), State: name, Current: cur, Job: job,
-			Done: r.Uint64(wrDone).Load(), Restarts: r.Uint32(wrRestarts).Load(),
+			Done: r.Uint64(wrDone).Load(), Restarts: r.Uint32(wrRestarts).Load(), Moved: r.Uint64(wrMoved).Load(),
 		})
 	}
 	return s

@@ -152,6 +152,54 @@ type worker struct {
 	maxTasks int
 	tasks    int
 	stderrFD int // the pool's standard error until ready (envStderrFD), or -1
+
+	// After a job whose wait yielded the CPU to another thread
+	// (ring.Party.TakeYielded), the next call of next looks whether the
+	// worker shares its client's CPU (separate); lookAt is that client,
+	// -1 for none. The moves are spaced moveGap apart at least.
+	lookAt             int
+	nextMove, lastMove int64 // sysx.Monotonic
+	moveGap            int64
+}
+
+// Bounds of the gap between two moves of a worker (separate): the gap
+// doubles while moves come back within sharingAgain of each other, as
+// where every CPU is busy and a move finds company again at once.
+const (
+	minMoveGap   = int64(time.Millisecond)
+	maxMoveGap   = int64(100 * time.Millisecond)
+	sharingAgain = int64(10 * time.Millisecond)
+)
+
+// separate moves the worker's thread to another CPU if it runs on the
+// CPU where a spin of the client last yielded (crCPU). There a caller
+// that spins for its result and a worker that spins for its next job
+// take turns, each yielding to the other on every round trip, while
+// another CPU idles; the kernel leaves two threads that both ran within
+// the last half millisecond where they are, and a wake-up of a sleeping
+// worker by its caller often puts it on the caller's CPU
+// (docs/BENCHMARKS.md, "Spinners taking turns on one CPU, once more").
+func (w *worker) separate(client int) {
+	if client >= w.l.g.clients {
+		return
+	}
+	cpu := w.l.client(client).Uint32(crCPU).Load()
+	if cpu == 0 || int(cpu-1) != sysx.CPU() {
+		return
+	}
+	now := sysx.Monotonic()
+	if now < w.nextMove {
+		return
+	}
+	if w.lastMove != 0 && now-w.lastMove < sharingAgain {
+		w.moveGap = min(max(2*w.moveGap, minMoveGap), maxMoveGap)
+	} else {
+		w.moveGap = minMoveGap
+	}
+	w.lastMove, w.nextMove = now, now+w.moveGap
+	if sysx.MoveOff() {
+		w.rec.Uint64(wrMoved).Add(1)
+	}
 }
 
 func parseHandshake() (index, party, gen, fd, sup, maxTasks int, err error) {
@@ -216,7 +264,7 @@ func attachWorker(cfg WorkerConfig) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), maxTasks: maxTasks, stderrFD: stderrFD}
+	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), maxTasks: maxTasks, stderrFD: stderrFD, lookAt: -1}
 	return w, nil
 }
 
@@ -280,6 +328,10 @@ func (w *worker) next(timeout time.Duration) (*Task, error) {
 		w.rec.Uint32(wrState).Store(workerExiting)
 		return nil, errStop
 	}
+	if w.lookAt >= 0 { // after the last job's result, off its round trip
+		w.separate(w.lookAt)
+		w.lookAt = -1
+	}
 	var deadline time.Time
 	if timeout >= 0 {
 		deadline = time.Now().Add(timeout)
@@ -307,6 +359,9 @@ func (w *worker) next(timeout time.Duration) (*Task, error) {
 			return nil, errStop
 		}
 		if t := w.lease(v); t != nil {
+			if w.party.TakeYielded() {
+				w.lookAt = int(t.m.client)
+			}
 			return t, nil
 		}
 	}

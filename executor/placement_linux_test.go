@@ -1,0 +1,103 @@
+package executor
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// setThreadsMask gives every thread of process pid the CPU mask m.
+func setThreadsMask(t *testing.T, pid int, m *unix.CPUSet) {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		if err := unix.SchedSetaffinity(tid, m); err != nil && err != unix.ESRCH {
+			t.Fatalf("sched_setaffinity(%d): %v", tid, err)
+		}
+	}
+}
+
+// TestWorkerMovesOffItsCallersCPU puts a worker on the CPU of a caller
+// pinned there, then calls back to back: a caller that spins for each
+// result and a worker that spins for each job then take turns on that
+// CPU, each yielding to the other, while another CPU is free. The worker
+// must notice, from its yields and the CPU where the caller's yielded,
+// and move away (Stats: Moved), leaving its threads' CPU masks as they
+// were.
+func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Skipf("no CPU affinity here: %v", err)
+	}
+	if all.Count() < 2 {
+		t.Skip("this process may run on one CPU only")
+	}
+	cpu := 0
+	for !all.IsSet(cpu) {
+		cpu++
+	}
+	p := newPool(t, Config{Workers: 1})
+	ctx := context.Background()
+	call := func() {
+		t.Helper()
+		f, err := p.Submit(ctx, "empty", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call() // the worker is up
+	pid := p.Stats().Workers[0].PID
+
+	// The caller's thread stays on cpu; the worker's go there, then get
+	// their mask back, and stay until something moves them.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(0, &all)
+	setThreadsMask(t, pid, &one)
+	call() // the worker runs on cpu now
+	setThreadsMask(t, pid, &all)
+
+	deadline := time.Now().Add(30 * time.Second)
+	calls := 0
+	for p.Stats().Workers[0].Moved == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls from a caller on CPU %d, and the worker never moved off it", calls, cpu)
+		}
+		for i := 0; i < 100; i++ {
+			call()
+		}
+		calls += 100
+	}
+	t.Logf("the worker moved off CPU %d after at most %d calls", cpu, calls)
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		var m unix.CPUSet
+		if err := unix.SchedGetaffinity(tid, &m); err != nil {
+			continue // the thread is gone
+		}
+		if m != all {
+			t.Errorf("worker thread %d has a mask of %d CPUs after the move, want its %d back", tid, m.Count(), all.Count())
+		}
+	}
+}
