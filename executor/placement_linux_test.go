@@ -60,8 +60,10 @@ func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
 	call() // the worker is up
 	pid := p.Stats().Workers[0].PID
 
-	// The caller's thread stays on cpu; the worker's go there, then get
-	// their mask back, and stay until something moves them.
+	// The caller's thread stays on cpu. The worker's go there, then get
+	// their mask back, and stay until something moves them: the worker
+	// itself, or on a busy machine the kernel's load balancer, after which
+	// they are put back, as a caller's wake-up would.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var one unix.CPUSet
@@ -70,20 +72,20 @@ func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.SchedSetaffinity(0, &all)
-	setThreadsMask(t, pid, &one)
-	call() // the worker runs on cpu now
-	setThreadsMask(t, pid, &all)
 
 	deadline := time.Now().Add(30 * time.Second)
 	calls := 0
 	for p.Stats().Workers[0].Moved == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d calls from a caller on CPU %d, and the worker never moved off it", calls, cpu)
+			t.Fatalf("%d calls from a caller on CPU %d, the worker put there every 100, and it never moved off", calls, cpu)
 		}
+		setThreadsMask(t, pid, &one)
+		call() // the worker runs on cpu now
+		setThreadsMask(t, pid, &all)
 		for i := 0; i < 100; i++ {
 			call()
 		}
-		calls += 100
+		calls += 101
 	}
 	t.Logf("the worker moved off CPU %d after at most %d calls", cpu, calls)
 	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
