@@ -200,7 +200,8 @@ func refSeq(v uint32) uint16             { return uint16(v >> 16) }
 //	0 state u32, 4 pid u32, 8 generation u32, 12 restarts u32,
 //	16 current job u64 (slotRef | 1<<32 while valid), 24 jobs done u64,
 //	32 last exit u64 (signal << 32 | exit code), 40 moves off the CPU of
-//	its job's caller u64 (worker.separate)
+//	its job's caller u64 (worker.separate), 48 the last generation whose
+//	start-up output the supervisor forwarded to its end u32 (startLog)
 const (
 	wrState    = 0
 	wrPID      = 4
@@ -210,6 +211,7 @@ const (
 	wrDone     = 24
 	wrLastExit = 32
 	wrMoved    = 40
+	wrStartLog = 48
 )
 
 // Worker states.

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -143,7 +144,14 @@ func (p *Pool) spawn(w *workerProc) error {
 	}
 	rec.Uint32(wrPID).Store(uint32(cmd.Process.Pid))
 	l.parties.SetPID(party, gen, cmd.Process.Pid)
-	log := newStartLog(logr, p.cfg.Stderr)
+	// A worker that writes to the pool's standard error itself once ready
+	// (envStderrFD) first waits until all it wrote through the pipe is
+	// forwarded, so that its output stays in the order it wrote it.
+	log := newStartLog(logr, p.cfg.Stderr, func() {
+		w := rec.Uint32(wrStartLog)
+		w.Store(uint32(gen))
+		sysx.FutexWake(w, math.MaxInt32)
+	})
 	p.mu.Lock()
 	w.gen, w.cmd, w.alive, w.log = gen, cmd, true, log
 	p.mu.Unlock()

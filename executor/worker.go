@@ -149,6 +149,7 @@ type worker struct {
 	party    *ring.Party
 	index    int
 	rec      shm.View
+	gen      uint16 // its party's generation, as the supervisor started it (wrGen)
 	maxTasks int
 	tasks    int
 	stderrFD int // the pool's standard error until ready (envStderrFD), or -1
@@ -264,7 +265,7 @@ func attachWorker(cfg WorkerConfig) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), maxTasks: maxTasks, stderrFD: stderrFD, lookAt: -1}
+	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), gen: uint16(gen), maxTasks: maxTasks, stderrFD: stderrFD, lookAt: -1}
 	return w, nil
 }
 
@@ -308,13 +309,40 @@ func (w *worker) serve() int {
 func (w *worker) ready() {
 	if w.stderrFD > 2 {
 		// From now on write to the pool's standard error directly, not
-		// through the supervisor's start-up pipe (see envStderrFD).
+		// through the supervisor's start-up pipe (see envStderrFD). This
+		// closes the worker's end of the pipe; what it wrote there goes
+		// out first.
 		if err := sysx.MoveFD(w.stderrFD, 2); err != nil {
 			fmt.Fprintf(os.Stderr, "shmexec worker %d: %v\n", w.index, err)
+		} else {
+			w.awaitStartLog()
 		}
 		w.stderrFD = -1
 	}
 	w.rec.Uint32(wrState).Store(workerIdle) // pairs with the supervisor's start-up check
+}
+
+// startLogWait bounds a ready worker's wait for its start-up output to be
+// forwarded: a process it started may hold the pipe open, and then the
+// supervisor never sees its end.
+const startLogWait = 100 * time.Millisecond
+
+// awaitStartLog waits, for at most startLogWait, until the supervisor has
+// forwarded all the worker wrote to its start-up pipe, which the worker's
+// side has just closed (startLog).
+func (w *worker) awaitStartLog() {
+	word := w.rec.Uint32(wrStartLog)
+	for deadline := time.Now().Add(startLogWait); ; {
+		cur := word.Load()
+		if cur == uint32(w.gen) {
+			return
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		sysx.FutexWait(word, cur, left) // woken by the supervisor's store, or any change: look again
+	}
 }
 
 // errStop tells a worker to exit: the pool is closing or the worker's
