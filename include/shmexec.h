@@ -408,7 +408,10 @@ typedef struct shmx_task {
 int shmx_worker_open(shmx_worker **out);
 
 /* Tells the pool that start-up is over (a worker that exits before is a
-   start-up failure). Returns: SHMX_OK. */
+   start-up failure). From then on descriptor 2 is the pool's standard
+   error itself, where it was a pipe the pool forwarded; the call first
+   waits (at most 100 ms) until all written to the pipe is forwarded, so
+   that the worker's output stays in order. Returns: SHMX_OK. */
 int shmx_worker_ready(shmx_worker *w);
 
 /* Makes shmx_worker_next (and shmx_task_reply_next) copy an input of at
@@ -421,7 +424,11 @@ int shmx_worker_ready(shmx_worker *w);
    Returns: SHMX_OK; SHMX_EINVAL for a NULL w, or a NULL buf with cap > 0. */
 int shmx_worker_input_buffer(shmx_worker *w, void *buf, size_t cap);
 
-/* Waits for a job for at most timeout_ns (< 0: no limit).
+/* Waits for a job for at most timeout_ns (< 0: no limit). A worker whose
+   wait keeps yielding its CPU to the caller that submits to it (both
+   spinning on one CPU) moves the calling thread to another CPU of its
+   affinity mask, and leaves the mask as it was (also in
+   shmx_worker_main).
    Returns: SHMX_OK with *task, to be ended with shmx_task_done;
    SHMX_ETIMEDOUT when none came; SHMX_ECLOSED when the worker should exit
    with status 0 (the pool is closing or max_tasks_per_worker is reached). */
