@@ -11,15 +11,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setThreadsMask gives every thread of process pid the CPU mask m.
-func setThreadsMask(t *testing.T, pid int, m *unix.CPUSet) {
+// threads lists the thread ids of process pid.
+func threads(t *testing.T, pid int) []int {
 	t.Helper()
 	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tids := make([]int, 0, len(tasks))
 	for _, task := range tasks {
 		tid, _ := strconv.Atoi(task.Name())
+		tids = append(tids, tid)
+	}
+	return tids
+}
+
+// setThreadsMask gives every thread of process pid the CPU mask m.
+func setThreadsMask(t *testing.T, pid int, m *unix.CPUSet) {
+	t.Helper()
+	for _, tid := range threads(t, pid) {
 		if err := unix.SchedSetaffinity(tid, m); err != nil && err != unix.ESRCH {
 			t.Fatalf("sched_setaffinity(%d): %v", tid, err)
 		}
@@ -88,12 +98,7 @@ func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
 		calls += 101
 	}
 	t.Logf("the worker moved off CPU %d after at most %d calls", cpu, calls)
-	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, task := range tasks {
-		tid, _ := strconv.Atoi(task.Name())
+	for _, tid := range threads(t, pid) {
 		var m unix.CPUSet
 		if err := unix.SchedGetaffinity(tid, &m); err != nil {
 			continue // the thread is gone

@@ -149,7 +149,6 @@ type worker struct {
 	party    *ring.Party
 	index    int
 	rec      shm.View
-	gen      uint16 // its party's generation, as the supervisor started it (wrGen)
 	maxTasks int
 	tasks    int
 	stderrFD int // the pool's standard error until ready (envStderrFD), or -1
@@ -157,10 +156,10 @@ type worker struct {
 	// After a job whose wait yielded the CPU to another thread
 	// (ring.Party.TakeYielded), the next call of next looks whether the
 	// worker shares its client's CPU (separate); lookAt is that client,
-	// -1 for none. The moves are spaced moveGap apart at least.
-	lookAt             int
-	nextMove, lastMove int64 // sysx.Monotonic
-	moveGap            int64
+	// -1 for none. A move comes moveGap after the last (lastMove) at the
+	// earliest.
+	lookAt            int
+	lastMove, moveGap int64 // sysx.Monotonic, nanoseconds
 }
 
 // Bounds of the gap between two moves of a worker (separate): the gap
@@ -189,7 +188,7 @@ func (w *worker) separate(client int) {
 		return
 	}
 	now := sysx.Monotonic()
-	if now < w.nextMove {
+	if w.lastMove != 0 && now < w.lastMove+w.moveGap {
 		return
 	}
 	if w.lastMove != 0 && now-w.lastMove < sharingAgain {
@@ -197,7 +196,7 @@ func (w *worker) separate(client int) {
 	} else {
 		w.moveGap = minMoveGap
 	}
-	w.lastMove, w.nextMove = now, now+w.moveGap
+	w.lastMove = now
 	if sysx.MoveOff() {
 		w.rec.Uint64(wrMoved).Add(1)
 	}
@@ -265,7 +264,7 @@ func attachWorker(cfg WorkerConfig) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), gen: uint16(gen), maxTasks: maxTasks, stderrFD: stderrFD, lookAt: -1}
+	w := &worker{cfg: cfg, l: l, party: p, index: index, rec: l.worker(index), maxTasks: maxTasks, stderrFD: stderrFD, lookAt: -1}
 	return w, nil
 }
 
@@ -334,7 +333,7 @@ func (w *worker) awaitStartLog() {
 	word := w.rec.Uint32(wrStartLog)
 	for deadline := time.Now().Add(startLogWait); ; {
 		cur := word.Load()
-		if cur == uint32(w.gen) {
+		if cur == uint32(w.party.Generation()) {
 			return
 		}
 		left := time.Until(deadline)
