@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,6 +129,14 @@ func registerTestHandlers() {
 			os.Exit(1)
 		case "sleep": // a start-up that takes long enough to be killed in
 			time.Sleep(30 * time.Second)
+		case "hold-stderr": // a process that keeps the start-up pipe open (its descriptor 2)
+			holder := exec.Command("sleep", "30")
+			holder.Stderr = os.Stderr
+			holder.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := holder.Start(); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "holder %d\n", holder.Process.Pid)
 		case "sleep-unless-first": // worker 0 starts at once, the others take 30 s
 			if !strings.HasPrefix(os.Getenv(envWorker), "0:") {
 				time.Sleep(30 * time.Second)

@@ -313,6 +313,68 @@ func TestWorkerStderr(t *testing.T) {
 	}
 }
 
+// TestWorkerKilledWhileItsStartLogIsForwarded: a worker that has moved
+// the pool's stderr onto its descriptor 2 waits, before it is ready, for
+// the supervisor to forward what it wrote to the start-up pipe (at most
+// startLogWait). Here a process each start begins holds that pipe open,
+// so every start waits out the bound; the worker is SIGKILLed inside the
+// wait, again and again. Each kill is a start-up crash; the pool starts
+// the worker again, is back at full size by its deadline (the wait never
+// strands a start), and a job then ends once, with its value.
+func TestWorkerKilledWhileItsStartLogIsForwarded(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stderr, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	t.Cleanup(func() { // the holders die with their worker (Pdeathsig); if one did not, stop it by its pid
+		b, _ := os.ReadFile(f.Name())
+		for _, line := range strings.Split(string(b), "\n") {
+			if pid, err := strconv.Atoi(strings.TrimPrefix(line, "holder ")); err == nil && strings.HasPrefix(line, "holder ") {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	p := newPool(t, Config{Workers: 1, Stderr: f, spawnEnv: func(w, n int) []string {
+		return []string{"TEST_INIT=hold-stderr"}
+	}})
+	// by pid: a killed process keeps its state until it is reaped
+	signalled := map[int]bool{p.Stats().Workers[0].PID: true}
+	if !p.killWorker(0) {
+		t.Fatal("no worker to kill")
+	}
+	inWait, kills := 0, 1 // the first kill was of a ready worker
+	for deadline := time.Now().Add(30 * time.Second); inWait < 3; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kills of a worker waiting for its start-up output in 30 s; want 3", inWait)
+		}
+		w := p.Stats().Workers[0]
+		if signalled[w.PID] {
+			continue
+		}
+		switch fd2, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/2", w.PID)); {
+		case w.State == "starting" && fd2 == stderr && p.killStarting(0):
+			signalled[w.PID] = true // between the move of the pool's stderr onto 2 and ready: in the wait
+			inWait++
+			kills++
+		case w.State == "idle" && p.killWorker(0):
+			signalled[w.PID] = true // it got through the wait first: start it again
+			kills++
+		}
+	}
+	start := time.Now()
+	waitFullSize(t, p)
+	t.Logf("%d kills in the wait, %d in all; back at full size %v after the last", inWait, kills, time.Since(start))
+	if deaths := p.Stats().WorkerDeaths; deaths != uint64(kills) {
+		t.Fatalf("%d worker deaths counted after %d processes killed", deaths, kills)
+	}
+	if out, err := run(t, p, "echo", []byte("x")); err != nil || string(out) != "x" {
+		t.Fatalf("after the kills: %q, %v", out, err)
+	}
+	waitQuiet(t, p)
+}
+
 // TestWorkersKilledWhileStartingAreCrashes: workers SIGKILLed from
 // outside while they start, again and again (as the OOM killer does under
 // memory pressure): the pool reports them as killed, not as a broken
