@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shmexec/shmexec/internal/testutil"
 )
 
 // threads lists the thread ids of process pid.
@@ -44,16 +46,9 @@ func setThreadsMask(t *testing.T, pid int, m *unix.CPUSet) {
 // and move away (Stats: Moved), leaving its threads' CPU masks as they
 // were.
 func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
-	var all unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &all); err != nil {
-		t.Skipf("no CPU affinity here: %v", err)
-	}
+	all, cpu := testutil.CPUs(t)
 	if all.Count() < 2 {
 		t.Skip("this process may run on one CPU only")
-	}
-	cpu := 0
-	for !all.IsSet(cpu) {
-		cpu++
 	}
 	p := newPool(t, Config{Workers: 1})
 	ctx := context.Background()

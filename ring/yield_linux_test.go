@@ -8,22 +8,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shmexec/shmexec/internal/testutil"
 )
 
 // firstCPU is the lowest CPU this process may run on.
 func firstCPU(t *testing.T) int {
-	t.Helper()
-	var mine unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &mine); err != nil {
-		t.Skipf("no CPU affinity here: %v", err)
-	}
-	for i := 0; i < 1024; i++ {
-		if mine.IsSet(i) {
-			return i
-		}
-	}
-	t.Skip("no CPU in this process's affinity mask")
-	return -1
+	_, cpu := testutil.CPUs(t)
+	return cpu
 }
 
 // pinThread locks the calling goroutine to its thread (for good: the
