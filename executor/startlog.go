@@ -28,9 +28,8 @@ type startLog struct {
 	done chan struct{} // closed when the pipe is at end of file
 }
 
-// newStartLog forwards what r brings to out; ended, if not nil, is called
-// once everything has been forwarded (the pipe is at end of file, or
-// broken).
+// newStartLog forwards what r brings to out, and calls ended once
+// everything has been forwarded (the pipe is at end of file, or broken).
 func newStartLog(r *os.File, out io.Writer, ended func()) *startLog {
 	s := &startLog{done: make(chan struct{})}
 	go s.copy(r, out, ended)
@@ -39,9 +38,7 @@ func newStartLog(r *os.File, out io.Writer, ended func()) *startLog {
 
 func (s *startLog) copy(r *os.File, out io.Writer, ended func()) {
 	defer close(s.done)
-	if ended != nil {
-		defer ended()
-	}
+	defer ended()
 	defer r.Close()
 	buf := make([]byte, 16<<10)
 	for {
