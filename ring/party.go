@@ -188,18 +188,20 @@ type Party struct {
 	ticket  *atomic.Uint64
 	values  [MaxBatch]*atomic.Uint32
 
-	// yielded: a spin of this party gave its CPU to another thread, and
-	// it has not slept since. Go memory, this process's only.
+	// yielded: a spin of this party gave its CPU to another thread, or
+	// a sleep of it was woken within shortTurn, and it has not slept
+	// since (but for such a sleep). Go memory, this process's only.
 	yielded atomic.Bool
 }
 
 // TakeYielded reports whether a spin-wait of p gave its CPU to another
-// thread (GiveWay) since its last call, with no sleep of p's since: p's
-// thread shares its CPU with one that wants to run, maybe the very party
-// it waits for, which p's spins keep from running (executor's worker then
-// looks where its caller runs). A party that slept was not spinning turn
-// about with another; where one sleeps between jobs, sharing the CPU of
-// the party that wakes it is what makes the wake cheap.
+// thread (GiveWay), or a sleep of p's was woken within shortTurn, since
+// its last call, with no longer sleep of p's since: p's thread shares its
+// CPU with one that wants to run, maybe the very party it waits for,
+// which p's spins keep from running (executor's worker then looks where
+// its caller runs). A party that slept longer was not taking turns with
+// another; where one sleeps between jobs, sharing the CPU of the party
+// that wakes it is what makes the wake cheap.
 func (p *Party) TakeYielded() bool {
 	if !p.yielded.Load() {
 		return false

@@ -2,6 +2,8 @@ package ring
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -342,6 +344,62 @@ func FuzzRingOps(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAShortSleepIsATurn: a sleep that its waker ends within shortTurn
+// counts as a turn taken with another thread, as a spin's yield that let
+// one run does (TakeYielded): a caller and a worker that share a CPU, and
+// whose spins cannot see each other's steps there, each sleep until the
+// other has run one. A sleep woken later is no turn (TestASleepClearsAYield).
+func TestAShortSleepIsATurn(t *testing.T) {
+	f := newFixture(t, 4, 2)
+	f.r.Spin = 0 // sleep at once
+	consumer, producer := f.join(t, 0), f.join(t, 1)
+	// The consumer may be registered but not yet asleep when the value
+	// comes (then it does not sleep, or its futex wait returns at once:
+	// no turn), so this tries until one wait was a sleep.
+	for attempt := 1; !consumer.TakeYielded(); attempt++ {
+		if attempt > 100 {
+			t.Fatal("100 sleeps woken as soon as they began, and none counted as a turn")
+		}
+		got := make(chan error, 1)
+		go func() {
+			v, err := f.r.Dequeue(consumer, 10*time.Second)
+			if err == nil && v != 7 {
+				err = fmt.Errorf("Dequeue = %d; want 7", v)
+			}
+			got <- err
+		}()
+		for deadline := time.Now().Add(10 * time.Second); !anySet(f.r.notEmpty.sleepers); {
+			if time.Now().After(deadline) {
+				t.Fatal("the consumer did not go to sleep within 10 s")
+			}
+			runtime.Gosched()
+		}
+		for start := time.Now(); time.Since(start) < 20*time.Microsecond; {
+		}
+		if err := f.r.Enqueue(producer, 7, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the consumer was not woken within 10 s")
+		}
+	}
+	go func() {
+		time.Sleep(shortTurn + 20*time.Millisecond)
+		f.r.Enqueue(producer, 8, time.Second)
+	}()
+	if v, err := f.r.Dequeue(consumer, 10*time.Second); err != nil || v != 8 {
+		t.Fatalf("Dequeue = %d, %v; want 8", v, err)
+	}
+	if consumer.TakeYielded() {
+		t.Fatalf("a sleep of more than %v counted as a turn", shortTurn)
+	}
 }
 
 // TestASleepClearsAYield: TakeYielded reports spins that gave the CPU

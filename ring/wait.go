@@ -199,6 +199,14 @@ func GiveWay() bool {
 // under a microsecond; a switch to another thread and back costs more.
 const yieldShared = 2 * time.Microsecond
 
+// shortTurn: a sleep woken sooner was a turn about with the waker (see
+// waiter.wait). A spin lasts 50 us (DefaultSpin); where the party that
+// would end it cannot run, because it waits for this one's CPU, it runs
+// once the spin gives up and sleeps, and wakes this one tens of
+// microseconds later. A sleep between the calls of a program that does
+// work of its own between them lasts longer.
+const shortTurn = 200 * time.Microsecond
+
 // waiter paces one blocking operation: spin, then sleep on the futex,
 // until ready reports true, the deadline passes or the ring is
 // interrupted. A consumer's waiter spins with its spin bit set, and only
@@ -274,8 +282,15 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 	if err := r.stopped(); err != nil {
 		return err
 	}
-	p.yielded.Store(false) // a wait that sleeps is not a spinner's turn
+	// A sleep is no spinner's turn, unless the wake came within
+	// shortTurn: then the party's thread slept only until the thread that
+	// woke it, maybe on its CPU, ran a step (TakeYielded).
+	p.yielded.Store(false)
+	slept := time.Now()
 	err := sysx.FutexWait(q.seq, seq, remaining)
+	if d := time.Since(slept); err == nil && d > yieldShared && d < shortTurn {
+		p.yielded.Store(true)
+	}
 	if watch && errors.Is(err, sysx.ErrTimeout) && q.spins.Load() == spins && anySet(q.spinners) {
 		// No spin began for stuckSpinner and a bit is still set: its
 		// spinner stopped running (a spin lasts Spin). End its spin for
