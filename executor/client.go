@@ -301,6 +301,10 @@ func (c *Client) spinUntil(spin time.Duration, done <-chan struct{}, ev *atomic.
 		if i%16 == 15 {
 			switch elapsed := time.Since(start); {
 			case elapsed > spin:
+				// A tiny job's result comes within microseconds; a spin
+				// that outlasts it may have kept the worker off this
+				// very CPU. Say where, for the worker (worker.separate).
+				c.noteCPU()
 				return false
 			case elapsed > ring.YieldAfter:
 				if ring.GiveWay() {

@@ -228,7 +228,7 @@ const (
 //
 //	0 state u32, 4 pid u32, 8 generation u32, 16 submitted u64, 24 collected u64,
 //	32 failures never observed u64, 40 the CPU + 1 of its last spin that
-//	yielded to another thread u32 (0: none yet)
+//	yielded to another thread or ran out u32 (0: none yet)
 const (
 	crState      = 0
 	crPID        = 4

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,5 +102,34 @@ func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
 		if m != all {
 			t.Errorf("worker thread %d has a mask of %d CPUs after the move, want its %d back", tid, m.Count(), all.Count())
 		}
+	}
+}
+
+// TestACallerWhoseSpinRunsOutSaysWhere: a wait whose spin runs out
+// before what it waits for comes records the caller thread's CPU in its
+// client record (crCPU), as a spin's yield that let another thread run
+// does. A tiny job's result comes within microseconds; where it does not,
+// the worker may be waiting for the caller's very CPU (worker.separate).
+// The spin here is shorter than ring.YieldAfter, so that it never yields.
+func TestACallerWhoseSpinRunsOutSaysWhere(t *testing.T) {
+	all, cpu := testutil.CPUs(t)
+	p := newPool(t, Config{Workers: 1})
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(0, &all)
+	c := p.client
+	rec := c.l.client(c.index).Uint32(crCPU)
+	rec.Store(0)
+	var never atomic.Uint32
+	if c.SpinUntil(&never, 0, 2*time.Microsecond) {
+		t.Fatal("SpinUntil reported an event that never came")
+	}
+	if got := rec.Load(); got != uint32(cpu)+1 {
+		t.Fatalf("after a spin from CPU %d ran out, crCPU = %d; want %d", cpu, got, cpu+1)
 	}
 }

@@ -153,8 +153,8 @@ type worker struct {
 	tasks    int
 	stderrFD int // the pool's standard error until ready (envStderrFD), or -1
 
-	// After a job whose wait yielded the CPU to another thread
-	// (ring.Party.TakeYielded), the next call of next looks whether the
+	// After a job whose wait yielded the CPU to another thread, or
+	// slept only a turn (ring.Party.TakeYielded), the next call of next looks whether the
 	// worker shares its client's CPU (separate); lookAt is that client,
 	// -1 for none. A move comes moveGap after the last (lastMove) at the
 	// earliest.
@@ -172,13 +172,16 @@ const (
 )
 
 // separate moves the worker's thread to another CPU if it runs on the
-// CPU where a spin of the client last yielded (crCPU). There a caller
-// that spins for its result and a worker that spins for its next job
-// take turns, each yielding to the other on every round trip, while
-// another CPU idles; the kernel leaves two threads that both ran within
-// the last half millisecond where they are, and a wake-up of a sleeping
-// worker by its caller often puts it on the caller's CPU
-// (docs/BENCHMARKS.md, "Spinners taking turns on one CPU, once more").
+// CPU where a spin of the client last yielded or ran out (crCPU). There a
+// caller that spins for its result and a worker that spins for its next
+// job take turns, each yielding to the other on every round trip, or,
+// where the yield does not hand the CPU over, each spinning in vain and
+// then sleeping until the other wakes it, while another CPU idles; the
+// kernel leaves two threads that both ran within the last half
+// millisecond where they are, and a wake-up of a sleeping worker by its
+// caller often puts it on the caller's CPU (docs/BENCHMARKS.md,
+// "Spinners taking turns on one CPU, once more", and "Taking turns by
+// sleeping").
 func (w *worker) separate(client int) {
 	if client >= w.l.g.clients {
 		return
