@@ -39,6 +39,25 @@ func setThreadsMask(t *testing.T, pid int, m *unix.CPUSet) {
 	}
 }
 
+// pinCaller locks the test's goroutine to its thread and that thread to
+// cpu until the test ends, and returns the mask of cpu alone; the thread
+// gets mask all back at the end.
+func pinCaller(t *testing.T, cpu int, all unix.CPUSet) unix.CPUSet {
+	t.Helper()
+	runtime.LockOSThread()
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.SchedSetaffinity(0, &all)
+		runtime.UnlockOSThread()
+	})
+	return one
+}
+
 // TestWorkerMovesOffItsCallersCPU puts a worker on the CPU of a caller
 // pinned there, then calls back to back: a caller that spins for each
 // result and a worker that spins for each job then take turns on that
@@ -70,14 +89,7 @@ func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
 	// their mask back, and stay until something moves them: the worker
 	// itself, or on a busy machine the kernel's load balancer, after which
 	// they are put back, as a caller's wake-up would.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var one unix.CPUSet
-	one.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.SchedSetaffinity(0, &all)
+	one := pinCaller(t, cpu, all)
 
 	deadline := time.Now().Add(30 * time.Second)
 	calls := 0
@@ -114,14 +126,7 @@ func TestWorkerMovesOffItsCallersCPU(t *testing.T) {
 func TestACallerWhoseSpinRunsOutSaysWhere(t *testing.T) {
 	all, cpu := testutil.CPUs(t)
 	p := newPool(t, Config{Workers: 1})
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var one unix.CPUSet
-	one.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.SchedSetaffinity(0, &all)
+	pinCaller(t, cpu, all)
 	c := p.client
 	rec := c.l.client(c.index).Uint32(crCPU)
 	rec.Store(0)
