@@ -154,10 +154,10 @@ type worker struct {
 	stderrFD int // the pool's standard error until ready (envStderrFD), or -1
 
 	// After a job whose wait yielded the CPU to another thread, or
-	// slept only a turn (ring.Party.TakeYielded), the next call of next looks whether the
-	// worker shares its client's CPU (separate); lookAt is that client,
-	// -1 for none. A move comes moveGap after the last (lastMove) at the
-	// earliest.
+	// slept only a turn (ring.Party.TakeYielded), the next call of next
+	// looks whether the worker shares its client's CPU (separate); lookAt
+	// is that client, -1 for none. A move comes moveGap after the last
+	// (lastMove) at the earliest.
 	lookAt            int
 	lastMove, moveGap int64 // sysx.Monotonic, nanoseconds
 }

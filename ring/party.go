@@ -189,8 +189,8 @@ type Party struct {
 	values  [MaxBatch]*atomic.Uint32
 
 	// yielded: a spin of this party gave its CPU to another thread, or
-	// a sleep of it was woken within shortTurn, and it has not slept
-	// since (but for such a sleep). Go memory, this process's only.
+	// a sleep of it was woken within shortTurn, and no longer sleep of
+	// it came since. Go memory, this process's only.
 	yielded atomic.Bool
 }
 
