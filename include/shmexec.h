@@ -425,10 +425,10 @@ int shmx_worker_ready(shmx_worker *w);
 int shmx_worker_input_buffer(shmx_worker *w, void *buf, size_t cap);
 
 /* Waits for a job for at most timeout_ns (< 0: no limit). A worker whose
-   wait keeps yielding its CPU to the caller that submits to it (both
-   spinning on one CPU) moves the calling thread to another CPU of its
-   affinity mask, and leaves the mask as it was (also in
-   shmx_worker_main).
+   wait keeps giving its CPU to the caller that submits to it (both on one
+   CPU, yielding to each other or sleeping briefly in turn) moves the
+   calling thread to another CPU of its affinity mask, and leaves the mask
+   as it was (also in shmx_worker_main).
    Returns: SHMX_OK with *task, to be ended with shmx_task_done;
    SHMX_ETIMEDOUT when none came; SHMX_ECLOSED when the worker should exit
    with status 0 (the pool is closing or max_tasks_per_worker is reached). */
