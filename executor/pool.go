@@ -24,6 +24,9 @@ type Pool struct {
 	events  chan procEvent
 	quit    chan struct{}
 	stopped chan struct{}
+	// exited gets a value when a worker's alive flag turns false, for
+	// waitWorkers; it holds at most one, which only says to look again.
+	exited chan struct{}
 	// watchers counts the goroutines that watch attached clients'
 	// processes (watchClient); shutdown waits for them.
 	watchers sync.WaitGroup
@@ -78,6 +81,7 @@ func New(cfg Config) (*Pool, error) {
 		events:  make(chan procEvent, 64),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		exited:  make(chan struct{}, 1),
 	}
 	ok := false
 	defer func() {
@@ -119,6 +123,7 @@ func New(cfg Config) (*Pool, error) {
 				}
 			}
 			p.mu.Unlock()
+			p.noteExit()
 			return nil, fmt.Errorf("%w: %v", ErrWorkerStart, err)
 		}
 	}

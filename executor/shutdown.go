@@ -104,15 +104,31 @@ func (p *Pool) aliveWorkers() []*workerProc {
 	return out
 }
 
-// waitWorkers waits until the monitor has seen every worker exit.
+// waitWorkers waits until the monitor has seen every worker exit (for at
+// most until deadline), woken by each exit (noteExit).
 func (p *Pool) waitWorkers(deadline time.Time) bool {
 	for len(p.aliveWorkers()) > 0 {
-		if time.Now().After(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return false
 		}
-		time.Sleep(time.Millisecond)
+		t := time.NewTimer(left)
+		select {
+		case <-p.exited:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	return true
+}
+
+// noteExit tells waitWorkers to look again: a worker's alive flag has
+// just turned false. A value already waiting says the same.
+func (p *Pool) noteExit() {
+	select {
+	case p.exited <- struct{}{}:
+	default:
+	}
 }
 
 // waitIdle waits until no job is queued or running and the owner's

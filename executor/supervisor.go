@@ -140,6 +140,7 @@ func (p *Pool) spawn(w *workerProc) error {
 		p.mu.Lock()
 		w.alive = false
 		p.mu.Unlock()
+		p.noteExit()
 		return fmt.Errorf("cannot start the worker command %v: %w", argv, err)
 	}
 	rec.Uint32(wrPID).Store(uint32(cmd.Process.Pid))
@@ -238,6 +239,7 @@ func (p *Pool) workerExited(ev procEvent) {
 	w.alive = false
 	log := w.log
 	p.mu.Unlock()
+	p.noteExit()
 
 	l := p.l
 	party := l.g.workerParty(w.index)
