@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -188,8 +189,25 @@ func (p *Pool) waitReady() error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: %d of %d workers ready after %v (%d needed)", ErrWorkerStart, ready, p.cfg.Workers, p.cfg.StartTimeout, need)
 		}
-		time.Sleep(time.Millisecond)
+		p.awaitAStart(time.Millisecond)
 	}
+}
+
+// awaitAStart waits, for at most d, until the state word of the first
+// worker not yet ready changes: a worker wakes its word as it turns ready
+// (worker.markReady). Another worker's start, or a failed one, is seen
+// d later at most.
+func (p *Pool) awaitAStart(d time.Duration) {
+	for i := 0; i < p.cfg.Workers; i++ {
+		word := p.l.worker(i).Uint32(wrState)
+		if cur := word.Load(); !workerReady(cur) {
+			if err := sysx.FutexWait(word, cur, d); err == nil || errors.Is(err, sysx.ErrTimeout) || errors.Is(err, sysx.ErrInterrupted) {
+				return
+			}
+			break // no futex here: sleep instead
+		}
+	}
+	time.Sleep(d)
 }
 
 // monitor is the supervisor's loop: it learns of deaths at once (from the
