@@ -560,7 +560,7 @@ func (c *Client) allocSlot(ctx context.Context, owner uint32, block bool) (int, 
 		}
 		var idx int
 		var cur uint64
-		if c.l.waitSlot(50*time.Millisecond, func() (ok bool) {
+		if c.l.slotFreed().wait(50*time.Millisecond, func() (ok bool) {
 			idx, cur, ok = c.l.allocSlot(owner, &c.slotHint)
 			return ok
 		}) {

@@ -72,6 +72,8 @@ const (
 	ctlDefTimeout = 56  // i64: the pool's default JobTimeout in ns
 	ctlSlotFreed  = 256 // u32 futex word: bumped when a slot is freed and someone waits
 	ctlSlotWait   = 260 // u32: how many submitters wait for a free slot
+	ctlReady      = 272 // u32 futex word: bumped when a worker turns ready and someone waits
+	ctlReadyWait  = 276 // u32: how many wait for a ready worker (New)
 	// The start-up state, written by the supervisor only: ctlStartSeq is
 	// odd while no worker can start (no worker is ready and the last
 	// start failed), and then ctlStartWhy holds the reason, ctlStartLen
@@ -545,23 +547,46 @@ func (l *layout) releaseSlot(idx int, cur uint64, scan bool) bool {
 	if !st.CompareAndSwap(cur, stateWord(slotFree, 0, seq, 0)) {
 		return false
 	}
-	if l.control.Uint32(ctlSlotWait).Load() > 0 { // pairs with the Add in waitSlot
-		l.control.Uint32(ctlSlotFreed).Add(1)
-		sysx.FutexWake(l.control.Uint32(ctlSlotFreed), math.MaxInt32)
-	}
+	l.slotFreed().signal()
 	return true
 }
 
-// waitSlot sleeps until a slot may have been freed, or for at most d.
-func (l *layout) waitSlot(d time.Duration, retry func() bool) bool {
-	word, waiters := l.control.Uint32(ctlSlotFreed), l.control.Uint32(ctlSlotWait)
-	waiters.Add(1)
-	defer waiters.Add(^uint32(0))
-	seen := word.Load()
-	if retry() {
+// An event is a futex word of the control region that a process bumps
+// when something that others may wait for has happened, beside a count
+// of those waiting, so that it costs no system call while none waits.
+type event struct{ word, waiters *atomic.Uint32 }
+
+// slotFreed: a job slot was freed (releaseSlot), for submitters waiting
+// for one.
+func (l *layout) slotFreed() event {
+	return event{l.control.Uint32(ctlSlotFreed), l.control.Uint32(ctlSlotWait)}
+}
+
+// workerTurnedReady: a worker turned ready (worker.ready), for New.
+func (l *layout) workerTurnedReady() event {
+	return event{l.control.Uint32(ctlReady), l.control.Uint32(ctlReadyWait)}
+}
+
+// signal bumps the word and wakes its waiters, if any. Call it after
+// making true what they look for.
+func (e event) signal() {
+	if e.waiters.Load() > 0 { // pairs with the Add in wait
+		e.word.Add(1)
+		sysx.FutexWake(e.word, math.MaxInt32)
+	}
+}
+
+// wait reports true if ok() holds, looked at once the caller counts as
+// a waiter; else it sleeps until the event is signalled, or for at most
+// d, and reports false.
+func (e event) wait(d time.Duration, ok func() bool) bool {
+	e.waiters.Add(1)
+	defer e.waiters.Add(^uint32(0))
+	seen := e.word.Load()
+	if ok() {
 		return true
 	}
-	sysx.FutexWait(word, seen, d)
+	sysx.FutexWait(e.word, seen, d)
 	return false
 }
 
@@ -596,13 +621,17 @@ func (l *layout) setStartFailure(reason string) {
 // workers start (or it has not said otherwise). What it reads was written
 // by the supervisor: untrusted, bounds-checked.
 // anyWorkerReady reports whether a worker's state word says it is ready.
-func (l *layout) anyWorkerReady() bool {
+func (l *layout) anyWorkerReady() bool { return l.readyWorkers() > 0 }
+
+// readyWorkers counts the workers whose state word says they are ready.
+func (l *layout) readyWorkers() int {
+	n := 0
 	for i := 0; i < l.g.workers; i++ {
 		if workerReady(l.worker(i).Uint32(wrState).Load()) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 func (l *layout) startFailure() string {

@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -173,41 +172,18 @@ func (p *Pool) waitReady() error {
 	if need == 0 {
 		need = p.cfg.Workers
 	}
-	for {
-		ready := 0
-		for i := 0; i < p.cfg.Workers; i++ {
-			if workerReady(p.l.worker(i).Uint32(wrState).Load()) {
-				ready++
-			}
-		}
-		if ready >= need {
-			return nil
-		}
+	enough := func() bool { return p.l.readyWorkers() >= need }
+	// Woken by a worker that turns ready; failed starts, which the
+	// monitor counts, are looked at every millisecond.
+	for !p.l.workerTurnedReady().wait(time.Millisecond, enough) {
 		if reason := p.startsFailed(newStartTries); reason != "" {
 			return fmt.Errorf("%w: %s", ErrWorkerStart, reason)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d of %d workers ready after %v (%d needed)", ErrWorkerStart, ready, p.cfg.Workers, p.cfg.StartTimeout, need)
-		}
-		p.awaitAStart(time.Millisecond)
-	}
-}
-
-// awaitAStart waits, for at most d, until the state word of the first
-// worker not yet ready changes: a worker wakes its word as it turns ready
-// (worker.markReady). Another worker's start, or a failed one, is seen
-// d later at most.
-func (p *Pool) awaitAStart(d time.Duration) {
-	for i := 0; i < p.cfg.Workers; i++ {
-		word := p.l.worker(i).Uint32(wrState)
-		if cur := word.Load(); !workerReady(cur) {
-			if err := sysx.FutexWait(word, cur, d); err == nil || errors.Is(err, sysx.ErrTimeout) || errors.Is(err, sysx.ErrInterrupted) {
-				return
-			}
-			break // no futex here: sleep instead
+			return fmt.Errorf("%w: %d of %d workers ready after %v (%d needed)", ErrWorkerStart, p.l.readyWorkers(), p.cfg.Workers, p.cfg.StartTimeout, need)
 		}
 	}
-	time.Sleep(d)
+	return nil
 }
 
 // monitor is the supervisor's loop: it learns of deaths at once (from the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/signal"
 	"runtime"
@@ -322,16 +321,8 @@ func (w *worker) ready() {
 		}
 		w.stderrFD = -1
 	}
-	w.markReady()
-}
-
-// markReady says the worker is ready: its state word, which the
-// supervisor's start-up check reads, and a wake of New's wait on it
-// (Pool.awaitAStart).
-func (w *worker) markReady() {
-	word := w.rec.Uint32(wrState)
-	word.Store(workerIdle)
-	sysx.FutexWake(word, math.MaxInt32)
+	w.rec.Uint32(wrState).Store(workerIdle) // pairs with the supervisor's start-up check
+	w.l.workerTurnedReady().signal()        // for New (Pool.waitReady)
 }
 
 // startLogWait bounds a ready worker's wait for its start-up output to be
