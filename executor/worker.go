@@ -154,7 +154,7 @@ type worker struct {
 	stderrFD int // the pool's standard error until ready (envStderrFD), or -1
 
 	// After a job whose wait yielded the CPU to another thread, or
-	// slept only a turn (ring.Party.TakeYielded), the next call of next
+	// slept only a turn (ring.Party.TookTurns), the next call of next
 	// looks whether the worker shares its client's CPU (separate); lookAt
 	// is that client, -1 for none. A move comes moveGap after the last
 	// (lastMove) at the earliest.
@@ -390,7 +390,7 @@ func (w *worker) next(timeout time.Duration) (*Task, error) {
 			return nil, errStop
 		}
 		if t := w.lease(v); t != nil {
-			if w.party.TakeYielded() {
+			if w.party.TookTurns() {
 				w.lookAt = int(t.m.client)
 			}
 			return t, nil

@@ -188,25 +188,26 @@ type Party struct {
 	ticket  *atomic.Uint64
 	values  [MaxBatch]*atomic.Uint32
 
-	// yielded: a spin of this party gave its CPU to another thread, or
-	// a sleep of it was woken within shortTurn, and no longer sleep of
-	// it came since. Go memory, this process's only.
-	yielded atomic.Bool
+	// tookTurns: this party's thread took turns on its CPU with another
+	// (a spin of it gave the CPU away, or a sleep of it was woken within
+	// shortTurn), and no longer sleep of it came since. Go memory, this
+	// process's only.
+	tookTurns atomic.Bool
 }
 
-// TakeYielded reports whether a spin-wait of p gave its CPU to another
-// thread (GiveWay), or a sleep of p's was woken within shortTurn, since
-// its last call, with no longer sleep of p's since: p's thread shares its
+// TookTurns reports, once, whether a spin-wait of p gave its CPU to
+// another thread (GiveWay), or a sleep of p's was woken within shortTurn,
+// since its last call, with no longer sleep of p's since: p's thread shares its
 // CPU with one that wants to run, maybe the very party it waits for,
 // which p's spins keep from running (executor's worker then looks where
 // its caller runs). A party that slept longer was not taking turns with
 // another; where one sleeps between jobs, sharing the CPU of the party
 // that wakes it is what makes the wake cheap.
-func (p *Party) TakeYielded() bool {
-	if !p.yielded.Load() {
+func (p *Party) TookTurns() bool {
+	if !p.tookTurns.Load() {
 		return false
 	}
-	p.yielded.Store(false)
+	p.tookTurns.Store(false)
 	return true
 }
 

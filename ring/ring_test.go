@@ -348,7 +348,7 @@ func FuzzRingOps(f *testing.F) {
 
 // TestAShortSleepIsATurn: a sleep that its waker ends within shortTurn
 // counts as a turn taken with another thread, as a spin's yield that let
-// one run does (TakeYielded): a caller and a worker that share a CPU, and
+// one run does (TookTurns): a caller and a worker that share a CPU, and
 // whose spins cannot see each other's steps there, each sleep until the
 // other has run one. A sleep woken later is no turn (TestASleepClearsAYield).
 func TestAShortSleepIsATurn(t *testing.T) {
@@ -358,7 +358,7 @@ func TestAShortSleepIsATurn(t *testing.T) {
 	// The consumer may be registered but not yet asleep when the value
 	// comes (then it does not sleep, or its futex wait returns at once:
 	// no turn), so this tries until one wait was a sleep.
-	for attempt := 1; !consumer.TakeYielded(); attempt++ {
+	for attempt := 1; !consumer.TookTurns(); attempt++ {
 		if attempt > 100 {
 			t.Fatal("100 sleeps woken as soon as they began, and none counted as a turn")
 		}
@@ -397,19 +397,19 @@ func TestAShortSleepIsATurn(t *testing.T) {
 	if v, err := f.r.Dequeue(consumer, 10*time.Second); err != nil || v != 8 {
 		t.Fatalf("Dequeue = %d, %v; want 8", v, err)
 	}
-	if consumer.TakeYielded() {
+	if consumer.TookTurns() {
 		t.Fatalf("a sleep of more than %v counted as a turn", shortTurn)
 	}
 }
 
-// TestASleepClearsAYield: TakeYielded reports spins that gave the CPU
+// TestASleepClearsAYield: TookTurns reports spins that gave the CPU
 // to another thread (TestSpinnersOnOneCPUTakeTurns) only while the party
 // has not slept since: a wait that slept was no spinner's turn.
 func TestASleepClearsAYield(t *testing.T) {
 	f := newFixture(t, 4, 2)
 	f.r.Spin = 0 // sleep at once
 	consumer, producer := f.join(t, 0), f.join(t, 1)
-	consumer.yielded.Store(true) // as after a spin that gave the CPU away
+	consumer.tookTurns.Store(true) // as after a spin that gave the CPU away
 	sent := make(chan error, 1)
 	go func() {
 		time.Sleep(20 * time.Millisecond)
@@ -421,17 +421,17 @@ func TestASleepClearsAYield(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
-	if consumer.TakeYielded() {
+	if consumer.TookTurns() {
 		t.Fatal("a yield is still reported after a Dequeue that slept 20 ms")
 	}
-	consumer.yielded.Store(true)
+	consumer.tookTurns.Store(true)
 	if err := f.r.Enqueue(producer, 6, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := f.r.Dequeue(consumer, time.Second); err != nil || v != 6 {
 		t.Fatalf("Dequeue = %d, %v; want 6", v, err)
 	}
-	if !consumer.TakeYielded() || consumer.TakeYielded() {
+	if !consumer.TookTurns() || consumer.TookTurns() {
 		t.Fatal("a yield is not reported once after a Dequeue that did not wait")
 	}
 }

@@ -253,7 +253,7 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 		}
 		if now := time.Now(); now.Before(w.spinUntil) {
 			if w.spinUntil.Sub(now) < w.spin-YieldAfter && GiveWay() {
-				p.yielded.Store(true)
+				p.tookTurns.Store(true)
 			}
 			return nil
 		}
@@ -284,12 +284,12 @@ func (w *waiter) wait(r *Ring, q *waitq, p *Party, ready func() bool) error {
 	}
 	// A sleep is no spinner's turn, unless the wake came within
 	// shortTurn: then the party's thread slept only until the thread that
-	// woke it, maybe on its CPU, ran a step (TakeYielded).
-	p.yielded.Store(false)
+	// woke it, maybe on its CPU, ran a step (TookTurns).
+	p.tookTurns.Store(false)
 	slept := time.Now()
 	err := sysx.FutexWait(q.seq, seq, remaining)
 	if d := time.Since(slept); err == nil && d > yieldShared && d < shortTurn {
-		p.yielded.Store(true)
+		p.tookTurns.Store(true)
 	}
 	if watch && errors.Is(err, sysx.ErrTimeout) && q.spins.Load() == spins && anySet(q.spinners) {
 		// No spin began for stuckSpinner and a bit is still set: its

@@ -31,7 +31,7 @@ func pinThread(cpu int) error {
 // pinned to cpu, over two rings whose spins never end in a sleep, for at
 // most budget; it returns how many were done, how long they took, and
 // whether the echoing party's spins reported a yield to another thread
-// (TakeYielded).
+// (TookTurns).
 func pingPongOnOneCPU(t *testing.T, cpu, turns int, budget time.Duration) (int, time.Duration, bool) {
 	t.Helper()
 	f := newFixture(t, 4, 2)
@@ -55,7 +55,7 @@ func pingPongOnOneCPU(t *testing.T, cpu, turns int, budget time.Duration) (int, 
 				err = back.Enqueue(ponger, v, time.Minute)
 			}
 		}
-		yielded.Store(ponger.TakeYielded()) // before the send that ends the wait for it
+		yielded.Store(ponger.TookTurns()) // before the send that ends the wait for it
 		echoed <- err
 	}()
 	var n int
