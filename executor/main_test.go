@@ -129,6 +129,9 @@ func registerTestHandlers() {
 			os.Exit(1)
 		case "sleep": // a start-up that takes long enough to be killed in
 			time.Sleep(30 * time.Second)
+		case "say-pid-sleep": // the same, saying on stderr who to kill (killOnSay)
+			fmt.Fprintf(os.Stderr, "starting %d\n", os.Getpid())
+			time.Sleep(30 * time.Second)
 		case "hold-stderr": // a process that keeps the start-up pipe open (its descriptor 2)
 			holder := exec.Command("sleep", "30")
 			holder.Stderr = os.Stderr

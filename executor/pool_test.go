@@ -762,6 +762,89 @@ func TestBadWorkerCommand(t *testing.T) {
 	}
 }
 
+// killOnSay is a pool's Stderr that SIGKILLs each process that writes
+// "starting PID" to it (TEST_INIT=say-pid-sleep) and keeps their pids.
+type killOnSay struct {
+	mu     sync.Mutex
+	buf    []byte
+	killed []int
+}
+
+func (k *killOnSay) Write(b []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.buf = append(k.buf, b...)
+	for i := bytes.IndexByte(k.buf, '\n'); i >= 0; i = bytes.IndexByte(k.buf, '\n') {
+		var pid int
+		if _, err := fmt.Sscanf(string(k.buf[:i]), "starting %d", &pid); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+			k.killed = append(k.killed, pid)
+		}
+		k.buf = k.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// New waits for its workers on the control region's ready event. Each
+// worker's first two starts are SIGKILLed while New waits (two failed
+// starts in a row, under the three that fail New): New must see them
+// started again and return once both are ready, without waiting out
+// the 30 s those starts would sleep or its own start timeout.
+func TestWorkersKilledWhileNewWaits(t *testing.T) {
+	k := &killOnSay{}
+	start := time.Now()
+	p := newPool(t, Config{Workers: 2, Stderr: k, StartTimeout: 30 * time.Second, spawnEnv: func(w, n int) []string {
+		if n < 2 {
+			return []string{"TEST_INIT=say-pid-sleep"}
+		}
+		return nil
+	}})
+	took := time.Since(start)
+	k.mu.Lock()
+	killed := len(k.killed)
+	k.mu.Unlock()
+	if killed != 4 {
+		t.Fatalf("%d starting workers killed while New waited; want 4", killed)
+	}
+	if took > 20*time.Second {
+		t.Fatalf("New took %v through 4 killed starts", took)
+	}
+	for i, w := range p.Stats().Workers {
+		if w.State != "idle" && w.State != "busy" {
+			t.Fatalf("worker %d is %q after New returned; want both ready", i, w.State)
+		}
+	}
+	if out, err := run(t, p, "echo", []byte("x")); err != nil || string(out) != "x" {
+		t.Fatalf("a job after the kills: %q, %v", out, err)
+	}
+	t.Logf("New returned %v after 4 kills of starting workers", took.Round(time.Millisecond))
+}
+
+// A worker that cannot exit when Close tells it to (stopped, SIGSTOP)
+// is SIGKILLed after the second that Close gives workers to exit; it returns
+// once it is gone, woken by its exit rather than waiting out the 5 s it
+// allows a killed worker, and nothing is left of it.
+func TestCloseKillsAStoppedWorker(t *testing.T) {
+	p := newPool(t, Config{Workers: 2})
+	pid := p.Stats().Workers[0].PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL) // if the pool left it
+	start := time.Now()
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close with a stopped idle worker: %v", err)
+	}
+	took := time.Since(start)
+	if took > 4*time.Second {
+		t.Fatalf("Close took %v: it waited out its wait for the killed worker", took)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("the stopped worker %d is still there after Close (kill 0: %v)", pid, err)
+	}
+	t.Logf("Close returned after %v", took.Round(time.Millisecond))
+}
+
 // With ReadyWorkers 1, New returns once one worker is up, and jobs run on
 // it while the others start; by default it waits for all of them.
 func TestReadyWorkers(t *testing.T) {
