@@ -24,8 +24,9 @@ type Pool struct {
 	events  chan procEvent
 	quit    chan struct{}
 	stopped chan struct{}
-	// exited gets a value when a worker's alive flag turns false, for
-	// waitWorkers; it holds at most one, which only says to look again.
+	// exited gets a value when a worker's alive flag turns false
+	// (exitedLocked), for waitWorkers; it holds at most one, which only
+	// says to look again.
 	exited chan struct{}
 	// watchers counts the goroutines that watch attached clients'
 	// processes (watchClient); shutdown waits for them.
@@ -119,11 +120,10 @@ func New(cfg Config) (*Pool, error) {
 			p.mu.Lock()
 			for _, w := range p.workers {
 				if w.cmd == nil {
-					w.alive = false // reserved, never started: nothing to wait for
+					p.exitedLocked(w) // reserved, never started: nothing to wait for
 				}
 			}
 			p.mu.Unlock()
-			p.noteExit()
 			return nil, fmt.Errorf("%w: %v", ErrWorkerStart, err)
 		}
 	}

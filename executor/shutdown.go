@@ -105,7 +105,7 @@ func (p *Pool) aliveWorkers() []*workerProc {
 }
 
 // waitWorkers waits until the monitor has seen every worker exit (for at
-// most until deadline), woken by each exit (noteExit).
+// most until deadline), woken by each exit (exitedLocked).
 func (p *Pool) waitWorkers(deadline time.Time) bool {
 	for len(p.aliveWorkers()) > 0 {
 		left := time.Until(deadline)
@@ -122,9 +122,11 @@ func (p *Pool) waitWorkers(deadline time.Time) bool {
 	return true
 }
 
-// noteExit tells waitWorkers to look again: a worker's alive flag has
-// just turned false. A value already waiting says the same.
-func (p *Pool) noteExit() {
+// exitedLocked records that worker w is no longer alive (exited, or
+// never started) and tells waitWorkers to look again; a value already
+// waiting in p.exited says the same. p.mu is held.
+func (p *Pool) exitedLocked(w *workerProc) {
+	w.alive = false
 	select {
 	case p.exited <- struct{}{}:
 	default:

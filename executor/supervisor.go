@@ -138,9 +138,8 @@ func (p *Pool) spawn(w *workerProc) error {
 		rec.Uint32(wrState).Store(workerFailed)
 		l.parties.Free(party, gen)
 		p.mu.Lock()
-		w.alive = false
+		p.exitedLocked(w)
 		p.mu.Unlock()
-		p.noteExit()
 		return fmt.Errorf("cannot start the worker command %v: %w", argv, err)
 	}
 	rec.Uint32(wrPID).Store(uint32(cmd.Process.Pid))
@@ -230,10 +229,9 @@ func (p *Pool) workerExited(ev procEvent) {
 		p.mu.Unlock()
 		return
 	}
-	w.alive = false
+	p.exitedLocked(w)
 	log := w.log
 	p.mu.Unlock()
-	p.noteExit()
 
 	l := p.l
 	party := l.g.workerParty(w.index)
