@@ -820,6 +820,43 @@ func TestWorkersKilledWhileNewWaits(t *testing.T) {
 	t.Logf("New returned %v after 4 kills of starting workers", took.Round(time.Millisecond))
 }
 
+// TestNewReportsStartsKilledEveryTime: every start of every worker is
+// SIGKILLed from outside while New waits. Once each worker has failed to
+// start newStartTries times in a row, New must say so, naming the
+// signal, well before its start timeout, and every killed process must
+// be gone.
+func TestNewReportsStartsKilledEveryTime(t *testing.T) {
+	k := &killOnSay{}
+	start := time.Now()
+	p, err := New(Config{Workers: 2, WorkerArgv: []string{os.Args[0], "-test.run=^$"}, Stderr: k,
+		StartTimeout: 30 * time.Second, WorkerEnv: []string{"TEST_INIT=say-pid-sleep"}})
+	took := time.Since(start)
+	if err == nil {
+		p.Terminate()
+		t.Fatal("New succeeded with every start killed")
+	}
+	if !errors.Is(err, ErrWorkerStart) || !strings.Contains(err.Error(), "SIGKILL") {
+		t.Fatalf("New: %v; want ErrWorkerStart naming SIGKILL", err)
+	}
+	if took > 10*time.Second {
+		t.Fatalf("New gave up after %v", took)
+	}
+	k.mu.Lock()
+	killed := append([]int(nil), k.killed...)
+	k.mu.Unlock()
+	if len(killed) < 2*newStartTries {
+		t.Fatalf("New gave up after %d killed starts; want at least %d", len(killed), 2*newStartTries)
+	}
+	for _, pid := range killed {
+		for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("killed worker %d is still there 5 s after New returned", pid)
+			}
+		}
+	}
+	t.Logf("New gave up %v after %d killed starts: %v", took.Round(time.Millisecond), len(killed), err)
+}
+
 // A worker that cannot exit when Close tells it to (stopped, SIGSTOP)
 // is SIGKILLed after the second that Close gives workers to exit; it returns
 // once it is gone, woken by its exit rather than waiting out the 5 s it

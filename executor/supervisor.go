@@ -171,16 +171,23 @@ func (p *Pool) waitReady() error {
 	if need == 0 {
 		need = p.cfg.Workers
 	}
-	enough := func() bool { return p.l.readyWorkers() >= need }
-	// Woken by a worker that turns ready; failed starts, which the
-	// monitor counts, are looked at every millisecond.
-	for !p.l.workerTurnedReady().wait(time.Millisecond, enough) {
-		if reason := p.startsFailed(newStartTries); reason != "" {
-			return fmt.Errorf("%w: %s", ErrWorkerStart, reason)
+	// Woken by each worker that turns ready and each start that fails
+	// (the start-up event), both looked at once New counts as a waiter.
+	var failed string
+	settled := func() bool {
+		if p.l.readyWorkers() >= need {
+			return true
 		}
+		failed = p.startsFailed(newStartTries)
+		return failed != ""
+	}
+	for !p.l.startEvent().wait(time.Until(deadline), settled) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: %d of %d workers ready after %v (%d needed)", ErrWorkerStart, p.l.readyWorkers(), p.cfg.Workers, p.cfg.StartTimeout, need)
 		}
+	}
+	if failed != "" {
+		return fmt.Errorf("%w: %s", ErrWorkerStart, failed)
 	}
 	return nil
 }
@@ -279,6 +286,7 @@ func (p *Pool) startFailed(w *workerProc, reason string) {
 	p.l.worker(w.index).Uint32(wrState).Store(workerFailed)
 	w.nextStart = time.Now().Add(min(startBackoff<<min(w.failures, 16), startBackoffMax))
 	p.checkStarts()
+	p.l.startEvent().signal() // for New (waitReady)
 }
 
 // startsFailed returns the last start-up failure if every worker has

@@ -322,7 +322,7 @@ func (w *worker) ready() {
 		w.stderrFD = -1
 	}
 	w.rec.Uint32(wrState).Store(workerIdle) // pairs with the supervisor's start-up check
-	w.l.workerTurnedReady().signal()        // for New (Pool.waitReady)
+	w.l.startEvent().signal()               // for New (Pool.waitReady)
 }
 
 // startLogWait bounds a ready worker's wait for its start-up output to be
