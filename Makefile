@@ -38,13 +38,17 @@ all: build lib c-examples $(C_TESTS)
 build:
 	$(GO) build ./...
 
-# libshmexec.so: only shmx_* exported (version script), with a SONAME.
+# libshmexec.so: only shmx_* exported (version script), with a SONAME,
+# and a Go runtime with one line added (internal/rtpatch: the flags it
+# prints, or none and a warning where the toolchain's runtime does not fit).
 
 lib: $(LIB)
 
+RTPATCH = $(shell GO=$(GO) $(GO) run ./internal/rtpatch -out build/_rtpatch)
+
 $(LIB): $(shell find capi executor ring shm internal server -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.map') include/shmexec.h go.mod
 	mkdir -p build
-	$(GO) build -buildmode=c-shared \
+	$(GO) build $(RTPATCH) -buildmode=c-shared \
 		-ldflags "-extldflags '-Wl,--version-script=$(CURDIR)/capi/shmexec.map -Wl,-soname,libshmexec.so.0'" \
 		-o $(LIB) ./capi
 	rm -f build/libshmexec.h   # cgo's generated header is not the contract
@@ -87,6 +91,7 @@ test-c: $(C_EXAMPLES) $(C_TESTS) build/cbench build/ctest-asan build/pool_demo-a
 	@bad=$$(nm -D --defined-only $(LIB) | awk '{print $$3}' | grep -v '^shmx_'); \
 		if [ -n "$$bad" ]; then echo "libshmexec.so exports more than shmx_ names: $$bad"; exit 1; fi
 	@readelf -d $(LIB) | grep -q 'SONAME.*libshmexec.so.0' || { echo "libshmexec.so has no SONAME"; exit 1; }
+	@$(GO) version -m $(LIB) | grep -q -- '-tags=shmexec_rtpatch' || { echo "libshmexec.so was built without internal/rtpatch's runtime change"; exit 1; }
 	rm -rf build/prefix && $(MAKE) --no-print-directory install PREFIX=$(CURDIR)/build/prefix
 	PKG_CONFIG_PATH=build/prefix/lib/pkgconfig sh -c '$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $$(pkg-config --cflags shmexec) -o build/installed_demo examples/c/pool_demo.c $$(pkg-config --libs shmexec) -Wl,-rpath,$(CURDIR)/build/prefix/lib'
 	timeout 300 ./build/installed_demo 100

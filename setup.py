@@ -1,6 +1,8 @@
 """Builds libshmexec.so from the Go sources (as `make lib` does: the version
 script that exports only shmx_* names, and the SONAME libshmexec.so.0) and
-puts it, with include/shmexec.h, inside the shmexec package; the wheel is
+puts it, with include/shmexec.h, inside the shmexec package (and, as
+`make lib` does, with the one-line change to its Go runtime that
+internal/rtpatch makes); the wheel is
 tagged for the platform (py3-none-linux_x86_64), never as pure Python.
 
 Needs Go (>= the go.mod's version) on PATH, at $GO, or at /usr/local/go."""
@@ -31,6 +33,16 @@ def _go():
     raise SystemExit("shmexec: building the package needs Go 1.26 or later (on PATH, at $GO, or at /usr/local/go)")
 
 
+def _rtpatch(go):
+    """The flags that build the library with the one-line change to its Go
+    runtime (internal/rtpatch, as `make lib` does), or none where the
+    toolchain's runtime does not fit it: rtpatch then says so on stderr,
+    and the library is built with the stock runtime (correct, slower)."""
+    out = subprocess.run([go, "run", "./internal/rtpatch", "-out", os.path.join(ROOT, "build", "_rtpatch")], cwd=ROOT,
+                         env=dict(os.environ, GO=go), stdout=subprocess.PIPE, text=True)
+    return out.stdout.split() if out.returncode == 0 else []
+
+
 class build_py_with_library(build_py):
     """build_py, then the shared library and the header into the package."""
 
@@ -41,8 +53,10 @@ class build_py_with_library(build_py):
         # Named by its SONAME, so that a C program linked against it finds it.
         lib = os.path.abspath(os.path.join(pkg, "libshmexec.so.0"))
         ldflags = "-extldflags '-Wl,--version-script=%s -Wl,-soname,libshmexec.so.0'" % os.path.join(ROOT, "capi", "shmexec.map")
-        self.announce("go build -buildmode=c-shared -o %s ./capi" % lib, level=2)
-        subprocess.run([_go(), "build", "-trimpath", "-buildmode=c-shared", "-ldflags", ldflags, "-o", lib, "./capi"], cwd=ROOT, check=True)
+        go = _go()
+        rtpatch = _rtpatch(go)
+        self.announce("go build %s -buildmode=c-shared -o %s ./capi" % (" ".join(rtpatch), lib), level=2)
+        subprocess.run([go, "build", "-trimpath"] + rtpatch + ["-buildmode=c-shared", "-ldflags", ldflags, "-o", lib, "./capi"], cwd=ROOT, check=True)
         generated = os.path.join(pkg, "libshmexec.so.h")
         if os.path.exists(generated):  # cgo's header is not the contract
             os.remove(generated)

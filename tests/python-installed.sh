@@ -50,6 +50,12 @@ assert not any(m.endswith("_test.go") for m in members), "the sdist carries Go t
 print(f"wheel: {len(names)} files; sdist: {len(members)} files")
 PY
 
+say "the wheel's library carries the Go runtime change (internal/rtpatch)"
+(cd "$work" && "$PYTHON" -c 'import sys, zipfile; open("lib.so", "wb").write(zipfile.ZipFile(sys.argv[1]).read("shmexec/libshmexec.so.0"))' "$wheel")
+"${GO:-go}" version -m "$work/lib.so" | grep -q -- '-tags=shmexec_rtpatch' ||
+    { echo "the wheel's libshmexec.so was built without internal/rtpatch's change"; "${GO:-go}" version -m "$work/lib.so"; exit 1; }
+rm -f "$work/lib.so"
+
 say "a fresh virtual environment gets the wheel"
 "$PYTHON" -m venv "$work/venv"
 py=$work/venv/bin/python   # by full path: the venv is never activated
