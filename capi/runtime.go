@@ -31,12 +31,15 @@ func main() {}
 // Ps are not running Go code: a thread that called in from C or Python
 // keeps its P while it is back in C (the runtime counts it as a system
 // call), and so does a goroutine asleep on a futex. With GOMAXPROCS at
-// the core count (2 on a small machine) no P is then idle, so the
-// runtime's monitor thread takes Ps back every 20 us and keeps waking at
-// that rate, preempting spinning callers and workers (docs/BENCHMARKS.md
-// has what that cost). The library's Go code is short and mostly waits,
-// so more Ps than cores costs little: the kernel shares the cores among
-// whatever is runnable. GOMAXPROCS, if set, wins.
+// the core count (2 on a small machine) no P is then idle, and the
+// runtime's monitor thread takes a P in a system call back after one of
+// its 20 us looks when no other P is idle, and keeps waking at that rate
+// (docs/BENCHMARKS.md has what that cost). The library's Go code is short
+// and mostly waits, so more Ps than cores costs little: the kernel shares
+// the cores among whatever is runnable. GOMAXPROCS, if set, wins. (The
+// monitor's other reason to take Ps back, a scheduling tick that a
+// thread calling in from C never moves, is mended in the runtime the
+// library is built with: internal/rtpatch.)
 const minProcs = 8
 
 func init() {
