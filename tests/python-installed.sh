@@ -44,7 +44,7 @@ wheel = zipfile.ZipFile(sys.argv[1]).read(meta).decode()
 assert "Root-Is-Purelib: false" in wheel and "Tag: py3-none-linux_x86_64" in wheel, wheel
 members = {m.split("/", 1)[1] for m in tarfile.open(sys.argv[2]).getnames() if "/" in m}
 for need in ("go.mod", "go.sum", "setup.py", "include/shmexec.h", "capi/shim.c", "capi/shmexec.map", "executor/pool.go", "ring/ring.go",
-             "internal/sysx/pause_amd64.s"):
+             "internal/sysx/pause_amd64.s", "internal/rtpatch/patch.go"):
     assert need in members, f"the sdist lacks {need}"
 assert not any(m.endswith("_test.go") for m in members), "the sdist carries Go tests"
 print(f"wheel: {len(names)} files; sdist: {len(members)} files")
