@@ -579,7 +579,7 @@ func (e event) signal() {
 
 // wait reports true if ok() holds, looked at once the caller counts as
 // a waiter; else it sleeps until the event is signalled, or for at most
-// d, and reports false.
+// d (d <= 0: not at all), and reports false.
 func (e event) wait(d time.Duration, ok func() bool) bool {
 	e.waiters.Add(1)
 	defer e.waiters.Add(^uint32(0))
@@ -587,7 +587,9 @@ func (e event) wait(d time.Duration, ok func() bool) bool {
 	if ok() {
 		return true
 	}
-	sysx.FutexWait(e.word, seen, d)
+	if d > 0 { // FutexWait takes a negative timeout as no limit
+		sysx.FutexWait(e.word, seen, d)
+	}
 	return false
 }
 
@@ -618,9 +620,6 @@ func (l *layout) setStartFailure(reason string) {
 	}
 }
 
-// startFailure returns why no worker can start, or "" while the pool's
-// workers start (or it has not said otherwise). What it reads was written
-// by the supervisor: untrusted, bounds-checked.
 // anyWorkerReady reports whether a worker's state word says it is ready.
 func (l *layout) anyWorkerReady() bool { return l.readyWorkers() > 0 }
 
@@ -635,6 +634,9 @@ func (l *layout) readyWorkers() int {
 	return n
 }
 
+// startFailure returns why no worker can start, or "" while the pool's
+// workers start (or it has not said otherwise). What it reads was written
+// by the supervisor: untrusted, bounds-checked.
 func (l *layout) startFailure() string {
 	seq := l.control.Uint32(ctlStartSeq)
 	s := seq.Load() // pairs with the Adds in setStartFailure

@@ -857,6 +857,25 @@ func TestNewReportsStartsKilledEveryTime(t *testing.T) {
 	t.Logf("New gave up %v after %d killed starts: %v", took.Round(time.Millisecond), len(killed), err)
 }
 
+// A start-up event's wait with no time left looks once and returns: a
+// futex wait takes a negative timeout as no limit, and New computes what
+// is left of its start timeout as it goes.
+func TestEventWaitWithNoTimeLeft(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	for _, d := range []time.Duration{0, -time.Nanosecond, -time.Hour} {
+		done := make(chan bool, 1)
+		go func() { done <- p.l.startEvent().wait(d, func() bool { return false }) }()
+		select {
+		case got := <-done:
+			if got {
+				t.Fatalf("wait(%v) = true with ok false", d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("wait(%v) with ok false still sleeps after 5 s", d)
+		}
+	}
+}
+
 // A worker that cannot exit when Close tells it to (stopped, SIGSTOP)
 // is SIGKILLed after the second that Close gives workers to exit; it returns
 // once it is gone, woken by its exit rather than waiting out the 5 s it
