@@ -129,9 +129,17 @@ func registerTestHandlers() {
 			os.Exit(1)
 		case "sleep": // a start-up that takes long enough to be killed in
 			time.Sleep(30 * time.Second)
-		case "say-pid-sleep": // the same, saying on stderr who to kill (killOnSay)
+		case "sleep-for": // a start-up of TEST_INIT_SLEEP (a duration)
+			d, err := time.ParseDuration(os.Getenv("TEST_INIT_SLEEP"))
+			if err != nil {
+				return err
+			}
+			time.Sleep(d)
+		case "say-pid-sleep": // the same as sleep, saying on stderr who to kill (killOnSay)
 			fmt.Fprintf(os.Stderr, "starting %d\n", os.Getpid())
 			time.Sleep(30 * time.Second)
+		case "say-pid": // saying who to kill, and ready at once
+			fmt.Fprintf(os.Stderr, "starting %d\n", os.Getpid())
 		case "hold-stderr": // a process that keeps the start-up pipe open (its descriptor 2)
 			holder := exec.Command("sleep", "30")
 			holder.Stderr = os.Stderr

@@ -763,8 +763,10 @@ func TestBadWorkerCommand(t *testing.T) {
 }
 
 // killOnSay is a pool's Stderr that SIGKILLs each process that writes
-// "starting PID" to it (TEST_INIT=say-pid-sleep) and keeps their pids.
+// "starting PID" to it (TEST_INIT=say-pid-sleep, say-pid), after delay
+// if that is set, and keeps their pids.
 type killOnSay struct {
+	delay  time.Duration
 	mu     sync.Mutex
 	buf    []byte
 	killed []int
@@ -777,7 +779,11 @@ func (k *killOnSay) Write(b []byte) (int, error) {
 	for i := bytes.IndexByte(k.buf, '\n'); i >= 0; i = bytes.IndexByte(k.buf, '\n') {
 		var pid int
 		if _, err := fmt.Sscanf(string(k.buf[:i]), "starting %d", &pid); err == nil && pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL)
+			if k.delay > 0 {
+				time.AfterFunc(k.delay, func() { syscall.Kill(pid, syscall.SIGKILL) })
+			} else {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
 			k.killed = append(k.killed, pid)
 		}
 		k.buf = k.buf[i+1:]
@@ -855,6 +861,51 @@ func TestNewReportsStartsKilledEveryTime(t *testing.T) {
 		}
 	}
 	t.Logf("New gave up %v after %d killed starts: %v", took.Round(time.Millisecond), len(killed), err)
+}
+
+// A worker that is ready is SIGKILLed while New still waits for the
+// other: New must count it out, be woken by its replacement turning
+// ready, and return with both workers alive and ready, long before its
+// start timeout. Worker 1 turns ready at about 1 s; worker 0 at once,
+// and is killed 300 ms after its initializer has said its pid (ready
+// follows at once, after at most startLogWait); its replacement turns
+// ready at about 2.3 s, after worker 1, so that only the replacement's
+// ready can end New's wait.
+func TestReadyWorkerKilledWhileNewWaits(t *testing.T) {
+	k := &killOnSay{delay: 3 * startLogWait}
+	start := time.Now()
+	p := newPool(t, Config{Workers: 2, Stderr: k, StartTimeout: 30 * time.Second, spawnEnv: func(w, n int) []string {
+		switch {
+		case w == 0 && n == 0:
+			return []string{"TEST_INIT=say-pid"}
+		case w == 0:
+			return []string{"TEST_INIT=sleep-for", "TEST_INIT_SLEEP=2s"}
+		}
+		return []string{"TEST_INIT=sleep-for", "TEST_INIT_SLEEP=1s"}
+	}})
+	took := time.Since(start)
+	st := p.Stats()
+	k.mu.Lock()
+	killed := append([]int(nil), k.killed...)
+	k.mu.Unlock()
+	if len(killed) != 1 || st.WorkerDeaths != 1 || st.StartFailures != 0 {
+		t.Fatalf("%d killed, %d deaths, %d start failures; want one ready worker killed", len(killed), st.WorkerDeaths, st.StartFailures)
+	}
+	if took < 2*time.Second || took > 20*time.Second {
+		t.Fatalf("New returned after %v; want once the replacement is ready (about 2.3 s)", took)
+	}
+	for i, w := range st.Workers {
+		if w.State != "idle" && w.State != "busy" {
+			t.Fatalf("worker %d is %q after New returned; want both ready", i, w.State)
+		}
+		if w.PID == killed[0] || syscall.Kill(w.PID, 0) != nil {
+			t.Fatalf("worker %d is pid %d, killed or gone, after New returned", i, w.PID)
+		}
+	}
+	if out, err := run(t, p, "echo", []byte("x")); err != nil || string(out) != "x" {
+		t.Fatalf("a job after the kill: %q, %v", out, err)
+	}
+	t.Logf("New returned %v after a ready worker's death", took.Round(time.Millisecond))
 }
 
 // A start-up event's wait with no time left looks once and returns: a
