@@ -39,7 +39,7 @@ build:
 	$(GO) build ./...
 
 # libshmexec.so: only shmx_* exported (version script), with a SONAME,
-# and a Go runtime with one line added (internal/rtpatch: the flags it
+# and a Go runtime with two small changes (internal/rtpatch: the flags it
 # prints, or none and a warning where the toolchain's runtime does not fit).
 
 lib: $(LIB)

@@ -1,7 +1,7 @@
 """Builds libshmexec.so from the Go sources (as `make lib` does: the version
 script that exports only shmx_* names, and the SONAME libshmexec.so.0) and
 puts it, with include/shmexec.h, inside the shmexec package (and, as
-`make lib` does, with the one-line change to its Go runtime that
+`make lib` does, with the changes to its Go runtime that
 internal/rtpatch makes); the wheel is
 tagged for the platform (py3-none-linux_x86_64), never as pure Python.
 
@@ -34,9 +34,9 @@ def _go():
 
 
 def _rtpatch(go):
-    """The flags that build the library with the one-line change to its Go
+    """The flags that build the library with the changes to its Go
     runtime (internal/rtpatch, as `make lib` does), or none where the
-    toolchain's runtime does not fit it: rtpatch then says so on stderr,
+    toolchain's runtime does not fit them: rtpatch then says so on stderr,
     and the library is built with the stock runtime (correct, slower)."""
     out = subprocess.run([go, "run", "./internal/rtpatch", "-out", os.path.join(ROOT, "build", "_rtpatch")], cwd=ROOT,
                          env=dict(os.environ, GO=go), stdout=subprocess.PIPE, text=True)

@@ -13,8 +13,8 @@ import (
 )
 
 // The toolchain that runs the tests is the one CI builds the library
-// with: its runtime must take the change, or the library would quietly
-// be built without it.
+// with: its runtime must take the changes, or the library would quietly
+// be built without them.
 func TestPatchFitsThisToolchain(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "runtime", "proc.go"))
 	if err != nil {
@@ -22,25 +22,43 @@ func TestPatchFitsThisToolchain(t *testing.T) {
 	}
 	out, err := Patch(src)
 	if err != nil {
-		t.Fatalf("%s: %v: rtpatch's anchor must follow the runtime's exitsyscall", runtime.Version(), err)
+		t.Fatalf("%s: %v: rtpatch's texts must be the runtime's exitsyscall and sysmon", runtime.Version(), err)
 	}
-	if len(out) != len(src)+len(added) || !bytes.Contains(out, []byte(anchor+added)) {
-		t.Fatal("the change is not the anchor followed by the added lines, and nothing else")
+	grown := 0
+	for _, e := range edits {
+		grown += len(e.new) - len(e.old)
+		if !bytes.Contains(out, []byte(e.new)) {
+			t.Fatalf("the changed proc.go lacks %q", e.new)
+		}
+	}
+	if len(out) != len(src)+grown {
+		t.Fatal("the changes are not the edits' and nothing else")
 	}
 	if bytes.Count(out, []byte("pp.schedtick++")) != bytes.Count(src, []byte("pp.schedtick++"))+1 {
 		t.Fatal("not exactly one more schedtick increment")
 	}
+	// sysmon's back-off: a syscall wake starts it (idle past 50, where
+	// the delay doubles), and no other reset of idle changed.
+	if bytes.Count(out, []byte("idle = 51")) != 1 || bytes.Count(out, []byte("idle = 0")) != bytes.Count(src, []byte("idle = 0"))-1 {
+		t.Fatal("sysmon's reset after a syscall wake is not the one line changed")
+	}
 }
 
 func TestPatchRefusesWhatItDoesNotFit(t *testing.T) {
+	first, second := edits[0].old, edits[1].old
 	for name, src := range map[string]string{
-		"no anchor":   "package runtime\n\nfunc exitsyscall() {}\n",
-		"two":         "package runtime\n" + anchor + anchor,
-		"re-indented": strings.ReplaceAll("package runtime\n"+anchor, "\t\t", "\t"),
+		"neither":            "package runtime\n\nfunc exitsyscall() {}\n",
+		"only exitsyscall's": "package runtime\n" + first,
+		"only sysmon's":      "package runtime\n" + second,
+		"two of one":         "package runtime\n" + first + first + second,
+		"re-indented":        strings.ReplaceAll("package runtime\n"+first+second, "\t\t", "\t"),
 	} {
 		if _, err := Patch([]byte(src)); !errors.Is(err, errNoAnchor) {
 			t.Errorf("%s: err = %v, want errNoAnchor", name, err)
 		}
+	}
+	if out, err := Patch([]byte("package runtime\n" + first + second)); err != nil || string(out) != "package runtime\n"+edits[0].new+edits[1].new {
+		t.Errorf("both texts once: %q, %v", out, err)
 	}
 }
 
@@ -75,8 +93,10 @@ func TestCommand(t *testing.T) {
 		t.Fatalf("overlay replaces %v, want only %s", o.Replace, orig)
 	}
 	changed, _ := os.ReadFile(filepath.Join(dir, "proc.go"))
-	if !bytes.Contains(changed, []byte(anchor+added)) {
-		t.Fatal("the overlay's proc.go lacks the change")
+	for _, e := range edits {
+		if !bytes.Contains(changed, []byte(e.new)) {
+			t.Fatalf("the overlay's proc.go lacks %q", e.new)
+		}
 	}
 
 	// A toolchain whose proc.go does not fit: no flags, status 3.

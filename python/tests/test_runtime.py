@@ -8,18 +8,16 @@ import unittest
 
 import _paths  # noqa: E402  (sys.path: the checkout's package, or the installed one)
 
-# A child process calls into the library back to back for a second from
-# its one thread and prints how many times that thread gave up its CPU.
-# The call (shmx_results_in_place on a closed pool's handle) enters Go,
-# looks the handle up, allocates nothing and returns, so nothing of the
-# library's own makes the thread wait.
-_CHILD = textwrap.dedent("""
-    import threading, time
+# Each child process below calls shmx_results_in_place on a closed pool's
+# handle: the call enters Go, looks the handle up, allocates nothing and
+# returns, so nothing of the library's own makes a thread wait.
+_SETUP = """
+    import os, threading, time
     import shmexec
     from shmexec import _lib, _wire
 
-    def switches():
-        with open(f"/proc/self/task/{threading.get_native_id()}/status") as f:
+    def switches(tid):
+        with open(f"/proc/self/task/{tid}/status") as f:
             return next(int(l.split(":")[1]) for l in f if l.startswith("voluntary_ctxt_switches"))
 
     with shmexec.Executor(max_workers=1) as ex:
@@ -31,14 +29,46 @@ _CHILD = textwrap.dedent("""
     # Go and answers SHMX_EINVAL; no thread of the pool is left to take
     # the GIL from this one.
     assert call(handle, _wire.HUGE) != 0 and threading.active_count() == 1, threading.enumerate()
+"""
+
+# A child process calls into the library back to back for a second from
+# its one thread and prints how many times that thread gave up its CPU.
+_CHILD = textwrap.dedent(_SETUP + """
+    me = threading.get_native_id()
     for _ in range(1000):
         call(handle, _wire.HUGE)
-    before, calls, start = switches(), 0, time.monotonic()
+    before, calls, start = switches(me), 0, time.monotonic()
     while time.monotonic() - start < 1.0:
         call(handle, _wire.HUGE)
         calls += 1
-    print(switches() - before, calls)
+    print(switches(me) - before, calls)
 """)
+
+# A child process calls into the library once after each of ROUNDS pauses
+# of 50 ms, and prints how many times the Go runtime's threads (every
+# thread but its own; no thread of the pool is left) gave up their CPU
+# over those rounds. Each pause lets the runtime's monitor thread (sysmon)
+# fall into its deep sleep: the caller's P, in a "system call" (back in C)
+# for over 10 ms, is retaken, and then every P is idle.
+_PAUSES = textwrap.dedent(_SETUP + """
+    me = threading.get_native_id()
+    def others():
+        n = 0
+        for t in os.listdir("/proc/self/task"):
+            if int(t) != me:
+                try:
+                    n += switches(t)
+                except FileNotFoundError:  # a thread that ended
+                    pass
+        return n
+    time.sleep(0.1)
+    before = others()
+    for _ in range(ROUNDS):
+        time.sleep(0.05)
+        call(handle, _wire.HUGE)
+    print(others() - before)
+""")
+_ROUNDS = 15
 
 
 class GoRuntimeTest(unittest.TestCase):
@@ -59,6 +89,20 @@ class GoRuntimeTest(unittest.TestCase):
         self.assertGreater(calls, 10_000, "the calls were too slow to tell anything")
         self.assertLessEqual(switched, 3, f"the calling thread gave up its CPU {switched} times in {calls} calls over 1 s: "
                              "is the library built without internal/rtpatch's runtime change?")
+
+    def test_a_call_after_a_pause_wakes_the_runtime_a_few_times(self):
+        # The first call after a pause wakes the runtime's monitor from its
+        # deep sleep. The stock runtime then looks every 20 us for 50 looks
+        # before it backs off: about 60 wakes of its thread in each round
+        # of 50 ms here (1,190 in 20 rounds of 35 ms). The library's
+        # runtime backs off at once (internal/rtpatch's second change):
+        # about 11 a round, its looks 40 us, 80 us, ... up to 10 ms apart.
+        out = subprocess.run([sys.executable, "-c", _PAUSES.replace("ROUNDS", str(_ROUNDS))], capture_output=True, text=True,
+                             timeout=60, env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        wakes = int(out.stdout)
+        self.assertLessEqual(wakes, 25 * _ROUNDS, f"the runtime's threads gave up their CPU {wakes} times in {_ROUNDS} calls "
+                             "50 ms apart: is the library built without internal/rtpatch's runtime change?")
 
 
 if __name__ == "__main__":
