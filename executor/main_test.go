@@ -119,27 +119,25 @@ func registerTestHandlers() {
 		return []byte(target), err
 	})
 	SetInitializer(func() error {
+		// TEST_INIT_SAY: a line on stderr first ("{pid}" stands for the
+		// worker's pid: "starting {pid}" tells killOnSay who to kill).
 		if say := os.Getenv("TEST_INIT_SAY"); say != "" {
-			fmt.Fprintln(os.Stderr, say)
+			fmt.Fprintln(os.Stderr, strings.ReplaceAll(say, "{pid}", strconv.Itoa(os.Getpid())))
 		}
 		switch os.Getenv("TEST_INIT") {
 		case "fail":
 			return errors.New("initializer refuses")
 		case "exit":
 			os.Exit(1)
-		case "sleep": // a start-up that takes long enough to be killed in
-			time.Sleep(30 * time.Second)
-		case "sleep-for": // a start-up of TEST_INIT_SLEEP (a duration)
-			d, err := time.ParseDuration(os.Getenv("TEST_INIT_SLEEP"))
-			if err != nil {
-				return err
+		case "sleep": // a start-up of TEST_INIT_SLEEP (a duration), or of 30 s: long enough to be killed in
+			d := 30 * time.Second
+			if v := os.Getenv("TEST_INIT_SLEEP"); v != "" {
+				var err error
+				if d, err = time.ParseDuration(v); err != nil {
+					return err
+				}
 			}
 			time.Sleep(d)
-		case "say-pid-sleep": // the same as sleep, saying on stderr who to kill (killOnSay)
-			fmt.Fprintf(os.Stderr, "starting %d\n", os.Getpid())
-			time.Sleep(30 * time.Second)
-		case "say-pid": // saying who to kill, and ready at once
-			fmt.Fprintf(os.Stderr, "starting %d\n", os.Getpid())
 		case "hold-stderr": // a process that keeps the start-up pipe open (its descriptor 2)
 			holder := exec.Command("sleep", "30")
 			holder.Stderr = os.Stderr

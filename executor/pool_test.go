@@ -762,9 +762,13 @@ func TestBadWorkerCommand(t *testing.T) {
 	}
 }
 
+// sayPID makes a worker's initializer write "starting PID" to stderr,
+// for killOnSay.
+const sayPID = "TEST_INIT_SAY=starting {pid}"
+
 // killOnSay is a pool's Stderr that SIGKILLs each process that writes
-// "starting PID" to it (TEST_INIT=say-pid-sleep, say-pid), after delay
-// if that is set, and keeps their pids.
+// "starting PID" to it (sayPID), after delay if that is set, and keeps
+// their pids.
 type killOnSay struct {
 	delay  time.Duration
 	mu     sync.Mutex
@@ -801,7 +805,7 @@ func TestWorkersKilledWhileNewWaits(t *testing.T) {
 	start := time.Now()
 	p := newPool(t, Config{Workers: 2, Stderr: k, StartTimeout: 30 * time.Second, spawnEnv: func(w, n int) []string {
 		if n < 2 {
-			return []string{"TEST_INIT=say-pid-sleep"}
+			return []string{sayPID, "TEST_INIT=sleep"}
 		}
 		return nil
 	}})
@@ -835,7 +839,7 @@ func TestNewReportsStartsKilledEveryTime(t *testing.T) {
 	k := &killOnSay{}
 	start := time.Now()
 	p, err := New(Config{Workers: 2, WorkerArgv: []string{os.Args[0], "-test.run=^$"}, Stderr: k,
-		StartTimeout: 30 * time.Second, WorkerEnv: []string{"TEST_INIT=say-pid-sleep"}})
+		StartTimeout: 30 * time.Second, WorkerEnv: []string{sayPID, "TEST_INIT=sleep"}})
 	took := time.Since(start)
 	if err == nil {
 		p.Terminate()
@@ -877,11 +881,11 @@ func TestReadyWorkerKilledWhileNewWaits(t *testing.T) {
 	p := newPool(t, Config{Workers: 2, Stderr: k, StartTimeout: 30 * time.Second, spawnEnv: func(w, n int) []string {
 		switch {
 		case w == 0 && n == 0:
-			return []string{"TEST_INIT=say-pid"}
+			return []string{sayPID}
 		case w == 0:
-			return []string{"TEST_INIT=sleep-for", "TEST_INIT_SLEEP=2s"}
+			return []string{"TEST_INIT=sleep", "TEST_INIT_SLEEP=2s"}
 		}
-		return []string{"TEST_INIT=sleep-for", "TEST_INIT_SLEEP=1s"}
+		return []string{"TEST_INIT=sleep", "TEST_INIT_SLEEP=1s"}
 	}})
 	took := time.Since(start)
 	st := p.Stats()
