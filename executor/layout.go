@@ -72,8 +72,8 @@ const (
 	ctlDefTimeout = 56  // i64: the pool's default JobTimeout in ns
 	ctlSlotFreed  = 256 // u32 futex word: bumped when a slot is freed and someone waits
 	ctlSlotWait   = 260 // u32: how many submitters wait for a free slot
-	ctlReady      = 272 // u32 futex word: bumped when a worker turns ready or a start fails, and someone waits
-	ctlReadyWait  = 276 // u32: how many wait for either (New)
+	ctlStartEv    = 272 // u32 futex word: bumped when a worker turns ready or a start fails, and someone waits
+	ctlStartWait  = 276 // u32: how many wait for either (New)
 	// The start-up state, written by the supervisor only: ctlStartSeq is
 	// odd while no worker can start (no worker is ready and the last
 	// start failed), and then ctlStartWhy holds the reason, ctlStartLen
@@ -565,7 +565,7 @@ func (l *layout) slotFreed() event {
 // startEvent: a worker turned ready (worker.ready), or a start failed
 // (Pool.startFailed), for New.
 func (l *layout) startEvent() event {
-	return event{l.control.Uint32(ctlReady), l.control.Uint32(ctlReadyWait)}
+	return event{l.control.Uint32(ctlStartEv), l.control.Uint32(ctlStartWait)}
 }
 
 // signal bumps the word and wakes its waiters, if any. Call it after
