@@ -1,40 +1,47 @@
 """The library's Go runtime and the threads that call into it."""
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 import unittest
 
-import _paths  # noqa: E402  (sys.path: the checkout's package, or the installed one)
+import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the installed one)
+import helpers  # noqa: E402
 
-# Each child process below calls shmx_results_in_place on a closed pool's
-# handle: the call enters Go, looks the handle up, allocates nothing and
-# returns, so nothing of the library's own makes a thread wait.
+# Each child process below is a script run by helpers.run_script (its
+# own file; the pool's workers load it as spawn's do, so that what runs
+# is under the main guard). The first two call shmx_results_in_place on a
+# closed pool's handle: the call enters Go, looks the handle up,
+# allocates nothing and returns, so nothing of the library's own makes a
+# thread wait.
 _SETUP = """
-    import os, threading, time
-    import shmexec
-    from shmexec import _lib, _wire
+import json, os, signal, threading, time
+import shmexec
+from shmexec import _lib, _wire
 
-    def switches(tid):
-        with open(f"/proc/self/task/{tid}/status") as f:
-            return next(int(l.split(":")[1]) for l in f if l.startswith("voluntary_ctxt_switches"))
 
+def switches(tid):
+    with open(f"/proc/self/task/{tid}/status") as f:
+        return next(int(l.split(":")[1]) for l in f if l.startswith("voluntary_ctxt_switches"))
+
+
+def closed_handle():
+    \"\"\"A closed pool's handle and shmx_results_in_place: the handle stays
+    valid memory, and every call on it enters Go and answers SHMX_EINVAL;
+    no thread of the pool is left to take the GIL from this one.\"\"\"
     with shmexec.Executor(max_workers=1) as ex:
         ex.submit(int).result()
         handle = ex._pool
         call = _lib.LIB.shmx_results_in_place
         assert call(handle, _wire.HUGE) == 0
-    # Closed: the handle stays valid memory, and every call on it enters
-    # Go and answers SHMX_EINVAL; no thread of the pool is left to take
-    # the GIL from this one.
     assert call(handle, _wire.HUGE) != 0 and threading.active_count() == 1, threading.enumerate()
+    return handle, call
 """
 
-# A child process calls into the library back to back for a second from
-# its one thread and prints how many times that thread gave up its CPU.
-_CHILD = textwrap.dedent(_SETUP + """
+# Calls into the library back to back for a second from its one thread;
+# prints how many times that thread gave up its CPU.
+_CHILD = _SETUP + """
+if __name__ == "__main__":
+    handle, call = closed_handle()
     me = threading.get_native_id()
     for _ in range(1000):
         call(handle, _wire.HUGE)
@@ -43,16 +50,19 @@ _CHILD = textwrap.dedent(_SETUP + """
         call(handle, _wire.HUGE)
         calls += 1
     print(switches(me) - before, calls)
-""")
+"""
 
-# A child process calls into the library once after each of ROUNDS pauses
-# of 50 ms, and prints how many times the Go runtime's threads (every
-# thread but its own; no thread of the pool is left) gave up their CPU
-# over those rounds. Each pause lets the runtime's monitor thread (sysmon)
-# fall into its deep sleep: the caller's P, in a "system call" (back in C)
-# for over 10 ms, is retaken, and then every P is idle.
-_PAUSES = textwrap.dedent(_SETUP + """
+# Calls into the library once after each of ROUNDS pauses of 50 ms;
+# prints how many times the Go runtime's threads (every thread but its
+# own; no thread of the pool is left) gave up their CPU over those rounds.
+# Each pause lets the runtime's monitor thread (sysmon) fall into its
+# deep sleep: the caller's P, in a "system call" (back in C) for over
+# 10 ms, is retaken, and then every P is idle.
+_PAUSES = _SETUP + """
+if __name__ == "__main__":
+    handle, call = closed_handle()
     me = threading.get_native_id()
+
     def others():
         n = 0
         for t in os.listdir("/proc/self/task"):
@@ -62,13 +72,14 @@ _PAUSES = textwrap.dedent(_SETUP + """
                 except FileNotFoundError:  # a thread that ended
                     pass
         return n
+
     time.sleep(0.1)
     before = others()
     for _ in range(ROUNDS):
         time.sleep(0.05)
         call(handle, _wire.HUGE)
     print(others() - before)
-""")
+"""
 _ROUNDS = 15
 
 
@@ -83,8 +94,7 @@ class GoRuntimeTest(unittest.TestCase):
         # leaving a system call (or a cgo call, for a call in from C)
         # starts a new slice: none. A few are allowed for whatever else
         # the kernel makes the thread wait for.
-        out = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=60,
-                             env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+        out = helpers.run_script(_CHILD)
         self.assertEqual(out.returncode, 0, out.stderr)
         switched, calls = map(int, out.stdout.split())
         self.assertGreater(calls, 10_000, "the calls were too slow to tell anything")
@@ -98,8 +108,7 @@ class GoRuntimeTest(unittest.TestCase):
         # of 50 ms here (1,190 in 20 rounds of 35 ms). The library's
         # runtime backs off at once (internal/rtpatch's second change):
         # about 11 a round, its looks 40 us, 80 us, ... up to 10 ms apart.
-        out = subprocess.run([sys.executable, "-c", _PAUSES.replace("ROUNDS", str(_ROUNDS))], capture_output=True, text=True,
-                             timeout=60, env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+        out = helpers.run_script(_PAUSES.replace("ROUNDS", str(_ROUNDS)))
         self.assertEqual(out.returncode, 0, out.stderr)
         wakes = int(out.stdout)
         self.assertLessEqual(wakes, 25 * _ROUNDS, f"the runtime's threads gave up their CPU {wakes} times in {_ROUNDS} calls "
@@ -115,10 +124,8 @@ class GoRuntimeTest(unittest.TestCase):
 # the caller waits for, or while it is idle. Prints one JSON line: per
 # round, how long the waiting caller took to get WorkerCrashed after the
 # kill, and how long the next task took once the idle worker was killed.
-_KILLS_AFTER_PAUSES = textwrap.dedent("""
-    import json, os, signal, threading, time
-    import shmexec
-
+_KILLS_AFTER_PAUSES = _SETUP + """
+if __name__ == "__main__":
     out = {"crashed_after": [], "next_after": []}
     with shmexec.Executor(max_workers=1) as ex:
         pid = ex.submit(os.getpid).result(timeout=30)
@@ -144,7 +151,7 @@ _KILLS_AFTER_PAUSES = textwrap.dedent("""
                 raise SystemExit("the killed worker answered")
             pid = new
     print(json.dumps(out))
-""")
+"""
 
 
 class KillsOnTheChangedRuntimeTest(unittest.TestCase):
@@ -158,8 +165,7 @@ class KillsOnTheChangedRuntimeTest(unittest.TestCase):
         # the child hangs and the test fails.
         rounds = 8
         try:
-            out = subprocess.run([sys.executable, "-c", _KILLS_AFTER_PAUSES.replace("ROUNDS", str(rounds))], capture_output=True,
-                                 text=True, timeout=120, env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH, GOMAXPROCS="1"))
+            out = helpers.run_script(_KILLS_AFTER_PAUSES.replace("ROUNDS", str(rounds)), timeout=120, env={"GOMAXPROCS": "1"})
         except subprocess.TimeoutExpired as e:
             self.fail(f"kills after pauses with GOMAXPROCS=1 hung for 120 s: {e.stderr or ''}")
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -167,6 +173,7 @@ class KillsOnTheChangedRuntimeTest(unittest.TestCase):
         self.assertEqual((len(got["crashed_after"]), len(got["next_after"])), (rounds, rounds), got)
         self.assertLess(max(got["crashed_after"]), 10, got)
         self.assertLess(max(got["next_after"]), 10, got)
+
 
 if __name__ == "__main__":
     unittest.main()
