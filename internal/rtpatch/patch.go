@@ -68,8 +68,10 @@ import (
 // changes, so that `go version -m libshmexec.so` tells (make test checks).
 const Tag = "shmexec_rtpatch"
 
-// An edit replaces old, which must occur exactly once in proc.go, by new.
-type edit struct{ old, new string }
+// An edit replaces old, which must occur exactly once in proc.go, by new;
+// needs, if set, is a text the new one relies on, which must occur
+// exactly once too.
+type edit struct{ old, new, needs string }
 
 // edits: exitsyscall's step that every goroutine leaving a system call
 // with a P takes, whether it kept its P or got another, followed by a new
@@ -89,18 +91,20 @@ var edits = []edit{
 			"\t\t\t\t\t// shmexec (internal/rtpatch): back off at once, as after a\n" +
 			"\t\t\t\t\t// timer's wake (next looks 40us, 80us, ... apart).\n" +
 			"\t\t\t\t\tidle = 51\n\t\t\t\t\tdelay = 20\n\t\t\t\t}\n",
+		// idle = 51 starts the doubling only where it starts past 50.
+		needs: "\t\t} else if idle > 50 { // start doubling the sleep after 1ms...\n",
 	},
 }
 
 // errNoAnchor: the toolchain's proc.go is not one the changes fit.
-var errNoAnchor = errors.New("runtime/proc.go has not exactly once each text that rtpatch changes (exitsyscall's syscalltick step, sysmon's reset after a syscall wake)")
+var errNoAnchor = errors.New("runtime/proc.go has not exactly once each text that rtpatch changes (exitsyscall's syscalltick step; sysmon's reset after a syscall wake, and where its back-off starts doubling)")
 
 // Patch returns proc.go (runtime/proc.go's text) with every edit made, or
-// errNoAnchor if any edit's text is not there exactly once (then none is
+// errNoAnchor if any edit's texts are not there exactly once (then none is
 // made: the library gets both changes or neither).
 func Patch(proc []byte) ([]byte, error) {
 	for _, e := range edits {
-		if bytes.Count(proc, []byte(e.old)) != 1 {
+		if bytes.Count(proc, []byte(e.old)) != 1 || e.needs != "" && bytes.Count(proc, []byte(e.needs)) != 1 {
 			return nil, errNoAnchor
 		}
 	}

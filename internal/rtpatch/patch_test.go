@@ -45,20 +45,21 @@ func TestPatchFitsThisToolchain(t *testing.T) {
 }
 
 func TestPatchRefusesWhatItDoesNotFit(t *testing.T) {
-	first, second := edits[0].old, edits[1].old
+	first, second, needs := edits[0].old, edits[1].old, edits[1].needs
 	for name, src := range map[string]string{
-		"neither":            "package runtime\n\nfunc exitsyscall() {}\n",
-		"only exitsyscall's": "package runtime\n" + first,
-		"only sysmon's":      "package runtime\n" + second,
-		"two of one":         "package runtime\n" + first + first + second,
-		"re-indented":        strings.ReplaceAll("package runtime\n"+first+second, "\t\t", "\t"),
+		"neither":                  "package runtime\n\nfunc exitsyscall() {}\n",
+		"only exitsyscall's":       "package runtime\n" + first,
+		"only sysmon's":            "package runtime\n" + needs + second,
+		"two of one":               "package runtime\n" + first + first + needs + second,
+		"re-indented":              strings.ReplaceAll("package runtime\n"+first+needs+second, "\t\t", "\t"),
+		"sysmon's other threshold": "package runtime\n" + first + strings.Replace(needs, "50", "100", 1) + second,
 	} {
 		if _, err := Patch([]byte(src)); !errors.Is(err, errNoAnchor) {
 			t.Errorf("%s: err = %v, want errNoAnchor", name, err)
 		}
 	}
-	if out, err := Patch([]byte("package runtime\n" + first + second)); err != nil || string(out) != "package runtime\n"+edits[0].new+edits[1].new {
-		t.Errorf("both texts once: %q, %v", out, err)
+	if out, err := Patch([]byte("package runtime\n" + first + needs + second)); err != nil || string(out) != "package runtime\n"+edits[0].new+needs+edits[1].new {
+		t.Errorf("every text once: %q, %v", out, err)
 	}
 }
 
