@@ -15,6 +15,7 @@ The modules, each one concern (private helpers flow one way, toward _lib):
 _lib (the library, its codes, the fork flag), _errors (exceptions and the
 status -> exception mapping), _spawn (worker command and main module),
 _reduction (what can be sent), _wire (frames and result decoding),
+_engine (the pool under both faces, without concurrent.futures),
 executor (Executor and Future), pool (Pool and AsyncResult).
 """
 

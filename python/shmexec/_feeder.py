@@ -10,7 +10,6 @@ returns before the first is pickled. The feeder keeps the order in which
 work was handed over."""
 
 import collections
-import logging
 import threading
 import time
 
@@ -235,6 +234,8 @@ class Stream:
             try:
                 cb(self)
             except Exception:
+                import logging  # only now: a Pool's script need not import it
+
                 logging.getLogger("concurrent.futures").exception("exception calling callback for %r", self)
 
     # -- the readers' side --------------------------------------------

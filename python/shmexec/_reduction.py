@@ -186,7 +186,7 @@ def find_pool(root, name, limit=2000):
     root (called name) through attributes, bound methods, closures and
     items of lists, tuples, sets and dicts, or None. Paths read like code:
     Runner.pool, args[0], kwargs['pool']."""
-    from .executor import Executor  # the types, imported late: executor imports this module
+    from ._engine import Engine  # the types, imported late: _engine imports this module
     from .pool import Pool
 
     seen = set()
@@ -196,7 +196,7 @@ def find_pool(root, name, limit=2000):
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, (Executor, Pool)):
+        if isinstance(obj, (Engine, Pool)):
             return path, obj
         if isinstance(obj, (str, bytes, bytearray, int, float, type(None))):
             continue

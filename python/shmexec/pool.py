@@ -1,9 +1,9 @@
-"""shmexec.Pool: the multiprocessing.Pool interface over a shmexec
-Executor. Unlike multiprocessing.Pool it does not hang when a worker dies
-or an exception cannot be unpickled: the task fails with WorkerCrashed or
-RemoteError and the pool goes on."""
+"""shmexec.Pool: the multiprocessing.Pool interface over the engine of
+a shmexec Executor (_engine), without concurrent.futures. Unlike
+multiprocessing.Pool it does not hang when a worker dies or an exception
+cannot be unpickled: the task fails with WorkerCrashed or RemoteError
+and the pool goes on."""
 
-import concurrent.futures as _cf
 import ctypes
 import queue
 import threading
@@ -12,7 +12,7 @@ import warnings
 
 from . import _errors, _lib, _reduction, _wire
 from ._errors import check_fork
-from .executor import _ENDED, _FINISHED, _RUN, _SHUTDOWN, _SLICE_NS, _TERMINATED, Executor, check_chunksize, check_context, sequence
+from ._engine import _ENDED, _FINISHED, _RUN, _SHUTDOWN, _SLICE_NS, _TERMINATED, Engine, check_chunksize, check_context, sequence
 
 # multiprocessing.pool's names for a pool's states, its RUN, CLOSE and
 # TERMINATE (code in the wild, and CPython's own tests, read and set
@@ -191,7 +191,7 @@ class _CallbackResult(_CallResult):
                     self._callback(fut._result)
             elif self._error_callback is not None:
                 fut._observed = True  # the error_callback counts as asking
-                self._error_callback(fut._exception if fut._state == _FINISHED else _cf.CancelledError())
+                self._error_callback(fut._exception if fut._state == _FINISHED else _cancelled())
         finally:
             self._called = True
             cond = fut.__dict__.get("_condition")  # made by a waiter in another thread (_ended)
@@ -218,11 +218,11 @@ class Pool:
         if maxtasksperchild is not None and (type(maxtasksperchild) is not int or maxtasksperchild <= 0):
             raise ValueError("maxtasksperchild must be a positive int or None")
         check_context(context)
-        self._ex = Executor(processes, initializer=initializer, initargs=initargs, max_tasks_per_child=maxtasksperchild,
-                            _tb_type=_wire.POOL_TRACEBACK, **kwargs)
+        self._ex = Engine(processes, initializer=initializer, initargs=initargs, max_tasks_per_child=maxtasksperchild,
+                          _tb_type=_wire.POOL_TRACEBACK, **kwargs)
         self._ex._at_exit_terminate = True
 
-    # The pool's state is its executor's: running, closed (close: no new
+    # The pool's state is its engine's: running, closed (close: no new
     # tasks; join waits for the rest) or terminated.
 
     @property
@@ -243,7 +243,7 @@ class Pool:
     def _pool(self):
         """The worker processes, one a worker slot, as multiprocessing's
         Pool lists them (each with pid, is_alive(), terminate())."""
-        from .executor import WorkerProcess
+        from ._engine import WorkerProcess
 
         return [WorkerProcess(pid) for pid in self._ex._worker_pids()]
 
@@ -368,7 +368,7 @@ class Pool:
 
     def __del__(self):
         # As multiprocessing's: a pool collected while it runs was never
-        # closed; its executor shuts down without waiting.
+        # closed; its engine shuts down without waiting.
         try:
             if self._ex._books.state == _RUN:
                 warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
@@ -515,7 +515,7 @@ class IMapIterator:
     def __del__(self):
         # The results not read are dropped as they come (the tasks run),
         # by the collector thread: this may run wherever the garbage
-        # collector does, in a thread that holds the executor's lock.
+        # collector does, in a thread that holds the engine's lock.
         try:
             if self._stream._make_future is None:
                 self._ex._books.dropped.append((self._stream, [self._batch] if type(self._batch) is int else []))
@@ -527,23 +527,33 @@ class IMapIterator:
 def _outcome(ex, batch, deadline=None):
     """A Stream batch's outcome, ("ok", (failed, values)) or ("exc", e),
     or None if deadline (time.monotonic) passes first: for a job number,
-    taken from the executor's early outcomes (or fetched); for an
+    taken from the engine's early outcomes (or fetched); for an
     exception (a batch that could not be sent), that; for a future, its
     result."""
     if type(batch) is int:
         return ex._wait_untracked(batch, deadline)
     if isinstance(batch, BaseException):
         return ("exc", batch)
+    from concurrent.futures import CancelledError  # batch is a future: imported already
+
     try:  # the wait, which may be interrupted (the batch stays the caller's)
         batch.exception(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    except _cf.TimeoutError:
+    except TimeoutError:  # concurrent.futures' since Python 3.11
         return None
-    except _cf.CancelledError:
+    except CancelledError:
         pass  # the outcome, raised by result()
     try:
         return ("ok", batch.result(0))
     except BaseException as e:  # noqa: B902 - the batch's own outcome
         return ("exc", e)
+
+
+def _cancelled():
+    """The exception of a cancelled future (its module is imported
+    already: only a future is ever cancelled)."""
+    from concurrent.futures import CancelledError
+
+    return CancelledError()
 
 
 def _timed_out():

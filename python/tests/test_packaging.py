@@ -33,17 +33,24 @@ class PackagingTest(unittest.TestCase):
 
     def test_imports_cost_only_what_is_used(self):
         # A short script pays for what it uses: import shmexec loads neither
-        # the library nor concurrent.futures; shmexec.Pool no multiprocessing
-        # (it imports multiprocessing.TimeoutError only to raise it); a worker (which imports the
-        # package, then shmexec.worker) loads no concurrent.futures,
-        # multiprocessing, cloudpickle or traceback (about 40 ms together).
-        heavy = ["concurrent.futures", "multiprocessing", "cloudpickle", "traceback", "shmexec._lib", "shmexec.executor"]
-        probe = "import sys\n{}\nprint(' '.join(m for m in %r if m in sys.modules))" % (heavy,)
+        # the library nor concurrent.futures; shmexec.Pool no
+        # concurrent.futures (nor logging, which that imports: 4 ms of a
+        # start-up) and no multiprocessing (it imports
+        # multiprocessing.TimeoutError only to raise it); a worker (which
+        # imports the package, then shmexec.worker) loads no
+        # concurrent.futures, multiprocessing, cloudpickle or traceback
+        # (about 40 ms together).
+        heavy = ["concurrent.futures", "logging", "multiprocessing", "cloudpickle", "traceback", "shmexec._lib", "shmexec.executor"]
+        # (what the interpreter's start imported, site and .pth files, is not the package's)
+        probe = "import sys\nbefore = set(sys.modules)\n{}\nprint(' '.join(m for m in %r if m in sys.modules and m not in before))" % (heavy,)
         env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
         for code, allowed in (("import shmexec", set()),
                               ("import shmexec.worker", {"shmexec._lib"}),
-                              ("import shmexec; shmexec.Pool", {"shmexec._lib", "shmexec.executor", "concurrent.futures",
-                                                               "traceback"})):
+                              ("import shmexec; shmexec.Pool", {"shmexec._lib"}),
+                              ("import shmexec\nwith shmexec.Pool(1) as p: p.apply(abs, (-1,)); p.map(abs, range(99))",
+                               {"shmexec._lib"}),
+                              ("import shmexec; shmexec.Executor", {"shmexec._lib", "shmexec.executor", "concurrent.futures",
+                                                                   "logging", "traceback"})):
             with self.subTest(code=code):
                 r = subprocess.run([sys.executable, "-c", probe.format(code)], capture_output=True, text=True, timeout=60, env=env)
                 self.assertEqual(r.returncode, 0, r.stderr)

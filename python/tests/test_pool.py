@@ -987,7 +987,7 @@ class PoolTest(unittest.TestCase):
         # is left.
         import random
 
-        from shmexec.executor import chunk_sizes as _chunk_sizes
+        from shmexec._engine import chunk_sizes as _chunk_sizes
 
         self.assertEqual(_chunk_sizes(0, 2), [])
         self.assertEqual(_chunk_sizes(1, 2), [1])
