@@ -2,8 +2,9 @@
 processes that share memory with the caller, and how the results of jobs
 reach the threads that wait for them. It imports no concurrent.futures
 (nor the logging module that imports): a Pool runs on the engine alone,
-and a script that makes one does not pay for them. Executor, the engine
-with concurrent.futures' interface, and its Future are in executor."""
+and a script that makes one does not pay for them. executor has
+Executor, the engine as a concurrent.futures.Executor, and its Future,
+which the engine imports when it makes its first future."""
 
 import collections
 import ctypes

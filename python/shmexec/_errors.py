@@ -69,9 +69,7 @@ def job_error(res):
     if st == _lib.SHMX_ETIMEDOUT:
         return TimeoutError(err or "the task ran past its timeout; its worker was killed")
     if st == _lib.SHMX_ECANCELLED:
-        from concurrent.futures import CancelledError  # not imported by a worker, which never needs it
-
-        return CancelledError(err)
+        return cancelled_error()(err)
     if st == _lib.SHMX_ECLOSED:
         return PoolClosed(err)
     if st == _lib.SHMX_EPOOL_DEAD:
@@ -79,6 +77,15 @@ def job_error(res):
     if st == _lib.SHMX_EWORKER_START:
         return WorkerStartError(err or "no worker can start")
     return ShmexecError(f"{_lib.strerror(st)}: {err}")
+
+
+def cancelled_error():
+    """concurrent.futures.CancelledError, imported when it is first needed:
+    only a future is ever cancelled, a Pool imports concurrent.futures
+    only once it makes its first future, and a worker never does."""
+    from concurrent.futures import CancelledError
+
+    return CancelledError
 
 
 def call_error(rc, what):

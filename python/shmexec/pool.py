@@ -191,7 +191,7 @@ class _CallbackResult(_CallResult):
                     self._callback(fut._result)
             elif self._error_callback is not None:
                 fut._observed = True  # the error_callback counts as asking
-                self._error_callback(fut._exception if fut._state == _FINISHED else _cancelled())
+                self._error_callback(fut._exception if fut._state == _FINISHED else _errors.cancelled_error()())
         finally:
             self._called = True
             cond = fut.__dict__.get("_condition")  # made by a waiter in another thread (_ended)
@@ -534,26 +534,17 @@ def _outcome(ex, batch, deadline=None):
         return ex._wait_untracked(batch, deadline)
     if isinstance(batch, BaseException):
         return ("exc", batch)
-    from concurrent.futures import CancelledError  # batch is a future: imported already
-
+    cancelled = _errors.cancelled_error()
     try:  # the wait, which may be interrupted (the batch stays the caller's)
         batch.exception(None if deadline is None else max(0.0, deadline - time.monotonic()))
     except TimeoutError:  # concurrent.futures' since Python 3.11
         return None
-    except CancelledError:
+    except cancelled:
         pass  # the outcome, raised by result()
     try:
         return ("ok", batch.result(0))
     except BaseException as e:  # noqa: B902 - the batch's own outcome
         return ("exc", e)
-
-
-def _cancelled():
-    """The exception of a cancelled future (its module is imported
-    already: only a future is ever cancelled)."""
-    from concurrent.futures import CancelledError
-
-    return CancelledError()
 
 
 def _timed_out():
