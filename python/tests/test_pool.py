@@ -579,6 +579,48 @@ class PoolTest(unittest.TestCase):
                 self.assertTrue(r.ready())
                 self.assertEqual(r.successful(), kind == "callback")
 
+    def test_kills_in_a_process_that_never_imported_concurrent_futures(self):
+        # A Pool runs on the engine alone, and imports concurrent.futures
+        # only with its first future. Its failure paths must not need it:
+        # a worker SIGKILLed under apply, map, imap, imap_unordered and
+        # map_async ends each with WorkerCrashed, the pool runs the next
+        # call and is back at full size, and concurrent.futures is still
+        # not imported at the end.
+        r = helpers.run_script("""
+            import os, signal, sys, time
+            import shmexec
+
+            def die():
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            def die_at_3(x):
+                if x == 3:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return x
+
+            if __name__ == "__main__":
+                with shmexec.Pool(2) as p:
+                    for name, call in [("apply", lambda: p.apply(die)),
+                                       ("map", lambda: p.map(die_at_3, range(8), chunksize=1)),
+                                       ("imap", lambda: list(p.imap(die_at_3, range(8)))),
+                                       ("imap_unordered", lambda: list(p.imap_unordered(die_at_3, range(8)))),
+                                       ("map_async", lambda: p.map_async(die_at_3, range(8)).get(30))]:
+                        try:
+                            call()
+                            print(name, "returned")
+                        except shmexec.WorkerCrashed:
+                            print(name, "WorkerCrashed")
+                        print("then", p.apply(abs, (-2,)))
+                    deadline = time.monotonic() + 30
+                    while not all(w.pid and w.is_alive() for w in p._pool) and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    print("workers", sum(1 for w in p._pool if w.pid and w.is_alive()))
+                print("concurrent.futures imported:", "concurrent.futures" in sys.modules)
+        """, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = [line for name in ("apply", "map", "imap", "imap_unordered", "map_async") for line in (f"{name} WorkerCrashed", "then 2")]
+        self.assertEqual(r.stdout.splitlines(), want + ["workers 2", "concurrent.futures imported: False"], r.stderr)
+
     def test_a_cancelled_call_is_not_successful(self):
         # Pool's own calls never cancel an apply_async future (terminate
         # fails it with PoolClosed), but the result reads a cancelled
