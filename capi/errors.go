@@ -26,10 +26,18 @@ func setErr(err error) {
 
 // code maps an error to its SHMX_ code.
 func code(err error) C.int {
+	if err == nil {
+		return C.SHMX_OK
+	}
+	return errCode(err)
+}
+
+// errCode is code for a non-nil error. Apart from code, because the
+// target of errors.As escapes to the heap where it is declared: in code
+// it was allocated on every call, the success of every wait included.
+func errCode(err error) C.int {
 	var ce *executor.CrashError
 	switch {
-	case err == nil:
-		return C.SHMX_OK
 	case errors.As(err, &ce):
 		return C.SHMX_EWORKER_CRASHED
 	case errors.Is(err, executor.ErrHandler):
