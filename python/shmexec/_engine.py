@@ -233,7 +233,12 @@ class Engine:
         cfg.ready_workers = 1
         init = b""
         if initializer is not None:
-            init = _wire.dumps((_reduction.check_sendable(initializer, "initializer"), tuple(initargs)))
+            # By key, as a task's function: by value where a worker could
+            # not import it (python -c, a console, a notebook).
+            key = _reduction.function_ref(initializer, what="initializer")
+            if key is None:  # a callable that is not a plain function: checked by pickling it now
+                _reduction.check_sendable(initializer, "initializer")
+            init = _wire.dumps((initializer if key is None else _wire.ByKey(key), tuple(initargs)))
         argv = [a.encode() for a in _spawn.worker_argv(init)]
         arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
         cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))

@@ -10,6 +10,9 @@ import sys
 # then means the script lacks its `if __name__ == "__main__":` guard.
 bootstrapping = False
 
+# In a worker: the caller's main module as load_main ran it, or None.
+_main = None
+
 
 def worker_argv(init_blob):
     """The command that starts a worker of a pool made in this process.
@@ -63,9 +66,34 @@ def load_main(ref):
         else:
             return
         sys.modules["__mp_main__"] = sys.modules["__main__"] = mod
+        global _main
+        _main = mod
         bootstrapping = True
         exec(code, mod.__dict__)
     except BaseException as e:  # noqa: B902
         sys.stderr.write(f"shmexec worker: while loading the main module {what}: {type(e).__name__}: {e}\n")
     finally:
         bootstrapping = False
+
+
+def own_function(fn):
+    """In a worker: fn, a function that came by value, as the worker's
+    own function of the same name in the caller's main module, when
+    load_main ran that module and defined the name there with the same
+    code. A function of __main__ travels by value (cloudpickle), and a
+    function rebuilt so has a globals dict of its own; the worker's own
+    has the module's, which the initializer and the module's top level
+    set, as a function of the main module has under multiprocessing's
+    spawn. Anything else (a lambda, a closure, a function defined under
+    the `if __name__ == "__main__":` guard or redefined there) is fn as
+    it came."""
+    mod = _main
+    if mod is None or type(fn) is not _FUNCTION or fn.__module__ not in ("__main__", "__mp_main__"):
+        return fn
+    own = mod.__dict__.get(fn.__name__)
+    if fn.__qualname__ == fn.__name__ and type(own) is _FUNCTION and own.__code__ == fn.__code__:
+        return own
+    return fn
+
+
+_FUNCTION = type(own_function)

@@ -10,7 +10,7 @@ import marshal
 import pickle
 import struct
 
-from . import _errors, _lib, _reduction, _views
+from . import _errors, _lib, _reduction, _spawn, _views
 
 # bytes and bytearray objects this large travel out of band: the pickle
 # holds a reference, the frame holds their bytes, copied once.
@@ -310,10 +310,10 @@ def dumps_call(fn, key, args, kwargs):
     both, memo = (args, kwargs), {}
     lifted = _lift(both, memo)
     if lifted is not both:  # a large bytes or a memoryview: out of band, pickled once
-        return _dumps_lifted(("call", fn, lifted), memo, what, roots)
+        return _dumps_lifted(("call", ByKey(key), lifted), memo, what, roots)
     data = _reduction.dumps(lifted, bufs.append, what, roots)
     if bufs:  # an object whose own reduction gives a PickleBuffer (a numpy array)
-        return dumps_parts(("call", fn, both), what, roots)
+        return dumps_parts(("call", ByKey(key), both), what, roots)
     head = _CALL.pack(0, len(key)) + key
     return [head, data], len(head) + len(data)
 
@@ -341,7 +341,7 @@ def dumps_batch(kind, fn, key, items, what):
             items = list(items)  # a slice of a range, say: marshal takes lists and tuples
         frame = _PLAIN_BATCH_TAG + marshal.dumps((key, kind, items), _MARSHAL)
         return [frame], len(frame)
-    return dumps_parts((kind, fn, items), what)
+    return dumps_parts((kind, fn if key is None else ByKey(key), items), what)
 
 
 def loads_plain_batch(body, functions):
@@ -365,10 +365,37 @@ def is_plain_call(b):
 def _function(key, functions):
     fn = functions.get(key)
     if fn is None:
-        fn = pickle.loads(key)
+        fn = _spawn.own_function(pickle.loads(key))
         if len(functions) < 4096:
             functions[key] = fn
     return fn
+
+
+class ByKey:
+    """A plain function inside a pickled frame (a map's batch of items
+    that are not plain, a call with buffers out of band, an initializer),
+    pickled as its key (_reduction.function_ref): by value where a worker
+    could not import it, as in the frames that name it by key. Pickled
+    directly, a function of __main__ would go by reference, which a
+    worker started from `python -c`, a console or a notebook cannot
+    resolve."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+
+    def __reduce__(self):
+        return function_by_key, (self.key,)
+
+
+def function_by_key(key):
+    """In a worker: the function of a key that travelled inside a pickle
+    (ByKey), unpickled once per key."""
+    return _function(key, _by_key)
+
+
+_by_key = {}
 
 
 def loads_plain_call(body, functions):

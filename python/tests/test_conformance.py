@@ -503,6 +503,63 @@ class FunctionsByValue(unittest.TestCase):
         """)
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "[101, 102, 103]"), r.stderr)
 
+    def test_a_scripts_functions_see_what_its_initializer_set_as_with_spawn(self):
+        # The idiom of multiprocessing's docs: the initializer sets a
+        # global of the main module, the tasks read it. A function of the
+        # main module travels by value, and must still run as the worker's
+        # own function of that module, whose globals the initializer set:
+        # every call below answers as multiprocessing's spawn pool does.
+        r = run_script("""
+            import multiprocessing, shmexec
+            G = None
+            N = 1
+            def init(x):
+                global G, H
+                G, H = x, x + 1
+            def read(_=None):
+                return (G, H, N)
+            def read_d(d):
+                return (G, d["k"], N)
+            def read_b(b):
+                return (G, len(b), N)
+            def run(pool):
+                return [pool.apply(read, (0,)), pool.map(read, range(3)), pool.map(read_d, [{"k": 1}, {"k": 2}]),
+                        list(pool.imap(read_d, [{"k": 3}])), pool.apply(read_b, (b"x" * (1 << 20),)),
+                        pool.starmap(read, [(0,)])]
+            if __name__ == "__main__":
+                N = 5  # the parent's own change: a spawned worker runs the module's top level, N = 1
+                def guarded(_):
+                    return ("by value", N)  # defined here only: by value, with the parent's N
+                with shmexec.Pool(2, initializer=init, initargs=(7,)) as p:
+                    got = run(p)
+                    print(p.apply(guarded, (0,)))
+                with multiprocessing.get_context("spawn").Pool(2, initializer=init, initargs=(7,)) as p:
+                    want = run(p)
+                with shmexec.Executor(2, initializer=init, initargs=(8,)) as ex:
+                    print(ex.submit(read).result(60), list(ex.map(read_d, [{"k": 4}])))
+                print(got == want, got[0])
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["('by value', 5)", "(8, 9, 1) [(8, 4, 1)]", "True (7, 8, 1)"], r.stderr)
+
+    def test_functions_of_python_c_in_every_frame_and_as_initializer(self):
+        # Typed into `python -c` (as into a console or a notebook), the
+        # functions have no module a worker can load: each travels by
+        # value, the initializer and the function of a frame that carries
+        # it inside its pickle (items that are not plain, a large bytes
+        # argument) included.
+        code = ("import os, shmexec\n"
+                "def init(x):\n    os.environ['SHMX_T_INIT'] = str(x)\n"
+                "def read(d):\n    return (os.environ.get('SHMX_T_INIT'), d['k'])\n"
+                "def size(b):\n    return len(b)\n"
+                "with shmexec.Pool(2, initializer=init, initargs=(3,)) as p:\n"
+                "    print(p.map(read, [{'k': 1}, {'k': 2}]), list(p.imap_unordered(read, [{'k': 3}])),\n"
+                "          p.apply(size, (b'x' * (1 << 20),)), p.apply(read, ({'k': 4},)))\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=T,
+                           env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+        self.assertEqual((r.returncode, r.stdout.strip()),
+                         (0, "[('3', 1), ('3', 2)] [('3', 3)] 1048576 ('3', 4)"), r.stderr)
+
     def test_without_cloudpickle_functions_by_reference_still_work(self):
         code = ("import sys\nsys.modules['cloudpickle'] = None\nimport shmexec, operator\n"
                 "with shmexec.Executor(1) as ex:\n"
@@ -516,9 +573,6 @@ class FunctionsByValue(unittest.TestCase):
         self.assertIn("refused:", lines[1])
         self.assertIn("pip install cloudpickle", lines[1])
 
-
-if __name__ == "__main__":
-    unittest.main()
 
 
 class SignalsKillTheWorker(unittest.TestCase):
@@ -641,3 +695,7 @@ class StartFailuresNeverStrandCallers(unittest.TestCase):
         self.assertIn("initializer failed", str(cm.exception))
         # the reason ends with the last line the worker wrote to stderr
         self.assertIn('standard error was "shmexec worker: initializer failed: ValueError: no"', str(cm.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()
