@@ -8,11 +8,14 @@ functions, functions of __main__ (a script, `python -c`, a console, a
 notebook) and functions that live in no importable module, such as the
 copies that frameworks deserialize — travels by value, pickled with
 cloudpickle, once per function object (a weak cache). Arguments are
-pickled with pickle, and with cloudpickle only where pickle fails."""
+pickled with pickle, and with cloudpickle where pickle fails or names
+something of a main module that workers do not load."""
 
 import pickle
 import types
 import weakref
+
+from . import _spawn
 
 _cloudpickle_module = False  # not looked for yet
 
@@ -128,10 +131,10 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
     def attempt(dumper):
         # The buffers of an attempt that fails are dropped, not sent
         # beside those of the one that succeeds.
-        if buffer_callback is None:
-            return dumper(obj, protocol=5)
         got = []
-        data = dumper(obj, protocol=5, buffer_callback=got.append)
+        data = dumper(obj, protocol=5) if buffer_callback is None else dumper(obj, protocol=5, buffer_callback=got.append)
+        if dumper is pickle.dumps and _names_lost_main(data):
+            raise _MainByName()
         for b in got:
             buffer_callback(b)
         return data
@@ -162,6 +165,21 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
         raise first  # an object's own __reduce__ raised: the caller sees its error
     finally:
         first = None
+
+
+class _MainByName(pickle.PicklingError):
+    def __init__(self):
+        super().__init__("it names a class or function of __main__, which a worker cannot import: this program "
+                         "has no main module file (a console, python -c or a notebook)")
+
+
+def _names_lost_main(data):
+    """Whether the pickle data names something of the main module by
+    reference (a class defined in a console, say) where workers do not
+    load that module: pickle then succeeds here and fails in the worker,
+    and cloudpickle, which sends such things by value, is asked instead.
+    A string "__main__" in the data only costs that second pickling."""
+    return (b"__main__" in data or b"__mp_main__" in data) and not _spawn.main_ref()
 
 
 def explain(exc, roots):

@@ -28,8 +28,9 @@ def worker_argv(init_blob):
 def main_ref():
     """How a worker finds the caller's main module, as multiprocessing's
     spawn does: "mod:NAME" when it was run with -m, "path:FILE" for a
-    script, "" when there is none to load (a console, or a package's
-    __main__ like `python -m unittest`, whose top level must not run)."""
+    script, "" when there is none to load (a console, python -c, a
+    program read from standard input, or a package's __main__ like
+    `python -m unittest`, whose top level must not run)."""
     m = sys.modules.get("__main__")
     spec = getattr(m, "__spec__", None)
     if spec is not None:
@@ -37,8 +38,8 @@ def main_ref():
         if name == "__main__" or name.endswith(".__main__"):
             return ""
         return "mod:" + name
-    f = getattr(m, "__file__", None)
-    return "path:" + os.path.abspath(f) if f else ""
+    f = getattr(m, "__file__", None)  # "<stdin>" for a program read from standard input
+    return "path:" + os.path.abspath(f) if f and os.path.isfile(f) else ""
 
 
 def load_main(ref):

@@ -542,23 +542,32 @@ class FunctionsByValue(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines(), ["('by value', 5)", "(8, 9, 1) [(8, 4, 1)]", "True (7, 8, 1)"], r.stderr)
 
-    def test_functions_of_python_c_in_every_frame_and_as_initializer(self):
-        # Typed into `python -c` (as into a console or a notebook), the
-        # functions have no module a worker can load: each travels by
-        # value, the initializer and the function of a frame that carries
-        # it inside its pickle (items that are not plain, a large bytes
-        # argument) included.
+    def test_functions_and_classes_of_python_c_and_stdin_in_every_frame(self):
+        # Typed into `python -c` or read from standard input (as into a
+        # console or a notebook), the functions have no module a worker
+        # can load: each travels by value, the initializer and the
+        # function of a frame that carries it inside its pickle (items
+        # that are not plain, a large bytes argument) included. So do the
+        # classes, whose instances pickle would name by reference: one
+        # goes out as an argument and comes back as itself.
         code = ("import os, shmexec\n"
+                "class P:\n    def __init__(self, x):\n        self.x = x\n"
                 "def init(x):\n    os.environ['SHMX_T_INIT'] = str(x)\n"
                 "def read(d):\n    return (os.environ.get('SHMX_T_INIT'), d['k'])\n"
                 "def size(b):\n    return len(b)\n"
+                "def bump(p):\n    return P(p.x + 1)\n"
                 "with shmexec.Pool(2, initializer=init, initargs=(3,)) as p:\n"
                 "    print(p.map(read, [{'k': 1}, {'k': 2}]), list(p.imap_unordered(read, [{'k': 3}])),\n"
-                "          p.apply(size, (b'x' * (1 << 20),)), p.apply(read, ({'k': 4},)))\n")
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=T,
-                           env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
-        self.assertEqual((r.returncode, r.stdout.strip()),
-                         (0, "[('3', 1), ('3', 2)] [('3', 3)] 1048576 ('3', 4)"), r.stderr)
+                "          p.apply(size, (b'x' * (1 << 20),)), p.apply(read, ({'k': 4},)))\n"
+                "    got = p.map(bump, [P(1), P(2)])\n"
+                "    print([type(q) is P for q in got], [q.x for q in got])\n")
+        for how in ("-c", "stdin"):
+            args, stdin = ([sys.executable, "-c", code], None) if how == "-c" else ([sys.executable, "-"], code)
+            r = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=T,
+                               env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+            self.assertEqual((r.returncode, r.stdout.splitlines()),
+                             (0, ["[('3', 1), ('3', 2)] [('3', 3)] 1048576 ('3', 4)", "[True, True] [2, 3]"]),
+                             f"{how}: {r.stderr}")
 
     def test_without_cloudpickle_functions_by_reference_still_work(self):
         code = ("import sys\nsys.modules['cloudpickle'] = None\nimport shmexec, operator\n"
