@@ -98,3 +98,51 @@ def own_function(fn):
 
 
 _FUNCTION = type(own_function)
+
+
+def name_the_process():
+    """In a worker: once multiprocessing.process is imported (by the main
+    module, the initializer, a task, or logging's record of it), its
+    current_process() is named as multiprocessing names a pool's worker,
+    not "MainProcess": code that asks whether it runs in the main process
+    (`current_process().name == "MainProcess"`) and logging's
+    %(processName)s then tell a worker from the caller. Importing
+    multiprocessing here would cost every worker's start 5 ms, so a
+    finder waits for its import instead."""
+    if "multiprocessing.process" in sys.modules:
+        _rename(sys.modules["multiprocessing.process"])
+    else:
+        sys.meta_path.insert(0, _NameOnImport())
+
+
+def _rename(module):
+    module.current_process().name = f"ShmexecPoolWorker-{os.getpid()}"
+
+
+class _NameOnImport:
+    """A meta path finder that finds nothing itself: when
+    multiprocessing.process is imported, it has the module found as it
+    would be, renames the process once the module has run, and removes
+    itself."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "multiprocessing.process":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+
+        class Renaming:
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                _rename(module)
+
+        spec.loader = Renaming()
+        return spec

@@ -150,6 +150,7 @@ def main(argv=None):
     trim = _keep_freed_memory()  # before the main module and the initializer, which may set their own
     main_path = argv[0] if argv else ""
     init_blob = bytes.fromhex(argv[1]) if len(argv) > 1 and argv[1] else b""
+    _spawn.name_the_process()
     _spawn.load_main(main_path)
     if init_blob:
         try:

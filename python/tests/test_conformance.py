@@ -706,5 +706,33 @@ class StartFailuresNeverStrandCallers(unittest.TestCase):
         self.assertIn('standard error was "shmexec worker: initializer failed: ValueError: no"', str(cm.exception))
 
 
+class WorkersAreNotTheMainProcess(unittest.TestCase):
+    def test_current_process_names_a_worker(self):
+        # multiprocessing.current_process() in a worker is not the
+        # "MainProcess" it is in the caller, whether multiprocessing was
+        # imported by the script's top level (which the worker runs) or
+        # only by a task; logging's %(processName)s says the same.
+        r = run_script("""
+            import multiprocessing, os, shmexec
+            def name(_):
+                return multiprocessing.current_process().name
+            def late(_):
+                import logging
+                rec = logging.LogRecord("t", 20, "f", 1, "m", None, None)
+                return rec.processName
+            if __name__ == "__main__":
+                with shmexec.Pool(2) as p:
+                    names = set(p.map(name, range(8), chunksize=1)) | set(p.map(late, range(8), chunksize=1))
+                print(multiprocessing.current_process().name, all(n.startswith("ShmexecPoolWorker-") for n in names))
+        """)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "MainProcess True"), r.stderr)
+        code = ("import shmexec\n"
+                "def name(_):\n    import multiprocessing\n    return multiprocessing.current_process().name\n"
+                "with shmexec.Pool(1) as p:\n    print(p.apply(name, (0,)).startswith('ShmexecPoolWorker-'))\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=T,
+                           env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "True"), r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
