@@ -102,13 +102,13 @@ _FUNCTION = type(own_function)
 
 def name_the_process():
     """In a worker: once multiprocessing.process is imported (by the main
-    module, the initializer, a task, or logging's record of it), its
-    current_process() is named as multiprocessing names a pool's worker,
-    not "MainProcess": code that asks whether it runs in the main process
-    (`current_process().name == "MainProcess"`) and logging's
-    %(processName)s then tell a worker from the caller. Importing
-    multiprocessing here would cost every worker's start 5 ms, so a
-    finder waits for its import instead."""
+    module, the initializer or a task), its current_process() is named
+    ShmexecPoolWorker-<pid>, as multiprocessing's pool workers are named
+    SpawnPoolWorker-<n>, not "MainProcess": code that asks whether it
+    runs in the main process (`current_process().name == "MainProcess"`)
+    and logging's %(processName)s then tell a worker from the caller.
+    Importing multiprocessing here would cost every worker's start 5 ms,
+    so a finder waits for its import instead."""
     if "multiprocessing.process" in sys.modules:
         _rename(sys.modules["multiprocessing.process"])
     else:
@@ -137,12 +137,19 @@ class _NameOnImport:
             return spec
 
         class Renaming:
+            """The module's loader, which renames the process once the
+            module has run; the rest (get_source, for tracebacks) is the
+            loader's own."""
+
             def create_module(self, spec):
                 return loader.create_module(spec)
 
             def exec_module(self, module):
                 loader.exec_module(module)
                 _rename(module)
+
+            def __getattr__(self, name):
+                return getattr(loader, name)
 
         spec.loader = Renaming()
         return spec
