@@ -490,7 +490,7 @@ class Engine:
         jobs = []
         try:
             for n, chunk in _chunks(items, chunksize, self._workers):
-                jobs.append(self._submit_payload(_wire.join(_wire.dumps_batch(kind, fn, key, chunk, what)[0]),
+                jobs.append(self._submit_payload(_wire.join(_wire.dumps_batch(kind, fn, key, chunk, what, self._served)[0]),
                                                  track=False, own=True))
         except BaseException:
             self._forget_own(jobs)  # nobody will fetch those submitted already
@@ -530,7 +530,7 @@ class Engine:
         def frames():
             for n, chunk in _chunks(items, chunksize, self._workers):
                 try:
-                    frame = _wire.dumps_batch(kind, fn, key, chunk, what)
+                    frame = _wire.dumps_batch(kind, fn, key, chunk, what, self._served)
                 except Exception as e:  # ends this batch, not the map
                     frame = e
                 yield n, frame
@@ -646,8 +646,8 @@ class Engine:
         ref = _reduction.function_ref(fn, self._served)
         if ref is None:
             return _wire.dumps_parts(("call", fn, (args, kwargs)), f"the call of {_reduction._name(fn)}",
-                                     _reduction.call_roots(fn, args, kwargs))
-        return _wire.dumps_call(fn, ref, args, kwargs)
+                                     _reduction.call_roots(fn, args, kwargs), served=self._served)
+        return _wire.dumps_call(fn, ref, args, kwargs, self._served)
 
     def submit(self, fn, /, *args, **kwargs):
         """Schedules fn(*args, **kwargs) and returns its Future, at once:

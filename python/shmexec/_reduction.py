@@ -119,12 +119,15 @@ def _function_key(fn, served, what):
         raise TypeError(f"shmexec cannot send the {what} {_name(fn)} to a worker: {explain(e, [(fn, 'the function')])}") from None
 
 
-def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker"):
+def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker", served=False):
     """The pickle (protocol 5) of obj: pickle's, or cloudpickle's where
-    pickle fails. Raises TypeError saying what could not be sent, where
-    to, and where for a pool found inside obj (roots: (object, name)
-    pairs to search, named as the caller knows them; default obj itself).
-    An error that an object's own __reduce__ raises is raised as it is."""
+    pickle fails or names something of a main module the workers do not
+    load (served: they were started by `shmexec serve`, and load none of
+    this program's). Raises TypeError saying what could not be sent,
+    where to, and where for a pool found inside obj (roots: (object,
+    name) pairs to search, named as the caller knows them; default obj
+    itself). An error that an object's own __reduce__ raises is raised as
+    it is."""
     def refused(e, hint=""):
         return TypeError(f"shmexec cannot send {what} {to}: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
 
@@ -133,7 +136,7 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
         # beside those of the one that succeeds.
         got = []
         data = dumper(obj, protocol=5) if buffer_callback is None else dumper(obj, protocol=5, buffer_callback=got.append)
-        if dumper is pickle.dumps and _names_lost_main(data):
+        if dumper is pickle.dumps and _names_lost_main(data, served):
             raise _MainByName()
         for b in got:
             buffer_callback(b)
@@ -173,13 +176,14 @@ class _MainByName(pickle.PicklingError):
                          "has no main module file (a console, python -c or a notebook)")
 
 
-def _names_lost_main(data):
+def _names_lost_main(data, served):
     """Whether the pickle data names something of the main module by
     reference (a class defined in a console, say) where workers do not
-    load that module: pickle then succeeds here and fails in the worker,
-    and cloudpickle, which sends such things by value, is asked instead.
-    A string "__main__" in the data only costs that second pickling."""
-    return (b"__main__" in data or b"__mp_main__" in data) and not _spawn.main_ref()
+    load that module (served, or a program with no main module file):
+    pickle then succeeds here and fails in the worker, and cloudpickle,
+    which sends such things by value, is asked instead. A string
+    "__main__" in the data only costs that second pickling."""
+    return (b"__main__" in data or b"__mp_main__" in data) and (served or not _spawn.main_ref())
 
 
 def explain(exc, roots):

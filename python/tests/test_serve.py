@@ -151,6 +151,29 @@ class ServeTest(unittest.TestCase):
         with self.assertRaisesRegex(shmexec.ShmexecError, "cannot attach"):
             shmexec.Executor(connect=os.path.join(self.dir, "none.sock"))
 
+    def test_a_client_scripts_classes_and_functions_travel_by_value(self):
+        # The server's workers never load a client's script: its
+        # functions, and the classes of what it sends, go by value, in
+        # every kind of frame (items that are not plain, an instance as
+        # an argument), and an instance comes back as the client's class.
+        self.serve()
+        py = self.python_client("""
+            import sys, shmexec
+            class P:
+                def __init__(self, x):
+                    self.x = x
+            def bump(p):
+                return P(p.x + 1)
+            def read(d):
+                return d["k"] * 2
+            with shmexec.Pool(connect=sys.argv[1]) as pool:
+                got = pool.map(bump, [P(1), P(2)])
+                print([type(q) is P for q in got], [q.x for q in got], pool.map(read, [{"k": 3}]),
+                      pool.apply(bump, (P(5),)).x, flush=True)
+        """)
+        out, _ = py.communicate(timeout=120)
+        self.assertEqual((py.returncode, out.strip()), (0, "[True, True] [2, 3] [6] 6"), self.log())
+
     def test_serve_killed_clients_get_pool_dead_and_workers_exit(self):
         serve = self.serve()
         py = self.python_client("""
