@@ -198,6 +198,11 @@ class Engine:
                 raise ValueError("max_tasks_per_child must be >= 1")
         self._tb_type = _tb_type  # the type of an exception's __cause__ that carries the worker's traceback
         self._served = connect is not None
+        # Whether the workers do not load this program's main module
+        # (served: they are the server's; or it has none: a console,
+        # python -c, a notebook): what the main module defines then
+        # travels by value (_reduction).
+        self._lost_main = self._served or not _spawn.main_ref()
         self._call_timeout, self._call_retries = None, None
         self._pool = ctypes.c_void_p()
         if self._served:
@@ -235,9 +240,9 @@ class Engine:
         if initializer is not None:
             # By key, as a task's function: by value where a worker could
             # not import it (python -c, a console, a notebook).
-            key = _reduction.function_ref(initializer, what="initializer")
+            key = _reduction.function_ref(initializer, self._lost_main, "initializer")
             if key is None:  # a callable that is not a plain function: checked by pickling it now
-                _reduction.check_sendable(initializer, "initializer")
+                _reduction.check_sendable(initializer, "initializer", self._lost_main)
             init = _wire.dumps((initializer if key is None else _wire.ByKey(key), tuple(initargs)))
         argv = [a.encode() for a in _spawn.worker_argv(init)]
         arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
@@ -490,7 +495,7 @@ class Engine:
         jobs = []
         try:
             for n, chunk in _chunks(items, chunksize, self._workers):
-                jobs.append(self._submit_payload(_wire.join(_wire.dumps_batch(kind, fn, key, chunk, what, self._served)[0]),
+                jobs.append(self._submit_payload(_wire.join(_wire.dumps_batch(kind, fn, key, chunk, what, self._lost_main)[0]),
                                                  track=False, own=True))
         except BaseException:
             self._forget_own(jobs)  # nobody will fetch those submitted already
@@ -500,9 +505,9 @@ class Engine:
     def _batch_kind(self, fn, star):
         """(kind, key, what) for _wire.dumps_batch of fn's batches; raises
         TypeError, before anything is submitted, if fn cannot be sent."""
-        key = _reduction.function_ref(fn, self._served)  # raises for a function that cannot be sent
+        key = _reduction.function_ref(fn, self._lost_main)  # raises for a function that cannot be sent
         if key is None:  # a callable that is not a plain function: checked by pickling it now
-            _reduction.check_sendable(fn, served=self._served)
+            _reduction.check_sendable(fn, lost_main=self._lost_main)
         return "batch" if star else "batch1", key, f"the items of a map of {_reduction._name(fn)}"
 
     def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None, reader=None):
@@ -530,7 +535,7 @@ class Engine:
         def frames():
             for n, chunk in _chunks(items, chunksize, self._workers):
                 try:
-                    frame = _wire.dumps_batch(kind, fn, key, chunk, what, self._served)
+                    frame = _wire.dumps_batch(kind, fn, key, chunk, what, self._lost_main)
                 except Exception as e:  # ends this batch, not the map
                     frame = e
                 yield n, frame
@@ -643,11 +648,11 @@ class Engine:
     def _call_parts(self, fn, args, kwargs):
         """The frame of the call fn(*args, **kwargs), as dumps_parts gives
         it. Raises TypeError for what cannot be sent."""
-        ref = _reduction.function_ref(fn, self._served)
+        ref = _reduction.function_ref(fn, self._lost_main)
         if ref is None:
             return _wire.dumps_parts(("call", fn, (args, kwargs)), f"the call of {_reduction._name(fn)}",
-                                     _reduction.call_roots(fn, args, kwargs), served=self._served)
-        return _wire.dumps_call(fn, ref, args, kwargs, self._served)
+                                     _reduction.call_roots(fn, args, kwargs), lost_main=self._lost_main)
+        return _wire.dumps_call(fn, ref, args, kwargs, self._lost_main)
 
     def submit(self, fn, /, *args, **kwargs):
         """Schedules fn(*args, **kwargs) and returns its Future, at once:

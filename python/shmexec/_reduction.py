@@ -15,8 +15,6 @@ import pickle
 import types
 import weakref
 
-from . import _spawn
-
 _cloudpickle_module = False  # not looked for yet
 
 
@@ -37,7 +35,7 @@ _FUNCTION = types.FunctionType
 _BUILTIN = type(len)
 _MAIN = ("__main__", "__mp_main__")
 
-# function -> (served, key): keys of the functions a program sends, kept no
+# function -> (lost_main, key): keys of the functions a program sends, kept no
 # longer than the functions themselves. Builtins cannot be weakly
 # referenced; they live as long as their modules anyway.
 _keys = weakref.WeakKeyDictionary()
@@ -54,25 +52,25 @@ def refuse_pickling(obj, protocol=None):
     raise NotSendable(f"a {type(obj).__module__}.{type(obj).__qualname__} cannot be sent to a worker")
 
 
-def function_ref(fn, served=False, what="function"):
+def function_ref(fn, lost_main=False, what="function"):
     """The key that names fn in call frames (see _wire.dumps_call): its
     pickle by reference, or by value (cloudpickle) where a worker could not
     import it. None for a callable that is not a plain function: it is
     pickled with each call. Raises TypeError, at submit time, for what
-    cannot be sent. served: the workers were started by `shmexec serve`,
-    not from this program, so they cannot load its __main__."""
+    cannot be sent. lost_main: the workers do not load this program's
+    main module (Engine._lost_main)."""
     t = type(fn)
     if t is _FUNCTION:
         hit = _keys.get(fn)
-        if hit is not None and hit[0] is served:
+        if hit is not None and hit[0] is lost_main:
             return hit[1]
-        key = _function_key(fn, served, what)
-        _keys[fn] = (served, key)
+        key = _function_key(fn, lost_main, what)
+        _keys[fn] = (lost_main, key)
         return key
     if t is _BUILTIN:
         key = _builtin_keys.get(fn)
         if key is None:
-            key = _function_key(fn, served, what)
+            key = _function_key(fn, lost_main, what)
             if len(_builtin_keys) < 4096:
                 _builtin_keys[fn] = key
         return key
@@ -81,16 +79,16 @@ def function_ref(fn, served=False, what="function"):
     return None
 
 
-def check_sendable(fn, what="function", served=False):
+def check_sendable(fn, what="function", lost_main=False):
     """Raises TypeError, at submit time, for a function a worker could not
     get; returns fn. A callable that is not a plain function is checked
     by pickling it now."""
-    if function_ref(fn, served, what) is None:
-        dumps(fn, what=f"the {what} {_name(fn)}", roots=[(fn, _root_name(fn))])
+    if function_ref(fn, lost_main, what) is None:
+        dumps(fn, what=f"the {what} {_name(fn)}", roots=[(fn, _root_name(fn))], lost_main=lost_main)
     return fn
 
 
-def _function_key(fn, served, what):
+def _function_key(fn, lost_main, what):
     by_value = getattr(fn, "__module__", None) in _MAIN
     if not by_value:
         try:
@@ -101,7 +99,7 @@ def _function_key(fn, served, what):
         reason = None
     cloudpickle = _cloudpickle()
     if cloudpickle is None:
-        if by_value and not served:
+        if by_value and not lost_main:
             try:
                 return pickle.dumps(fn, protocol=5)  # the worker loads __main__, as spawn does
             except Exception as e:
@@ -119,11 +117,13 @@ def _function_key(fn, served, what):
         raise TypeError(f"shmexec cannot send the {what} {_name(fn)} to a worker: {explain(e, [(fn, 'the function')])}") from None
 
 
-def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker", served=False):
+def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker", lost_main=False):
     """The pickle (protocol 5) of obj: pickle's, or cloudpickle's where
-    pickle fails or names something of a main module the workers do not
-    load (served: they were started by `shmexec serve`, and load none of
-    this program's). Raises TypeError saying what could not be sent,
+    pickle fails, or names something of this program's main module by
+    reference where the workers do not load it (lost_main): a class
+    defined in a console, say, which cloudpickle sends by value (a string
+    "__main__" in the data only costs that second pickling). Raises
+    TypeError saying what could not be sent,
     where to, and where for a pool found inside obj (roots: (object,
     name) pairs to search, named as the caller knows them; default obj
     itself). An error that an object's own __reduce__ raises is raised as
@@ -136,7 +136,7 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
         # beside those of the one that succeeds.
         got = []
         data = dumper(obj, protocol=5) if buffer_callback is None else dumper(obj, protocol=5, buffer_callback=got.append)
-        if dumper is pickle.dumps and _names_lost_main(data, served):
+        if lost_main and dumper is pickle.dumps and (b"__main__" in data or b"__mp_main__" in data):
             raise _MainByName()
         for b in got:
             buffer_callback(b)
@@ -172,18 +172,8 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
 
 class _MainByName(pickle.PicklingError):
     def __init__(self):
-        super().__init__("it names a class or function of __main__, which a worker cannot import: this program "
-                         "has no main module file (a console, python -c or a notebook)")
-
-
-def _names_lost_main(data, served):
-    """Whether the pickle data names something of the main module by
-    reference (a class defined in a console, say) where workers do not
-    load that module (served, or a program with no main module file):
-    pickle then succeeds here and fails in the worker, and cloudpickle,
-    which sends such things by value, is asked instead. A string
-    "__main__" in the data only costs that second pickling."""
-    return (b"__main__" in data or b"__mp_main__" in data) and (served or not _spawn.main_ref())
+        super().__init__("it names a class or function of __main__, which the workers cannot import: they do not "
+                         "load this program's main module (a console, python -c, a notebook, or shmexec serve's workers)")
 
 
 def explain(exc, roots):

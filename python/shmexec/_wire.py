@@ -202,20 +202,20 @@ _ALIGN = 64
 _ZEROS = bytes(_ALIGN)
 
 
-def dumps_parts(obj, what="the call", roots=None, to="to a worker", served=False):
+def dumps_parts(obj, what="the call", roots=None, to="to a worker", lost_main=False):
     """The framed pickle of obj as a list of buffers and its total size,
     so that a large payload can be written straight to its destination.
     Pickled with pickle, or cloudpickle where pickle fails; raises
-    TypeError for what cannot be sent (what, roots, to, served: see
+    TypeError for what cannot be sent (what, roots, to, lost_main: see
     _reduction.dumps)."""
     memo = {}
-    return _dumps_lifted(_lift(obj, memo), memo, what, roots, to, served)
+    return _dumps_lifted(_lift(obj, memo), memo, what, roots, to, lost_main)
 
 
-def _dumps_lifted(obj, memo, what, roots, to="to a worker", served=False):
+def _dumps_lifted(obj, memo, what, roots, to="to a worker", lost_main=False):
     """dumps_parts of obj, which _lift has made with memo."""
     bufs = []
-    data = _reduction.dumps(obj, bufs.append, what, roots, to, served)
+    data = _reduction.dumps(obj, bufs.append, what, roots, to, lost_main)
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
     copied = {id(o.pb) for o in memo.values() if type(o) is _OutOfBand and o.pb is not None}
@@ -297,7 +297,7 @@ def function_ref(fn):
     return _reduction.function_ref(fn)
 
 
-def dumps_call(fn, key, args, kwargs, served=False):
+def dumps_call(fn, key, args, kwargs, lost_main=False):
     """The call fn(*args, **kwargs) as parts and their total size, like
     dumps_parts: a call frame (key: _reduction.function_ref(fn)) when
     nothing in the arguments travels out of band."""
@@ -310,10 +310,10 @@ def dumps_call(fn, key, args, kwargs, served=False):
     both, memo = (args, kwargs), {}
     lifted = _lift(both, memo)
     if lifted is not both:  # a large bytes or a memoryview: out of band, pickled once
-        return _dumps_lifted(("call", ByKey(key), lifted), memo, what, roots, served=served)
-    data = _reduction.dumps(lifted, bufs.append, what, roots, served=served)
+        return _dumps_lifted(("call", ByKey(key), lifted), memo, what, roots, lost_main=lost_main)
+    data = _reduction.dumps(lifted, bufs.append, what, roots, lost_main=lost_main)
     if bufs:  # an object whose own reduction gives a PickleBuffer (a numpy array)
-        return dumps_parts(("call", ByKey(key), both), what, roots, served=served)
+        return dumps_parts(("call", ByKey(key), both), what, roots, lost_main=lost_main)
     head = _CALL.pack(0, len(key)) + key
     return [head, data], len(head) + len(data)
 
@@ -329,7 +329,7 @@ def _plain_items(kind, items):
     return True
 
 
-def dumps_batch(kind, fn, key, items, what, served=False):
+def dumps_batch(kind, fn, key, items, what, lost_main=False):
     """The frame of a map's batch, fn over items (kind: "batch1", one
     argument an item; "batch", an argument tuple an item), as parts and
     their total size like dumps_parts: a batch frame when fn has a key
@@ -341,7 +341,7 @@ def dumps_batch(kind, fn, key, items, what, served=False):
             items = list(items)  # a slice of a range, say: marshal takes lists and tuples
         frame = _PLAIN_BATCH_TAG + marshal.dumps((key, kind, items), _MARSHAL)
         return [frame], len(frame)
-    return dumps_parts((kind, fn if key is None else ByKey(key), items), what, served=served)
+    return dumps_parts((kind, fn if key is None else ByKey(key), items), what, lost_main=lost_main)
 
 
 def loads_plain_batch(body, functions):

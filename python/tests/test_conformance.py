@@ -571,9 +571,11 @@ class FunctionsByValue(unittest.TestCase):
 
     def test_without_cloudpickle_functions_by_reference_still_work(self):
         code = ("import sys\nsys.modules['cloudpickle'] = None\nimport shmexec, operator\n"
+                "def typed_here():\n    return 1\n"
                 "with shmexec.Executor(1) as ex:\n"
                 "    print(ex.submit(operator.add, 2, 3).result(60))\n"
-                "    try:\n        ex.submit(lambda: 1)\n    except TypeError as e:\n        print('refused:', e)\n")
+                "    try:\n        ex.submit(lambda: 1)\n    except TypeError as e:\n        print('refused:', e)\n"
+                "    try:\n        ex.submit(typed_here)\n    except TypeError as e:\n        print('refused:', e)\n")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=T,
                            env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -581,6 +583,12 @@ class FunctionsByValue(unittest.TestCase):
         self.assertEqual(lines[0], "5")
         self.assertIn("refused:", lines[1])
         self.assertIn("pip install cloudpickle", lines[1])
+        # A function typed into python -c has no module the workers load:
+        # without cloudpickle it is refused at submit, not sent by a
+        # reference that the worker cannot resolve.
+        self.assertEqual(len(lines), 3, r.stdout)
+        self.assertIn("refused:", lines[2])
+        self.assertIn("cannot import this program's __main__", lines[2])
 
 
 
