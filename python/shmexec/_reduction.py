@@ -15,6 +15,8 @@ import pickle
 import types
 import weakref
 
+from . import _spawn
+
 _cloudpickle_module = False  # not looked for yet
 
 
@@ -33,7 +35,7 @@ def _cloudpickle():
 
 _FUNCTION = types.FunctionType
 _BUILTIN = type(len)
-_MAIN = ("__main__", "__mp_main__")
+_MAIN = _spawn.MAIN_MODULES
 
 # function -> (lost_main, key): keys of the functions a program sends, kept no
 # longer than the functions themselves. Builtins cannot be weakly

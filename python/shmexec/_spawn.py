@@ -5,6 +5,7 @@ worker's side of loading that module."""
 
 import os
 import sys
+import types
 
 # True while a worker loads the caller's main module: creating a pool
 # then means the script lacks its `if __name__ == "__main__":` guard.
@@ -12,6 +13,10 @@ bootstrapping = False
 
 # In a worker: the caller's main module as load_main ran it, or None.
 _main = None
+
+# The names a program's main module goes by: __main__ where it runs,
+# __mp_main__ where a worker loads it (here, as multiprocessing's spawn).
+MAIN_MODULES = ("__main__", "__mp_main__")
 
 
 def worker_argv(init_blob):
@@ -89,15 +94,12 @@ def own_function(fn):
     the `if __name__ == "__main__":` guard or redefined there) is fn as
     it came."""
     mod = _main
-    if mod is None or type(fn) is not _FUNCTION or fn.__module__ not in ("__main__", "__mp_main__"):
+    if mod is None or type(fn) is not types.FunctionType or fn.__module__ not in MAIN_MODULES:
         return fn
     own = mod.__dict__.get(fn.__name__)
-    if fn.__qualname__ == fn.__name__ and type(own) is _FUNCTION and own.__code__ == fn.__code__:
+    if fn.__qualname__ == fn.__name__ and type(own) is types.FunctionType and own.__code__ == fn.__code__:
         return own
     return fn
-
-
-_FUNCTION = type(own_function)
 
 
 def name_the_process():

@@ -392,10 +392,12 @@ class ByKey:
 def function_by_key(key):
     """In a worker: the function of a key that travelled inside a pickle
     (ByKey), unpickled once per key."""
-    return _function(key, _by_key)
+    return _function(key, FUNCTIONS)
 
 
-_by_key = {}
+# In a worker: what each function key was unpickled to, for every frame
+# that names a function by key (the worker's loads_* pass it).
+FUNCTIONS = {}
 
 
 def loads_plain_call(body, functions):

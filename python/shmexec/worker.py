@@ -10,8 +10,8 @@ import sys
 from . import _lib, _spawn, _views, _wire
 
 
-# Functions named by call frames, by name: a worker unpickles each once.
-_functions = {}
+# Functions named by call frames, by key: a worker unpickles each once.
+_functions = _wire.FUNCTIONS
 
 
 def _run_call(payload, views=None):
