@@ -124,7 +124,8 @@ def _rename(module):
 class _NameOnImport:
     """A meta path finder that finds nothing itself: when
     multiprocessing.process is imported, it has the module found as it
-    would be, renames the process once the module has run, and removes
+    would be, and that spec's own loader (made for this import alone)
+    renames the process once the module has run; then it removes
     itself."""
 
     def find_spec(self, fullname, path=None, target=None):
@@ -134,24 +135,11 @@ class _NameOnImport:
         import importlib.util
 
         spec = importlib.util.find_spec(fullname)
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-
-        class Renaming:
-            """The module's loader, which renames the process once the
-            module has run; the rest (get_source, for tracebacks) is the
-            loader's own."""
-
-            def create_module(self, spec):
-                return loader.create_module(spec)
-
-            def exec_module(self, module):
-                loader.exec_module(module)
+        run = getattr(getattr(spec, "loader", None), "exec_module", None)
+        if run is not None:
+            def exec_module(module):
+                run(module)
                 _rename(module)
 
-            def __getattr__(self, name):
-                return getattr(loader, name)
-
-        spec.loader = Renaming()
+            spec.loader.exec_module = exec_module
         return spec
