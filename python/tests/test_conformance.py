@@ -542,6 +542,46 @@ class FunctionsByValue(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines(), ["('by value', 5)", "(8, 9, 1) [(8, 4, 1)]", "True (7, 8, 1)"], r.stderr)
 
+    def test_a_killed_workers_task_runs_again_with_what_the_initializer_set(self):
+        # A task whose worker is SIGKILLed ends with WorkerCrashed, or
+        # runs again on a replacement worker when it allows retries: that
+        # worker must run the initializer and take the script's function
+        # as its own again, and decode frames that carry the function by
+        # key (a map over dicts). The pool is back at its size after.
+        r = run_script("""
+            import os, signal, time, shmexec
+            G = None
+            def init(x):
+                global G
+                G = x
+            def once(d):
+                if not os.path.exists(d["marker"]):  # the first run anywhere dies
+                    open(d["marker"], "w").close()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return (G, d["k"], os.getpid())
+            def back_to(pool, n):
+                deadline = time.monotonic() + 30
+                while len([w for w in pool._pool if w.is_alive()]) != n:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the pool did not get back to %d workers" % n)
+                    time.sleep(0.02)
+            if __name__ == "__main__":
+                with shmexec.Executor(2, initializer=init, initargs=(7,), retries=1) as ex:
+                    print(ex.submit(once, {"marker": "m1", "k": 1}).result(60)[:2])
+                with shmexec.Pool(2, initializer=init, initargs=(8,), retries=1) as p:
+                    got = p.map(once, [{"marker": "m2", "k": k} for k in range(3)])
+                    print([g[:2] for g in got])
+                with shmexec.Pool(2, initializer=init, initargs=(9,)) as p:
+                    try:
+                        p.map(once, [{"marker": "m3", "k": 0}])
+                    except shmexec.WorkerCrashed:
+                        print("WorkerCrashed")
+                    back_to(p, 2)
+                    print(p.map(once, [{"marker": "m3", "k": 1}])[0][:2])
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["(7, 1)", "[(8, 0), (8, 1), (8, 2)]", "WorkerCrashed", "(9, 1)"], r.stderr)
+
     def test_functions_and_classes_of_python_c_and_stdin_in_every_frame(self):
         # Typed into `python -c` or read from standard input (as into a
         # console or a notebook), the functions have no module a worker
