@@ -236,21 +236,32 @@ class Engine:
         # first tasks run. A start that fails in every worker still
         # fails it.
         cfg.ready_workers = 1
+        fds = [int(fd) for fd in pass_fds]
         init = b""
-        if initializer is not None:
-            # By key, as a task's function: by value where a worker could
-            # not import it (python -c, a console, a notebook).
-            key = _reduction.function_ref(initializer, self._lost_main, "initializer")
-            if key is None:  # a callable that is not a plain function: checked by pickling it now
-                _reduction.check_sendable(initializer, "initializer", self._lost_main)
-            init = _wire.dumps((initializer if key is None else _wire.ByKey(key), tuple(initargs)))
-        argv = [a.encode() for a in _spawn.worker_argv(init)]
+        # The initializer's arguments are the pool's (respawned workers
+        # run it again), as multiprocessing's Pool keeps them: the
+        # semaphores of its locks then live as long as the pool does.
+        self._initargs = tuple(initargs)
+        with _spawn.Inheritance(_spawn.FIRST_PASSED_FD + len(fds)) as heirs:
+            if initializer is not None:
+                # By key, as a task's function: by value where a worker
+                # could not import it (python -c, a console, a notebook).
+                key = _reduction.function_ref(initializer, self._lost_main, "initializer")
+                if key is None:  # a callable that is not a plain function: checked by pickling it now
+                    _reduction.check_sendable(initializer, "initializer", self._lost_main)
+                init = _wire.dumps((initializer if key is None else _wire.ByKey(key), self._initargs),
+                                   what="the initializer's arguments", lost_main=self._lost_main)
+        prep = _spawn.Preparation(init, len(fds), heirs)
+        fds += prep.fds
+        argv = [a.encode() for a in _spawn.worker_argv(_spawn.FIRST_PASSED_FD + len(fds) - 1)]
         arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
         cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
-        fds = [int(fd) for fd in pass_fds]
-        fd_arr = (ctypes.c_int * max(1, len(fds)))(*fds)
+        fd_arr = (ctypes.c_int * len(fds))(*fds)
         cfg.pass_fds, cfg.n_pass_fds = ctypes.cast(fd_arr, ctypes.POINTER(ctypes.c_int)), len(fds)
-        rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
+        try:
+            rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
+        finally:
+            prep.close()  # the pool has its own duplicate
         if rc != _OK:
             self._pool = None
             if rc == _lib.SHMX_EWORKER_START:

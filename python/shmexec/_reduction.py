@@ -11,7 +11,9 @@ cloudpickle, once per function object (a weak cache). Arguments are
 pickled with pickle, and with cloudpickle where pickle fails or names
 something of a main module that workers do not load."""
 
+import collections
 import pickle
+import sys
 import types
 import weakref
 
@@ -133,19 +135,22 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
     def refused(e, hint=""):
         return TypeError(f"shmexec cannot send {what} {to}: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
 
-    def attempt(dumper):
+    heir = _spawn.inheriting()
+
+    def attempt(module):
         # The buffers of an attempt that fails are dropped, not sent
         # beside those of the one that succeeds.
         got = []
+        dumper = module.dumps if heir is None else _inheriting_dumps(module)
         data = dumper(obj, protocol=5) if buffer_callback is None else dumper(obj, protocol=5, buffer_callback=got.append)
-        if lost_main and dumper is pickle.dumps and (b"__main__" in data or b"__mp_main__" in data):
+        if lost_main and module is pickle and (b"__main__" in data or b"__mp_main__" in data):
             raise _MainByName()
         for b in got:
             buffer_callback(b)
         return data
 
     try:
-        return attempt(pickle.dumps)
+        return attempt(pickle)
     except NotSendable as e:
         raise refused(e) from None
     except Exception as e:
@@ -159,7 +164,7 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
         cloudpickle = _cloudpickle()
         if cloudpickle is not None:
             try:
-                return attempt(cloudpickle.dumps)
+                return attempt(cloudpickle)
             except NotSendable as e:
                 raise refused(e) from None
             except Exception as e:
@@ -170,6 +175,48 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
         raise first  # an object's own __reduce__ raised: the caller sees its error
     finally:
         first = None
+
+
+def _inheriting_dumps(module):
+    """module's dumps (pickle's or cloudpickle's) with multiprocessing's
+    reducers, as its spawn pickles what a child inherits (under
+    _spawn.Inheritance): a Connection, a socket, the arena of a shared
+    value as a descriptor the worker gets, rather than as the number of a
+    descriptor it lacks."""
+    import copyreg
+    import io
+
+    from multiprocessing import reduction
+
+    sync = sys.modules.get("multiprocessing.synchronize")  # none of its locks exists before it is imported
+    locks = (sync.Lock, sync.RLock, sync.Semaphore, sync.BoundedSemaphore) if sync is not None else ()
+    table = collections.ChainMap(dict.fromkeys(locks, _pickle_lock), reduction.ForkingPickler._extra_reducers,
+                                 copyreg.dispatch_table if module is pickle else module.Pickler.dispatch_table)
+
+    # A class attribute: pickle's C Pickler reads it as it is made.
+    pickler = type("InheritingPickler", (module.Pickler,), {"dispatch_table": table})
+
+    def dumps(obj, protocol, buffer_callback=None):
+        f = io.BytesIO()
+        pickler(f, protocol, buffer_callback=buffer_callback).dump(obj)
+        return f.getvalue()
+
+    return dumps
+
+
+def _pickle_lock(lock):
+    """A multiprocessing lock or semaphore, as its spawn pickles it: by the
+    name of its semaphore, which a lock made with the fork context lacks
+    (it is unlinked at once), so that no process but a forked child can
+    open it (before Python 3.12 a worker would use its address, and
+    crash)."""
+    if lock._semlock.name is None:
+        raise pickle.PicklingError(
+            f"a multiprocessing {type(lock).__name__} made with the fork context (multiprocessing's default on Linux "
+            "before Python 3.14) can only be shared with forked children; shmexec starts its workers as the spawn "
+            "start method does. Make it, and the queues and shared values that hold one, with "
+            "multiprocessing.get_context(\"spawn\"), or use a multiprocessing.Manager()'s")
+    return lock.__reduce_ex__(5)
 
 
 class _MainByName(pickle.PicklingError):

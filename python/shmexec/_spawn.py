@@ -1,9 +1,14 @@
 """Starting workers, as multiprocessing's spawn does: the worker command
 (this interpreter, with shmexec importable from where it is loaded now),
-the reference to the caller's main module that travels with it, and the
-worker's side of loading that module."""
+the preparation data that every worker reads before it runs anything
+(the caller's main module, sys.argv, multiprocessing's authentication
+key, the parent process, the initializer, and the descriptors that
+multiprocessing's objects among its arguments hold), and the worker's
+side of it: loading the main module, and being a worker to
+multiprocessing."""
 
 import os
+import pickle
 import sys
 import types
 
@@ -14,20 +19,166 @@ bootstrapping = False
 # In a worker: the caller's main module as load_main ran it, or None.
 _main = None
 
+# In a worker: (name, pid, sentinel) of the caller, read_preparation's.
+_parent = None
+
+# The authentication key of multiprocessing's managers and connections
+# (current_process().authkey) that this process and its pools' workers
+# share, once authkey() or read_preparation has set it.
+_authkey = None
+
 # The names a program's main module goes by: __main__ where it runs,
 # __mp_main__ where a worker loads it (here, as multiprocessing's spawn).
 MAIN_MODULES = ("__main__", "__mp_main__")
 
 
-def worker_argv(init_blob):
-    """The command that starts a worker of a pool made in this process.
-    init_blob: the pickled (initializer, initargs), or b"" for none."""
+def worker_argv(prep_fd):
+    """The command that starts a worker of a pool made in this process;
+    prep_fd: the descriptor number of the preparation data (Preparation)
+    in the worker."""
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     boot = (
         "import sys; sys.path[:0] = %r; from shmexec.worker import main; sys.exit(main(sys.argv[1:]))"
         % ([pkg_parent] + [p for p in sys.path if p],)
     )
-    return [sys.executable, "-c", boot, main_ref(), bytes(init_blob).hex()]
+    return [sys.executable, "-c", boot, "--prep", str(prep_fd)]
+
+
+class Preparation:
+    """What a worker of a pool made here learns before it runs anything,
+    as multiprocessing's spawn sends its preparation data down a pipe:
+    the main module to load (main_ref), the caller's sys.argv, the
+    authentication key of multiprocessing's managers and connections,
+    its parent process (for multiprocessing.parent_process()), and the
+    pickled initializer. It lives in an anonymous file that every worker
+    (a respawned one too) inherits and reads from offset 0: not on the
+    command line, whose arguments hold 128 KiB each and which every user
+    of the machine can read.
+
+    heirs: the Inheritance under which the initializer was pickled.
+    fds: what every worker gets after the program's n_passed pass_fds:
+    the descriptors the initializer's arguments hold, the parent's
+    sentinel, and last this file."""
+
+    def __init__(self, init_blob, n_passed, heirs):
+        parent = ("MainProcess", os.getpid(), heirs.duplicate_for_child(_parent_sentinel()))
+        process = sys.modules.get("multiprocessing.process")
+        if process is not None:
+            parent = (process.current_process().name,) + parent[1:]
+        data = pickle.dumps({"main": main_ref(), "argv": list(sys.argv), "authkey": authkey(), "init": bytes(init_blob),
+                             "passed": n_passed, "parent": parent}, protocol=5)
+        try:
+            fd = os.memfd_create("shmexec-prep", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):  # no memfd here (a seccomp filter, say): an unlinked file
+            import tempfile
+
+            with tempfile.TemporaryFile() as f:
+                fd = os.dup(f.fileno())
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.fds = heirs.fds + [fd]
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# The read end of a pipe whose write end this process holds, unused,
+# until it exits: a worker's multiprocessing.parent_process() waits on it,
+# as on the sentinel multiprocessing's spawn hands a child.
+_sentinel = None
+
+
+def _parent_sentinel():
+    global _sentinel
+    if _sentinel is None:
+        _sentinel = os.pipe()
+    return _sentinel[0]
+
+
+# A worker's first descriptor of a pool's pass_fds (shmexec.h).
+FIRST_PASSED_FD = 4
+
+
+class InheritedFd:
+    """A descriptor a worker inherited, as multiprocessing's reduction.DupFd
+    gives it: detach() is its number in the worker."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def detach(self):
+        return self.fd
+
+
+class Inheritance:
+    """As a context: multiprocessing's spawning Popen while a pool's initializer
+    and its arguments are pickled, so that multiprocessing's locks,
+    queues, pipes, shared values and sockets among them pickle as
+    multiprocessing's spawn pickles them for a child it starts: a
+    semaphore by its name, a descriptor as one the child inherits. Every
+    worker gets those descriptors (fds), numbered from first on, as its
+    pass_fds; _reduction pickles with multiprocessing's reducers while one
+    is active (inheriting), and refuses a lock made with the fork context,
+    which no process but a forked child can open."""
+
+    def __init__(self, first):
+        self.first, self.fds = first, []
+        self._context = self._before = None
+
+    def duplicate_for_child(self, fd):
+        self.fds.append(fd)
+        return self.first + len(self.fds) - 1
+
+    DupFd = InheritedFd  # reduction.DupFd: popen.DupFd(popen.duplicate_for_child(fd))
+
+    def __enter__(self):
+        # Without multiprocessing imported there is none of its objects to
+        # pickle: nothing to stand for.
+        self._context = sys.modules.get("multiprocessing.context")
+        if self._context is not None:
+            self._before = self._context.get_spawning_popen()
+            self._context.set_spawning_popen(self)
+        return self
+
+    def __exit__(self, *exc):
+        if self._context is not None:
+            self._context.set_spawning_popen(self._before)
+
+
+def inheriting():
+    """The Inheritance active in this thread, or None."""
+    context = sys.modules.get("multiprocessing.context")
+    popen = context.get_spawning_popen() if context is not None else None
+    return popen if type(popen) is Inheritance else None
+
+
+def read_preparation(fd):
+    """In a worker: the Preparation's data from descriptor fd, which is
+    closed then; sets sys.argv and the authentication key, and takes the
+    descriptors the worker has for itself off SHMEXEC_PASS_FDS."""
+    chunks, off = [], 0
+    while True:
+        b = os.pread(fd, 1 << 20, off)
+        if not b:
+            break
+        chunks.append(b)
+        off += len(b)
+    os.close(fd)
+    prep = pickle.loads(b"".join(chunks))
+    sys.argv[:] = prep["argv"]
+    global _authkey, _parent
+    _authkey, _parent = prep["authkey"], prep["parent"]
+    # SHMEXEC_PASS_FDS names only what the program's pass_fds passed.
+    os.environ["SHMEXEC_PASS_FDS"] = ",".join(os.environ.get("SHMEXEC_PASS_FDS", "").split(",")[:prep["passed"]])
+    return prep
 
 
 def main_ref():
@@ -102,31 +253,68 @@ def own_function(fn):
     return fn
 
 
+def authkey():
+    """The key a pool made here hands its workers, as multiprocessing's
+    spawn hands its children the parent's: a multiprocessing.Manager's
+    proxies (a Manager().Queue() passed to a task, say) then connect from
+    a worker as they do from the caller. multiprocessing's own key where
+    it is imported; else one made now, which becomes its key when it is
+    imported (importing it costs 4 ms that a program that never uses it
+    need not pay)."""
+    global _authkey
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None:
+        return bytes(process.current_process().authkey)
+    if _authkey is None:
+        _authkey = os.urandom(32)
+        when_imported(_share_authkey)
+    return _authkey
+
+
+def _share_authkey(process):
+    process.current_process().authkey = _authkey
+
+
 def name_the_process():
     """In a worker: once multiprocessing.process is imported (by the main
     module, the initializer or a task), its current_process() is named
     ShmexecPoolWorker-<pid>, as multiprocessing's pool workers are named
     SpawnPoolWorker-<n>, not "MainProcess": code that asks whether it
-    runs in the main process (`current_process().name == "MainProcess"`)
-    and logging's %(processName)s then tell a worker from the caller.
-    Importing multiprocessing here would cost every worker's start 5 ms,
-    so a finder waits for its import instead."""
+    runs in the main process (`current_process().name == "MainProcess"`,
+    `parent_process() is None`) and logging's %(processName)s then tell
+    a worker from the caller; parent_process() is the caller, and the
+    authentication key the caller's (read_preparation). Importing
+    multiprocessing here would cost every worker's start 5 ms, so a
+    finder waits for its import instead."""
+    when_imported(_as_a_worker)
+
+
+def _as_a_worker(process):
+    me = process.current_process()
+    me.name = f"ShmexecPoolWorker-{os.getpid()}"
+    if _authkey is not None:
+        me.authkey = _authkey
+    if _parent is not None and hasattr(process, "_ParentProcess"):
+        process._parent_process = process._ParentProcess(*_parent)
+
+
+def when_imported(fn):
+    """fn(multiprocessing.process) once that module is imported: now, if
+    it is."""
     if "multiprocessing.process" in sys.modules:
-        _rename(sys.modules["multiprocessing.process"])
+        fn(sys.modules["multiprocessing.process"])
     else:
-        sys.meta_path.insert(0, _NameOnImport())
+        sys.meta_path.insert(0, _OnImport(fn))
 
 
-def _rename(module):
-    module.current_process().name = f"ShmexecPoolWorker-{os.getpid()}"
-
-
-class _NameOnImport:
+class _OnImport:
     """A meta path finder that finds nothing itself: when
     multiprocessing.process is imported, it has the module found as it
     would be, and that spec's own loader (made for this import alone)
-    renames the process once the module has run; then it removes
-    itself."""
+    calls fn(module) once the module has run; then it removes itself."""
+
+    def __init__(self, fn):
+        self._fn = fn
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "multiprocessing.process":
@@ -137,9 +325,11 @@ class _NameOnImport:
         spec = importlib.util.find_spec(fullname)
         run = getattr(getattr(spec, "loader", None), "exec_module", None)
         if run is not None:
+            fn = self._fn
+
             def exec_module(module):
                 run(module)
-                _rename(module)
+                fn(module)
 
             spec.loader.exec_module = exec_module
         return spec

@@ -490,8 +490,8 @@ def join(parts):
     return parts[0] + parts[1] if n == 2 else parts[0] if n == 1 and type(parts[0]) is bytes else b"".join(parts)
 
 
-def dumps(obj):
-    return join(dumps_parts(obj)[0])
+def dumps(obj, what="the call", lost_main=False):
+    return join(dumps_parts(obj, what, lost_main=lost_main)[0])
 
 
 def loads(b, views=None):

@@ -126,7 +126,8 @@ def _default_signals():
 
 
 def main(argv=None):
-    """argv: [--handlers MODULE] [MAIN_REF [INIT_HEX]]. Jobs for the
+    """argv: [--handlers MODULE] [--prep FD]: FD, the descriptor of a
+    pool's preparation data (_spawn.Preparation). Jobs for the
     handler "py" are pickled calls; any other handler name is a function of
     MODULE that maps input bytes to output bytes, so that C and Go clients
     can call Python code (for example through `shmexec serve`)."""
@@ -148,10 +149,12 @@ def main(argv=None):
         return 2
     _default_signals()
     trim = _keep_freed_memory()  # before the main module and the initializer, which may set their own
-    main_path = argv[0] if argv else ""
-    init_blob = bytes.fromhex(argv[1]) if len(argv) > 1 and argv[1] else b""
+    prep = {"main": "", "init": b""}
+    if argv[:1] == ["--prep"] and len(argv) > 1:
+        prep = _spawn.read_preparation(int(argv[1]))
+    init_blob = prep["init"]
     _spawn.name_the_process()
-    _spawn.load_main(main_path)
+    _spawn.load_main(prep["main"])
     if init_blob:
         try:
             fn, args = _wire.loads(init_blob)

@@ -343,6 +343,69 @@ def write_to_passed(data):
     return os.write(fd, data)
 
 
+def hold(*objs):
+    """An initializer that keeps what it is given for use_held."""
+    global _held
+    _held = objs
+
+
+def use_held(x):
+    """Uses what hold kept, multiprocessing's objects that a worker
+    inherits: (lock, counter, array, queue, event, pipe end) each once.
+    Returns (whether the event is set, SHMEXEC_PASS_FDS, this pid)."""
+    lock, counter, arr, q, ev, conn = _held
+    with counter.get_lock():
+        counter.value += 1
+    with lock:
+        arr[x % len(arr)] += 1
+    q.put(x)
+    conn.send(x)
+    return ev.is_set(), os.environ.get("SHMEXEC_PASS_FDS"), os.getpid()
+
+
+def init_head():
+    """The first item of what set_init kept, and the length of the second."""
+    return _init_value[0], len(_init_value[1])
+
+
+def prep_files():
+    """The descriptors of this worker that are a pool's preparation data
+    (which the worker closes once it has read it)."""
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if "shmexec-prep" in os.readlink(f"/proc/self/fd/{name}"):
+                out.append(int(name))
+        except OSError:
+            pass
+    return out
+
+
+def parent(_=None):
+    """multiprocessing.parent_process() of this worker: (name, pid, alive)."""
+    import multiprocessing
+
+    p = multiprocessing.parent_process()
+    return p and (p.name, p.pid, p.is_alive())
+
+
+def put_init(x):
+    """Puts x on the queue set_init kept."""
+    _init_value.put(x)
+    return x
+
+
+def put(q, x):
+    q.put(x)
+    return x
+
+
+def argv():
+    import sys
+
+    return sys.argv
+
+
 def sleep_unless_first(folder):
     """An initializer that returns at once in the first worker to run it
     (the one that creates folder/first) and sleeps 30 s in the others."""
@@ -358,10 +421,10 @@ def init_unless(path):
         raise RuntimeError(f"the marker {path} blocks start-up")
 
 
-def run_script(code, timeout=60, env=None):
+def run_script(code, timeout=60, env=None, args=()):
     """Runs code (dedented) as a script file of its own, in a temporary
-    folder, with shmexec importable as the tests import it; returns the
-    CompletedProcess."""
+    folder, with shmexec importable as the tests import it, and args on
+    its command line; returns the CompletedProcess."""
     import subprocess
     import sys
     import tempfile
@@ -375,7 +438,7 @@ def run_script(code, timeout=60, env=None):
             f.write(textwrap.dedent(code))
         e = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
         e.update(env or {})
-        return subprocess.run([sys.executable, path], capture_output=True, text=True, timeout=timeout, env=e, cwd=d)
+        return subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=d)
 
 
 def buffer_root(obj):

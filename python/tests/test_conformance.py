@@ -784,3 +784,137 @@ class WorkersAreNotTheMainProcess(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
+    """What multiprocessing's spawn hands a child before it runs anything
+    (its preparation data) reaches every worker, a respawned one too: the
+    caller's sys.argv, the authentication key of multiprocessing's
+    managers, initializer arguments of any size (not on the command line),
+    and multiprocessing's locks, queues, pipes and shared values among
+    them when they are made with the spawn context."""
+
+    def test_sys_argv_and_a_top_level_that_reads_it_as_with_spawn(self):
+        r = run_script("""
+            import multiprocessing, sys, shmexec
+            MODE = sys.argv[1]  # a top level that reads the script's arguments: the worker runs it
+            def mode(_):
+                return MODE, sys.argv[1:]
+            if __name__ == "__main__":
+                with shmexec.Pool(2) as p:
+                    got = p.map(mode, range(4))
+                with multiprocessing.get_context("spawn").Pool(2) as p:
+                    want = p.map(mode, range(4))
+                print(got == want, got[0])
+        """, args=("fast", "--n=3"))
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "True ('fast', ['fast', '--n=3'])"), r.stderr)
+
+    def test_parent_process_is_the_caller_as_with_spawn(self):
+        want = ("MainProcess", os.getpid(), True)
+        with multiprocessing.get_context("spawn").Pool(1) as p:
+            self.assertEqual(p.apply(helpers.parent), want)
+        with shmexec.Pool(2) as p:
+            self.assertEqual(set(p.map(helpers.parent, range(8), chunksize=1)), {want})
+
+    def test_initializer_arguments_of_any_size_and_off_the_command_line(self):
+        secret = "token-" + os.urandom(8).hex()
+        with shmexec.Executor(2, initializer=helpers.set_init, initargs=((secret, b"x" * (4 << 20)),)) as ex:
+            helpers.wait_running_at_once(ex, 2)
+            for _ in range(6):  # both workers
+                self.assertEqual(ex.submit(helpers.init_head).result(T), (secret, 4 << 20))
+                self.assertEqual(ex.submit(helpers.prep_files).result(T), [], "the preparation data is left open")
+            for pid in ex._processes:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                self.assertNotIn(secret.encode(), cmdline)
+                self.assertNotIn(secret.encode().hex().encode(), cmdline)
+
+    def test_a_managers_proxies_work_in_workers(self):
+        with multiprocessing.get_context("spawn").Manager() as m:
+            q = m.Queue()
+            with shmexec.Pool(2) as p:
+                self.assertEqual(p.starmap(helpers.put, [(q, i) for i in range(4)]), [0, 1, 2, 3])
+            self.assertEqual(sorted(q.get(timeout=T) for _ in range(4)), [0, 1, 2, 3])
+        # multiprocessing imported only once the pool runs: the key its
+        # import makes is the one the workers already have.
+        r = run_script("""
+            import sys, shmexec
+            def put(q, x):
+                q.put(x)
+                return x
+            if __name__ == "__main__":
+                with shmexec.Pool(2) as p:
+                    assert "multiprocessing" not in sys.modules
+                    import multiprocessing
+                    with multiprocessing.get_context("spawn").Manager() as m:
+                        q = m.Queue()
+                        print(p.starmap(put, [(q, i) for i in range(3)]), sorted(q.get(timeout=60) for _ in range(3)))
+        """)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "[0, 1, 2] [0, 1, 2]"), r.stderr)
+
+    def test_spawn_context_locks_queues_values_and_pipes_as_initargs(self):
+        import signal
+
+        ctx = multiprocessing.get_context("spawn")
+        # A SimpleQueue: its put has written the item when the task
+        # returns, whereas a Queue's feeder thread may still hold it (and
+        # its lock) when the worker is killed below.
+        lock, counter, arr, q, ev = ctx.Lock(), ctx.Value("i", 0), ctx.Array("i", 4), ctx.SimpleQueue(), ctx.Event()
+        a, b = ctx.Pipe()
+        ev.set()
+        r, w = os.pipe()
+        try:
+            with shmexec.Pool(2, initializer=helpers.hold, initargs=(lock, counter, arr, q, ev, b), pass_fds=[w]) as p:
+                first = p.map(helpers.use_held, range(20), chunksize=1)
+                pids = {pid for *_, pid in first}
+                for pid in pids:  # their replacements must get the same
+                    os.kill(pid, signal.SIGKILL)
+                second = p.map(helpers.use_held, range(20, 40), chunksize=1)
+            # Each worker saw the event set, and SHMEXEC_PASS_FDS names the
+            # program's pass_fds alone (the inherited pipe end is fd 5).
+            self.assertEqual({(s, fds) for s, fds, _ in first + second}, {(True, "4")})
+            self.assertEqual({pid for *_, pid in second} & pids, set())
+            self.assertEqual((counter.value, sum(arr)), (40, 40))
+            got, deadline = [], time.monotonic() + T
+            while len(got) < 40 and time.monotonic() < deadline:  # (a SimpleQueue's get takes no timeout)
+                if q.empty():
+                    time.sleep(0.01)
+                else:
+                    got.append(q.get())
+            self.assertEqual(sorted(got), list(range(40)))
+            sent = []
+            while len(sent) < 40 and a.poll(T):
+                sent.append(a.recv())
+            self.assertEqual(sorted(sent), list(range(40)))
+        finally:
+            os.close(r)
+            os.close(w)
+        queue = ctx.Queue()
+        with shmexec.Executor(2, initializer=helpers.set_init, initargs=(queue,)) as ex:
+            self.assertEqual(list(ex.map(helpers.put_init, range(10))), list(range(10)))
+        self.assertEqual(sorted(queue.get(timeout=T) for _ in range(10)), list(range(10)))
+        queue.close()
+
+    def test_inherited_objects_need_no_cloudpickle(self):
+        r = run_script("""
+            import sys
+            sys.modules["cloudpickle"] = None
+            import multiprocessing, shmexec, helpers
+            if __name__ == "__main__":
+                ctx = multiprocessing.get_context("spawn")
+                counter, (a, b) = ctx.Value("i", 0), ctx.Pipe()
+                init = (ctx.Lock(), counter, ctx.Array("i", 2), ctx.SimpleQueue(), ctx.Event(), b)
+                with shmexec.Pool(2, initializer=helpers.hold, initargs=init) as p:
+                    p.map(helpers.use_held, range(6))
+                print(counter.value, sorted(a.recv() for _ in range(6) if a.poll(60)))
+        """)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "6 [0, 1, 2, 3, 4, 5]"), r.stderr)
+
+    def test_a_fork_context_lock_is_refused_saying_what_to_do(self):
+        # Its semaphore is unlinked as it is made: only a forked child can
+        # use it (before Python 3.12 a spawned one crashed on it).
+        fork = multiprocessing.get_context("fork")
+        for obj in (fork.Lock(), fork.Value("i", 0), fork.Queue()):
+            with self.assertRaises(TypeError) as cm:
+                shmexec.Pool(1, initializer=helpers.hold, initargs=(obj,))
+            self.assertIn('multiprocessing.get_context("spawn")', str(cm.exception))
