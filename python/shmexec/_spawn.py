@@ -19,8 +19,9 @@ bootstrapping = False
 # In a worker: the caller's main module as load_main ran it, or None.
 _main = None
 
-# In a worker: (name, pid, sentinel) of the caller, read_preparation's.
-_parent = None
+# In a worker: (name, pid, sentinel) of the caller, and the descriptor of
+# the caller's multiprocessing resource tracker or None: read_preparation's.
+_parent = _tracker = None
 
 # The authentication key of multiprocessing's managers and connections
 # (current_process().authkey) that this process and its pools' workers
@@ -49,8 +50,8 @@ class Preparation:
     as multiprocessing's spawn sends its preparation data down a pipe:
     the main module to load (main_ref), the caller's sys.argv, the
     authentication key of multiprocessing's managers and connections,
-    its parent process (for multiprocessing.parent_process()), and the
-    pickled initializer. It lives in an anonymous file that every worker
+    its parent process (for multiprocessing.parent_process()), the
+    caller's resource tracker, and the pickled initializer. It lives in an anonymous file that every worker
     (a respawned one too) inherits and reads from offset 0: not on the
     command line, whose arguments hold 128 KiB each and which every user
     of the machine can read.
@@ -58,15 +59,21 @@ class Preparation:
     heirs: the Inheritance under which the initializer was pickled.
     fds: what every worker gets after the program's n_passed pass_fds:
     the descriptors the initializer's arguments hold, the parent's
-    sentinel, and last this file."""
+    sentinel, the resource tracker's, and last this file."""
 
     def __init__(self, init_blob, n_passed, heirs):
         parent = ("MainProcess", os.getpid(), heirs.duplicate_for_child(_parent_sentinel()))
         process = sys.modules.get("multiprocessing.process")
         if process is not None:
             parent = (process.current_process().name,) + parent[1:]
+        # multiprocessing's resource tracker, where this process uses it
+        # (shared memory, the semaphores of the spawn context): started
+        # now if it has not been, as multiprocessing's spawn starts it.
+        tracker = sys.modules.get("multiprocessing.resource_tracker")
+        if tracker is not None:
+            tracker = heirs.duplicate_for_child(tracker.getfd())
         data = pickle.dumps({"main": main_ref(), "argv": list(sys.argv), "authkey": authkey(), "init": bytes(init_blob),
-                             "passed": n_passed, "parent": parent}, protocol=5)
+                             "passed": n_passed, "parent": parent, "tracker": tracker}, protocol=5)
         try:
             fd = os.memfd_create("shmexec-prep", os.MFD_CLOEXEC)
         except (AttributeError, OSError):  # no memfd here (a seccomp filter, say): an unlinked file
@@ -174,8 +181,8 @@ def read_preparation(fd):
     os.close(fd)
     prep = pickle.loads(b"".join(chunks))
     sys.argv[:] = prep["argv"]
-    global _authkey, _parent
-    _authkey, _parent = prep["authkey"], prep["parent"]
+    global _authkey, _parent, _tracker
+    _authkey, _parent, _tracker = prep["authkey"], prep["parent"], prep["tracker"]
     # SHMEXEC_PASS_FDS names only what the program's pass_fds passed.
     os.environ["SHMEXEC_PASS_FDS"] = ",".join(os.environ.get("SHMEXEC_PASS_FDS", "").split(",")[:prep["passed"]])
     return prep
@@ -275,18 +282,21 @@ def _share_authkey(process):
     process.current_process().authkey = _authkey
 
 
-def name_the_process():
-    """In a worker: once multiprocessing.process is imported (by the main
-    module, the initializer or a task), its current_process() is named
+def join_multiprocessing():
+    """In a worker: makes it a child of the caller to multiprocessing, as
+    its spawn makes one, once multiprocessing's modules are imported (by
+    the main module, the initializer or a task). current_process() is named
     ShmexecPoolWorker-<pid>, as multiprocessing's pool workers are named
     SpawnPoolWorker-<n>, not "MainProcess": code that asks whether it
     runs in the main process (`current_process().name == "MainProcess"`,
     `parent_process() is None`) and logging's %(processName)s then tell
     a worker from the caller; parent_process() is the caller, and the
-    authentication key the caller's (read_preparation). Importing
-    multiprocessing here would cost every worker's start 5 ms, so a
-    finder waits for its import instead."""
+    authentication key the caller's (read_preparation); the resource
+    tracker is the caller's (_share_the_tracker). Importing
+    multiprocessing here would cost every worker's start 5 ms, so
+    finders wait for its imports instead."""
     when_imported(_as_a_worker)
+    when_imported(_share_the_tracker, "multiprocessing.resource_tracker")
 
 
 def _as_a_worker(process):
@@ -298,26 +308,46 @@ def _as_a_worker(process):
         process._parent_process = process._ParentProcess(*_parent)
 
 
-def when_imported(fn):
-    """fn(multiprocessing.process) once that module is imported: now, if
-    it is."""
-    if "multiprocessing.process" in sys.modules:
-        fn(sys.modules["multiprocessing.process"])
+def _share_the_tracker(resource_tracker):
+    """In a worker: multiprocessing's resource tracker is the caller's, as
+    in a child of multiprocessing's spawn, where the caller had one when it
+    made the pool: a SharedMemory the caller made and a worker attached to
+    is then unlinked by neither the worker's exit nor a tracker of its
+    own. Where the caller had none (it imported multiprocessing's
+    shared_memory only after it made the pool), the worker tracks no
+    shared memory, as Python 3.13's SharedMemory(track=False): a tracker
+    of the worker's own would unlink the caller's segments when the worker
+    exits."""
+    if _tracker is not None:
+        resource_tracker._resource_tracker._fd = _tracker
+        return
+    register, unregister = resource_tracker.register, resource_tracker.unregister
+
+    def untracked(method):
+        return lambda name, rtype: None if rtype == "shared_memory" else method(name, rtype)
+
+    resource_tracker.register, resource_tracker.unregister = untracked(register), untracked(unregister)
+
+
+def when_imported(fn, name="multiprocessing.process"):
+    """fn(module) once the module name is imported: now, if it is."""
+    if name in sys.modules:
+        fn(sys.modules[name])
     else:
-        sys.meta_path.insert(0, _OnImport(fn))
+        sys.meta_path.insert(0, _OnImport(name, fn))
 
 
 class _OnImport:
-    """A meta path finder that finds nothing itself: when
-    multiprocessing.process is imported, it has the module found as it
-    would be, and that spec's own loader (made for this import alone)
-    calls fn(module) once the module has run; then it removes itself."""
+    """A meta path finder that finds nothing itself: when the module name
+    is imported, it has the module found as it would be, and that spec's
+    own loader (made for this import alone) calls fn(module) once the
+    module has run; then it removes itself."""
 
-    def __init__(self, fn):
-        self._fn = fn
+    def __init__(self, name, fn):
+        self._name, self._fn = name, fn
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "multiprocessing.process":
+        if fullname != self._name:
             return None
         sys.meta_path.remove(self)
         import importlib.util

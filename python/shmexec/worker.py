@@ -153,7 +153,7 @@ def main(argv=None):
     if argv[:1] == ["--prep"] and len(argv) > 1:
         prep = _spawn.read_preparation(int(argv[1]))
     init_blob = prep["init"]
-    _spawn.name_the_process()
+    _spawn.join_multiprocessing()
     _spawn.load_main(prep["main"])
     if init_blob:
         try:

@@ -895,6 +895,39 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
         self.assertEqual(sorted(queue.get(timeout=T) for _ in range(10)), list(range(10)))
         queue.close()
 
+    def test_shared_memory_outlives_the_workers_that_attach_to_it(self):
+        # Workers that exit (maxtasksperchild=1) after they attached to the
+        # caller's SharedMemory: with a resource tracker of their own it
+        # would unlink the segment as they exit. Shared memory imported
+        # before the pool (the caller's tracker is the workers') and only
+        # after it (the workers track none).
+        for late in (False, True):
+            r = run_script(f"""
+                import os, sys, shmexec
+                if not {late}:
+                    from multiprocessing import shared_memory
+                def touch(name, i):
+                    from multiprocessing import shared_memory
+                    s = shared_memory.SharedMemory(name=name)
+                    s.buf[i] = 1
+                    s.close()
+                    return os.getpid()
+                if __name__ == "__main__":
+                    with shmexec.Pool(2, maxtasksperchild=1) as p:
+                        from multiprocessing import shared_memory
+                        s = shared_memory.SharedMemory(create=True, size=4096)
+                        pids = p.starmap(touch, [(s.name, i) for i in range(6)], chunksize=1)
+                        p.close()
+                        p.join()
+                    again = shared_memory.SharedMemory(name=s.name)  # FileNotFoundError once unlinked
+                    print(len(set(pids)), sum(again.buf[:6]))
+                    again.close()
+                    s.close()
+                    s.unlink()
+            """)
+            self.assertEqual((r.returncode, r.stdout.strip()), (0, "6 6"), f"late={late}: {r.stderr}")
+            self.assertNotIn("resource_tracker", r.stderr, f"late={late}")
+
     def test_inherited_objects_need_no_cloudpickle(self):
         r = run_script("""
             import sys
