@@ -182,9 +182,12 @@ class Executor(Engine, _cf.Executor):
         WorkerCrashed.
     pass_fds: descriptors every worker gets, as 4, 5, ... in order (the
         worker's SHMEXEC_PASS_FDS names them). Workers get no other
-        descriptor of this process but standard input, output and error:
-        one made inheritable here is closed in them, as subprocess's
-        close_fds does.
+        descriptor of this process but standard input, output and error,
+        and after these those that multiprocessing's spawn would hand a
+        child: the ones multiprocessing objects among initargs hold, the
+        parent's sentinel and its resource tracker's. One made
+        inheritable here is closed in them, as subprocess's close_fds
+        does.
     connect: the socket path of a pool that `shmexec serve` serves: attach
         to it instead of starting workers (its workers, their number and
         their initializer are the server's; timeout and retries apply to
