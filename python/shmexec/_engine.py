@@ -23,6 +23,12 @@ _LIB = _lib.LIB
 _OK = _lib.SHMX_OK
 _ZERO_COPY_FROM = 64 << 10  # payloads this large are written straight into the segment
 _SLICE_NS = 100_000_000  # a caller waits in slices this long, so that Ctrl-C works
+# A call's arguments and its result, each pickled, may take this many
+# bytes unless the pool's max_payload says otherwise; the pool's arena is
+# twice as large, with a word of page table per 4 KiB, which recovery and
+# stats() scan: hence a bound.
+DEFAULT_MAX_PAYLOAD = 256 << 20
+MAX_PAYLOAD_LIMIT = 64 << 30
 _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
 # shmx_call_into for Engine._call, without argtypes: _call passes C
 # values, and converting ten arguments through argtypes costs as much as
@@ -188,7 +194,7 @@ class Engine:
     Executor's."""
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *, max_tasks_per_child=None,
-                 timeout=None, retries=0, pass_fds=(), connect=None, _tb_type=_wire.FUTURES_TRACEBACK):
+                 timeout=None, retries=0, pass_fds=(), connect=None, max_payload=None, _tb_type=_wire.FUTURES_TRACEBACK):
         check_fork()
         check_context(mp_context)
         if max_tasks_per_child is not None:
@@ -206,8 +212,10 @@ class Engine:
         self._call_timeout, self._call_retries = None, None
         self._pool = ctypes.c_void_p()
         if self._served:
-            if max_workers is not None or initializer is not None or max_tasks_per_child is not None or pass_fds:
-                raise ValueError("max_workers, initializer, max_tasks_per_child and pass_fds are the server's to set when connect is given")
+            if max_workers is not None or initializer is not None or max_tasks_per_child is not None or pass_fds or \
+                    max_payload is not None:
+                raise ValueError("max_workers, initializer, max_tasks_per_child, pass_fds and max_payload are the server's to "
+                                 "set when connect is given")
             rc = _LIB.shmx_pool_attach(os.fsencode(connect), ctypes.byref(self._pool))
             if rc != _OK:
                 self._pool = None
@@ -224,12 +232,18 @@ class Engine:
             )
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
+        if max_payload is not None:
+            if type(max_payload) is not int:
+                raise TypeError(f"max_payload must be an int (bytes), not {type(max_payload).__name__}")
+            if not 1 << 20 <= max_payload <= MAX_PAYLOAD_LIMIT:
+                raise ValueError(f"max_payload must be from 1 MiB to {MAX_PAYLOAD_LIMIT >> 30} GiB, not {max_payload} bytes")
         cfg = _lib.PoolConfig()
         _LIB.shmx_pool_config_init(ctypes.byref(cfg))
         cfg.workers = max_workers or 0
         cfg.max_tasks_per_worker = max_tasks_per_child or 0
         cfg.retries = retries
-        cfg.max_payload = 256 << 20  # pickled arguments of a 64 MiB bytes and more
+        # The arena is twice that (address space, touched only as used).
+        cfg.max_payload = max_payload or DEFAULT_MAX_PAYLOAD
         cfg.job_timeout_ns = int(timeout * 1e9) if timeout else 0
         # The constructor returns once one worker is ready, as
         # multiprocessing's returns at once: the others start while the

@@ -92,7 +92,8 @@ def call_error(rc, what):
     """The exception for a library call (what: "submit", "wait") that
     returned rc, with this thread's last error as its detail."""
     if rc == _lib.SHMX_ETOO_LARGE:
-        return ValueError(f"shmexec: the call's arguments are too large for the pool: {_lib.last_error()}")
+        return ValueError(f"shmexec: the call's arguments are too large for the pool: {_lib.last_error()} "
+                          "(a pool made with a larger max_payload= takes them)")
     if rc == _lib.SHMX_EPOOL_DEAD:
         return PoolDead("the process serving the pool died")
     if rc == _lib.SHMX_ECLOSED:

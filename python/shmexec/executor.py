@@ -188,6 +188,11 @@ class Executor(Engine, _cf.Executor):
         parent's sentinel and its resource tracker's. One made
         inheritable here is closed in them, as subprocess's close_fds
         does.
+    max_payload: the most bytes a call's pickled arguments, and its
+        pickled result, may take (default 256 MiB; at most 64 GiB). The
+        pool reserves twice that in shared address space, which takes
+        memory only as payloads use it. A call over it raises ValueError,
+        a result over it fails its task saying so.
     connect: the socket path of a pool that `shmexec serve` serves: attach
         to it instead of starting workers (its workers, their number and
         their initializer are the server's; timeout and retries apply to

@@ -209,8 +209,8 @@ class Pool:
     The asynchronous calls return at once; the pool's feeder submits
     their tasks as room frees. context: a "spawn" multiprocessing context
     or None (workers are always started with exec). connect=PATH attaches
-    to a pool that `shmexec serve` serves; timeout= and retries= are
-    shmexec.Executor's."""
+    to a pool that `shmexec serve` serves; timeout=, retries=, pass_fds=
+    and max_payload= are shmexec.Executor's."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, context=None, **kwargs):
         if processes is not None and processes < 1:

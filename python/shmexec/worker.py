@@ -215,7 +215,8 @@ def main(argv=None):
             if addr:
                 _wire.write_parts(parts, addr)
             else:
-                err = ("ResultTooLarge", "the task's result is larger than the pool's max payload")
+                err = ("ResultTooLarge", f"the task's result, {total} bytes pickled, is larger than the pool's max_payload "
+                                         "(a pool made with a larger max_payload= takes it)")
         del parts
         if views is not None:
             # Before the reply, which frees the input's pages: what still

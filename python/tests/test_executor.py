@@ -486,6 +486,26 @@ class OptionsTest(unittest.TestCase):
             pids = {ex.submit(helpers.pid).result(DEADLINE) for _ in range(6)}
             self.assertGreaterEqual(len(pids), 3)
 
+    def test_max_payload_bounds_each_call_and_raises_with_the_pool(self):
+        # 256 MiB a call by default; multiprocessing has no bound, so a
+        # program that sends more makes its pool with a larger one.
+        n = 3 << 20
+        with shmexec.Executor(1, max_payload=2 << 20) as ex:
+            with self.assertRaises(ValueError) as cm:
+                ex.submit(helpers.length, b"x" * n)
+            self.assertIn("max_payload=", str(cm.exception))
+            with self.assertRaises(shmexec.ShmexecError) as cm:
+                ex.submit(helpers.zeros, n).result(DEADLINE)
+            self.assertIn("ResultTooLarge", str(cm.exception))
+            self.assertIn("max_payload=", str(cm.exception))
+            self.assertEqual(ex.submit(helpers.length, b"x" * (1 << 20)).result(DEADLINE), 1 << 20)  # the pool goes on
+        with shmexec.Pool(1, max_payload=8 << 20) as p:
+            self.assertEqual(p.apply(helpers.length, (b"x" * n,)), n)
+            self.assertEqual(len(p.apply(helpers.zeros, (n,))), n)
+        for bad, err in ((0, ValueError), (1 << 19, ValueError), (65 << 30, ValueError), (1.5, TypeError), ("8", TypeError)):
+            with self.assertRaises(err, msg=repr(bad)):
+                shmexec.Executor(1, max_payload=bad)
+
     def test_shutdown_cancel_futures(self):
         ex = shmexec.Executor(max_workers=1)
         fs = [ex.submit(helpers.sleep, 0.3) for _ in range(5)]

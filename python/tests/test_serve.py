@@ -148,6 +148,8 @@ class ServeTest(unittest.TestCase):
         self.assertIn("1/1 100.0%", err.getvalue())
         with self.assertRaisesRegex(ValueError, "server's to set"):
             shmexec.Executor(4, connect=self.sock)
+        with self.assertRaisesRegex(ValueError, "server's to set"):
+            shmexec.Executor(connect=self.sock, max_payload=1 << 30)
         with self.assertRaisesRegex(shmexec.ShmexecError, "cannot attach"):
             shmexec.Executor(connect=os.path.join(self.dir, "none.sock"))
 
