@@ -1118,14 +1118,19 @@ threading._register_atexit(_python_exit)
 
 
 def check_context(ctx):
-    """Accepts a multiprocessing context whose start method is "spawn" (or
-    none); shmexec cannot fork workers."""
+    """Accepts a multiprocessing context (or none) whose children start as
+    a fresh interpreter that imports what it is sent, as shmexec's workers
+    do: "spawn", or "forkserver" (each child forked from a server process
+    that was itself spawned; Python 3.14's default on Linux). A "fork"
+    context's children inherit the caller's memory, which no exec'd worker
+    can: refused."""
     if ctx is None:
         return
     method = ctx.get_start_method() if hasattr(ctx, "get_start_method") else None
-    if method not in (None, "spawn"):
+    if method not in (None, "spawn", "forkserver"):
         raise ValueError(f"shmexec starts workers with exec, as the 'spawn' start method does; it cannot use a "
-                         f"{method!r} context (pass none, or multiprocessing.get_context('spawn'))")
+                         f"{method!r} context, whose children inherit the caller's memory (pass none, or "
+                         "multiprocessing.get_context('spawn'))")
 
 
 def check_chunksize(chunksize):

@@ -172,8 +172,9 @@ class Executor(Engine, _cf.Executor):
 
     max_workers: worker processes (default: one per CPU).
     mp_context: accepted for ProcessPoolExecutor's signature; workers are
-        always started with exec, as the "spawn" start method does, so a
-        "fork" or "forkserver" context is refused (ValueError).
+        always started with exec, as the "spawn" start method does. A
+        "spawn" or "forkserver" context (whose children are as fresh) is
+        accepted, a "fork" context refused (ValueError).
     initializer(*initargs): runs once in each worker before its first task.
     max_tasks_per_child: a worker exits and is replaced after that many.
     timeout: seconds a task may run before its worker is killed (it then

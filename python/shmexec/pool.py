@@ -207,8 +207,9 @@ class Pool:
     """multiprocessing.Pool's interface: apply, apply_async, map, map_async,
     imap, imap_unordered, starmap, starmap_async, close, terminate, join.
     The asynchronous calls return at once; the pool's feeder submits
-    their tasks as room frees. context: a "spawn" multiprocessing context
-    or None (workers are always started with exec). connect=PATH attaches
+    their tasks as room frees. context: a "spawn" or "forkserver"
+    multiprocessing context, or None (workers are always started with
+    exec; a "fork" context is refused). connect=PATH attaches
     to a pool that `shmexec serve` serves; timeout=, retries=, pass_fds=
     and max_payload= are shmexec.Executor's."""
 

@@ -943,6 +943,21 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
         """)
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "6 [0, 1, 2, 3, 4, 5]"), r.stderr)
 
+    def test_spawn_and_forkserver_contexts_are_taken_and_fork_is_refused(self):
+        # Python 3.14's default context on Linux is forkserver's: its
+        # children are fresh interpreters, as shmexec's workers are, and
+        # its locks have names that a worker opens.
+        forkserver = multiprocessing.get_context("forkserver")
+        lock = forkserver.Lock()
+        with shmexec.Pool(1, initializer=helpers.set_init, initargs=(lock,), context=forkserver) as p:
+            self.assertEqual(p.apply(helpers.add, (1, 2)), 3)
+        with shmexec.Executor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            self.assertEqual(ex.submit(helpers.add, 2, 2).result(T), 4)
+        with self.assertRaisesRegex(ValueError, "'fork' context"):
+            shmexec.Pool(1, context=multiprocessing.get_context("fork"))
+        with self.assertRaisesRegex(ValueError, "'fork' context"):
+            shmexec.Executor(1, mp_context=multiprocessing.get_context("fork"))
+
     def test_a_fork_context_lock_is_refused_saying_what_to_do(self):
         # Its semaphore is unlinked as it is made: only a forked child can
         # use it (before Python 3.12 a spawned one crashed on it).
