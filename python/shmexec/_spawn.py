@@ -19,9 +19,8 @@ bootstrapping = False
 # In a worker: the caller's main module as load_main ran it, or None.
 _main = None
 
-# In a worker: (name, pid, sentinel) of the caller, and the descriptor of
-# the caller's multiprocessing resource tracker or None: read_preparation's.
-_parent = _tracker = None
+# In a worker: (name, pid, sentinel) of the caller, read_preparation's.
+_parent = None
 
 # The authentication key of multiprocessing's managers and connections
 # (current_process().authkey) that this process and its pools' workers
@@ -50,8 +49,8 @@ class Preparation:
     as multiprocessing's spawn sends its preparation data down a pipe:
     the main module to load (main_ref), the caller's sys.argv, the
     authentication key of multiprocessing's managers and connections,
-    its parent process (for multiprocessing.parent_process()), the
-    caller's resource tracker, and the pickled initializer. It lives in an anonymous file that every worker
+    its parent process (for multiprocessing.parent_process()), and the
+    pickled initializer. It lives in an anonymous file that every worker
     (a respawned one too) inherits and reads from offset 0: not on the
     command line, whose arguments hold 128 KiB each and which every user
     of the machine can read.
@@ -59,21 +58,15 @@ class Preparation:
     heirs: the Inheritance under which the initializer was pickled.
     fds: what every worker gets after the program's n_passed pass_fds:
     the descriptors the initializer's arguments hold, the parent's
-    sentinel, the resource tracker's, and last this file."""
+    sentinel, and last this file."""
 
     def __init__(self, init_blob, n_passed, heirs):
         parent = ("MainProcess", os.getpid(), heirs.duplicate_for_child(_parent_sentinel()))
         process = sys.modules.get("multiprocessing.process")
         if process is not None:
             parent = (process.current_process().name,) + parent[1:]
-        # multiprocessing's resource tracker, where this process uses it
-        # (shared memory, the semaphores of the spawn context): started
-        # now if it has not been, as multiprocessing's spawn starts it.
-        tracker = sys.modules.get("multiprocessing.resource_tracker")
-        if tracker is not None:
-            tracker = heirs.duplicate_for_child(tracker.getfd())
         data = pickle.dumps({"main": main_ref(), "argv": list(sys.argv), "authkey": authkey(), "init": bytes(init_blob),
-                             "passed": n_passed, "parent": parent, "tracker": tracker}, protocol=5)
+                             "passed": n_passed, "parent": parent}, protocol=5)
         try:
             fd = os.memfd_create("shmexec-prep", os.MFD_CLOEXEC)
         except (AttributeError, OSError):  # no memfd here (a seccomp filter, say): an unlinked file
@@ -181,8 +174,8 @@ def read_preparation(fd):
     os.close(fd)
     prep = pickle.loads(b"".join(chunks))
     sys.argv[:] = prep["argv"]
-    global _authkey, _parent, _tracker
-    _authkey, _parent, _tracker = prep["authkey"], prep["parent"], prep["tracker"]
+    global _authkey, _parent
+    _authkey, _parent = prep["authkey"], prep["parent"]
     # SHMEXEC_PASS_FDS names only what the program's pass_fds passed.
     os.environ["SHMEXEC_PASS_FDS"] = ",".join(os.environ.get("SHMEXEC_PASS_FDS", "").split(",")[:prep["passed"]])
     return prep
@@ -291,12 +284,12 @@ def join_multiprocessing():
     runs in the main process (`current_process().name == "MainProcess"`,
     `parent_process() is None`) and logging's %(processName)s then tell
     a worker from the caller; parent_process() is the caller, and the
-    authentication key the caller's (read_preparation); the resource
-    tracker is the caller's (_share_the_tracker). Importing
+    authentication key the caller's (read_preparation); shared memory
+    is not tracked (_untrack_shared_memory). Importing
     multiprocessing here would cost every worker's start 5 ms, so
     finders wait for its imports instead."""
     when_imported(_as_a_worker)
-    when_imported(_share_the_tracker, "multiprocessing.resource_tracker")
+    when_imported(_untrack_shared_memory, "multiprocessing.resource_tracker")
 
 
 def _as_a_worker(process):
@@ -308,19 +301,15 @@ def _as_a_worker(process):
         process._parent_process = process._ParentProcess(*_parent)
 
 
-def _share_the_tracker(resource_tracker):
-    """In a worker: multiprocessing's resource tracker is the caller's, as
-    in a child of multiprocessing's spawn, where the caller had one when it
-    made the pool: a SharedMemory the caller made and a worker attached to
-    is then unlinked by neither the worker's exit nor a tracker of its
-    own. Where the caller had none (it imported multiprocessing's
-    shared_memory only after it made the pool), the worker tracks no
-    shared memory, as Python 3.13's SharedMemory(track=False): a tracker
-    of the worker's own would unlink the caller's segments when the worker
-    exits."""
-    if _tracker is not None:
-        resource_tracker._resource_tracker._fd = _tracker
-        return
+def _untrack_shared_memory(resource_tracker):
+    """In a worker: multiprocessing's resource tracker is told of no shared
+    memory, as with Python 3.13's SharedMemory(track=False). Python 3.11
+    registers every SharedMemory a process attaches to, and a worker's
+    own tracker would unlink the caller's segments when the worker exits.
+    (multiprocessing's spawn children share the caller's tracker instead;
+    a tracker ends only once every holder of its pipe has, so a caller
+    that stops its tracker, as CPython's tests do, would wait for the
+    pool's workers.) What a worker creates, it unlinks."""
     register, unregister = resource_tracker.register, resource_tracker.unregister
 
     def untracked(method):

@@ -185,8 +185,8 @@ class Executor(Engine, _cf.Executor):
         worker's SHMEXEC_PASS_FDS names them). Workers get no other
         descriptor of this process but standard input, output and error,
         and after these those that multiprocessing's spawn would hand a
-        child: the ones multiprocessing objects among initargs hold, the
-        parent's sentinel and its resource tracker's. One made
+        child: the ones multiprocessing objects among initargs hold, and
+        the parent's sentinel. One made
         inheritable here is closed in them, as subprocess's close_fds
         does.
     max_payload: the most bytes a call's pickled arguments, and its

@@ -897,10 +897,9 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
 
     def test_shared_memory_outlives_the_workers_that_attach_to_it(self):
         # Workers that exit (maxtasksperchild=1) after they attached to the
-        # caller's SharedMemory: with a resource tracker of their own it
-        # would unlink the segment as they exit. Shared memory imported
-        # before the pool (the caller's tracker is the workers') and only
-        # after it (the workers track none).
+        # caller's SharedMemory: with a resource tracker of their own that
+        # tracks it, it would unlink the segment as they exit. Shared
+        # memory imported before the pool and only after it.
         for late in (False, True):
             r = run_script(f"""
                 import os, sys, shmexec
