@@ -119,9 +119,9 @@ class InheritedFd:
 
 
 class Inheritance:
-    """As a context: multiprocessing's spawning Popen while a pool's initializer
-    and its arguments are pickled, so that multiprocessing's locks,
-    queues, pipes, shared values and sockets among them pickle as
+    """As a context: multiprocessing's spawning Popen while a pool's
+    initializer and its arguments are pickled, so that multiprocessing's
+    locks, queues, pipes, shared values and sockets among them pickle as
     multiprocessing's spawn pickles them for a child it starts: a
     semaphore by its name, a descriptor as one the child inherits. Every
     worker gets those descriptors (fds), numbered from first on, as its
