@@ -304,6 +304,12 @@ def join_multiprocessing():
 def _as_a_worker(process):
     me = process.current_process()
     me.name = f"ShmexecPoolWorker-{os.getpid()}"
+    # (n,) in the n-th worker slot, from 1, as a multiprocessing pool's
+    # workers are numbered: code picks a GPU or a seed by
+    # current_process()._identity[0]. A replacement keeps its slot's.
+    slot = os.environ.get("SHMEXEC_WORKER", "").partition(":")[0]
+    if slot.isdigit():
+        me._identity = (int(slot) + 1,)
     if _authkey is not None:
         me.authkey = _authkey
     if _parent is not None and hasattr(process, "_ParentProcess"):

@@ -389,6 +389,16 @@ def parent(_=None):
     return p and (p.name, p.pid, p.is_alive())
 
 
+def sleep_then_identity(s):
+    """(multiprocessing.current_process()._identity, pid) of this worker,
+    after s seconds (so that tasks given at once run in different
+    workers)."""
+    import multiprocessing
+
+    time.sleep(s)
+    return multiprocessing.current_process()._identity, os.getpid()
+
+
 def put_init(x):
     """Puts x on the queue set_init kept."""
     _init_value.put(x)

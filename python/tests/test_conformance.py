@@ -781,6 +781,28 @@ class WorkersAreNotTheMainProcess(unittest.TestCase):
                            env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "True"), r.stderr)
 
+    def test_workers_are_numbered_as_a_pools_are(self):
+        # current_process()._identity[0] picks a GPU or a seed in much
+        # code written for multiprocessing's pools, whose workers are
+        # numbered from 1; a replacement keeps its slot's number.
+        import signal
+
+        def both(ex):
+            # Two tasks at once, each long enough that the other worker
+            # takes the second.
+            return {f.result(T) for f in [ex.submit(helpers.sleep_then_identity, 0.3) for _ in range(2)]}
+
+        with shmexec.Executor(2) as ex:
+            helpers.wait_running_at_once(ex, 2)
+            first = both(ex)
+            self.assertEqual({i for i, _ in first}, {(1,), (2,)})
+            for pid in ex._processes:
+                os.kill(pid, signal.SIGKILL)
+            helpers.wait_running_at_once(ex, 2)  # the replacements
+            again = both(ex)
+            self.assertEqual({i for i, _ in again}, {(1,), (2,)})
+            self.assertEqual({p for _, p in again} & {p for _, p in first}, set())
+
 
 if __name__ == "__main__":
     unittest.main()
