@@ -260,11 +260,10 @@ class Engine:
             if initializer is not None:
                 # By key, as a task's function: by value where a worker
                 # could not import it (python -c, a console, a notebook).
+                # Any other callable is pickled here with its arguments.
                 key = _reduction.function_ref(initializer, self._lost_main, "initializer")
-                if key is None:  # a callable that is not a plain function: checked by pickling it now
-                    _reduction.check_sendable(initializer, "initializer", self._lost_main)
                 init = _wire.dumps((initializer if key is None else _wire.ByKey(key), self._initargs),
-                                   what="the initializer's arguments", lost_main=self._lost_main)
+                                   what="the initializer and its arguments", lost_main=self._lost_main, inherit=True)
         prep = _spawn.Preparation(init, len(fds), heirs)
         fds += prep.fds
         argv = [a.encode() for a in _spawn.worker_argv(_spawn.FIRST_PASSED_FD + len(fds) - 1)]

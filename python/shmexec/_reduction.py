@@ -121,7 +121,7 @@ def _function_key(fn, lost_main, what):
         raise TypeError(f"shmexec cannot send the {what} {_name(fn)} to a worker: {explain(e, [(fn, 'the function')])}") from None
 
 
-def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker", lost_main=False):
+def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker", lost_main=False, inherit=False):
     """The pickle (protocol 5) of obj: pickle's, or cloudpickle's where
     pickle fails, or names something of this program's main module by
     reference where the workers do not load it (lost_main): a class
@@ -131,17 +131,16 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
     where to, and where for a pool found inside obj (roots: (object,
     name) pairs to search, named as the caller knows them; default obj
     itself). An error that an object's own __reduce__ raises is raised as
-    it is."""
+    it is. inherit: pickled with multiprocessing's reducers, under a
+    _spawn.Inheritance (a pool's initializer and its arguments)."""
     def refused(e, hint=""):
         return TypeError(f"shmexec cannot send {what} {to}: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
-
-    heir = _spawn.inheriting()
 
     def attempt(module):
         # The buffers of an attempt that fails are dropped, not sent
         # beside those of the one that succeeds.
         got = []
-        dumper = module.dumps if heir is None else _inheriting_dumps(module)
+        dumper = _inheriting_dumps(module) if inherit else module.dumps
         data = dumper(obj, protocol=5) if buffer_callback is None else dumper(obj, protocol=5, buffer_callback=got.append)
         if lost_main and module is pickle and (b"__main__" in data or b"__mp_main__" in data):
             raise _MainByName()
@@ -182,7 +181,8 @@ def _inheriting_dumps(module):
     reducers, as its spawn pickles what a child inherits (under
     _spawn.Inheritance): a Connection, a socket, the arena of a shared
     value as a descriptor the worker gets, rather than as the number of a
-    descriptor it lacks."""
+    descriptor it lacks. A Connection so pickled outside an Inheritance
+    would raise; inside one, plain pickle would send the number."""
     import copyreg
     import io
 

@@ -125,9 +125,10 @@ class Inheritance:
     multiprocessing's spawn pickles them for a child it starts: a
     semaphore by its name, a descriptor as one the child inherits. Every
     worker gets those descriptors (fds), numbered from first on, as its
-    pass_fds; _reduction pickles with multiprocessing's reducers while one
-    is active (inheriting), and refuses a lock made with the fork context,
-    which no process but a forked child can open."""
+    pass_fds. What is pickled under it must be pickled with
+    multiprocessing's reducers (_reduction.dumps(inherit=True)), which also
+    refuse a lock made with the fork context, which no process but a
+    forked child can open."""
 
     def __init__(self, first):
         self.first, self.fds = first, []
@@ -146,27 +147,11 @@ class Inheritance:
         if self._context is not None:
             self._before = self._context.get_spawning_popen()
             self._context.set_spawning_popen(self)
-            _ACTIVE.add(self)
         return self
 
     def __exit__(self, *exc):
         if self._context is not None:
-            _ACTIVE.discard(self)
             self._context.set_spawning_popen(self._before)
-
-
-# The Inheritances active in any thread: most pickles are made while none
-# is, and testing this set costs a tenth of reading multiprocessing's
-# thread-local spawning Popen.
-_ACTIVE = set()
-
-
-def inheriting():
-    """The Inheritance active in this thread, or None."""
-    if not _ACTIVE:
-        return None
-    popen = sys.modules["multiprocessing.context"].get_spawning_popen()
-    return popen if type(popen) is Inheritance else None
 
 
 def read_preparation(fd):

@@ -202,20 +202,20 @@ _ALIGN = 64
 _ZEROS = bytes(_ALIGN)
 
 
-def dumps_parts(obj, what="the call", roots=None, to="to a worker", lost_main=False):
+def dumps_parts(obj, what="the call", roots=None, to="to a worker", lost_main=False, inherit=False):
     """The framed pickle of obj as a list of buffers and its total size,
     so that a large payload can be written straight to its destination.
     Pickled with pickle, or cloudpickle where pickle fails; raises
-    TypeError for what cannot be sent (what, roots, to, lost_main: see
-    _reduction.dumps)."""
+    TypeError for what cannot be sent (what, roots, to, lost_main,
+    inherit: see _reduction.dumps)."""
     memo = {}
-    return _dumps_lifted(_lift(obj, memo), memo, what, roots, to, lost_main)
+    return _dumps_lifted(_lift(obj, memo), memo, what, roots, to, lost_main, inherit)
 
 
-def _dumps_lifted(obj, memo, what, roots, to="to a worker", lost_main=False):
+def _dumps_lifted(obj, memo, what, roots, to="to a worker", lost_main=False, inherit=False):
     """dumps_parts of obj, which _lift has made with memo."""
     bufs = []
-    data = _reduction.dumps(obj, bufs.append, what, roots, to, lost_main)
+    data = _reduction.dumps(obj, bufs.append, what, roots, to, lost_main, inherit)
     if not bufs:
         return [_HEAD.pack(1, len(data)), data], 12 + len(data)
     copied = {id(o.pb) for o in memo.values() if type(o) is _OutOfBand and o.pb is not None}
@@ -490,8 +490,8 @@ def join(parts):
     return parts[0] + parts[1] if n == 2 else parts[0] if n == 1 and type(parts[0]) is bytes else b"".join(parts)
 
 
-def dumps(obj, what="the call", lost_main=False):
-    return join(dumps_parts(obj, what, lost_main=lost_main)[0])
+def dumps(obj, what="the call", lost_main=False, inherit=False):
+    return join(dumps_parts(obj, what, lost_main=lost_main, inherit=inherit)[0])
 
 
 def loads(b, views=None):
