@@ -204,11 +204,12 @@ class Engine:
                 raise ValueError("max_tasks_per_child must be >= 1")
         self._tb_type = _tb_type  # the type of an exception's __cause__ that carries the worker's traceback
         self._served = connect is not None
-        # Whether the workers do not load this program's main module
-        # (served: they are the server's; or it has none: a console,
-        # python -c, a notebook): what the main module defines then
-        # travels by value (_reduction).
-        self._lost_main = self._served or not _spawn.main_ref()
+        # The main module the workers load (main_ref), or none: served,
+        # they are the server's; or this program has none (a console,
+        # python -c, a notebook). Where none, what the main module
+        # defines travels by value (_reduction).
+        main = "" if self._served else _spawn.main_ref()
+        self._lost_main = not main
         self._call_timeout, self._call_retries = None, None
         self._pool = ctypes.c_void_p()
         if self._served:
@@ -256,7 +257,7 @@ class Engine:
         # run it again), as multiprocessing's Pool keeps them: the
         # semaphores of its locks then live as long as the pool does.
         self._initargs = tuple(initargs)
-        with _spawn.Inheritance(_spawn.FIRST_PASSED_FD + len(fds)) as heirs:
+        with _spawn.Inheritance(len(fds)) as heirs:
             if initializer is not None:
                 # By key, as a task's function: by value where a worker
                 # could not import it (python -c, a console, a notebook).
@@ -264,9 +265,9 @@ class Engine:
                 key = _reduction.function_ref(initializer, self._lost_main, "initializer")
                 init = _wire.dumps((initializer if key is None else _wire.ByKey(key), self._initargs),
                                    what="the initializer and its arguments", lost_main=self._lost_main, inherit=True)
-        prep = _spawn.Preparation(init, len(fds), heirs)
+        prep = _spawn.Preparation(main, init, heirs)
         fds += prep.fds
-        argv = [a.encode() for a in _spawn.worker_argv(_spawn.FIRST_PASSED_FD + len(fds) - 1)]
+        argv = [a.encode() for a in _spawn.worker_argv()]
         arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
         cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
         fd_arr = (ctypes.c_int * len(fds))(*fds)

@@ -32,16 +32,16 @@ _authkey = None
 MAIN_MODULES = ("__main__", "__mp_main__")
 
 
-def worker_argv(prep_fd):
-    """The command that starts a worker of a pool made in this process;
-    prep_fd: the descriptor number of the preparation data (Preparation)
-    in the worker."""
+def worker_argv():
+    """The command that starts a worker of a pool made in this process:
+    --prep, its preparation data in the last descriptor the pool passes
+    (Preparation)."""
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     boot = (
         "import sys; sys.path[:0] = %r; from shmexec.worker import main; sys.exit(main(sys.argv[1:]))"
         % ([pkg_parent] + [p for p in sys.path if p],)
     )
-    return [sys.executable, "-c", boot, "--prep", str(prep_fd)]
+    return [sys.executable, "-c", boot, "--prep"]
 
 
 class Preparation:
@@ -55,25 +55,20 @@ class Preparation:
     command line, whose arguments hold 128 KiB each and which every user
     of the machine can read.
 
-    heirs: the Inheritance under which the initializer was pickled.
-    fds: what every worker gets after the program's n_passed pass_fds:
-    the descriptors the initializer's arguments hold, the parent's
-    sentinel, and last this file."""
+    main: main_ref(). heirs: the Inheritance under which the initializer
+    was pickled, after the program's pass_fds. fds: what every worker
+    gets after those: the descriptors the initializer's arguments hold,
+    the parent's sentinel, and last this file. (A memfd, as the pool's
+    segment is: where there is none, there is no pool.)"""
 
-    def __init__(self, init_blob, n_passed, heirs):
+    def __init__(self, main, init_blob, heirs):
         parent = ("MainProcess", os.getpid(), heirs.duplicate_for_child(_parent_sentinel()))
         process = sys.modules.get("multiprocessing.process")
         if process is not None:
             parent = (process.current_process().name,) + parent[1:]
-        data = pickle.dumps({"main": main_ref(), "argv": list(sys.argv), "authkey": authkey(), "init": bytes(init_blob),
-                             "passed": n_passed, "parent": parent}, protocol=5)
-        try:
-            fd = os.memfd_create("shmexec-prep", os.MFD_CLOEXEC)
-        except (AttributeError, OSError):  # no memfd here (a seccomp filter, say): an unlinked file
-            import tempfile
-
-            with tempfile.TemporaryFile() as f:
-                fd = os.dup(f.fileno())
+        data = pickle.dumps({"main": main, "argv": list(sys.argv), "authkey": authkey(), "init": bytes(init_blob),
+                             "passed": heirs.first, "parent": parent}, protocol=5)
+        fd = os.memfd_create("shmexec-prep", os.MFD_CLOEXEC)
         try:
             view = memoryview(data)
             while view:
@@ -103,19 +98,22 @@ def _parent_sentinel():
     return _sentinel[0]
 
 
-# A worker's first descriptor of a pool's pass_fds (shmexec.h).
-FIRST_PASSED_FD = 4
+# In a worker: the descriptors its pool passed it, in order, as
+# SHMEXEC_PASS_FDS named them before read_preparation kept only the
+# program's own there.
+_passed = []
 
 
 class InheritedFd:
     """A descriptor a worker inherited, as multiprocessing's reduction.DupFd
-    gives it: detach() is its number in the worker."""
+    gives it: the index-th the pool passes, which detach() gives as its
+    number in the worker (SHMEXEC_PASS_FDS's)."""
 
-    def __init__(self, fd):
-        self.fd = fd
+    def __init__(self, index):
+        self.index = index
 
     def detach(self):
-        return self.fd
+        return _passed[self.index]
 
 
 class Inheritance:
@@ -124,8 +122,8 @@ class Inheritance:
     locks, queues, pipes, shared values and sockets among them pickle as
     multiprocessing's spawn pickles them for a child it starts: a
     semaphore by its name, a descriptor as one the child inherits. Every
-    worker gets those descriptors (fds), numbered from first on, as its
-    pass_fds. What is pickled under it must be pickled with
+    worker gets those descriptors (fds) as the pool's pass_fds from index
+    first on. What is pickled under it must be pickled with
     multiprocessing's reducers (_reduction.dumps(inherit=True)), which also
     refuse a lock made with the fork context, which no process but a
     forked child can open."""
@@ -135,6 +133,7 @@ class Inheritance:
         self._context = self._before = None
 
     def duplicate_for_child(self, fd):
+        """fd's index among the descriptors the pool passes."""
         self.fds.append(fd)
         return self.first + len(self.fds) - 1
 
@@ -154,10 +153,14 @@ class Inheritance:
             self._context.set_spawning_popen(self._before)
 
 
-def read_preparation(fd):
-    """In a worker: the Preparation's data from descriptor fd, which is
-    closed then; sets sys.argv and the authentication key, and takes the
-    descriptors the worker has for itself off SHMEXEC_PASS_FDS."""
+def read_preparation():
+    """In a worker: the Preparation's data, from the last descriptor the
+    pool passed, which is closed then; sets sys.argv, the authentication
+    key and the parent, and keeps SHMEXEC_PASS_FDS to the program's own
+    pass_fds."""
+    global _passed, _authkey, _parent
+    _passed = [int(fd) for fd in os.environ["SHMEXEC_PASS_FDS"].split(",")]
+    fd = _passed[-1]
     chunks, off = [], 0
     while True:
         b = os.pread(fd, 1 << 20, off)
@@ -168,10 +171,9 @@ def read_preparation(fd):
     os.close(fd)
     prep = pickle.loads(b"".join(chunks))
     sys.argv[:] = prep["argv"]
-    global _authkey, _parent
-    _authkey, _parent = prep["authkey"], prep["parent"]
-    # SHMEXEC_PASS_FDS names only what the program's pass_fds passed.
-    os.environ["SHMEXEC_PASS_FDS"] = ",".join(os.environ.get("SHMEXEC_PASS_FDS", "").split(",")[:prep["passed"]])
+    name, pid, sentinel = prep["parent"]
+    _authkey, _parent = prep["authkey"], (name, pid, _passed[sentinel])
+    os.environ["SHMEXEC_PASS_FDS"] = ",".join(map(str, _passed[:prep["passed"]]))
     return prep
 
 

@@ -126,8 +126,9 @@ def _default_signals():
 
 
 def main(argv=None):
-    """argv: [--handlers MODULE] [--prep FD]: FD, the descriptor of a
-    pool's preparation data (_spawn.Preparation). Jobs for the
+    """argv: [--handlers MODULE] [--prep]: --prep, a Python pool's worker,
+    whose preparation data (_spawn.Preparation) is in the last descriptor
+    the pool passed. Jobs for the
     handler "py" are pickled calls; any other handler name is a function of
     MODULE that maps input bytes to output bytes, so that C and Go clients
     can call Python code (for example through `shmexec serve`)."""
@@ -149,9 +150,7 @@ def main(argv=None):
         return 2
     _default_signals()
     trim = _keep_freed_memory()  # before the main module and the initializer, which may set their own
-    prep = {"main": "", "init": b""}
-    if argv[:1] == ["--prep"] and len(argv) > 1:
-        prep = _spawn.read_preparation(int(argv[1]))
+    prep = _spawn.read_preparation() if argv[:1] == ["--prep"] else {"main": "", "init": b""}
     init_blob = prep["init"]
     _spawn.join_multiprocessing()
     _spawn.load_main(prep["main"])
