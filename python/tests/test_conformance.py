@@ -949,6 +949,25 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
             self.assertEqual((r.returncode, r.stdout.strip()), (0, "6 6"), f"late={late}: {r.stderr}")
             self.assertNotIn("resource_tracker", r.stderr, f"late={late}")
 
+    def test_a_worker_killed_holding_an_inherited_lock_strands_no_caller(self):
+        # The lock is multiprocessing's: a worker killed while it holds it
+        # leaves it held, as under multiprocessing. A task that then waits
+        # for it ends at its timeout, its worker is replaced, and the pool
+        # goes on: no caller waits for ever.
+        import signal
+
+        lock = multiprocessing.get_context("spawn").Lock()
+        with shmexec.Executor(1, initializer=helpers.set_init, initargs=(lock,), timeout=1) as ex:
+            with self.assertRaises(shmexec.WorkerCrashed) as cm:
+                ex.submit(helpers.sigkill_self_holding).result(T)
+            self.assertEqual(cm.exception.signal, signal.SIGKILL)
+            self.assertFalse(lock.acquire(timeout=0), "the killed worker's hold on the lock was lost")
+            t0 = time.monotonic()
+            with self.assertRaises(TimeoutError):
+                ex.submit(helpers.with_init_lock, 1).result(T)
+            self.assertLess(time.monotonic() - t0, 10)
+            self.assertEqual(ex.submit(helpers.add, 2, 3).result(T), 5)  # a replacement worker
+
     def test_inherited_objects_need_no_cloudpickle(self):
         r = run_script("""
             import sys

@@ -502,6 +502,15 @@ class OptionsTest(unittest.TestCase):
         with shmexec.Pool(1, max_payload=8 << 20) as p:
             self.assertEqual(p.apply(helpers.length, (b"x" * n,)), n)
             self.assertEqual(len(p.apply(helpers.zeros, (n,))), n)
+            # The larger arena's pages that a killed worker held (its
+            # input) are recovered, and the next large call runs.
+            with self.assertRaises(shmexec.WorkerCrashed):
+                p.apply(helpers.sigkill_self_holding, (b"y" * n,))
+            deadline = time.monotonic() + DEADLINE
+            while p.stats()["pages_in_use"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(p.stats()["pages_in_use"], 0, "the dead worker's pages were not recovered")
+            self.assertEqual(p.apply(helpers.length, (b"z" * n,)), n)
         for bad, err in ((0, ValueError), (1 << 19, ValueError), (65 << 30, ValueError), (1.5, TypeError), ("8", TypeError)):
             with self.assertRaises(err, msg=repr(bad)):
                 shmexec.Executor(1, max_payload=bad)
