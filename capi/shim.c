@@ -397,6 +397,12 @@ int shmx_worker_open(shmx_worker **out) {
     return rc;
 }
 
+int shmx_worker_slot(const shmx_worker *w, uint32_t *slot) {
+    GUARD(SHMX_EFORKED);
+    if (!w || !slot) return SHMX_EINVAL;
+    return shmxgo_worker_slot((shmx_worker *)w, slot);
+}
+
 int shmx_worker_ready(shmx_worker *w) {
     GUARD(SHMX_EFORKED);
     if (!w) return SHMX_EINVAL;

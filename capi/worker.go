@@ -168,6 +168,15 @@ func shmxgo_worker_open() C.int {
 	return C.SHMX_OK
 }
 
+//export shmxgo_worker_slot
+func shmxgo_worker_slot(cw *C.shmx_worker, slot *C.uint32_t) C.int {
+	if theWorker == nil {
+		return C.SHMX_EINVAL
+	}
+	*slot = C.uint32_t(theWorker.Slot())
+	return C.SHMX_OK
+}
+
 //export shmxgo_worker_ready
 func shmxgo_worker_ready(cw *C.shmx_worker) C.int {
 	if theWorker == nil {

@@ -126,6 +126,11 @@ func OpenWorker() (*Worker, error) {
 // that dies before Ready counts as failing to start.
 func (W *Worker) Ready() { W.w.ready() }
 
+// Slot is the worker's slot in the pool, 0 to Config.Workers - 1: a
+// worker that replaces a dead one, or one that reached its task limit,
+// takes its slot.
+func (W *Worker) Slot() int { return W.w.index }
+
 // Next waits for a job for at most timeout (< 0: no limit) and leases it.
 // It returns ErrTimeout (os.ErrDeadlineExceeded) when none came, and
 // ErrWorkerExit when the worker should exit. Handler names are the task's

@@ -407,6 +407,12 @@ typedef struct shmx_task {
    Returns: SHMX_OK and *out; SHMX_EINVAL if not started as a worker. */
 int shmx_worker_open(shmx_worker **out);
 
+/* The worker's slot in its pool, from 0 to workers - 1, in *slot: a
+   worker that replaces a dead one, or one that reached its task limit,
+   takes its slot (to pick a GPU, say, or a seed).
+   Returns: SHMX_OK; SHMX_EINVAL for a NULL w or slot. */
+int shmx_worker_slot(const shmx_worker *w, uint32_t *slot);
+
 /* Tells the pool that start-up is over (a worker that exits before is a
    start-up failure). From then on descriptor 2 is the pool's standard
    error itself, where it was a pipe the pool forwarded; the call first

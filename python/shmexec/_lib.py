@@ -203,6 +203,7 @@ def _load():
         "shmx_is_worker": (i, []),
         "shmx_worker_open": (i, [ctypes.POINTER(vp)]),
         "shmx_worker_ready": (i, [vp]),
+        "shmx_worker_slot": (i, [vp, ctypes.POINTER(ctypes.c_uint32)]),
         "shmx_worker_input_buffer": (i, [vp, vp, sz]),
         "shmx_worker_next": (i, [vp, i64, ctypes.POINTER(Task)]),
         "shmx_task_done": (i, [vp, ctypes.POINTER(Task), i]),

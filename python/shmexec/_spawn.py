@@ -19,8 +19,9 @@ bootstrapping = False
 # In a worker: the caller's main module as load_main ran it, or None.
 _main = None
 
-# In a worker: (name, pid, sentinel) of the caller, read_preparation's.
-_parent = None
+# In a worker: (name, pid, sentinel) of the caller, read_preparation's;
+# its slot in the pool, join_multiprocessing's.
+_parent = _slot = None
 
 # The authentication key of multiprocessing's managers and connections
 # (current_process().authkey) that this process and its pools' workers
@@ -271,7 +272,7 @@ def _share_authkey(process):
     process.current_process().authkey = _authkey
 
 
-def join_multiprocessing():
+def join_multiprocessing(slot):
     """In a worker: makes it a child of the caller to multiprocessing, as
     its spawn makes one, once multiprocessing's modules are imported (by
     the main module, the initializer or a task). current_process() is named
@@ -283,7 +284,10 @@ def join_multiprocessing():
     authentication key the caller's (read_preparation); shared memory
     is not tracked (_untrack_shared_memory). Importing
     multiprocessing here would cost every worker's start 5 ms, so
-    finders wait for its imports instead."""
+    finders wait for its imports instead. slot: the worker's
+    (shmx_worker_slot)."""
+    global _slot
+    _slot = slot
     when_imported(_as_a_worker)
     when_imported(_untrack_shared_memory, "multiprocessing.resource_tracker")
 
@@ -294,9 +298,8 @@ def _as_a_worker(process):
     # (n,) in the n-th worker slot, from 1, as a multiprocessing pool's
     # workers are numbered: code picks a GPU or a seed by
     # current_process()._identity[0]. A replacement keeps its slot's.
-    slot = os.environ.get("SHMEXEC_WORKER", "").partition(":")[0]
-    if slot.isdigit():
-        me._identity = (int(slot) + 1,)
+    if _slot is not None:
+        me._identity = (_slot + 1,)
     if _authkey is not None:
         me.authkey = _authkey
     if _parent is not None and hasattr(process, "_ParentProcess"):

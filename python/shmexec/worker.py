@@ -152,7 +152,8 @@ def main(argv=None):
     trim = _keep_freed_memory()  # before the main module and the initializer, which may set their own
     prep = _spawn.read_preparation() if argv[:1] == ["--prep"] else {"main": "", "init": b""}
     init_blob = prep["init"]
-    _spawn.join_multiprocessing()
+    slot = ctypes.c_uint32()
+    _spawn.join_multiprocessing(slot.value if lib.shmx_worker_slot(w, ctypes.byref(slot)) == _lib.SHMX_OK else None)
     _spawn.load_main(prep["main"])
     if init_blob:
         try:

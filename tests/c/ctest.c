@@ -529,6 +529,7 @@ static void test_fork_guard(void) {
         shmx_task t = {0};
         ok = ok && shmx_task_reply_next(NULL, &t, "", 0, 0, NULL) == SHMX_EFORKED;
         ok = ok && shmx_worker_input_buffer(NULL, NULL, 0) == SHMX_EFORKED;
+        ok = ok && shmx_worker_slot(NULL, NULL) == SHMX_EFORKED;
         shmx_pool_config cfg;
         shmx_pool_config_init(&cfg);
         shmx_pool *p2;
@@ -590,6 +591,10 @@ static int pull_worker(void) {
     if (shmx_worker_input_buffer(NULL, inbuf, sizeof inbuf) != SHMX_EINVAL || shmx_worker_input_buffer(w, NULL, 1) != SHMX_EINVAL ||
         shmx_worker_input_buffer(w, inbuf, sizeof inbuf) != SHMX_OK)
         return 7;
+    uint32_t slot = 99;
+    if (shmx_worker_slot(NULL, &slot) != SHMX_EINVAL || shmx_worker_slot(w, NULL) != SHMX_EINVAL ||
+        shmx_worker_slot(w, &slot) != SHMX_OK)
+        return 8;
     shmx_worker_ready(w);
     const int64_t slice = 1000000000LL;
     shmx_task t;
@@ -602,6 +607,8 @@ static int pull_worker(void) {
         int rc;
         if (strcmp(t.handler, "echo") == 0) {
             rc = echo(NULL, t.in, t.in_len, t.out);
+        } else if (strcmp(t.handler, "slot") == 0) {
+            rc = shmx_output_set(t.out, &slot, sizeof slot);
         } else if (strcmp(t.handler, "where") == 0) {
             /* 'b' if the input is in inbuf, 's' if in shared memory; then the input. */
             char *o = shmx_output_alloc(t.out, t.in_len + 1);
@@ -686,6 +693,15 @@ static void test_pull_worker(void) {
         shmx_result_release(pool, &res);
     }
     CHECK(good == 20, "pull worker, zero-copy output, across task-limit restarts: %d of 20", good);
+    /* shmx_worker_slot: each of the two slots, across task-limit
+       restarts (a replacement takes its slot). */
+    good = 0;
+    for (int i = 0; i < 40; i++) {
+        uint32_t s = 99;
+        if (run(pool, "slot", NULL, 0, &res) == SHMX_OK && res.len == sizeof s && (memcpy(&s, res.data, sizeof s), s < 2)) good++;
+        shmx_result_release(pool, &res);
+    }
+    CHECK(good == 40, "shmx_worker_slot in 0..1: %d of 40", good);
     CHECK(run(pool, "upper", "abc", 3, &res) == SHMX_OK && res.len == 3 && memcmp(res.data, "ABC", 3) == 0, "shmx_task_reply");
     shmx_result_release(pool, &res);
     CHECK(run(pool, "upper", NULL, 0, &res) == SHMX_OK && res.len == 0, "shmx_task_reply with no output");
