@@ -359,17 +359,11 @@ def write_to_passed(data):
     return os.write(fd, data)
 
 
-def hold(*objs):
-    """An initializer that keeps what it is given for use_held."""
-    global _held
-    _held = objs
-
-
 def use_held(x):
-    """Uses what hold kept, multiprocessing's objects that a worker
+    """Uses what set_init kept, multiprocessing's objects that a worker
     inherits: (lock, counter, array, queue, event, pipe end) each once.
     Returns (whether the event is set, SHMEXEC_PASS_FDS, this pid)."""
-    lock, counter, arr, q, ev, conn = _held
+    lock, counter, arr, q, ev, conn = _init_value
     with counter.get_lock():
         counter.value += 1
     with lock:

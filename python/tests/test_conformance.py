@@ -886,7 +886,7 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
         ev.set()
         r, w = os.pipe()
         try:
-            with shmexec.Pool(2, initializer=helpers.hold, initargs=(lock, counter, arr, q, ev, b), pass_fds=[w]) as p:
+            with shmexec.Pool(2, initializer=helpers.set_init, initargs=((lock, counter, arr, q, ev, b),), pass_fds=[w]) as p:
                 first = p.map(helpers.use_held, range(20), chunksize=1)
                 pids = {pid for *_, pid in first}
                 for pid in pids:  # their replacements must get the same
@@ -977,7 +977,7 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
                 ctx = multiprocessing.get_context("spawn")
                 counter, (a, b) = ctx.Value("i", 0), ctx.Pipe()
                 init = (ctx.Lock(), counter, ctx.Array("i", 2), ctx.SimpleQueue(), ctx.Event(), b)
-                with shmexec.Pool(2, initializer=helpers.hold, initargs=init) as p:
+                with shmexec.Pool(2, initializer=helpers.set_init, initargs=(init,)) as p:
                     p.map(helpers.use_held, range(6))
                 print(counter.value, sorted(a.recv() for _ in range(6) if a.poll(60)))
         """)
@@ -1004,5 +1004,5 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
         fork = multiprocessing.get_context("fork")
         for obj in (fork.Lock(), fork.Value("i", 0), fork.Queue()):
             with self.assertRaises(TypeError) as cm:
-                shmexec.Pool(1, initializer=helpers.hold, initargs=(obj,))
+                shmexec.Pool(1, initializer=helpers.set_init, initargs=(obj,))
             self.assertIn('multiprocessing.get_context("spawn")', str(cm.exception))
