@@ -91,6 +91,11 @@ func registerTestHandlers() {
 		return []byte(err.Error()), nil
 	})
 	Handle("init", func(ctx context.Context, in []byte) ([]byte, error) { return []byte(initValue), nil })
+	// child runs a shell that prints its environment, a line "fds:", and
+	// the descriptors it has open: what a program a task runs inherits.
+	Handle("child", func(ctx context.Context, in []byte) ([]byte, error) {
+		return exec.CommandContext(ctx, "/bin/sh", "-c", "env; echo fds:; ls /proc/$$/fd").Output()
+	})
 	// big returns n bytes written straight into an output buffer.
 	Handle("big", func(ctx context.Context, in []byte) ([]byte, error) {
 		n, _ := strconv.Atoi(string(in))
@@ -147,7 +152,7 @@ func registerTestHandlers() {
 			}
 			fmt.Fprintf(os.Stderr, "holder %d\n", holder.Process.Pid)
 		case "sleep-unless-first": // worker 0 starts at once, the others take 30 s
-			if !strings.HasPrefix(os.Getenv(envWorker), "0:") {
+			if !strings.HasPrefix(startedAs, "0:") {
 				time.Sleep(30 * time.Second)
 			}
 		}
@@ -155,6 +160,10 @@ func registerTestHandlers() {
 		return nil
 	})
 }
+
+// startedAs is the worker's identity from its handshake, which is gone
+// from the environment once it has attached.
+var startedAs = os.Getenv(envWorker)
 
 func TestMain(m *testing.M) {
 	registerTestHandlers()

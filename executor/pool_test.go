@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1204,6 +1205,33 @@ func TestWorkerCannotStartPool(t *testing.T) {
 	out, err := run(t, p, "nested", nil)
 	if err != nil || !strings.Contains(string(out), "cannot start a pool") {
 		t.Fatalf("a pool started inside a worker: %q, %v", out, err)
+	}
+}
+
+// TestWorkersChildrenAreNotWorkers: a program a task runs gets none of
+// the worker's handshake (it would take itself for the worker, and one
+// that makes a pool could not) and none of the pool's descriptors, while
+// the worker itself still is one (TestWorkerCannotStartPool).
+func TestWorkersChildrenAreNotWorkers(t *testing.T) {
+	p := newPool(t, Config{Workers: 1})
+	out, err := run(t, p, "child", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, fds, ok := strings.Cut(string(out), "fds:\n")
+	if !ok {
+		t.Fatalf("the child's output: %q", out)
+	}
+	for _, kv := range strings.Split(env, "\n") {
+		if strings.HasPrefix(kv, "SHMEXEC_") && !strings.HasPrefix(kv, envPassFDs+"=") {
+			t.Errorf("a worker's child has %s in its environment", kv)
+		}
+	}
+	if got := strings.Fields(fds); !slices.Equal(got, []string{"0", "1", "2"}) {
+		t.Errorf("a worker's child has descriptors %v open, want 0, 1 and 2 only", got)
+	}
+	if out, err := run(t, p, "nested", nil); err != nil || !strings.Contains(string(out), "cannot start a pool") {
+		t.Fatalf("a pool started inside the worker after its child ran: %q, %v", out, err)
 	}
 }
 

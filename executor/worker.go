@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -60,8 +61,22 @@ func SetInitializer(f func() error) {
 	registry.Unlock()
 }
 
-// IsWorker reports whether this process was started as a pool worker.
-func IsWorker() bool { return os.Getenv(envCookie) == cookieValue }
+// IsWorker reports whether this process was started as a pool worker: its
+// environment holds the handshake, or it has attached as a worker (which
+// takes the handshake out of its environment).
+func IsWorker() bool { return attached.Load() || os.Getenv(envCookie) == cookieValue }
+
+// attached is set once this process has attached as the worker it was
+// started as (attachWorker).
+var attached atomic.Bool
+
+// handshakeEnv is what a worker's environment holds for its attach and
+// nothing after it: attachWorker takes it out, so that a program a task
+// runs (a shell, a script that makes a pool of its own, a Go program that
+// calls ServeIfWorker) does not take itself for this pool's worker.
+// envPassFDs stays: it names the descriptors of Config.PassFiles, which
+// are the program's own.
+var handshakeEnv = []string{envCookie, envProtocol, envWorker, envFD, envSupervisor, envMaxTasks, envStderrFD}
 
 // ServeIfWorker turns this process into a worker and exits when it was
 // started as one (the handshake is in its environment); otherwise it
@@ -228,6 +243,9 @@ func parseHandshake() (index, party, gen, fd, sup, maxTasks int, err error) {
 }
 
 func attachWorker(cfg WorkerConfig) (*worker, error) {
+	if attached.Load() {
+		return nil, errors.New("this process has attached as a worker already")
+	}
 	index, party, gen, fd, sup, maxTasks, err := parseHandshake()
 	if err != nil {
 		return nil, err
@@ -249,6 +267,17 @@ func attachWorker(cfg WorkerConfig) (*worker, error) {
 	}
 	if err := sysx.CloseInherited(keep); err != nil {
 		return nil, fmt.Errorf("close inherited descriptors: %w", err)
+	}
+	// The handshake was read: out of the environment, and the segment and
+	// the pool's standard error out of what programs this worker runs
+	// inherit (dup3 onto 2 at ready makes a new, inheritable, 2).
+	attached.Store(true)
+	for _, k := range handshakeEnv {
+		os.Unsetenv(k) // in a C or Python host, its C environment too (the runtime's cgo unsetenv)
+	}
+	syscall.CloseOnExec(fd)
+	if stderrFD > 2 {
+		syscall.CloseOnExec(stderrFD)
 	}
 	// Exit with the supervisor. The parent set PR_SET_PDEATHSIG before
 	// exec; if it died before that, our parent is already someone else.

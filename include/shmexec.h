@@ -377,7 +377,9 @@ typedef struct shmx_handler {
     void *ctx;
 } shmx_handler;
 
-/* Returns: 1 if this process was started as a pool worker, else 0. */
+/* Returns: 1 if this process was started as a pool worker, else 0 (still
+   1 once shmx_worker_main or shmx_worker_open has taken the handshake out
+   of the environment: a program the worker runs gets 0). */
 int shmx_is_worker(void);
 
 /* Serves jobs until the pool closes; init (may be NULL) runs once first,

@@ -102,6 +102,19 @@ static int env(void *ctx, const void *in, size_t len, shmx_output *out) {
     return shmx_output_set(out, v ? v : "", v ? strlen(v) : 0);
 }
 
+/* child: whether this process is a worker, then what a program it runs
+   inherits: every SHMEXEC_ variable but SHMEXEC_PASS_FDS, and its open
+   descriptors. */
+static int child(void *ctx, const void *in, size_t len, shmx_output *out) {
+    (void)ctx; (void)in; (void)len;
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "worker %d\n", shmx_is_worker());
+    FILE *f = popen("env | grep '^SHMEXEC_' | grep -v '^SHMEXEC_PASS_FDS='; ls /proc/$$/fd", "r");
+    if (!f) return SHMX_ESYS;
+    n += (int)fread(buf + n, 1, sizeof buf - (size_t)n, f);
+    return pclose(f) == -1 ? SHMX_ESYS : shmx_output_set(out, buf, (size_t)n);
+}
+
 static int init_fail;
 static int init_ok(void *ctx) { (void)ctx; return init_fail; }
 
@@ -149,6 +162,13 @@ static void test_environment(void) {
           "a worker sees a variable set after the library was loaded: %.*s", (int)res.len, res.data ? (const char *)res.data : "");
     shmx_result_release(pool, &res);
     unsetenv("SHMX_CTEST_ENV");
+    /* A worker stays one, but a program it runs is not one: it gets
+       neither the handshake nor the pool's memory. */
+    const char *want = "worker 1\n0\n1\n2\n";
+    CHECK(run(pool, "child", NULL, 0, &res) == SHMX_OK && res.len == strlen(want) && memcmp(res.data, want, res.len) == 0,
+          "a worker's child inherits no handshake and no descriptor of the pool: %.*s", (int)res.len,
+          res.data ? (const char *)res.data : "");
+    shmx_result_release(pool, &res);
     shmx_pool_close(pool, -1);
 }
 
@@ -1282,7 +1302,7 @@ int main(int argc, char **argv) {
     if (shmx_is_worker()) {
         shmx_handler hs[] = {{"echo", echo, NULL}, {"sleepy", sleepy, NULL}, {"fails", fails, NULL}, {"big", big, NULL},
                              {"env", env, NULL}, {"signals", signals, NULL},
-                             {"passed", write_passed, NULL}, {"started", started, NULL}};
+                             {"passed", write_passed, NULL}, {"started", started, NULL}, {"child", child, NULL}};
         return shmx_worker_main(hs, sizeof hs / sizeof hs[0], init_ok, NULL);
     }
     setvbuf(stdout, NULL, _IONBF, 0);
