@@ -231,6 +231,9 @@ class Engine:
                 "shmexec: a pool is being created while a worker loads the main script: the script "
                 "creates pools at module level. Put that code under `if __name__ == \"__main__\":`."
             )
+        if _LIB.shmx_is_worker():
+            raise ShmexecError("cannot start a pool in a shmexec worker: a worker cannot start a pool of its own, as "
+                               "a multiprocessing.Pool worker cannot start processes (a program that a task runs can)")
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if max_payload is not None:

@@ -174,6 +174,7 @@ def read_preparation():
     sys.argv[:] = prep["argv"]
     name, pid, sentinel = prep["parent"]
     _authkey, _parent = prep["authkey"], (name, pid, _passed[sentinel])
+    os.set_inheritable(_passed[sentinel], False)  # as spawn's child has it (an os.dup): not a grandchild's
     os.environ["SHMEXEC_PASS_FDS"] = ",".join(map(str, _passed[:prep["passed"]]))
     return prep
 

@@ -80,6 +80,18 @@ def _run_named(handlers, name, payload):
         return [], 0, (type(e).__qualname__, str(e))
 
 
+def _forget_handshake():
+    """shmx_worker_open has taken the pool's handshake out of the process's
+    environment, so that a program a task runs does not take itself for
+    this pool's worker; os.environ, a copy made at start-up (and what
+    subprocess's env=dict(os.environ) passes on), forgets it too."""
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype, getenv.argtypes = ctypes.c_char_p, [ctypes.c_char_p]
+    for k in [k for k in os.environ if k.startswith("SHMEXEC_")]:
+        if getenv(os.fsencode(k)) is None:
+            del os.environ[k]
+
+
 def _keep_freed_memory():
     """glibc serves each allocation of 32 MiB and more with its own mmap
     and unmaps it when it is freed, so every large bytes object a worker
@@ -148,6 +160,7 @@ def main(argv=None):
     if lib.shmx_worker_open(ctypes.byref(w)) != _lib.SHMX_OK:
         sys.stderr.write("shmexec.worker is a pool worker: a pool starts it. There is nothing to do when it is run by hand.\n")
         return 2
+    _forget_handshake()
     _default_signals()
     trim = _keep_freed_memory()  # before the main module and the initializer, which may set their own
     prep = _spawn.read_preparation() if argv[:1] == ["--prep"] else {"main": "", "init": b""}

@@ -4,6 +4,8 @@ import enum
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 
 
@@ -261,6 +263,32 @@ class Name(str):
 def subclassed(kind):
     """A value of a subclass of a plain type (they travel pickled)."""
     return {"enum": Color.RED, "str": Name("n"), "bool": True}[kind]
+
+
+def program_with_a_pool(copy_env):
+    """Runs, as a task may, a Python program that makes a pool of its own,
+    with the worker's C environment (copy_env False) or with
+    env=dict(os.environ), as scripts often pass it: (exit status, output,
+    error output)."""
+    import shmexec
+
+    os.environ["PYTHONPATH"] = os.path.dirname(os.path.dirname(shmexec.__file__))  # the C environment's too
+    env = dict(os.environ) if copy_env else None
+    code = "import shmexec\nwith shmexec.Pool(1) as p:\n    print(p.apply(abs, (-7,)))"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout, r.stderr[-2000:]
+
+
+def shell_descriptors():
+    """The descriptors a shell that a task runs has open, everything the
+    worker has inheritable passed on (close_fds=False, as os.system and
+    most C and Go programs start theirs)."""
+    out = subprocess.run(["/bin/sh", "-c", "ls /proc/$$/fd"], close_fds=False, capture_output=True, text=True, timeout=60)
+    return sorted(int(fd) for fd in out.stdout.split())
+
+
+def shmexec_environ():
+    return sorted(k for k in os.environ if k.startswith("SHMEXEC_"))
 
 
 def getenv(name):

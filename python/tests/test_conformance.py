@@ -694,6 +694,19 @@ class WorkersInheritNothing(unittest.TestCase):
             if w is not None:
                 os.close(w)
 
+    def test_programs_a_task_runs_are_not_workers(self):
+        # A worker's handshake and the pool's memory stay the worker's: a
+        # program it runs (here one that makes a pool of its own, which a
+        # worker may not) gets neither, whether it inherits the process's
+        # environment or a copy of os.environ.
+        with shmexec.Executor(1) as ex:
+            self.assertLessEqual(set(ex.submit(helpers.shmexec_environ).result(T)), set(helpers.shmexec_environ()) | {"SHMEXEC_PASS_FDS"})
+            for copy_env in (False, True):
+                rc, out, err = ex.submit(helpers.program_with_a_pool, copy_env).result(T)
+                self.assertEqual((rc, out), (0, "7\n"), err)
+            self.assertEqual(ex.submit(helpers.shell_descriptors).result(T), [0, 1, 2])
+            self.assertIn("cannot start a pool", ex.submit(helpers.nested_pool).result(T))
+
     def test_pass_fds_hands_a_descriptor_on(self):
         r, w = os.pipe()
         try:
