@@ -49,6 +49,16 @@ func (h *handles[T]) take(id uint64) (T, bool) {
 	return v, ok
 }
 
+// put makes id name v (an id that add gave out).
+func (h *handles[T]) put(id uint64, v T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[uint64]T{}
+	}
+	h.m[id] = v
+}
+
 var pools handles[*pool]
 
 func lookup(cp *C.shmx_pool) (*pool, bool) { return pools.get(uint64(cp.id)) }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -122,12 +123,40 @@ func shmxgo_pool_attach(socket *C.char, out **C.shmx_pool) C.int {
 	return C.SHMX_OK
 }
 
+// closing holds the pools whose close is under way, taken from pools by
+// the thread that closes them, so that a terminate from another thread
+// meanwhile kills their workers rather than wait out the close's grace.
+// closeMu makes the move from pools to closing one step for the others.
+var (
+	closing handles[*pool]
+	closeMu sync.Mutex
+)
+
+// shmxgo_pool_close closes (or terminates) the pool of cp; *took is set to
+// 1 in the call that took the handle, which the shim then retires. A
+// terminate while another thread's close waits for jobs ends that wait
+// (the close returns SHMX_ETIMEDOUT) and returns SHMX_OK once the pool is
+// down, without taking the handle.
+//
 //export shmxgo_pool_close
-func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int) C.int {
-	p, ok := pools.take(uint64(cp.id))
+func shmxgo_pool_close(cp *C.shmx_pool, timeoutNS C.int64_t, terminate C.int, took *C.int) C.int {
+	id := uint64(cp.id)
+	closeMu.Lock()
+	p, ok := pools.take(id)
+	if ok {
+		closing.put(id, p)
+	} else if q, busy := closing.get(id); busy && terminate != 0 && q.p != nil {
+		closeMu.Unlock()
+		q.p.Terminate() // the close's error is the close's to report
+		setErr(nil)
+		return C.SHMX_OK
+	}
+	closeMu.Unlock()
 	if !ok {
 		return C.SHMX_EINVAL
 	}
+	*took = 1
+	defer closing.del(id)
 	close(p.quit)
 	p.any.signal(math.MaxInt32) // every thread in shmx_wait_any: it returns SHMX_ECLOSED
 	p.mu.Lock()

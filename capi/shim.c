@@ -94,11 +94,13 @@ int shmx_pool_attach(const char *socket_path, shmx_pool **out) {
 static pthread_mutex_t retired_mu = PTHREAD_MUTEX_INITIALIZER;
 static shmx_pool *retired;
 
-/* Closes pool; of two threads closing one handle, the second gets
-   SHMX_EINVAL and retires nothing. */
+/* Closes pool; of two threads closing one handle, the one that took it
+   retires it (the other gets SHMX_EINVAL, or, terminating while the
+   first still waits for jobs, ends that wait). */
 static int close_pool(shmx_pool *pool, int64_t timeout_ns, int terminate) {
-    int rc = shmxgo_pool_close(pool, timeout_ns, terminate);
-    if (rc != SHMX_EINVAL) {
+    int took = 0;
+    int rc = shmxgo_pool_close(pool, timeout_ns, terminate, &took);
+    if (took) {
         pthread_mutex_lock(&retired_mu);
         pool->next_retired = retired;
         retired = pool;

@@ -46,6 +46,10 @@ type Pool struct {
 
 	closeErr error
 	once     sync.Once
+	// kill is closed by Terminate: a Close that waits for jobs stops
+	// waiting and kills them (waitIdle).
+	kill     chan struct{}
+	killOnce sync.Once
 }
 
 // New creates a pool and starts its workers. It returns once every worker
@@ -82,6 +86,7 @@ func New(cfg Config) (*Pool, error) {
 		events:  make(chan procEvent, 64),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		kill:    make(chan struct{}),
 		exited:  make(chan struct{}, 1),
 	}
 	ok := false

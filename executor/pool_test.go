@@ -1085,6 +1085,60 @@ func TestCloseFinishesQueued(t *testing.T) {
 	}
 }
 
+// TestTerminateDuringClose: a Terminate while a Close waits for jobs
+// (another goroutine's) ends that wait at once: the jobs are killed, the
+// Close says so, and Terminate returns once the pool is down.
+func TestTerminateDuringClose(t *testing.T) {
+	p, err := New(Config{Workers: 2, WorkerArgv: []string{os.Args[0], "-test.run=^$"}, QueueDepth: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs []*Future
+	for i := 0; i < 4; i++ {
+		f, err := p.Submit(context.Background(), "sleep", []byte("30000"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	waitBusy(t, p, 2)
+	pids := []int{p.Stats().Workers[0].PID, p.Stats().Workers[1].PID}
+	closed := make(chan error, 1)
+	go func() { closed <- p.CloseTimeout(time.Minute) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.l.poolState().Load() != poolClosing { // the Close waits for the jobs now
+		if time.Now().After(deadline) {
+			t.Fatal("Close never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if err := p.Terminate(); err == nil || !strings.Contains(err.Error(), "terminated while jobs still ran") {
+		t.Errorf("Terminate during Close: %v, want the Close's error, which says so", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("Terminate during Close took %v", el)
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("worker %d is still there when Terminate returns", pid)
+		}
+	}
+	select {
+	case err := <-closed:
+		if err == nil || !strings.Contains(err.Error(), "terminated while jobs still ran; killed") {
+			t.Fatalf("the Close that Terminate cut short: %v, want its jobs killed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return after Terminate")
+	}
+	for i, f := range fs {
+		if _, err := waitFor(t, f); !errors.Is(err, ErrPoolClosed) {
+			t.Fatalf("job %d: %v, want ErrPoolClosed", i, err)
+		}
+	}
+}
+
 func TestTerminateFailsPendingAtOnce(t *testing.T) {
 	p := newPool(t, Config{})
 	var fs []*Future

@@ -23,8 +23,11 @@ func (p *Pool) CloseTimeout(d time.Duration) error {
 }
 
 // Terminate kills the workers at once, fails every pending job with
-// ErrPoolClosed and frees the segment. Idempotent, like Close.
+// ErrPoolClosed and frees the segment. Idempotent, like Close. During a
+// Close that waits for jobs, it ends that wait at once (the Close then
+// returns its "killed" error) and returns when the pool is down.
 func (p *Pool) Terminate() error {
+	p.killOnce.Do(func() { close(p.kill) })
 	p.once.Do(func() { p.closeErr = p.shutdown(0) })
 	return p.closeErr
 }
@@ -42,7 +45,12 @@ func (p *Pool) shutdown(grace time.Duration) error {
 	l.poolState().Store(poolClosing)
 	kill := grace <= 0
 	if !kill && !p.waitIdle(time.Now().Add(grace)) {
-		errs = append(errs, fmt.Errorf("executor: close: jobs still running after %v; killed", grace))
+		select {
+		case <-p.kill:
+			errs = append(errs, errors.New("executor: close: terminated while jobs still ran; killed"))
+		default:
+			errs = append(errs, fmt.Errorf("executor: close: jobs still running after %v; killed", grace))
+		}
 		kill = true
 	}
 	l.poolState().Store(poolClosed)
@@ -134,7 +142,8 @@ func (p *Pool) exitedLocked(w *workerProc) {
 }
 
 // waitIdle waits until no job is queued or running and the owner's
-// client has collected everything.
+// client has collected everything; false at the deadline, or at once
+// when Terminate is called meanwhile.
 func (p *Pool) waitIdle(deadline time.Time) bool {
 	l := p.l
 	for {
@@ -150,6 +159,11 @@ func (p *Pool) waitIdle(deadline time.Time) bool {
 		}
 		if time.Now().After(deadline) {
 			return false
+		}
+		select {
+		case <-p.kill: // Terminate, from another goroutine
+			return false
+		default:
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -126,7 +126,10 @@ int shmx_pool_attach(const char *socket_path, shmx_pool **out);
 int shmx_pool_close(shmx_pool *pool, int64_t timeout_ns);
 
 /* Kills the workers, fails pending jobs and frees the pool; the handle
-   then behaves as after shmx_pool_close. NULL: no-op.
+   then behaves as after shmx_pool_close. NULL: no-op. While another
+   thread's shmx_pool_close of the handle waits for jobs, it ends that
+   wait: the jobs are killed, that close returns SHMX_ETIMEDOUT, and this
+   call returns once the workers are gone.
    Returns: SHMX_OK; SHMX_EINVAL for a handle closed already. */
 int shmx_pool_terminate(shmx_pool *pool);
 

@@ -579,6 +579,43 @@ static void test_terminate_in_flight(void) {
     CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close with jobs in flight finishes them");
 }
 
+struct closer { shmx_pool *pool; int rc; double took; };
+
+static void *close_in_thread(void *arg) {
+    struct closer *c = arg;
+    double t0 = now();
+    c->rc = shmx_pool_close(c->pool, -1);
+    c->took = now() - t0;
+    return NULL;
+}
+
+/* A terminate while another thread's close waits for long jobs kills
+   them at once: neither call waits for the jobs, whichever thread took
+   the handle first. */
+static void test_terminate_during_close(void) {
+    shmx_pool *pool = make_pool(2, 0, 0);
+    int ms = 30000;
+    shmx_job jobs[4];
+    for (int i = 0; i < 4; i++) shmx_submit(pool, "sleepy", &ms, sizeof ms, &jobs[i]);
+    int32_t pids[2] = {0, 0};
+    size_t n = 0;
+    shmx_pool_workers(pool, pids, 2, &n);
+    struct closer c = {pool, -1, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, close_in_thread, &c);
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL); /* the close waits for the jobs by now */
+    double t0 = now();
+    int rc = shmx_pool_terminate(pool);
+    double took = now() - t0;
+    pthread_join(t, NULL);
+    CHECK(rc == SHMX_OK && took < 10, "terminate during a close: %s after %.2fs", shmx_strerror(rc), took);
+    CHECK((c.rc == SHMX_ETIMEDOUT || c.rc == SHMX_EINVAL) && c.took < 10, "the close cut short: %s after %.2fs",
+          shmx_strerror(c.rc), c.took);
+    for (size_t i = 0; i < n && i < 2; i++) CHECK(pids[i] > 0 && kill(pids[i], 0) != 0, "worker %d gone", (int)pids[i]);
+    CHECK(shmx_pool_terminate(pool) == SHMX_EINVAL, "a terminate after both: the handle is closed");
+}
+
 static void test_bad_workers(void) {
     shmx_pool_config cfg;
     shmx_pool_config_init(&cfg);
@@ -1326,6 +1363,7 @@ int main(int argc, char **argv) {
     test_kill_while_waiting_into();
     test_no_inherited_descriptors();
     test_terminate_in_flight();
+    test_terminate_during_close();
     test_bad_workers();
     test_pull_worker();
     test_results_in_place();
