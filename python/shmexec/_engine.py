@@ -756,17 +756,26 @@ class Engine:
         parts, total = self._call_parts(fn, tuple(args), dict(kwargs or {}))
         return self._submit_call(parts, total, timeout, retries)
 
-    def map(self, fn, *iterables, timeout=None, chunksize=None, progress=False):
+    def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None, progress=False):
         """Like Executor.map: returns an iterator of the results in order,
         at once (the feeder pickles and submits the items). Items are sent
         in batches: of chunksize if given, otherwise sized so that every
         worker gets several. The iterator raises TimeoutError if the next
         result is not there by timeout seconds after this call, and holds
-        no result it has given out. progress=True shows a progress bar on
-        stderr."""
+        no result it has given out. buffersize (Python 3.14's): the
+        iterables are read as results are taken, with at most that many
+        batches (of chunksize, or 1, items) submitted and not yet given
+        out, so that an endless or huge iterable takes bounded memory.
+        progress=True shows a progress bar on stderr."""
         check_fork()
         self._check_open()
         check_chunksize(chunksize)
+        if buffersize is not None:
+            if type(buffersize) is not int:
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+            return self._map_buffered(fn, iterables, timeout, chunksize or 1, buffersize, progress)
         star = len(iterables) != 1
         items = list(zip(*iterables)) if star else sequence(iterables[0])
         if not items:
@@ -774,6 +783,53 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         stream = self._stream(fn, items, chunksize, star, progress)
         return self._results(stream, deadline)
+
+    def _map_buffered(self, fn, iterables, timeout, chunksize, buffersize, progress):
+        """map with a buffersize: the first buffersize batches are
+        submitted now, then one more as each batch's results are taken,
+        from the taking thread (as concurrent.futures does it). A batch
+        goes as a call does (_submit_call): at once, or after what the
+        feeder holds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        star = len(iterables) != 1
+        kind, key, what = self._batch_kind(fn, star)
+        bar = None
+        if progress:
+            from ._progress import Progress
+
+            if not all(hasattr(it, "__len__") for it in iterables):
+                raise ValueError("progress=True with buffersize= needs iterables that have a length")
+            bar = progress if isinstance(progress, Progress) else Progress(min(len(it) for it in iterables))
+        batches = _chunks(zip(*iterables) if star else iter(iterables[0]), chunksize, self._workers)
+
+        def submit(n, chunk):
+            fut = self._submit_call(*_wire.dumps_batch(kind, fn, key, chunk, what, self._lost_main))
+            if bar is not None:
+                fut.add_done_callback(bar.callback(n))
+            return fut
+
+        fs = collections.deque(submit(n, chunk) for n, chunk in itertools.islice(batches, buffersize))
+        return self._buffered_results(fs, batches, submit, deadline)
+
+    def _buffered_results(self, fs, batches, submit, deadline):
+        """_map_buffered's iterator: each batch taken is replaced by the
+        next, submitted before the wait (so that buffersize stay in
+        flight); the batches not taken are cancelled when it stops."""
+        tb_type = self._tb_type
+        try:
+            while fs:
+                more = next(batches, None)  # raises what the iterables raise
+                if more is not None:
+                    fs.append(submit(*more))
+                f = fs.popleft()
+                values = _wire.batch_values(f.result(None if deadline is None else max(0.0, deadline - time.monotonic())), tb_type)
+                del f
+                values.reverse()
+                while values:
+                    yield values.pop()
+        finally:
+            for f in fs:
+                f.cancel()
 
     def _results(self, stream, deadline=None):
         """The values of a stream's batches, in order; each batch future

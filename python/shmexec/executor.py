@@ -203,3 +203,19 @@ class Executor(Engine, _cf.Executor):
     while the others start. It raises WorkerStartError when no worker can
     start (a bad command, an initializer that fails in each of them).
     """
+
+    def terminate_workers(self):
+        """Python 3.14's ProcessPoolExecutor.terminate_workers: shuts down
+        with cancel_futures=True and kills the workers at once (shmexec
+        kills them with SIGKILL either way: see kill_workers). The tasks
+        they were running raise PoolClosed; the executor takes no more."""
+        self._force_shutdown()
+
+    def kill_workers(self):
+        """Python 3.14's ProcessPoolExecutor.kill_workers: as
+        terminate_workers, which kills the workers too."""
+        self._force_shutdown()
+
+    def _force_shutdown(self):
+        self.shutdown(wait=False, cancel_futures=True)
+        self.terminate()

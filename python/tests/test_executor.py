@@ -46,6 +46,40 @@ class ExecutorTest(unittest.TestCase):
         self.assertLess(time.monotonic() - start, 1.4)
         self.assertEqual(self.ex.submit(helpers.add, 2, 2).result(DEADLINE), 4)
 
+    def test_map_with_buffersize_reads_the_iterables_as_results_are_taken(self):
+        # Python 3.14's buffersize: at most that many batches submitted
+        # and not yet given out, so that an endless iterable works.
+        read = []
+
+        def endless():
+            i = 0
+            while True:
+                read.append(i)
+                yield i
+                i += 1
+
+        it = self.ex.map(helpers.double, endless(), buffersize=4, timeout=DEADLINE)
+        self.assertEqual(len(read), 4)
+        self.assertEqual([next(it) for _ in range(10)], [2 * i for i in range(10)])
+        self.assertEqual(len(read), 14)
+        it.close()
+        self.assertEqual(len(read), 14)
+        self.assertEqual(list(self.ex.map(helpers.add, range(5), range(10, 100), buffersize=2, timeout=DEADLINE)),
+                         [10, 12, 14, 16, 18])
+        it = self.ex.map(helpers.double, iter(range(10)), buffersize=2, chunksize=3, timeout=DEADLINE)
+        self.assertEqual(list(it), [2 * i for i in range(10)])
+        with self.assertRaises(ValueError):
+            list(self.ex.map(helpers.fail_on_odd, range(6), buffersize=2, timeout=DEADLINE))
+        with self.assertRaisesRegex(ValueError, "buffersize must be None or > 0"):
+            self.ex.map(helpers.double, [1], buffersize=0)
+        with self.assertRaisesRegex(TypeError, "buffersize must be an integer or None"):
+            self.ex.map(helpers.double, [1], buffersize=2.0)
+        start = time.monotonic()
+        with self.assertRaises(TimeoutError):
+            list(self.ex.map(helpers.sleep, [0.5] * 4, buffersize=1, timeout=0.2))
+        self.assertLess(time.monotonic() - start, 1.0)
+        self.assertEqual(self.ex.submit(helpers.add, 2, 2).result(DEADLINE), 4)
+
     def test_exception_arrives_as_its_type(self):
         with self.assertRaisesRegex(ValueError, "nope"):
             self.ex.submit(helpers.boom, "nope").result(DEADLINE)
@@ -527,6 +561,33 @@ class OptionsTest(unittest.TestCase):
                 outcomes.append("cancelled")
         # Queued tasks never run; a running one finishes.
         self.assertGreaterEqual(outcomes[1:].count("cancelled"), 3, outcomes)
+
+    def test_terminate_and_kill_workers(self):
+        # Python 3.14's: shutdown(cancel_futures=True), and the workers
+        # killed at once, their tasks ending.
+        tmp = self.enterContext(tempfile.TemporaryDirectory())
+        for stop in ("terminate_workers", "kill_workers"):
+            ex = shmexec.Executor(2)
+            helpers.wait_running_at_once(ex, 2)
+            marks = os.path.join(tmp, stop)
+            running = [ex.submit(helpers.mark_then_sleep, marks, 30) for _ in range(2)]
+            helpers.wait_marks(marks, 2)
+            queued = [ex.submit(helpers.sleep, 30) for _ in range(4)]
+            pids = ex._worker_pids()
+            start = time.monotonic()
+            getattr(ex, stop)()
+            for f in running:
+                with self.assertRaises(shmexec.PoolClosed):
+                    f.result(DEADLINE)
+            for f in queued:
+                with self.assertRaises((cf.CancelledError, shmexec.PoolClosed)):
+                    f.result(DEADLINE)
+            self.assertLess(time.monotonic() - start, DEADLINE)
+            self.assertFalse([p for p in pids if helpers.shmexec_process_alive(p)], f"workers alive after {stop}")
+            with self.assertRaises(RuntimeError):
+                ex.submit(helpers.add, 1, 1)
+            getattr(ex, stop)()  # again: nothing left to do
+            ex.shutdown()
 
     def test_shutdown(self):
         ex = shmexec.Executor(max_workers=1)
