@@ -1058,16 +1058,24 @@ func TestInitializerAndMaxTasks(t *testing.T) {
 	}
 }
 
-func TestCloseFinishesQueued(t *testing.T) {
-	p := newPool(t, Config{})
-	var fs []*Future
-	for i := 0; i < 20; i++ {
-		f, err := p.Submit(context.Background(), "sleep", []byte("20"))
+// submitN submits n jobs of handler with input in, failing the test if
+// one cannot be submitted.
+func submitN(t *testing.T, p *Pool, n int, handler, in string) []*Future {
+	t.Helper()
+	fs := make([]*Future, n)
+	for i := range fs {
+		f, err := p.Submit(context.Background(), handler, []byte(in))
 		if err != nil {
 			t.Fatal(err)
 		}
-		fs = append(fs, f)
+		fs[i] = f
 	}
+	return fs
+}
+
+func TestCloseFinishesQueued(t *testing.T) {
+	p := newPool(t, Config{})
+	fs := submitN(t, p, 20, "sleep", "20")
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -1093,14 +1101,7 @@ func TestTerminateDuringClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fs []*Future
-	for i := 0; i < 4; i++ {
-		f, err := p.Submit(context.Background(), "sleep", []byte("30000"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fs = append(fs, f)
-	}
+	fs := submitN(t, p, 4, "sleep", "30000")
 	waitBusy(t, p, 2)
 	pids := []int{p.Stats().Workers[0].PID, p.Stats().Workers[1].PID}
 	closed := make(chan error, 1)
@@ -1141,11 +1142,7 @@ func TestTerminateDuringClose(t *testing.T) {
 
 func TestTerminateFailsPendingAtOnce(t *testing.T) {
 	p := newPool(t, Config{})
-	var fs []*Future
-	for i := 0; i < 10; i++ {
-		f, _ := p.Submit(context.Background(), "sleep", []byte("30000"))
-		fs = append(fs, f)
-	}
+	fs := submitN(t, p, 10, "sleep", "30000")
 	waitBusy(t, p, p.cfg.Workers) // jobs running and queued
 	start := time.Now()
 	if err := p.Terminate(); err != nil {
