@@ -13,7 +13,8 @@ arrives as RemoteError; nothing hangs.
 
 The modules, each one concern (private helpers flow one way, toward _lib):
 _lib (the library, its codes, the fork flag), _errors (exceptions and the
-status -> exception mapping), _spawn (worker command and main module),
+status -> exception mapping; _crash, an Executor's WorkerCrashed that is
+also a BrokenProcessPool, imported at the first crash), _spawn (worker command and main module),
 _reduction (what can be sent), _wire (frames and result decoding),
 _engine (the pool under both faces, without concurrent.futures),
 executor (Executor and Future), pool (Pool and AsyncResult).

@@ -58,14 +58,18 @@ def check_fork():
         raise ForkedError("this process was forked from one that used shmexec; use pools only in the process that made them")
 
 
-def job_error(res):
+def job_error(res, executor=True):
     """The exception that a fetched result res (a _lib.Result whose status
-    is not SHMX_OK) stands for."""
+    is not SHMX_OK) stands for; executor: for an Executor's task, whose
+    crash is also a BrokenProcessPool (_crash), else a Pool's."""
     st = res.status
     err = (res.error or b"").decode(errors="replace")
     if st == _lib.SHMX_EWORKER_CRASHED:
         how = f"killed by signal {res.signal}" if res.signal else f"exited with status {res.exit_code}"
-        return WorkerCrashed(f"worker pid {res.worker_pid} {how} while running the task", res.worker_pid, res.signal, res.exit_code)
+        cls = WorkerCrashed
+        if executor:
+            from ._crash import ExecutorWorkerCrashed as cls
+        return cls(f"worker pid {res.worker_pid} {how} while running the task", res.worker_pid, res.signal, res.exit_code)
     if st == _lib.SHMX_ETIMEDOUT:
         return TimeoutError(err or "the task ran past its timeout; its worker was killed")
     if st == _lib.SHMX_ECANCELLED:

@@ -569,7 +569,8 @@ class Failure:
 # traceback: concurrent.futures' for an Executor, multiprocessing's for a
 # Pool (each API's own tests check for its type), named by (module,
 # class) and imported when a task first raises (concurrent.futures.process
-# imports most of multiprocessing).
+# imports most of multiprocessing). It also tells the two apart for a
+# task whose worker died (_errors.job_error).
 FUTURES_TRACEBACK = ("concurrent.futures.process", "_RemoteTraceback")
 POOL_TRACEBACK = ("multiprocessing.pool", "RemoteTraceback")
 
@@ -589,7 +590,7 @@ def outcome(res, tb_type=FUTURES_TRACEBACK):
         return frame_outcome(ctypes.string_at(res.data, res.len), tb_type)
     try:
         if res.status != _lib.SHMX_OK:
-            return ("exc", _errors.job_error(res))
+            return ("exc", _errors.job_error(res, tb_type == FUTURES_TRACEBACK))
         data = view_at(res.data, res.len) if res.len else b""
         return rebuild(loads(data, _views.HeldResult(res) if res.len >= HUGE else None), tb_type)
     except Exception as e:  # a result that cannot be decoded

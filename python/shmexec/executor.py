@@ -180,7 +180,8 @@ class Executor(Engine, _cf.Executor):
     timeout: seconds a task may run before its worker is killed (it then
         raises TimeoutError).
     retries: re-runs of a task whose worker died before it raises
-        WorkerCrashed.
+        WorkerCrashed (which from an Executor is also the
+        BrokenProcessPool that ProcessPoolExecutor's callers catch).
     pass_fds: descriptors every worker gets, as 4, 5, ... in order (the
         worker's SHMEXEC_PASS_FDS names them). Workers get no other
         descriptor of this process but standard input, output and error,

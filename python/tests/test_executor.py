@@ -1,6 +1,7 @@
 import concurrent.futures as cf
 import gc
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -104,7 +105,14 @@ class ExecutorTest(unittest.TestCase):
             self.ex.submit(helpers.sigkill_self).result(DEADLINE)
         self.assertEqual(cm.exception.signal, signal.SIGKILL)
         self.assertGreater(cm.exception.pid, 0)
-        with self.assertRaises(shmexec.WorkerCrashed) as cm:
+        # What code written for ProcessPoolExecutor catches, too; only
+        # the task fails (the executor goes on, below).
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.assertIsInstance(cm.exception, BrokenProcessPool)
+        back = pickle.loads(pickle.dumps(cm.exception))
+        self.assertEqual((type(back), str(back)), (type(cm.exception), str(cm.exception)))
+        with self.assertRaises(BrokenProcessPool) as cm:
             self.ex.submit(helpers.exit_now, 7).result(DEADLINE)
         self.assertEqual(cm.exception.exit_code, 7)
         # Full size again: two tasks run at once on two workers.

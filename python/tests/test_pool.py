@@ -682,6 +682,7 @@ class PoolTest(unittest.TestCase):
             r.get(T)
         self.assertEqual(len(crashes), 1)
         self.assertIsInstance(crashes[0], shmexec.WorkerCrashed)
+        self.assertNotIsInstance(crashes[0], RuntimeError)  # not the Executor's BrokenProcessPool
         self.assertEqual(self.pool.apply_async(helpers.add, (2, 2)).get(T), 4)
 
     def test_a_raising_callback_does_not_strand_get(self):
