@@ -8,6 +8,7 @@ which the engine imports when it makes its first future."""
 
 import collections
 import ctypes
+import functools
 import itertools
 import os
 import signal
@@ -299,10 +300,11 @@ class Engine:
         self._books = _Books()
         self._slots = []  # _CallSlots free for the next C call (_take_slot)
         self._close_lock = threading.Lock()  # held while a shutdown closes the handle
-        self._feeder = Feeder(self)
+        self._feeder = Feeder(self, functools.partial(_terminated, self._books))
         self._opts_made = {}  # _opts' C options, built once each (the C side only reads them)
         self._groups = itertools.count(1)  # the job groups of Pool.imap_unordered's streams
-        self._collector = threading.Thread(target=self._collect, name="shmexec-collector", daemon=True)
+        self._collector = threading.Thread(target=_collect, args=(weakref.ref(self), self._books, self._pool), name="shmexec-collector",
+                                           daemon=True)
         self._collector.start()
         _live.add(self)
 
@@ -1017,26 +1019,6 @@ class Engine:
             if self._wait_one(job, ns) != _lib.SHMX_ETIMEDOUT or ns < _SLICE_NS:
                 return  # fetched, another thread's to fetch, or the time is up
 
-    def _collect(self):
-        """Finishes futures nobody waits for in their own thread (callbacks,
-        wait, as_completed). shmx_wait_any leaves a job that a caller waits
-        for in result() to that caller, and does not wake this thread for
-        it: a round trip then involves no hand-off between threads."""
-        books = self._books
-        job = ctypes.c_uint64()
-        while True:
-            if books.dropped:
-                self._drop_abandoned()
-            with books.lock:
-                done = self._delivered() or books.state >= _TERMINATED
-            if done:
-                return
-            rc = _LIB.shmx_wait_any(self._pool, 50_000_000, ctypes.byref(job))
-            if rc == _OK:
-                self._wait_one(job.value, 0, reported=True)
-            elif rc != _lib.SHMX_ETIMEDOUT:
-                return
-
     # -- shutting down ----------------------------------------------------
 
     def _delivered(self):
@@ -1148,13 +1130,53 @@ class Engine:
             stream.batch_done(i)
 
     def __del__(self):
+        # An executor nobody references any longer (its threads hold it
+        # weakly: _collect, Feeder) shuts down as ProcessPoolExecutor's
+        # does: its tasks run on, then its workers exit. From a thread of
+        # its own: a collection may run this where a thread of this
+        # executor holds books.lock.
         try:
-            if getattr(self, "_pool", None) is not None and not _lib.forked():
-                self.shutdown(wait=False)
+            if getattr(self, "_pool", None) is not None and not _lib.forked() and self._books.state == _RUN:
+                threading.Thread(target=self.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
         except Exception:
             pass
 
     __reduce_ex__ = _reduction.refuse_pickling
+
+
+def _terminated(books):
+    return books.state >= _TERMINATED
+
+
+def _collect(ref, books, pool):
+    """The collector thread: finishes futures nobody waits for in their own
+    thread (callbacks, wait, as_completed). shmx_wait_any leaves a job
+    that a caller waits for in result() to that caller, and does not wake
+    this thread for it: a round trip then involves no hand-off between
+    threads. It holds its engine (ref) only between its waits, so that an
+    Executor nobody references any longer is collected (Engine.__del__);
+    a job reported after that has nobody to tell."""
+    job = ctypes.c_uint64()
+    while True:
+        ex = ref()
+        if ex is None:
+            return
+        if books.dropped:
+            ex._drop_abandoned()
+        with books.lock:
+            done = ex._delivered() or books.state >= _TERMINATED
+        ex = None
+        if done:
+            return
+        rc = _LIB.shmx_wait_any(pool, 50_000_000, ctypes.byref(job))
+        if rc == _OK:
+            ex = ref()
+            if ex is None:
+                return
+            ex._wait_one(job.value, 0, reported=True)
+            ex = None
+        elif rc != _lib.SHMX_ETIMEDOUT:
+            return
 
 
 _live = weakref.WeakSet()  # the engines of this process, for _python_exit

@@ -12,6 +12,7 @@ work was handed over."""
 import collections
 import threading
 import time
+import weakref
 
 from ._errors import PoolClosed
 
@@ -348,8 +349,13 @@ class Feeder:
     or at once when the executor is terminated (what is left then fails
     with PoolClosed)."""
 
-    def __init__(self, ex):
-        self._ex = ex
+    def __init__(self, ex, stopped):
+        # Its executor by a weak reference, held strongly only while an
+        # item is fed, so that an executor nobody references any longer is
+        # collected (and shut down) although this thread runs; stopped:
+        # whether it is terminated, a callable that does not hold it.
+        self._ex = weakref.ref(ex)
+        self._stopped = stopped
         self._cond = threading.Condition()
         self._queue = collections.deque()
         self._busy = False  # an item is being fed
@@ -402,8 +408,7 @@ class Feeder:
             t.join(timeout)
 
     def _run(self):
-        ex = self._ex
-        stopped = ex._terminated
+        stopped = self._stopped
         while True:
             with self._cond:
                 while not self._queue and not self._closing and not stopped():
@@ -413,8 +418,12 @@ class Feeder:
                 self._busy = True  # before the pop: see idle
                 item = self._queue.popleft()
             try:
+                ex = self._ex()
+                if ex is None:  # collected: whatever was queued has no reader
+                    return
                 item.feed(ex, stopped)
             finally:
+                ex = item = None  # a stream's futures hold the executor too
                 with self._cond:
                     self._busy = False
         if stopped():

@@ -393,6 +393,40 @@ class ResourceHygiene(unittest.TestCase):
         self.assertTrue([x for x in w if issubclass(x.category, ResourceWarning)
                          and str(x.message).startswith("unclosed running multiprocessing pool")], [str(x.message) for x in w])
 
+    def test_an_executor_nobody_references_shuts_down_as_concurrent_futures(self):
+        # As ProcessPoolExecutor's: once nobody holds the executor, the
+        # tasks it was given run to their end and then its workers exit
+        # (its threads hold it weakly). Dropped with a task still
+        # running, and after a map nobody kept.
+        def wait_gone(pids):
+            end = time.monotonic() + T
+            while [pid for pid in pids if helpers.shmexec_process_alive(pid)]:
+                if time.monotonic() > end:
+                    self.fail(f"the workers of an executor nobody holds are still there after {T} s: {pids}")
+                time.sleep(0.02)
+
+        with tempfile.TemporaryDirectory() as d:
+            marks = os.path.join(d, "marks")
+            ex = shmexec.Executor(2)
+            self.assertEqual(list(ex.map(helpers.double, range(100))), [2 * i for i in range(100)])
+            ex.submit(helpers.mark_then_sleep, marks, 0.5)
+            pids = ex._worker_pids()
+            self.assertEqual(len(pids), 2)
+            del ex
+            gc.collect()
+            helpers.wait_marks(marks, 1, T)
+            wait_gone(pids)
+            self.assertTrue(os.path.exists(marks))
+
+            def used_once():
+                ex = shmexec.Executor(1)
+                return ex._worker_pids(), list(ex.map(helpers.double, [1, 2, 3]))
+
+            pids, out = used_once()
+            self.assertEqual(out, [2, 4, 6])
+            gc.collect()
+            wait_gone(pids)
+
     def test_pool_and_executor_answer_like_multiprocessing(self):
         with shmexec.Pool(3) as p:
             self.assertEqual(p._processes, 3)
