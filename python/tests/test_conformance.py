@@ -427,6 +427,33 @@ class ResourceHygiene(unittest.TestCase):
             gc.collect()
             wait_gone(pids)
 
+    def test_a_pool_collected_where_its_lock_is_held_does_not_deadlock(self):
+        # A collection may finalize a pool in any thread, one of the
+        # engine's own among them, which may hold the engine's lock then:
+        # the finalizer must not take it there.
+        import threading
+
+        for make in (lambda: shmexec.Pool(1), lambda: shmexec.Executor(1)):
+            box = [make()]
+            engine = weakref.ref(getattr(box[0], "_ex", box[0]))
+            books = engine()._books
+            finished = threading.Event()
+
+            def drop_holding_the_lock():
+                with books.lock:
+                    box.clear()  # the last reference
+                    gc.collect()
+                finished.set()
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                threading.Thread(target=drop_holding_the_lock, daemon=True).start()
+                self.assertTrue(finished.wait(T), "a pool finalized where its engine's lock was held deadlocked")
+            end = time.monotonic() + T
+            while engine() is not None and engine()._books.state == shmexec._engine._RUN:  # the shutdown has not begun
+                self.assertLess(time.monotonic(), end, "the collected pool never shut down")
+                time.sleep(0.01)
+
     def test_pool_and_executor_answer_like_multiprocessing(self):
         with shmexec.Pool(3) as p:
             self.assertEqual(p._processes, 3)
