@@ -1068,6 +1068,15 @@ class Engine:
         """After shutdown: waits until the collector has delivered what is
         pending, then closes the handle (waiting for the workers). Any
         number of threads may call it; each returns once it is closed."""
+        if threading.current_thread() is self._collector:
+            # A callback that the collector runs waits for what only the
+            # collector delivers: the close goes on in a thread of its
+            # own, and the caller hears that it could not wait, as
+            # concurrent.futures' and multiprocessing's callbacks do.
+            if self._books.state == _SHUTDOWN:
+                threading.Thread(target=self._close_handle, daemon=True).start()
+            raise RuntimeError("cannot wait for the pool in its own collector thread, where this callback runs: "
+                               "it closes once its tasks have ended, as after shutdown(wait=False) or close()")
         with self._close_lock:
             if self._books.state != _SHUTDOWN:
                 return
@@ -1116,7 +1125,8 @@ class Engine:
         closed = PoolClosed("the pool was terminated")
         self._feeder.fail_queued(closed)
         _LIB.shmx_pool_terminate(self._pool)  # SHMX_EINVAL if a shutdown closed it first
-        self._collector.join()  # woken by the terminate (SHMX_ECLOSED) from shmx_wait_any
+        if threading.current_thread() is not self._collector:  # a callback may terminate
+            self._collector.join()  # woken by the terminate (SHMX_ECLOSED) from shmx_wait_any
         self._feeder.join(10)  # a submit it was blocked in has returned by now
         with books.lock:
             pending = list(books.pending.values())

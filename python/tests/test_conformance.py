@@ -104,6 +104,67 @@ class AsyncMeansAsync(unittest.TestCase):
 
 
 class NothingHangs(unittest.TestCase):
+    def test_waiting_for_the_pool_from_its_own_callback_raises_instead_of_hanging(self):
+        # A done callback that nobody's result() runs, runs in the pool's
+        # collector thread, which delivers the outcomes a shutdown waits
+        # for: waiting there would wait for itself. As concurrent.futures'
+        # and multiprocessing's (whose join raises "cannot join current
+        # thread"), it raises RuntimeError; the pool closes by itself once
+        # its tasks end, and a terminate there works.
+        import threading
+
+        def run_in_callback(submit, stop):
+            got, ran = [], threading.Event()
+
+            def callback(_):
+                try:
+                    stop()
+                    got.append(None)
+                except BaseException as e:  # noqa: B902
+                    got.append(e)
+                ran.set()
+
+            submit(callback)
+            self.assertTrue(ran.wait(T), "the callback never finished: it waits for itself")
+            return got[0]
+
+        ex = shmexec.Executor(2)
+        pids = ex._worker_pids()
+        others = [ex.submit(helpers.sleep, 0.3) for _ in range(2)]
+        err = run_in_callback(lambda cb: ex.submit(helpers.add, 1, 1).add_done_callback(cb), ex.shutdown)
+        self.assertIsInstance(err, RuntimeError)
+        self.assertEqual([f.result(T) for f in others], [0.3, 0.3])
+        with self.assertRaises(RuntimeError):
+            ex.submit(helpers.add, 1, 1)
+        end = time.monotonic() + T
+        while [pid for pid in pids if helpers.shmexec_process_alive(pid)]:
+            self.assertLess(time.monotonic(), end, "the executor shut down from its callback never closed")
+            time.sleep(0.02)
+
+        p = shmexec.Pool(2)
+
+        def close_and_join():
+            p.close()
+            p.join()
+
+        err = run_in_callback(lambda cb: p.apply_async(helpers.add, (1, 2), callback=cb), close_and_join)
+        self.assertIsInstance(err, RuntimeError)
+        p.join()  # from this thread it waits, and returns
+
+        ex = shmexec.Executor(2)
+        slow = []
+
+        def submit_then_slow(cb):
+            f = ex.submit(helpers.sleep, 0.5)
+            slow.extend(ex.submit(helpers.sleep, 30) for _ in range(2))
+            f.add_done_callback(cb)
+
+        start = time.monotonic()
+        self.assertIsNone(run_in_callback(submit_then_slow, ex.terminate))
+        for f in slow:
+            self.assertIsInstance(f.exception(T), shmexec.PoolClosed)
+        self.assertLess(time.monotonic() - start, 15)
+
     def test_close_and_join_finish_what_is_queued(self):
         p = shmexec.Pool(2)
         r = p.map_async(helpers.double, range(5000), chunksize=1)
