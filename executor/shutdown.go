@@ -45,10 +45,9 @@ func (p *Pool) shutdown(grace time.Duration) error {
 	l.poolState().Store(poolClosing)
 	kill := grace <= 0
 	if !kill && !p.waitIdle(time.Now().Add(grace)) {
-		select {
-		case <-p.kill:
+		if p.terminating() {
 			errs = append(errs, errors.New("executor: close: terminated while jobs still ran; killed"))
-		default:
+		} else {
 			errs = append(errs, fmt.Errorf("executor: close: jobs still running after %v; killed", grace))
 		}
 		kill = true
@@ -141,6 +140,17 @@ func (p *Pool) exitedLocked(w *workerProc) {
 	}
 }
 
+// terminating reports whether Terminate has been called (from any
+// goroutine).
+func (p *Pool) terminating() bool {
+	select {
+	case <-p.kill:
+		return true
+	default:
+		return false
+	}
+}
+
 // waitIdle waits until no job is queued or running and the owner's
 // client has collected everything; false at the deadline, or at once
 // when Terminate is called meanwhile.
@@ -160,10 +170,8 @@ func (p *Pool) waitIdle(deadline time.Time) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		select {
-		case <-p.kill: // Terminate, from another goroutine
+		if p.terminating() {
 			return false
-		default:
 		}
 		time.Sleep(time.Millisecond)
 	}
