@@ -232,9 +232,6 @@ class Engine:
                 "shmexec: a pool is being created while a worker loads the main script: the script "
                 "creates pools at module level. Put that code under `if __name__ == \"__main__\":`."
             )
-        if _LIB.shmx_is_worker():
-            raise ShmexecError("cannot start a pool in a shmexec worker: a worker cannot start a pool of its own, as "
-                               "a multiprocessing.Pool worker cannot start processes (a program that a task runs can)")
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if max_payload is not None:
@@ -284,6 +281,9 @@ class Engine:
             self._pool = None
             if rc == _lib.SHMX_EWORKER_START:
                 raise _errors.WorkerStartError(f"cannot start the pool: {_lib.last_error()}")
+            if rc == _lib.SHMX_EINVAL and _LIB.shmx_is_worker():  # the library's refusal, worded for Python
+                raise ShmexecError("cannot start a pool in a shmexec worker: a worker cannot start a pool of its own, as "
+                                   "a multiprocessing.Pool worker cannot start processes (a program that a task runs can)")
             raise ShmexecError(f"cannot start the pool: {_lib.strerror(rc)}: {_lib.last_error()}")
         # Outputs of 4 MiB and more are decoded where the worker wrote them,
         # a copy fewer (every path that fetches a result releases it right
@@ -323,9 +323,6 @@ class Engine:
     def _open(self):
         """Whether the C handle is still open (not closed or terminated)."""
         return self._books.state < _TERMINATED
-
-    def _terminated(self):
-        return self._books.state >= _TERMINATED
 
     @property
     def _mp_context(self):
@@ -817,35 +814,39 @@ class Engine:
         """_map_buffered's iterator: each batch taken is replaced by the
         next, submitted before the wait (so that buffersize stay in
         flight); the batches not taken are cancelled when it stops."""
-        tb_type = self._tb_type
         try:
             while fs:
                 more = next(batches, None)  # raises what the iterables raise
                 if more is not None:
                     fs.append(submit(*more))
                 f = fs.popleft()
-                values = _wire.batch_values(f.result(None if deadline is None else max(0.0, deadline - time.monotonic())), tb_type)
+                values = self._batch_values(f, deadline)
                 del f
-                values.reverse()
                 while values:
                     yield values.pop()
         finally:
             for f in fs:
                 f.cancel()
 
+    def _batch_values(self, f, deadline):
+        """The values of batch future f, waited for until deadline
+        (time.monotonic; None: no limit), last first: the map iterators
+        pop them, so that a value given out is not kept."""
+        values = _wire.batch_values(f.result(None if deadline is None else max(0.0, deadline - time.monotonic())), self._tb_type)
+        values.reverse()
+        return values
+
     def _results(self, stream, deadline=None):
         """The values of a stream's batches, in order; each batch future
         and each value is dropped as it is given out. Stops the stream if
         the iterator is closed early."""
-        tb_type = self._tb_type
         try:
             while True:
                 f = stream.next_batch(deadline)
                 if f is None:
                     break
-                values = _wire.batch_values(f.result(None if deadline is None else max(0.0, deadline - time.monotonic())), tb_type)
+                values = self._batch_values(f, deadline)
                 del f
-                values.reverse()
                 while values:
                     yield values.pop()
             if stream.error is not None:
@@ -1146,10 +1147,17 @@ class Engine:
         # its own: a collection may run this where a thread of this
         # executor holds books.lock.
         try:
-            if getattr(self, "_pool", None) is not None and not _lib.forked() and self._books.state == _RUN:
-                threading.Thread(target=self.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
+            if getattr(self, "_pool", None) is not None and not _lib.forked():
+                self._shut_down_later()
         except Exception:
             pass
+
+    def _shut_down_later(self):
+        """shutdown(wait=False) from a thread of its own, for a finalizer
+        (this one, Pool's): a collection may run one where a thread of this
+        engine holds books.lock, which shutdown takes."""
+        if self._books.state == _RUN:
+            threading.Thread(target=self.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
 
     __reduce_ex__ = _reduction.refuse_pickling
 

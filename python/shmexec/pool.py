@@ -369,13 +369,11 @@ class Pool:
 
     def __del__(self):
         # As multiprocessing's: a pool collected while it runs was never
-        # closed; its engine shuts down without waiting, from a thread of
-        # its own (a collection may run this where a thread of the engine
-        # holds its books' lock, as Engine.__del__ says).
+        # closed; its engine shuts down without waiting.
         try:
             if self._ex._books.state == _RUN:
                 warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
-                threading.Thread(target=self._ex.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
+                self._ex._shut_down_later()
         except Exception:
             pass
 
