@@ -9,6 +9,7 @@ import gc
 import multiprocessing
 import multiprocessing.pool
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -441,6 +442,15 @@ class Timeouts(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 1.5)
 
 
+def _ppid(pid):
+    """pid's parent, or 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class ResourceHygiene(unittest.TestCase):
     def test_a_running_pool_collected_warns_as_multiprocessing(self):
         p = shmexec.Pool(1)
@@ -487,6 +497,27 @@ class ResourceHygiene(unittest.TestCase):
             self.assertEqual(out, [2, 4, 6])
             gc.collect()
             wait_gone(pids)
+
+            # Dropped with a task running whose worker is then killed:
+            # the crash ends the task (nobody hears of it), and the pool
+            # still closes, its replacement worker too, with no hang.
+            def workers_here():
+                return [int(p) for p in os.listdir("/proc") if p.isdigit() and helpers.shmexec_process_alive(p)
+                        and _ppid(p) == os.getpid()]
+
+            before = set(workers_here())
+            killed = os.path.join(d, "killed")
+            ex = shmexec.Executor(1)
+            pid = ex._worker_pids()[0]
+            ex.submit(helpers.mark_then_sleep, killed, 30)
+            helpers.wait_marks(killed, 1, T)
+            del ex
+            gc.collect()
+            os.kill(pid, signal.SIGKILL)
+            end = time.monotonic() + T
+            while set(workers_here()) - before:
+                self.assertLess(time.monotonic(), end, "the workers of a dropped executor whose worker was killed stayed")
+                time.sleep(0.02)
 
     def test_a_pool_collected_where_its_lock_is_held_does_not_deadlock(self):
         # A collection may finalize a pool in any thread, one of the

@@ -75,6 +75,17 @@ class ExecutorTest(unittest.TestCase):
             self.ex.map(helpers.double, [1], buffersize=0)
         with self.assertRaisesRegex(TypeError, "buffersize must be an integer or None"):
             self.ex.map(helpers.double, [1], buffersize=2.0)
+        # A worker killed under a batch: that batch raises the crash,
+        # the iterator stops (what it had not given out is cancelled),
+        # and the executor goes on at full size.
+        read.clear()
+        it = self.ex.map(helpers.sigkill_self_holding, endless(), buffersize=2, timeout=DEADLINE)
+        with self.assertRaises(shmexec.WorkerCrashed):
+            next(it)
+        with self.assertRaises(StopIteration):
+            next(it)
+        self.assertEqual(len(read), 3)  # two at the call, one more before the first wait
+        helpers.wait_running_at_once(self.ex, 2, DEADLINE * 4)
         start = time.monotonic()
         with self.assertRaises(TimeoutError):
             list(self.ex.map(helpers.sleep, [0.5] * 4, buffersize=1, timeout=0.2))
