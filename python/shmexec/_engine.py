@@ -6,12 +6,14 @@ and a script that makes one does not pay for them. executor has
 Executor, the engine as a concurrent.futures.Executor, and its Future,
 which the engine imports when it makes its first future."""
 
+import atexit
 import collections
 import ctypes
 import functools
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -305,19 +307,21 @@ class Engine:
         self._groups = itertools.count(1)  # the job groups of Pool.imap_unordered's streams
         self._collector = threading.Thread(target=_collect, args=(weakref.ref(self), self._books, self._pool), name="shmexec-collector",
                                            daemon=True)
-        self._collector.start()
+        try:
+            self._collector.start()
+        except BaseException:  # no thread may start (in an atexit callback, on Python 3.12): the workers go now
+            _LIB.shmx_pool_terminate(self._pool)
+            self._pool = None
+            raise
         _live.add(self)
 
     # What happens to a pool still open when the interpreter exits: an
-    # Executor finishes its tasks first, as concurrent.futures' do; a
-    # Pool's engine is terminated, as multiprocessing's pools are.
+    # Executor finishes its tasks first and takes no new ones once the
+    # main thread has ended, as concurrent.futures' do (_python_exit); a
+    # Pool's engine is terminated after the other threads have ended and
+    # the atexit callbacks registered after it have run, as
+    # multiprocessing's pools are (_pools_exit): until then it works.
     _at_exit_terminate = False
-
-    def _at_exit(self):
-        if self._at_exit_terminate:
-            self.terminate()
-        else:
-            self.shutdown(wait=True)
 
     @property
     def _open(self):
@@ -371,7 +375,7 @@ class Engine:
 
     def _check_open(self):
         check_fork()
-        if _exiting:
+        if _exiting and not self._at_exit_terminate:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         if self._books.state != _RUN:
             raise RuntimeError("cannot schedule new futures after shutdown")
@@ -1155,9 +1159,17 @@ class Engine:
     def _shut_down_later(self):
         """shutdown(wait=False) from a thread of its own, for a finalizer
         (this one, Pool's): a collection may run one where a thread of this
-        engine holds books.lock, which shutdown takes."""
-        if self._books.state == _RUN:
-            threading.Thread(target=self.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
+        engine holds books.lock, which shutdown takes. While the
+        interpreter finalizes (a pool made after _pools_exit ran), no
+        thread starts and other threads are frozen where they are: the
+        workers are killed with no lock taken (the library takes a second
+        terminate of the handle, the collector's wait ends)."""
+        if self._books.state != _RUN:
+            return
+        if sys.is_finalizing():
+            _LIB.shmx_pool_terminate(self._pool)
+            return
+        threading.Thread(target=self.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
 
     __reduce_ex__ = _reduction.refuse_pickling
 
@@ -1197,23 +1209,42 @@ def _collect(ref, books, pool):
             return
 
 
-_live = weakref.WeakSet()  # the engines of this process, for _python_exit
-_exiting = False
+_live = weakref.WeakSet()  # the engines of this process, for _python_exit and _pools_exit
+_exiting = False  # the main thread has ended: Executors take no new tasks
 
 
 def _python_exit():
-    """At interpreter exit (before its threads are joined): no new tasks;
-    each pool still open finishes or is terminated (Engine._at_exit)."""
+    """When the main thread ends, before the other threads are joined (as
+    concurrent.futures' own): Executors take no new tasks, and each one
+    still open finishes its tasks."""
     global _exiting
     _exiting = True
     for ex in list(_live):
-        try:
-            ex._at_exit()
-        except Exception:
-            pass
+        if not ex._at_exit_terminate:
+            try:
+                ex.shutdown(wait=True)
+            except Exception:
+                pass
 
 
-threading._register_atexit(_python_exit)
+def _pools_exit():
+    """At exit, among the atexit callbacks (as multiprocessing's own, which
+    it registers when its first pool is made): each Pool still open is
+    terminated. A thread that outlives the main one, and an atexit
+    callback registered after this, may still use a Pool."""
+    for ex in list(_live):
+        if ex._at_exit_terminate:
+            try:
+                ex.terminate()
+            except Exception:
+                pass
+
+
+try:
+    threading._register_atexit(_python_exit)
+except RuntimeError:  # first imported after the main thread ended (in an atexit callback)
+    _exiting = True
+atexit.register(_pools_exit)
 
 
 def check_context(ctx):

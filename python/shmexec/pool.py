@@ -371,7 +371,7 @@ class Pool:
         # As multiprocessing's: a pool collected while it runs was never
         # closed; its engine shuts down without waiting.
         try:
-            if self._ex._books.state == _RUN:
+            if self._ex._books.state == _RUN and not _lib.forked():  # a forked child's copy is not its pool
                 warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
                 self._ex._shut_down_later()
         except Exception:

@@ -96,6 +96,22 @@ def sleep_then_boom(s, msg):
     raise ValueError(msg)
 
 
+def children(pid):
+    """The pids whose parent is pid, from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(name))
+    return out
+
+
 def shmexec_process_alive(pid):
     """Whether pid runs a shmexec process (a zombie, or a reused pid that is
     not ours, does not count)."""

@@ -231,6 +231,64 @@ class NothingHangs(unittest.TestCase):
         self.assertIn("banana", r.stdout)
         self.assertIn("refused: cannot schedule new futures after interpreter shutdown", r.stdout)
 
+    def test_a_pool_works_until_the_atexit_callbacks_after_it(self):
+        # As multiprocessing's: a Pool still open when the main thread ends
+        # serves the threads that outlive it and the atexit callbacks
+        # registered after it was made, and is terminated after them. A
+        # Pool first made in an atexit callback works too, and its workers
+        # are gone when the program has exited. (Until 2026-12-07 the Pool
+        # was terminated as the main thread ended, and an Executor or Pool
+        # first made in an atexit callback could not be imported.)
+        r = run_script("""
+            import atexit, os, threading, time, shmexec, helpers
+            def late_pool():
+                global late
+                try:
+                    threading.Thread(target=print).start()
+                except RuntimeError as e:  # Python 3.12.1 starts no thread at exit; no pool can start (multiprocessing's neither)
+                    no_thread = str(e)
+                    try:
+                        shmexec.Pool(2)
+                    except RuntimeError as e2:
+                        print("late pool refused as a thread is:", str(e2) == no_thread, flush=True)
+                        print("late pids:", *(pid for pid in helpers.children(os.getpid()) if helpers.shmexec_process_alive(pid)), flush=True)
+                    return
+                late = shmexec.Pool(2)
+                print("late pool:", late.map(helpers.double, range(3)), flush=True)
+                print("late pids:", *late._ex._worker_pids(), flush=True)
+                ex = shmexec.Executor(1)
+                try:
+                    ex.submit(helpers.add, 1, 1)
+                except RuntimeError as e:
+                    print("late executor refused:", e, flush=True)
+            def flush():
+                print("atexit:", p.map(helpers.double, range(3)), flush=True)
+            def outlives_main():
+                time.sleep(0.3)
+                print("thread:", sum(p.map(helpers.double, range(100))), flush=True)
+            if __name__ == "__main__":
+                atexit.register(late_pool)  # before the first pool: runs after _pools_exit
+                p = shmexec.Pool(2)
+                atexit.register(flush)
+                threading.Thread(target=outlives_main).start()
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("thread: 9900", r.stdout)
+        self.assertIn("atexit: [0, 2, 4]", r.stdout)
+        self.assertNotIn("Traceback", r.stderr)
+        pids = [int(w) for line in r.stdout.splitlines() if line.startswith("late pids:") for w in line.split()[2:]]
+        if "late pool refused" in r.stdout:
+            self.assertIn("late pool refused as a thread is: True", r.stdout)
+            self.assertEqual(pids, [], "the workers of a pool whose thread could not start outlive its constructor")
+        else:
+            self.assertIn("late pool: [0, 2, 4]", r.stdout)
+            self.assertIn("late executor refused: cannot schedule new futures after interpreter shutdown", r.stdout)
+            self.assertEqual(len(pids), 2, r.stdout)
+        deadline = time.monotonic() + 5
+        while any(helpers.shmexec_process_alive(pid) for pid in pids):
+            self.assertLess(time.monotonic(), deadline, f"the late pool's workers {pids} outlived the program by 5 s")
+            time.sleep(0.01)
+
 
 class IterablesThatRaise(unittest.TestCase):
     @classmethod

@@ -425,22 +425,6 @@ class ExecutorTest(unittest.TestCase):
         self.assertTrue(any("never retrieved" in str(x.message) for x in w), [str(x.message) for x in w])
 
 
-def children(pid):
-    """The pids whose parent is pid, from /proc."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(name))
-    return out
-
-
 
 def threading_lock():
     import threading
@@ -670,7 +654,7 @@ class ProcessTest(unittest.TestCase):
             owner = subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, text=True, env=env)
             try:
                 self.assertEqual(owner.stdout.readline().strip(), "ready")
-                workers = children(owner.pid)
+                workers = helpers.children(owner.pid)
                 self.assertEqual(len(workers), 2, workers)
                 owner.send_signal(signal.SIGKILL)  # only the process this test started
                 owner.wait(DEADLINE)
@@ -704,6 +688,47 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("child 0", r.stdout)
         self.assertIn("parent 3", r.stdout)
+
+    def test_a_forked_child_exits_as_usual(self):
+        # A child forked while a Pool and an Executor are open, that ends
+        # as a Python program does (its atexit callbacks, then the
+        # finalization that collects the copies of both), exits at once
+        # and leaves the parent's pools as they were. Until 2026-12-07 the
+        # copy of the Pool, collected as the child's interpreter finalized,
+        # started a thread to shut its pool down, and the child hung.
+        r = self.run_script("""
+            import os, sys, time, signal, shmexec, operator
+            p = shmexec.Pool(2)
+            ex = shmexec.Executor(1)
+            for how in ("sys.exit", "the end of the program", "a dropped copy"):
+                pid = os.fork()
+                if pid == 0:
+                    if how == "a dropped copy":
+                        del p, ex  # collected now, then the child exits as usual
+                    if how == "sys.exit":
+                        sys.exit(0)
+                    break
+                deadline = time.monotonic() + 3  # within the test's DEADLINE for the whole script
+                while os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    if time.monotonic() > deadline:
+                        os.kill(pid, signal.SIGKILL)  # the child this script forked
+                        os.waitpid(pid, 0)
+                        print("hung:", how)
+                        break
+                    time.sleep(0.01)
+                else:
+                    print("exited:", how)
+            else:
+                print("parent", p.apply(operator.add, (1, 2)), ex.submit(operator.add, 2, 2).result(60))
+                p.close()
+                p.join()
+                ex.shutdown()
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("hung", r.stdout)
+        self.assertEqual(r.stdout.count("exited:"), 3, r.stdout)
+        self.assertIn("parent 3 4", r.stdout)
+        self.assertNotIn("ResourceWarning", r.stderr)
 
 
 if __name__ == "__main__":
