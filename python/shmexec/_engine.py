@@ -22,7 +22,7 @@ from . import _errors, _lib, _reduction, _spawn, _wire
 from ._errors import PoolClosed, ShmexecError, check_fork
 from ._feeder import Feeder, QueuedCall, Stream
 
-_LIB = _lib.LIB
+_LIB = None  # the library and the functions below: bound by _bind as the first engine is made
 _OK = _lib.SHMX_OK
 _ZERO_COPY_FROM = 64 << 10  # payloads this large are written straight into the segment
 _SLICE_NS = 100_000_000  # a caller waits in slices this long, so that Ctrl-C works
@@ -33,17 +33,29 @@ _SLICE_NS = 100_000_000  # a caller waits in slices this long, so that Ctrl-C wo
 DEFAULT_MAX_PAYLOAD = 256 << 20
 MAX_PAYLOAD_LIMIT = 64 << 30
 _UNFETCHED = 1  # a Result.status no C call sets (codes are <= 0)
-# shmx_call_into for Engine._call, without argtypes: _call passes C
-# values, and converting ten arguments through argtypes costs as much as
-# the C call itself.
-_CALL_INTO = _LIB["shmx_call_into"]
-_SUBMIT_WITH = _LIB["shmx_submit_with"]  # for _try_submit_now, likewise
-_WAIT_INTO = _LIB["shmx_wait_into"]  # for _fetch, likewise
-_RELEASE = _LIB["shmx_result_release"]  # for every fetch of a result
-# The feeder's submit with SUBMIT_NOWAIT of a payload that is copied
-# (under _ZERO_COPY_FROM), which never blocks, with the GIL kept
-# (_lib.HELD).
-_SUBMIT_HELD = _lib.HELD["shmx_submit_with"]
+_CALL_INTO = _SUBMIT_WITH = _WAIT_INTO = _RELEASE = _SUBMIT_HELD = None
+
+
+def _bind():
+    """Loads the library (_lib.load: with the first pool, not at import)
+    and binds the names the engine calls it by."""
+    global _LIB, _CALL_INTO, _SUBMIT_WITH, _WAIT_INTO, _RELEASE, _SUBMIT_HELD
+    if _LIB is not None:
+        return
+    lib = _lib.LIB
+    # shmx_call_into for Engine._call, without argtypes: _call passes C
+    # values, and converting ten arguments through argtypes costs as much
+    # as the C call itself.
+    _CALL_INTO = lib["shmx_call_into"]
+    _SUBMIT_WITH = lib["shmx_submit_with"]  # for _try_submit_now, likewise
+    _WAIT_INTO = lib["shmx_wait_into"]  # for _fetch, likewise
+    _RELEASE = lib["shmx_result_release"]  # for every fetch of a result
+    # The feeder's submit with SUBMIT_NOWAIT of a payload that is copied
+    # (under _ZERO_COPY_FROM), which never blocks, with the GIL kept
+    # (_lib.HELD).
+    _SUBMIT_HELD = _lib.HELD["shmx_submit_with"]
+    _LIB = lib
+
 # A future's states, as concurrent.futures spells them (executor checks
 # that it still does).
 _PENDING, _RUNNING, _FINISHED = "PENDING", "RUNNING", "FINISHED"
@@ -199,6 +211,7 @@ class Engine:
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *, max_tasks_per_child=None,
                  timeout=None, retries=0, pass_fds=(), connect=None, max_payload=None, _tb_type=_wire.FUTURES_TRACEBACK):
         check_fork()
+        _bind()
         check_context(mp_context)
         if max_tasks_per_child is not None:
             if type(max_tasks_per_child) is not int:

@@ -132,14 +132,36 @@ def _mapped_copies():
 
 def load():
     """The library and its path, loaded on the first call (later calls
-    return the same)."""
-    global _loaded
+    return the same). Not at import: the library starts a Go runtime,
+    whose threads a fork does not copy, so a process forked after the
+    load cannot use it (forked()); one that imports shmexec, even its
+    Pool, and forks before it makes a pool leaves its children free to
+    make their own, as multiprocessing's Pool does."""
+    global _loaded, LIB, LIBRARY_PATH, HELD
     if _loaded is None:
-        _loaded = _load()
+        lib, path = _load()
+        # The same library (dlopen hands back the loaded copy) through
+        # PyDLL, whose calls keep the GIL: for a call that never blocks, a
+        # few microseconds (the feeder's submit with SUBMIT_NOWAIT).
+        # Through LIB every call gives the GIL up, and with other Python
+        # threads running (the caller, the collector) taking it back
+        # waits for one of them to give it up in turn.
+        HELD = ctypes.PyDLL(path)
+        LIB, LIBRARY_PATH = lib, path
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _loaded = lib, path
     return _loaded
 
 
 _loaded = None
+
+
+def __getattr__(name):
+    # LIB, HELD and LIBRARY_PATH, from the first load (then globals).
+    if name in ("LIB", "HELD", "LIBRARY_PATH"):
+        load()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _load():
@@ -226,21 +248,12 @@ def _load():
     return lib, path
 
 
-LIB, LIBRARY_PATH = load()
-
-# The same library (dlopen hands back the loaded copy) through PyDLL,
-# whose calls keep the GIL: for a call that never blocks, a few
-# microseconds (the feeder's submit with SUBMIT_NOWAIT). Through LIB every
-# call gives the GIL up, and with other Python threads running (the
-# caller, the collector) taking it back waits for one of them to give it
-# up in turn.
-HELD = ctypes.PyDLL(LIBRARY_PATH)
-
 # -- the fork flag ---------------------------------------------------------
 #
-# A process forked from one that used the library must not use it: the
-# library's threads did not survive the fork (the C side refuses with
-# SHMX_EFORKED; this flag lets the binding say so before it calls).
+# A process forked from one that had loaded the library must not use it:
+# the library's threads did not survive the fork (the C side refuses with
+# SHMX_EFORKED; this flag lets the binding say so before it calls). The
+# hook is registered by the load.
 
 _forked = False
 
@@ -250,9 +263,6 @@ def _after_fork_in_child():
     _forked = True
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def forked():
     """Whether this process was forked from one that loaded the library."""
     return _forked
@@ -260,12 +270,12 @@ def forked():
 
 def strerror(rc):
     """The library's static description of status code rc."""
-    return LIB.shmx_strerror(rc).decode()
+    return load()[0].shmx_strerror(rc).decode()
 
 
 def last_error():
     """The detail of this thread's last failed library call."""
-    return (LIB.shmx_last_error() or b"").decode(errors="replace")
+    return (load()[0].shmx_last_error() or b"").decode(errors="replace")
 
 
 def get_include():
@@ -277,10 +287,10 @@ def get_include():
 def get_library():
     """The path of the libshmexec.so this process loaded (LIBRARY_PATH),
     for ctypes users and for linking C code against the same copy."""
-    return LIBRARY_PATH
+    return load()[1]
 
 
 def version():
     """The library's version, "MAJOR.MINOR.PATCH"."""
-    n = LIB.shmx_version_number()
+    n = load()[0].shmx_version_number()
     return f"{n // 10000}.{n // 100 % 100}.{n % 100}"

@@ -59,9 +59,14 @@ _release_buffer = _api.PyBuffer_Release
 _release_buffer.restype, _release_buffer.argtypes = None, [ctypes.POINTER(_PyBuffer)]
 
 
-# Every payload copy: shmx_copy is memcpy below the size from which it
-# splits a copy among threads, and costs what ctypes.memmove does.
-_copy = _lib.LIB.shmx_copy
+def _copy(addr, src, n):
+    """Every payload copy: shmx_copy, which is memcpy below the size from
+    which it splits a copy among threads, and costs what ctypes.memmove
+    does. Looked up at the first copy (the library loads with the first
+    pool, not at import), which rebinds this name to it."""
+    global _copy
+    _copy = _lib.LIB.shmx_copy
+    return _copy(addr, src, n)
 
 
 def copy_to(addr, src):

@@ -7,8 +7,8 @@ import concurrent.futures as _cf
 import threading
 import time
 
-from . import _errors
-from ._engine import _CANCELLED, _CANCELLED_AND_NOTIFIED, _ENDED, _FINISHED, _LIB, _OK, _PENDING, _RUNNING, Engine
+from . import _errors, _lib
+from ._engine import _CANCELLED, _CANCELLED_AND_NOTIFIED, _ENDED, _FINISHED, _OK, _PENDING, _RUNNING, Engine
 
 # The engine spells a future's states itself, so as not to import
 # concurrent.futures; they must be concurrent.futures' own.
@@ -107,7 +107,7 @@ class Future(_cf.Future):
         ex, job = self._ex, self._job
         if ex is None or job is None or self.done() or not ex._open:
             return False
-        if _LIB.shmx_cancel(ex._pool, job, 0) != _OK:
+        if _lib.LIB.shmx_cancel(ex._pool, job, 0) != _OK:
             return False  # it runs already (or has ended)
         self._mark_cancelled()
         return True

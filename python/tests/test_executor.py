@@ -689,6 +689,60 @@ class ProcessTest(unittest.TestCase):
         self.assertIn("child 0", r.stdout)
         self.assertIn("parent 3", r.stdout)
 
+    def test_fork_before_the_first_pool(self):
+        # A program that imports shmexec's Pool and Executor (as it would
+        # multiprocessing's) and forks before it makes a pool: the library
+        # is not loaded yet, so each child makes pools of its own (as a
+        # forked child can make a multiprocessing.Pool). Once the parent
+        # has made one, a forked child gets ForkedError. (Until
+        # 2026-12-07 the library loaded with the import of either class,
+        # and every child forked after it got ForkedError.)
+        r = self.run_script("""
+            import os, operator, multiprocessing
+            from shmexec import Pool, Executor, ForkedError
+
+            def use():
+                try:
+                    with Pool(2) as p, Executor(1) as ex:
+                        return f"{p.map(abs, [-1, -2])} {ex.submit(operator.add, 1, 2).result(60)}"
+                except ForkedError:
+                    return "ForkedError"
+
+            def child_says(q):
+                q.put(use())
+
+            def forked_use():
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    os.write(w, use().encode())
+                    os._exit(0)
+                os.close(w)
+                got = os.read(r, 100).decode()
+                os.waitpid(pid, 0)
+                os.close(r)
+                return got
+
+            if __name__ == "__main__":
+                loaded = any("libshmexec" in line for line in open("/proc/self/maps"))
+                print("loaded at import:", loaded)
+                print("os.fork child:", forked_use())
+                ctx = multiprocessing.get_context("fork")
+                q = ctx.Queue()
+                pr = ctx.Process(target=child_says, args=(q,))
+                pr.start()
+                print("fork Process child:", q.get(timeout=60))
+                pr.join(60)
+                print("parent:", use())
+                print("os.fork child after the parent's pool:", forked_use())
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("loaded at import: False", r.stdout)
+        self.assertIn("os.fork child: [1, 2] 3", r.stdout)
+        self.assertIn("fork Process child: [1, 2] 3", r.stdout)
+        self.assertIn("parent: [1, 2] 3", r.stdout)
+        self.assertIn("os.fork child after the parent's pool: ForkedError", r.stdout)
+
     def test_a_forked_child_exits_as_usual(self):
         # A child forked while a Pool and an Executor are open, that ends
         # as a Python program does (its atexit callbacks, then the

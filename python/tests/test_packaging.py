@@ -70,8 +70,9 @@ class PackagingTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, d, True)
         other = os.path.join(d, "libshmexec.so.0")
         shutil.copy(shmexec.LIBRARY_PATH, other)
-        # (import shmexec loads nothing; its first name used loads the library)
-        code = f"import ctypes; ctypes.CDLL({other!r})\nimport shmexec\ntry:\n    shmexec.Executor\nexcept ImportError as e:\n    print('refused:', e)\nelse:\n    print('loaded', shmexec.LIBRARY_PATH)\n"
+        # (neither import shmexec nor its names load the library: the first
+        # pool does, or LIBRARY_PATH)
+        code = f"import ctypes; ctypes.CDLL({other!r})\nimport shmexec\ntry:\n    shmexec.Executor(1)\nexcept ImportError as e:\n    print('refused:', e)\nelse:\n    print('loaded', shmexec.LIBRARY_PATH)\n"
         env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
         env.pop("SHMEXEC_LIB", None)
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
@@ -86,14 +87,14 @@ class PackagingTest(unittest.TestCase):
 
     def test_a_library_older_than_the_package_is_refused(self):
         # SHMEXEC_LIB may point at a build that lacks functions the package
-        # calls: the import names the library and the missing function,
-        # not ctypes' "undefined symbol". Any library without the shmx_
-        # names stands for one (libm here).
+        # calls: the load (with the first pool) names the library and the
+        # missing function, not ctypes' "undefined symbol". Any library
+        # without the shmx_ names stands for one (libm here).
         libm = ctypes.util.find_library("m")
         if libm is None:
             self.skipTest("no libm to stand for an old library")
         env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH, SHMEXEC_LIB=libm)
-        code = "import shmexec\ntry:\n    shmexec.Executor\nexcept ImportError as e:\n    print('refused:', e)\n"
+        code = "import shmexec\ntry:\n    shmexec.Pool(1)\nexcept ImportError as e:\n    print('refused:', e)\n"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("refused:", r.stdout)
