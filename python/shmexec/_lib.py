@@ -4,6 +4,7 @@ fork flag that every call checks first."""
 
 import ctypes
 import os
+import threading
 
 SHMX_OK = 0
 SHMX_EINVAL = -1
@@ -138,7 +139,11 @@ def load():
     Pool, and forks before it makes a pool leaves its children free to
     make their own, as multiprocessing's Pool does."""
     global _loaded, LIB, LIBRARY_PATH, HELD
-    if _loaded is None:
+    if _loaded is not None:
+        return _loaded
+    with _load_lock:  # threads that make their first pools at once load it once
+        if _loaded is not None:
+            return _loaded
         lib, path = _load()
         # The same library (dlopen hands back the loaded copy) through
         # PyDLL, whose calls keep the GIL: for a call that never blocks, a
@@ -154,6 +159,7 @@ def load():
 
 
 _loaded = None
+_load_lock = threading.Lock()
 
 
 def __getattr__(name):
