@@ -228,88 +228,95 @@ class Engine:
         self._lost_main = not main
         self._call_timeout, self._call_retries = None, None
         self._pool = ctypes.c_void_p()
-        if self._served:
-            if max_workers is not None or initializer is not None or max_tasks_per_child is not None or pass_fds or \
-                    max_payload is not None:
-                raise ValueError("max_workers, initializer, max_tasks_per_child, pass_fds and max_payload are the server's to "
-                                 "set when connect is given")
-            rc = _LIB.shmx_pool_attach(os.fsencode(connect), ctypes.byref(self._pool))
+        try:
+            if self._served:
+                if max_workers is not None or initializer is not None or max_tasks_per_child is not None or pass_fds or \
+                        max_payload is not None:
+                    raise ValueError("max_workers, initializer, max_tasks_per_child, pass_fds and max_payload are the server's to "
+                                     "set when connect is given")
+                rc = _LIB.shmx_pool_attach(os.fsencode(connect), ctypes.byref(self._pool))
+                if rc != _OK:
+                    self._pool = None
+                    raise ShmexecError(f"cannot attach to the pool at {connect}: {_lib.last_error()}")
+                self._call_timeout = timeout
+                self._call_retries = retries or None
+                self._workers = os.cpu_count() or 1
+                self._start_collector()
+                return
+            if _spawn.bootstrapping:
+                raise RuntimeError(
+                    "shmexec: a pool is being created while a worker loads the main script: the script "
+                    "creates pools at module level. Put that code under `if __name__ == \"__main__\":`."
+                )
+            if max_workers is not None and max_workers <= 0:
+                raise ValueError("max_workers must be greater than 0")
+            if max_payload is not None:
+                if type(max_payload) is not int:
+                    raise TypeError(f"max_payload must be an int (bytes), not {type(max_payload).__name__}")
+                if not 1 << 20 <= max_payload <= MAX_PAYLOAD_LIMIT:
+                    raise ValueError(f"max_payload must be from 1 MiB to {MAX_PAYLOAD_LIMIT >> 30} GiB, not {max_payload} bytes")
+            cfg = _lib.PoolConfig()
+            _LIB.shmx_pool_config_init(ctypes.byref(cfg))
+            cfg.workers = max_workers or 0
+            cfg.max_tasks_per_worker = max_tasks_per_child or 0
+            cfg.retries = retries
+            # The arena is twice that (address space, touched only as used).
+            cfg.max_payload = max_payload or DEFAULT_MAX_PAYLOAD
+            cfg.job_timeout_ns = int(timeout * 1e9) if timeout else 0
+            # The constructor returns once one worker is ready, as
+            # multiprocessing's returns at once: the others start while the
+            # first tasks run. A start that fails in every worker still
+            # fails it.
+            cfg.ready_workers = 1
+            fds = [int(fd) for fd in pass_fds]
+            init = b""
+            # The initializer's arguments are the pool's (respawned workers
+            # run it again), as multiprocessing's Pool keeps them: the
+            # semaphores of its locks then live as long as the pool does.
+            self._initargs = tuple(initargs)
+            with _spawn.Inheritance(len(fds)) as heirs:
+                if initializer is not None:
+                    # By key, as a task's function: by value where a worker
+                    # could not import it (python -c, a console, a notebook).
+                    # Any other callable is pickled here with its arguments.
+                    key = _reduction.function_ref(initializer, self._lost_main, "initializer")
+                    init = _wire.dumps((initializer if key is None else _wire.ByKey(key), self._initargs),
+                                       what="the initializer and its arguments", lost_main=self._lost_main, inherit=True)
+            prep = _spawn.Preparation(main, init, heirs)
+            fds += prep.fds
+            argv = [a.encode() for a in _spawn.worker_argv()]
+            arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
+            cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
+            fd_arr = (ctypes.c_int * len(fds))(*fds)
+            cfg.pass_fds, cfg.n_pass_fds = ctypes.cast(fd_arr, ctypes.POINTER(ctypes.c_int)), len(fds)
+            try:
+                rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
+            finally:
+                prep.close()  # the pool has its own duplicate
             if rc != _OK:
                 self._pool = None
-                raise ShmexecError(f"cannot attach to the pool at {connect}: {_lib.last_error()}")
-            self._call_timeout = timeout
-            self._call_retries = retries or None
-            self._workers = os.cpu_count() or 1
+                if rc == _lib.SHMX_EWORKER_START:
+                    raise _errors.WorkerStartError(f"cannot start the pool: {_lib.last_error()}")
+                if rc == _lib.SHMX_EINVAL and _LIB.shmx_is_worker():  # the library's refusal, worded for Python
+                    raise ShmexecError("cannot start a pool in a shmexec worker: a worker cannot start a pool of its own, as "
+                                       "a multiprocessing.Pool worker cannot start processes (a program that a task runs can)")
+                raise ShmexecError(f"cannot start the pool: {_lib.strerror(rc)}: {_lib.last_error()}")
+            # Outputs of 4 MiB and more are decoded where the worker wrote them,
+            # a copy fewer (every path that fetches a result releases it right
+            # after decoding it; _wire.loads copies out what it keeps).
+            rc = _LIB.shmx_results_in_place(self._pool, _wire.HUGE)
+            if rc != _OK:
+                raise ShmexecError(f"cannot start the pool: results in place: {_lib.strerror(rc)}: {_lib.last_error()}")
+            self._workers = max_workers or os.cpu_count() or 1
             self._start_collector()
-            return
-        if _spawn.bootstrapping:
-            raise RuntimeError(
-                "shmexec: a pool is being created while a worker loads the main script: the script "
-                "creates pools at module level. Put that code under `if __name__ == \"__main__\":`."
-            )
-        if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        if max_payload is not None:
-            if type(max_payload) is not int:
-                raise TypeError(f"max_payload must be an int (bytes), not {type(max_payload).__name__}")
-            if not 1 << 20 <= max_payload <= MAX_PAYLOAD_LIMIT:
-                raise ValueError(f"max_payload must be from 1 MiB to {MAX_PAYLOAD_LIMIT >> 30} GiB, not {max_payload} bytes")
-        cfg = _lib.PoolConfig()
-        _LIB.shmx_pool_config_init(ctypes.byref(cfg))
-        cfg.workers = max_workers or 0
-        cfg.max_tasks_per_worker = max_tasks_per_child or 0
-        cfg.retries = retries
-        # The arena is twice that (address space, touched only as used).
-        cfg.max_payload = max_payload or DEFAULT_MAX_PAYLOAD
-        cfg.job_timeout_ns = int(timeout * 1e9) if timeout else 0
-        # The constructor returns once one worker is ready, as
-        # multiprocessing's returns at once: the others start while the
-        # first tasks run. A start that fails in every worker still
-        # fails it.
-        cfg.ready_workers = 1
-        fds = [int(fd) for fd in pass_fds]
-        init = b""
-        # The initializer's arguments are the pool's (respawned workers
-        # run it again), as multiprocessing's Pool keeps them: the
-        # semaphores of its locks then live as long as the pool does.
-        self._initargs = tuple(initargs)
-        with _spawn.Inheritance(len(fds)) as heirs:
-            if initializer is not None:
-                # By key, as a task's function: by value where a worker
-                # could not import it (python -c, a console, a notebook).
-                # Any other callable is pickled here with its arguments.
-                key = _reduction.function_ref(initializer, self._lost_main, "initializer")
-                init = _wire.dumps((initializer if key is None else _wire.ByKey(key), self._initargs),
-                                   what="the initializer and its arguments", lost_main=self._lost_main, inherit=True)
-        prep = _spawn.Preparation(main, init, heirs)
-        fds += prep.fds
-        argv = [a.encode() for a in _spawn.worker_argv()]
-        arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
-        cfg.worker_argv = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
-        fd_arr = (ctypes.c_int * len(fds))(*fds)
-        cfg.pass_fds, cfg.n_pass_fds = ctypes.cast(fd_arr, ctypes.POINTER(ctypes.c_int)), len(fds)
-        try:
-            rc = _LIB.shmx_pool_create(ctypes.byref(cfg), ctypes.byref(self._pool))
-        finally:
-            prep.close()  # the pool has its own duplicate
-        if rc != _OK:
+        except BaseException:
+            # Failed, or interrupted (a Ctrl-C lands as the library's create
+            # returns), once the library may have made the pool: its
+            # workers go now, not when the program exits.
+            if self._pool is not None and self._pool.value:
+                _LIB.shmx_pool_terminate(self._pool)
             self._pool = None
-            if rc == _lib.SHMX_EWORKER_START:
-                raise _errors.WorkerStartError(f"cannot start the pool: {_lib.last_error()}")
-            if rc == _lib.SHMX_EINVAL and _LIB.shmx_is_worker():  # the library's refusal, worded for Python
-                raise ShmexecError("cannot start a pool in a shmexec worker: a worker cannot start a pool of its own, as "
-                                   "a multiprocessing.Pool worker cannot start processes (a program that a task runs can)")
-            raise ShmexecError(f"cannot start the pool: {_lib.strerror(rc)}: {_lib.last_error()}")
-        # Outputs of 4 MiB and more are decoded where the worker wrote them,
-        # a copy fewer (every path that fetches a result releases it right
-        # after decoding it; _wire.loads copies out what it keeps).
-        rc = _LIB.shmx_results_in_place(self._pool, _wire.HUGE)
-        if rc != _OK:
-            _LIB.shmx_pool_terminate(self._pool)
-            self._pool = None
-            raise ShmexecError(f"cannot start the pool: results in place: {_lib.strerror(rc)}: {_lib.last_error()}")
-        self._workers = max_workers or os.cpu_count() or 1
-        self._start_collector()
+            raise
 
     def _start_collector(self):
         self._books = _Books()
@@ -320,12 +327,7 @@ class Engine:
         self._groups = itertools.count(1)  # the job groups of Pool.imap_unordered's streams
         self._collector = threading.Thread(target=_collect, args=(weakref.ref(self), self._books, self._pool), name="shmexec-collector",
                                            daemon=True)
-        try:
-            self._collector.start()
-        except BaseException:  # no thread may start (in an atexit callback, on Python 3.12): the workers go now
-            _LIB.shmx_pool_terminate(self._pool)
-            self._pool = None
-            raise
+        self._collector.start()  # refused in an atexit callback on Python 3.12.1: the constructor terminates the pool
         _live.add(self)
 
     # What happens to a pool still open when the interpreter exits: an

@@ -231,6 +231,52 @@ class NothingHangs(unittest.TestCase):
         self.assertIn("banana", r.stdout)
         self.assertIn("refused: cannot schedule new futures after interpreter shutdown", r.stdout)
 
+    def test_ctrl_c_while_a_pool_starts_leaves_no_worker(self):
+        # Ctrl-C while Pool() waits for its first worker lands in Python as
+        # the library's create returns, inside the constructor: the pool
+        # it made must not outlive it. (Until 2026-12-07 its workers ran
+        # on until the program exited: in a console, for the session.)
+        r = run_script("""
+            import os, signal, threading, time, traceback, shmexec, helpers
+
+            def workers():
+                return [c for c in helpers.children(os.getpid()) if helpers.shmexec_process_alive(c)]
+
+            def interrupt_as_workers_start():
+                deadline = time.monotonic() + 10
+                while not workers() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+            if __name__ == "__main__":
+                inside = 0
+                for attempt in range(30):
+                    t = threading.Thread(target=interrupt_as_workers_start)
+                    t.start()
+                    p, in_constructor = None, False
+                    try:
+                        p = shmexec.Pool(2)
+                        time.sleep(5)  # an interrupt that came after the constructor lands here
+                    except KeyboardInterrupt as e:
+                        in_constructor = any(f.name == "__init__" and f.filename.endswith("_engine.py")
+                                             for f in traceback.extract_tb(e.__traceback__))
+                    t.join()
+                    if p is not None:
+                        p.terminate()
+                    deadline = time.monotonic() + 5
+                    while workers() and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    if in_constructor:
+                        inside += 1
+                        print("left:", workers(), flush=True)
+                    if inside == 3:
+                        break
+                print("interrupted inside the constructor:", inside)
+        """, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("interrupted inside the constructor: 3", r.stdout)
+        self.assertEqual(r.stdout.count("left: []"), 3, r.stdout)
+
     def test_a_pool_works_until_the_atexit_callbacks_after_it(self):
         # As multiprocessing's: a Pool still open when the main thread ends
         # serves the threads that outlive it and the atexit callbacks
