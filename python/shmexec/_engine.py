@@ -435,20 +435,26 @@ class Engine:
         if intake:
             self._check_open()
         buf = _lib.Buffer()
-        rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
-        if rc != _OK:
-            raise self._submit_error(rc)
-        try:
-            _wire.write_parts(parts, buf.data)
-        except BaseException:
-            _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
-            raise
         job = ctypes.c_uint64()
-        rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries, group=group), ctypes.byref(job))
-        if rc != _OK:
-            _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
-            raise self._submit_error(rc)
-        return self._track(job.value) if track else job.value
+        try:
+            rc = _LIB.shmx_buffer_alloc(self._pool, total, ctypes.byref(buf))
+            if rc != _OK:
+                raise self._submit_error(rc)
+            _wire.write_parts(parts, buf.data)
+            rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), self._opts(timeout, retries, group=group),
+                                              ctypes.byref(job))
+            if rc != _OK:
+                raise self._submit_error(rc)
+            return self._track(job.value) if track else job.value
+        except BaseException:
+            if job.value:
+                self._give_up(job.value)
+            raise
+        finally:
+            # Allocated and not submitted (a refused submit leaves it ours):
+            # also where Ctrl-C lands as the allocation returns.
+            if buf.id:
+                _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
 
     def _submit_error(self, rc):
         """The exception for a submit that returned rc. A handle that a
@@ -468,22 +474,27 @@ class Engine:
         if intake:
             self._check_open()
         job = ctypes.c_uint64()
-        rc = _lib.SHMX_EFULL
-        if not intake and len(payload) < _ZERO_COPY_FROM:
-            # The feeder's submit, which shares the GIL with the caller
-            # and the collector: first without giving it up (_lib.HELD).
-            # (A caller alone gains nothing by keeping it.)
-            rc = _SUBMIT_HELD(self._pool, b"py", payload, ctypes.c_size_t(len(payload)),
-                              self._opts(timeout, retries, own, nowait=True, group=group), ctypes.byref(job))
-        if rc == _lib.SHMX_EFULL:  # no room now: wait for it, the GIL given up
-            rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own, group=group),
-                                       ctypes.byref(job))
-        if rc != _OK:
-            raise self._submit_error(rc)
-        if own:
-            with self._books.lock:  # shutdown(wait=True) waits until it is fetched
-                self._books.own.add(job.value)
-        return self._track(job.value) if track else job.value
+        try:
+            rc = _lib.SHMX_EFULL
+            if not intake and len(payload) < _ZERO_COPY_FROM:
+                # The feeder's submit, which shares the GIL with the caller
+                # and the collector: first without giving it up (_lib.HELD).
+                # (A caller alone gains nothing by keeping it.)
+                rc = _SUBMIT_HELD(self._pool, b"py", payload, ctypes.c_size_t(len(payload)),
+                                  self._opts(timeout, retries, own, nowait=True, group=group), ctypes.byref(job))
+            if rc == _lib.SHMX_EFULL:  # no room now: wait for it, the GIL given up
+                rc = _LIB.shmx_submit_with(self._pool, b"py", payload, len(payload), self._opts(timeout, retries, own, group=group),
+                                           ctypes.byref(job))
+            if rc != _OK:
+                raise self._submit_error(rc)
+            if own:
+                with self._books.lock:  # shutdown(wait=True) waits until it is fetched
+                    self._books.own.add(job.value)
+            return self._track(job.value) if track else job.value
+        except BaseException:
+            if job.value:
+                self._give_up(job.value, own)
+            raise
 
     def _fetch_own(self, job):
         """The outcome of a job submitted with own=True, waited for in this
@@ -508,12 +519,15 @@ class Engine:
         dropped as they end."""
         books = self._books
         with books.lock:
-            for job in jobs:
-                if job in books.own:
-                    books.own.discard(job)
-                    books.notify()
-                    if self._open:
-                        _LIB.shmx_forget(self._pool, job)
+            # The books first, in one step: a second Ctrl-C that cuts the
+            # loop below short leaves a job the library keeps until the
+            # pool closes, never a shutdown that waits for it for ever.
+            mine = books.own.intersection(jobs)
+            books.own.difference_update(mine)
+            books.notify()
+            if self._open:
+                for job in mine:
+                    _LIB.shmx_forget(self._pool, job)
 
     def _own_batch_values(self, jobs):
         """The values of own batch jobs (_own_batches),
@@ -639,10 +653,15 @@ class Engine:
             return self._try_submit_buffer(parts, total, opts)
         payload = _wire.join(parts)
         slot = self._take_slot()
+        slot.job.value = 0
         try:
             slot.len.value = len(payload)
             rc = _SUBMIT_WITH(self._pool, b"py", payload, slot.len, opts, slot.job_ref)
             job = slot.job.value
+        except BaseException:
+            if slot.job.value:
+                self._give_up(slot.job.value)
+            raise
         finally:
             self._slots.append(slot)
         if rc == _lib.SHMX_EFULL:
@@ -656,17 +675,21 @@ class Engine:
         in the segment and submitted, if the arena and the job slots have
         room now; else None, and nothing is left behind."""
         buf = _lib.Buffer()
-        rc = _LIB.shmx_buffer_try_alloc(self._pool, total, ctypes.byref(buf))
-        if rc == _lib.SHMX_EFULL:
-            return None
-        if rc != _OK:
-            raise self._submit_error(rc)
         job = ctypes.c_uint64()
         try:
+            rc = _LIB.shmx_buffer_try_alloc(self._pool, total, ctypes.byref(buf))
+            if rc == _lib.SHMX_EFULL:
+                return None
+            if rc != _OK:
+                raise self._submit_error(rc)
             _wire.write_parts(parts, buf.data)
             rc = _LIB.shmx_submit_buffer_with(self._pool, b"py", ctypes.byref(buf), opts, ctypes.byref(job))
+        except BaseException:
+            if job.value:
+                self._give_up(job.value)
+            raise
         finally:
-            if buf.id:  # not submitted (a refused submit leaves it ours)
+            if buf.id:  # not submitted (a refused submit leaves it ours; Ctrl-C may land as the allocation returns)
                 _LIB.shmx_buffer_release(self._pool, ctypes.byref(buf))
         if rc == _lib.SHMX_EFULL:
             return None
@@ -685,7 +708,13 @@ class Engine:
             self._check_open()
         job = self._try_submit_now(parts, total, timeout, retries)
         if job is not None:
-            return self._track(job, fut)
+            try:
+                return self._track(job, fut)
+            except BaseException:
+                # Interrupted (Ctrl-C) as _track was entered: a job with
+                # no future is given up (its outcome dropped as it comes).
+                self._abandon(job, unless_tracked=True)
+                raise
         if fut is None:
             fut = self._new_future()
         self._feeder.put(QueuedCall(parts, total, timeout, retries, fut))
@@ -734,33 +763,42 @@ class Engine:
                                         kwargs if type(kwargs) is dict else dict(kwargs))
         if total >= _ZERO_COPY_FROM or self._books.state != _RUN:
             self._check_open()
-            return self._wait_direct(self._submit_parts(parts, total, track=False))
-        payload = _wire.join(parts)
-        opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
-        slot = self._take_slot()
-        res = slot.res
-        res.status = _UNFETCHED
-        slot.job.value = 0
-        try:
-            rc = _CALL_INTO(self._pool, b"py", payload, ctypes.c_size_t(len(payload)), opts, _SLICE_C, slot.addr, _BIG_C,
-                            slot.job_ref, slot.res_ref)
+            job = self._submit_parts(parts, total, track=False)
+        else:
+            payload = _wire.join(parts)
+            opts = None if self._call_timeout is None and self._call_retries is None else self._opts(None, None)
+            slot = self._take_slot()
+            res = slot.res
+            res.status = _UNFETCHED
+            slot.job.value = 0
+            try:
+                rc = _CALL_INTO(self._pool, b"py", payload, ctypes.c_size_t(len(payload)), opts, _SLICE_C, slot.addr, _BIG_C,
+                                slot.job_ref, slot.res_ref)
+                if rc == _OK:
+                    outcome = slot.outcome(self._pool, self._tb_type)
+            except BaseException:
+                # Interrupted (Ctrl-C) as the call returned: free what it
+                # fetched, or give the job up as below.
+                if res.status != _UNFETCHED:
+                    _RELEASE(self._pool, slot.res_ref)
+                elif slot.job.value:
+                    self._abandon(slot.job.value)
+                raise
+            finally:
+                job = slot.job.value
+                self._slots.append(slot)
             if rc == _OK:
-                outcome = slot.outcome(self._pool, self._tb_type)
-        except BaseException:
-            # Interrupted (Ctrl-C) as the call returned: free what it
-            # fetched, or give the job up as _wait_direct does.
-            if res.status != _UNFETCHED:
-                _RELEASE(self._pool, slot.res_ref)
-            elif slot.job.value:
-                self._abandon(slot.job.value)
-            raise
-        finally:
-            job = slot.job.value
-            self._slots.append(slot)
-        if rc != _OK:
-            if rc == _lib.SHMX_ETIMEDOUT:
-                return self._wait_direct(job)
-            raise self._submit_error(rc)
+                job = 0  # fetched by the call
+            elif rc != _lib.SHMX_ETIMEDOUT:
+                raise self._submit_error(rc)
+        if job:  # a large call, or one that outlasted its first slice: waited for here, in slices
+            try:
+                outcome = self._wait_untracked(job)
+            except BaseException:
+                # Interrupted (Ctrl-C), as the wait was entered too: the
+                # job is given up, its outcome dropped as it comes.
+                self._abandon(job)
+                raise
         if outcome[0] == "ok":
             return outcome[1]
         raise outcome[1]
@@ -875,11 +913,16 @@ class Engine:
 
     # -- collecting (see _Books) ------------------------------------------
 
-    def _fetch(self, job, ns):
+    def _fetch(self, job, ns, kept=None):
         """shmx_wait for job for at most ns (< 0: no limit). Returns the C
         code and the job's outcome, ("ok", value) or ("exc", exception),
-        or None while the job has not ended."""
+        or None while the job has not ended. kept: a list that gets the
+        (code, outcome) of a job fetched as an interrupt (Ctrl-C) landed,
+        which is then raised: the library has forgotten the job, so that
+        outcome is the only one its future will get."""
         slot = self._take_slot()
+        res = slot.res
+        res.status = _UNFETCHED
         try:
             slot.job.value, slot.ns.value = job, ns
             rc = _WAIT_INTO(self._pool, slot.job, slot.ns, slot.addr, _BIG_C, slot.res_ref)
@@ -888,8 +931,26 @@ class Engine:
             if rc != _OK:
                 return rc, ("exc", _errors.call_error(rc, "wait"))
             return rc, slot.outcome(self._pool, self._tb_type)
+        except BaseException:
+            # Interrupted (Ctrl-C) as the wait returned with the outcome:
+            # it is kept if it can be, and what it holds is freed (a second
+            # release is a no-op).
+            if res.status != _UNFETCHED:
+                if kept is not None:
+                    kept.append((_OK, self._salvage(slot)))
+                _RELEASE(self._pool, slot.res_ref)
+            raise
         finally:
             self._slots.append(slot)
+
+    def _salvage(self, slot):
+        """The outcome a slot fetched, for a fetch that an interrupt cut
+        short (_fetch): decoded again, or, where the interrupted decoding
+        had released it already, an error that says it was lost."""
+        try:
+            return slot.outcome(self._pool, self._tb_type)
+        except BaseException:  # noqa: B902 - a second Ctrl-C, or what was released: the outcome is lost, the future still ends
+            return ("exc", ShmexecError("the task's outcome was lost: an interrupt (Ctrl-C) came as it was fetched"))
 
     def _wait_group(self, group, ns, got):
         """shmx_wait_group: waits at most ns (< 0: no limit) for a job of
@@ -897,6 +958,15 @@ class Engine:
         the caller is interrupted as the call returns). Returns the C
         code: SHMX_ECLOSED or SHMX_EINVAL once the handle is closed."""
         return _LIB.shmx_wait_group(self._pool, group, ns, ctypes.byref(got))
+
+    @staticmethod
+    def _deliver(outcome, fut, streamed):
+        """Hands a fetched job's outcome to its future and its stream (of
+        _wait_one's books), outside the books' lock."""
+        if fut is not None:
+            fut._settle(outcome)  # a thread that finds the job unclaimed and not pending waits on fut itself
+        if streamed is not None:
+            streamed[0].batch_done(streamed[1])
 
     def _wait_one(self, job, ns, untracked=False, reported=False, streamed=False):
         """Fetches job, waiting at most ns (< 0: no limit), and settles its
@@ -910,51 +980,47 @@ class Engine:
         of what no reader has: a reader may have taken it meanwhile).
         Returns the C code, or None if the job was not this thread's."""
         books = self._books
-        with books.lock:
-            while reported and job in books.claimed and books.state < _TERMINATED:
-                books.wait()  # a claim ends, and a terminate comes, with notify
-            if job in books.claimed or not self._open or (streamed and job not in books.streamed):
-                return None
-            if ns != 0 and not untracked and job not in books.pending:
-                return None  # settled already
-            books.claimed.add(job)
+        only_streamed = streamed
         rc = outcome = fut = streamed = None
+        kept = []
+        claimed = False
         try:
-            rc, outcome = self._fetch(job, ns)
+            with books.lock:
+                while reported and job in books.claimed and books.state < _TERMINATED:
+                    books.wait()  # a claim ends, and a terminate comes, with notify
+                if job in books.claimed or not self._open or (only_streamed and job not in books.streamed):
+                    return None
+                if ns != 0 and not untracked and job not in books.pending:
+                    return None  # settled already
+                # Marked before the claim: an interrupt (Ctrl-C) between
+                # the two leaves no claim behind, which every later wait
+                # for the job would wait on for ever.
+                claimed = True
+                books.claimed.add(job)
+            rc, outcome = self._fetch(job, ns, kept)
         finally:
-            with books.lock:  # one lock section: the outcome placed, the claim dropped
-                if outcome is not None:
-                    streamed = books.streamed.pop(job, None)
-                    fut = books.pending.pop(job, None)
-                    # EINVAL: fetched or forgotten by another thread. An
-                    # outcome in early already is the job's: a fetch that
-                    # then finds the job gone adds nothing.
-                    if fut is None and job not in books.early and (rc != _lib.SHMX_EINVAL or untracked):
-                        books.early[job] = outcome
-                books.claimed.discard(job)
-                books.notify()
-        if fut is not None:
-            fut._settle(outcome)  # a thread that finds the job unclaimed and not pending waits on fut itself
-        if streamed is not None:
-            streamed[0].batch_done(streamed[1])
+            if claimed:
+                if outcome is None and kept:  # fetched as an interrupt landed: placed and delivered all the same
+                    rc, outcome = kept[0]
+                with books.lock:  # one lock section: the outcome placed, the claim dropped
+                    if outcome is not None:
+                        streamed = books.streamed.pop(job, None)
+                        fut = books.pending.pop(job, None)
+                        # EINVAL: fetched or forgotten by another thread. An
+                        # outcome in early already is the job's: a fetch that
+                        # then finds the job gone adds nothing.
+                        if fut is None and job not in books.early and (rc != _lib.SHMX_EINVAL or untracked):
+                            books.early[job] = outcome
+                    books.claimed.discard(job)
+                    books.notify()
+                if kept:  # the interrupt goes on from here: the outcome's future and stream hear of it first
+                    self._deliver(outcome, fut, streamed)
+        self._deliver(outcome, fut, streamed)
         if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
             # It may have ended as the wait ran out: look again, rather
             # than leave it to the collector.
             self._wait_one(job, 0)
         return rc
-
-    def _wait_direct(self, job):
-        """Waits for an untracked job in the calling thread and returns its
-        value or raises its exception (Pool.apply: no future, no hand-off
-        to another thread). Waits in slices, so that Ctrl-C works."""
-        try:
-            outcome = self._wait_untracked(job)
-        except BaseException:
-            self._abandon(job)
-            raise
-        if outcome[0] == "ok":
-            return outcome[1]
-        raise outcome[1]
 
     def _wait_untracked(self, job, deadline=None):
         """The outcome of an untracked job (Pool.apply's, a Pool.imap
@@ -1013,12 +1079,29 @@ class Engine:
             stream.batch_done(i)
         return job
 
-    def _abandon(self, job):
-        """Gives up an untracked job whose caller was interrupted (Ctrl-C):
-        an outcome fetched already is dropped here, and the library drops
-        one still to come (shmx_forget)."""
+    def _give_up(self, job, own=False):
+        """Gives up a job submitted as an interrupt (Ctrl-C) landed, before
+        its submitter had its number or its future: nobody would take its
+        outcome, and an own job's would hold a shutdown for ever."""
+        if not own:
+            self._abandon(job, unless_tracked=True)
+            return
         books = self._books
         with books.lock:
+            books.own.discard(job)
+            books.notify()
+            if self._open:
+                _LIB.shmx_forget(self._pool, job)
+
+    def _abandon(self, job, unless_tracked=False):
+        """Gives up an untracked job whose caller was interrupted (Ctrl-C):
+        an outcome fetched already is dropped here, and the library drops
+        one still to come (shmx_forget). unless_tracked: not a job that
+        has a future by now (settled as it ends)."""
+        books = self._books
+        with books.lock:
+            if unless_tracked and job in books.pending:
+                return
             while job in books.claimed:  # the collector is fetching it
                 books.wait()
             if books.streamed.pop(job, None) is not None:

@@ -301,8 +301,8 @@ class ExecutorTest(unittest.TestCase):
         then delivered by hand, so that shutdown does not wait for ever)."""
         main, fetch = threading.current_thread(), ex._fetch
 
-        def slow_second_look(job, ns):
-            rc, outcome = fetch(job, ns)
+        def slow_second_look(job, ns, kept=None):
+            rc, outcome = fetch(job, ns, kept)
             if ns == 0 and outcome is None and threading.current_thread() is main:
                 meanwhile()
                 time.sleep(0.3)

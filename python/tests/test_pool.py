@@ -459,6 +459,87 @@ class PoolTest(unittest.TestCase):
                 finally:
                     p.terminate()
 
+    def test_ctrl_c_storms_leave_nothing_behind(self):
+        # SIGINT every few milliseconds while a loop of calls runs: each
+        # interrupt lands wherever the caller is, most often right as a C
+        # call returns (a submit that has its job number, a wait that has
+        # the outcome). Whatever was submitted is then fetched or given
+        # up, and nothing waits for it: the books and the pool's shared
+        # memory empty, and close() and join() return. (Until 2026-12-07
+        # such futures stayed pending for ever, so close() hung, their
+        # outcomes piled up, a 1 MiB call left its buffer in the segment,
+        # and an interrupted map left jobs that join() waited for.)
+        r = helpers.run_script("""
+            import os, random, signal, sys, threading, time, shmexec, helpers
+
+            def storm(seconds, call):
+                stop = threading.Event()
+                main = threading.main_thread().ident
+
+                def pester():
+                    while not stop.is_set():
+                        time.sleep(random.uniform(0, 0.004))
+                        signal.pthread_kill(main, signal.SIGINT)
+
+                t = threading.Thread(target=pester)
+                t.start()
+                interrupts, end = 0, time.monotonic() + seconds
+                while time.monotonic() < end:
+                    try:
+                        call()
+                    except KeyboardInterrupt:
+                        interrupts += 1
+                stop.set()
+                while t.is_alive():
+                    try:
+                        t.join()
+                    except KeyboardInterrupt:
+                        pass
+                return interrupts
+
+            def settled(ex):
+                deadline = time.monotonic() + 10
+                while True:
+                    b, st = ex._books, ex.stats()
+                    left = {"early": len(b.early), "pending": len(b.pending), "own": len(b.own), "claimed": len(b.claimed),
+                            "slots": st["slots_in_use"], "pages": st["pages_in_use"]}
+                    if not any(left.values()) or time.monotonic() > deadline:
+                        return left
+                    time.sleep(0.01)
+
+            def closes(close):
+                done = threading.Event()
+                threading.Thread(target=lambda: (close(), done.set()), daemon=True).start()
+                return done.wait(10)
+
+            if __name__ == "__main__":
+                big = b"x" * (1 << 20)
+                p = shmexec.Pool(2)
+                ex = shmexec.Executor(2)
+                for name, call, engine in (
+                        ("apply", lambda: p.apply(helpers.echo, (1,)), p._ex),
+                        ("apply_async", lambda: p.apply_async(helpers.echo, (1,)).get(), p._ex),
+                        ("map", lambda: p.map(helpers.echo, range(2000)), p._ex),
+                        ("apply 1 MiB", lambda: p.apply(helpers.echo, (big,)), p._ex),
+                        ("submit", lambda: ex.submit(helpers.echo, 1).result(), ex)):
+                    n = storm(1.5, call)
+                    print(name, n > 50, settled(engine), flush=True)
+                print("works after:", p.map(helpers.double, range(100)) == [2 * i for i in range(100)],
+                      ex.submit(helpers.add, 1, 2).result(10) == 3)
+                p.close()
+                print("Pool closes:", closes(p.join))
+                print("Executor shuts down:", closes(ex.shutdown))
+                sys.stdout.flush()
+                os._exit(0)  # a hang above is reported, not waited for
+        """, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        nothing = "{'early': 0, 'pending': 0, 'own': 0, 'claimed': 0, 'slots': 0, 'pages': 0}"
+        for name in ("apply", "apply_async", "map", "apply 1 MiB", "submit"):
+            self.assertIn(f"{name} True {nothing}", r.stdout)
+        self.assertIn("works after: True True", r.stdout)
+        self.assertIn("Pool closes: True", r.stdout)
+        self.assertIn("Executor shuts down: True", r.stdout)
+
     def test_apply_interrupted(self):
         # Ctrl-C during a long apply raises KeyboardInterrupt within the
         # wait's slice; the job's outcome is dropped and the pool goes on.
