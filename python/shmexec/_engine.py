@@ -507,9 +507,7 @@ class Engine:
                 raise PoolClosed("the pool was terminated")
             rc, outcome = self._fetch(job, _SLICE_NS)  # a handle closed meanwhile answers SHMX_EINVAL
             if outcome is not None:
-                with books.lock:
-                    books.own.discard(job)
-                    books.notify()  # a shutdown may wait for the last of them
+                _locked(books.lock, functools.partial(_own_done, books, [job]))  # a shutdown may wait for the last of them
                 if rc != _OK and books.state >= _TERMINATED:
                     raise PoolClosed("the pool was terminated")
                 return outcome
@@ -518,16 +516,13 @@ class Engine:
         """Gives up own jobs that will not be fetched: their outcomes are
         dropped as they end."""
         books = self._books
-        with books.lock:
-            # The books first, in one step: a second Ctrl-C that cuts the
-            # loop below short leaves a job the library keeps until the
-            # pool closes, never a shutdown that waits for it for ever.
-            mine = books.own.intersection(jobs)
-            books.own.difference_update(mine)
-            books.notify()
-            if self._open:
-                for job in mine:
-                    _LIB.shmx_forget(self._pool, job)
+        # The books first, in one step: a second Ctrl-C that cuts the
+        # loop below short leaves a job the library keeps until the pool
+        # closes, never a shutdown that waits for it for ever.
+        mine = _locked(books.lock, functools.partial(_own_done, books, jobs))
+        if self._open:
+            for job in mine:
+                _LIB.shmx_forget(self._pool, job)
 
     def _own_batch_values(self, jobs):
         """The values of own batch jobs (_own_batches),
@@ -1002,19 +997,30 @@ class Engine:
             if claimed:
                 if outcome is None and kept:  # fetched as an interrupt landed: placed and delivered all the same
                     rc, outcome = kept[0]
-                with books.lock:  # one lock section: the outcome placed, the claim dropped
-                    if outcome is not None:
-                        streamed = books.streamed.pop(job, None)
-                        fut = books.pending.pop(job, None)
-                        # EINVAL: fetched or forgotten by another thread. An
-                        # outcome in early already is the job's: a fetch that
-                        # then finds the job gone adds nothing.
-                        if fut is None and job not in books.early and (rc != _lib.SHMX_EINVAL or untracked):
-                            books.early[job] = outcome
-                    books.claimed.discard(job)
-                    books.notify()
-                if kept:  # the interrupt goes on from here: the outcome's future and stream hear of it first
+                later = None  # a Ctrl-C that cut the wait for the lock short, raised once the claim is dropped
+                placed = False
+                while not placed:
+                    try:
+                        with books.lock:  # one lock section: the outcome placed, the claim dropped
+                            placed = True
+                            if outcome is not None:
+                                streamed = books.streamed.pop(job, None)
+                                fut = books.pending.pop(job, None)
+                                # EINVAL: fetched or forgotten by another thread. An
+                                # outcome in early already is the job's: a fetch that
+                                # then finds the job gone adds nothing.
+                                if fut is None and job not in books.early and (rc != _lib.SHMX_EINVAL or untracked):
+                                    books.early[job] = outcome
+                            books.claimed.discard(job)
+                            books.notify()
+                    except BaseException as e:
+                        if placed:
+                            raise
+                        later = e  # Python's waits for a lock end at a signal whose handler raises
+                if kept or later is not None:  # the interrupt goes on from here: the outcome's future and stream hear of it first
                     self._deliver(outcome, fut, streamed)
+                if later is not None:
+                    raise later
         self._deliver(outcome, fut, streamed)
         if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
             # It may have ended as the wait ran out: look again, rather
@@ -1270,6 +1276,37 @@ class Engine:
         threading.Thread(target=self.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
 
     __reduce_ex__ = _reduction.refuse_pickling
+
+
+def _locked(lock, body):
+    """body() with lock held, for bookkeeping that must happen even when
+    a Ctrl-C comes while this thread waits for the lock (Python's waits
+    for a lock end at a signal whose handler raises): the wait is taken
+    up again, and the interrupt raised after body. Returns body's value."""
+    later = None
+    while True:
+        entered = False
+        try:
+            with lock:
+                entered = True
+                value = body()
+            break
+        except BaseException as e:
+            if entered:
+                raise
+            later = e
+    if later is not None:
+        raise later
+    return value
+
+
+def _own_done(books, jobs):
+    """Drops jobs from books.own (lock held), in one step; returns those
+    it held."""
+    mine = books.own.intersection(jobs)
+    books.own.difference_update(mine)
+    books.notify()
+    return mine
 
 
 def _terminated(books):
