@@ -1003,19 +1003,31 @@ class Engine:
                     try:
                         with books.lock:  # one lock section: the outcome placed, the claim dropped
                             placed = True
+                            # No call until the claim is dropped: Python raises a
+                            # pending KeyboardInterrupt after a call, never after
+                            # an operator, a subscript or a del.
                             if outcome is not None:
-                                streamed = books.streamed.pop(job, None)
-                                fut = books.pending.pop(job, None)
+                                if job in books.streamed:
+                                    streamed = books.streamed[job]
+                                    del books.streamed[job]
+                                if job in books.pending:
+                                    fut = books.pending[job]
+                                    del books.pending[job]
                                 # EINVAL: fetched or forgotten by another thread. An
                                 # outcome in early already is the job's: a fetch that
                                 # then finds the job gone adds nothing.
-                                if fut is None and job not in books.early and (rc != _lib.SHMX_EINVAL or untracked):
+                                elif job not in books.early and (rc != _lib.SHMX_EINVAL or untracked):
                                     books.early[job] = outcome
-                            books.claimed.discard(job)
-                            books.notify()
+                            books.claimed -= {job}
+                            try:
+                                books.notify()
+                            except BaseException:
+                                books.notify()  # the interrupt came as notify was entered
+                                raise
                     except BaseException as e:
                         if placed:
-                            raise
+                            later = later or e
+                            break
                         later = e  # Python's waits for a lock end at a signal whose handler raises
                 if kept or later is not None:  # the interrupt goes on from here: the outcome's future and stream hear of it first
                     self._deliver(outcome, fut, streamed)
