@@ -63,7 +63,12 @@ class Stream:
         self._chunks = chunks
         self._make_future = make_future  # None: job numbers instead of futures (feed)
         self._progress = progress
-        self._cond = threading.Condition()
+        # Taken as `with self._lock`: a Condition's __enter__ is Python,
+        # and a Ctrl-C raised in it once it has taken the lock leaves the
+        # lock held for ever; the lock's own is C, after which nothing is
+        # raised before the block is entered.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self.batches = []  # the batch futures so far (readers pop from the front)
         self._taken = 0  # batches a reader has taken (in order, or by job: took)
         self.ended = False
@@ -136,7 +141,7 @@ class Stream:
         self._add(fut, n)
 
     def _feed_job(self, ex, n, frame):
-        with self._cond:
+        with self._lock:
             i = self._submitted
             self._submitted += 1
             self._left += 1
@@ -145,7 +150,7 @@ class Stream:
                 frame = ex._submit_streamed(*frame, self, i)
             except BaseException as e:  # noqa: B902
                 frame = e  # the batch's own failure: it has ended
-        with self._cond:
+        with self._lock:
             gone = self.abandoned
             if not gone:
                 if self.by_job:
@@ -164,7 +169,7 @@ class Stream:
         """Batch i has ended (its future is done; or its outcome is in the
         executor's early outcomes, or it could not be sent): counted for
         on_complete, and told to the report queue."""
-        with self._cond:
+        with self._lock:
             self._left -= 1
             complete = self.ended and self._left == 0
             report = self._report
@@ -176,7 +181,7 @@ class Stream:
     def abandon(self, ex):
         """A stream of job numbers whose reader is gone: the outcomes of
         its batches are dropped, those to come as they are submitted."""
-        with self._cond:
+        with self._lock:
             self.abandoned = True
             jobs = [j for j in self.batches if type(j) is int]  # a taken batch is None
             self.batches = []
@@ -194,13 +199,13 @@ class Stream:
     def cancel(self):
         """Stops feeding: batches not yet submitted never are."""
         self._cancelled = True
-        with self._cond:
+        with self._lock:
             pending = [f for f in self.batches if f is not None]
         for f in pending:
             f.cancel()
 
     def _add(self, fut, n):
-        with self._cond:
+        with self._lock:
             self.batches.append(fut)
             i = len(self.batches) - 1
             self._left += 1
@@ -210,7 +215,7 @@ class Stream:
         fut.add_done_callback(lambda _, i=i: self.batch_done(i))
 
     def _end(self, error):
-        with self._cond:
+        with self._lock:
             if self.ended:
                 return
             self.ended = True
@@ -229,7 +234,7 @@ class Stream:
         # a reader, the feeder. A callback that raises (an AsyncResult's
         # passes on its user's callback's exception) is logged, as
         # concurrent.futures logs a done callback's, and stops nothing.
-        with self._cond:
+        with self._lock:
             callbacks, self._complete = self._complete, None
         for cb in callbacks or ():
             try:
@@ -244,7 +249,7 @@ class Stream:
     def on_complete(self, cb):
         """Calls cb(stream) once the stream has ended and every batch is
         done (at once if that is so already)."""
-        with self._cond:
+        with self._lock:
             if self._complete is not None:
                 if not (self.ended and self._left == 0):
                     self._complete.append(cb)
@@ -257,7 +262,7 @@ class Stream:
         in order, removed from the stream (so that its result is not
         kept), or None at the end; raises TimeoutError if none has been
         submitted by deadline (time.monotonic)."""
-        with self._cond:
+        with self._lock:
             if not self._wait_for_more(deadline):
                 raise TimeoutError()
             if self._taken < len(self.batches):
@@ -272,7 +277,7 @@ class Stream:
     def group_state(self):
         """(ended, batches not yet taken, a batch that could not be sent,
         removed from the stream, or None), for the reader of a group."""
-        with self._cond:
+        with self._lock:
             failed = None
             if self._failed:
                 i = self._failed.popleft()
@@ -286,14 +291,14 @@ class Stream:
         it is submitted): its outcome is then in the executor's books
         (Executor._submit_streamed), where the reader takes it. False if
         the stream was abandoned meanwhile."""
-        with self._cond:
+        with self._lock:
             while job not in self._index and not self.abandoned:
                 self._cond.wait()
             return not self.abandoned
 
     def took(self, job):
         """The reader of a group has taken job's outcome."""
-        with self._cond:
+        with self._lock:
             i = self._index.pop(job)
             self.batches[i] = None
             self._taken += 1
@@ -301,14 +306,14 @@ class Stream:
     def untaken_jobs(self):
         """The jobs of the group its reader has not taken: after the
         pool's close, whose shutdown fetched them (or a terminate)."""
-        with self._cond:
+        with self._lock:
             return list(self._index)
 
     def wait_for_batches(self, deadline=None):
         """Waits until the stream has a batch its group's reader has not
         taken, or has ended; False if deadline (time.monotonic) passes
         first."""
-        with self._cond:
+        with self._lock:
             return self._wait_for_more(deadline)
 
     def _wait_for_more(self, deadline):
@@ -324,14 +329,14 @@ class Stream:
 
     def count(self):
         """How many batches have been submitted so far."""
-        with self._cond:
+        with self._lock:
             return len(self.batches)
 
     def take(self, i):
         """Batch i's future (or job number, or exception), removed from the
         stream (for the reader of report); waits until the feeder has put
         it there."""
-        with self._cond:
+        with self._lock:
             while i >= len(self.batches):
                 self._cond.wait()
             f, self.batches[i] = self.batches[i], None
@@ -339,7 +344,7 @@ class Stream:
 
     def all_batches(self):
         """The batch futures, once the stream is complete."""
-        with self._cond:
+        with self._lock:
             return [f for f in self.batches if f is not None]
 
 
@@ -356,7 +361,8 @@ class Feeder:
         # whether it is terminated, a callable that does not hold it.
         self._ex = weakref.ref(ex)
         self._stopped = stopped
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # taken as `with self._lock`, as Stream's
+        self._cond = threading.Condition(self._lock)
         self._queue = collections.deque()
         self._busy = False  # an item is being fed
         self._thread = None
@@ -372,7 +378,7 @@ class Feeder:
         return not self._queue and not self._busy
 
     def put(self, item):
-        with self._cond:
+        with self._lock:
             self._queue.append(item)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="shmexec-feeder", daemon=True)
@@ -381,7 +387,7 @@ class Feeder:
 
     def close(self):
         """No more work will come: the thread ends once the queue is empty."""
-        with self._cond:
+        with self._lock:
             self._closing = True
             self._cond.notify()
 
@@ -397,7 +403,7 @@ class Feeder:
             item.fail(exc)
 
     def _take_queued(self):
-        with self._cond:
+        with self._lock:
             items = list(self._queue)
             self._queue.clear()
         return items
@@ -410,7 +416,7 @@ class Feeder:
     def _run(self):
         stopped = self._stopped
         while True:
-            with self._cond:
+            with self._lock:
                 while not self._queue and not self._closing and not stopped():
                     self._cond.wait(0.1)
                 if stopped() or (self._closing and not self._queue):
@@ -424,7 +430,7 @@ class Feeder:
                 item.feed(ex, stopped)
             finally:
                 ex = item = None  # a stream's futures hold the executor too
-                with self._cond:
+                with self._lock:
                     self._busy = False
         if stopped():
             self.fail_queued(PoolClosed("the pool was terminated"))
