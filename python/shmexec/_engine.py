@@ -514,14 +514,17 @@ class Engine:
 
     def _forget_own(self, jobs):
         """Gives up own jobs that will not be fetched: their outcomes are
-        dropped as they end."""
+        dropped as they end. Every one of jobs is forgotten by the library,
+        in the books or not yet (one submitted as a Ctrl-C landed, before
+        its submitter noted it) or not any more (fetched: the library
+        answers SHMX_EINVAL)."""
         books = self._books
         # The books first, in one step: a second Ctrl-C that cuts the
         # loop below short leaves a job the library keeps until the pool
         # closes, never a shutdown that waits for it for ever.
-        mine = _locked(books.lock, functools.partial(_own_done, books, jobs))
+        _locked(books.lock, functools.partial(_own_done, books, jobs))
         if self._open:
-            for job in mine:
+            for job in jobs:
                 _LIB.shmx_forget(self._pool, job)
 
     def _own_batch_values(self, jobs):
@@ -1101,15 +1104,10 @@ class Engine:
         """Gives up a job submitted as an interrupt (Ctrl-C) landed, before
         its submitter had its number or its future: nobody would take its
         outcome, and an own job's would hold a shutdown for ever."""
-        if not own:
+        if own:
+            self._forget_own([job])
+        else:
             self._abandon(job, unless_tracked=True)
-            return
-        books = self._books
-        with books.lock:
-            books.own.discard(job)
-            books.notify()
-            if self._open:
-                _LIB.shmx_forget(self._pool, job)
 
     def _abandon(self, job, unless_tracked=False):
         """Gives up an untracked job whose caller was interrupted (Ctrl-C):
@@ -1313,12 +1311,9 @@ def _locked(lock, body):
 
 
 def _own_done(books, jobs):
-    """Drops jobs from books.own (lock held), in one step; returns those
-    it held."""
-    mine = books.own.intersection(jobs)
-    books.own.difference_update(mine)
+    """Drops jobs from books.own (lock held), in one step."""
+    books.own.difference_update(jobs)
     books.notify()
-    return mine
 
 
 def _terminated(books):
