@@ -598,7 +598,7 @@ class PoolTest(unittest.TestCase):
         self.assertRegex(r.stdout, r"imap True \{.*'claimed': 0,")
         # Under kills as well, nothing waits for ever and the segment
         # empties. Not yet: an outcome may stay in early (memory only;
-        # seen with map, in about 1 run of 3, not traced).
+        # seen with map, in 1 run of 8, not traced).
         for name in ("map under kills", "submit under kills"):
             self.assertRegex(r.stdout, name + r" True \{'early': \d+, 'pending': 0, 'own': 0, 'claimed': 0, 'slots': 0, 'pages': 0\} "
                              r"2 killed: True")
