@@ -517,15 +517,18 @@ class Engine:
         dropped as they end. Every one of jobs is forgotten by the library,
         in the books or not yet (one submitted as a Ctrl-C landed, before
         its submitter noted it) or not any more (fetched: the library
-        answers SHMX_EINVAL)."""
-        books = self._books
-        # The books first, in one step: a second Ctrl-C that cuts the
-        # loop below short leaves a job the library keeps until the pool
-        # closes, never a shutdown that waits for it for ever.
-        _locked(books.lock, functools.partial(_own_done, books, jobs))
+        answers SHMX_EINVAL). Runs to its end through a second Ctrl-C,
+        raised after it (_abandon)."""
+        _locked(self._books.lock, functools.partial(self._forget_own_held, jobs), again=True)
+
+    def _forget_own_held(self, jobs):
+        """_forget_own's body, under the books' lock: the books first, in
+        one step, so that a shutdown never waits for a job that was
+        forgotten."""
+        _own_done(self._books, jobs)
         if self._open:
             for job in jobs:
-                _LIB.shmx_forget(self._pool, job)
+                _LIB.shmx_forget(self._pool, job)  # SHMX_EINVAL for a job forgotten already
 
     def _own_batch_values(self, jobs):
         """The values of own batch jobs (_own_batches),
@@ -1035,7 +1038,10 @@ class Engine:
                 if kept or later is not None:  # the interrupt goes on from here: the outcome's future and stream hear of it first
                     self._deliver(outcome, fut, streamed)
                 if later is not None:
-                    raise later
+                    try:
+                        raise later
+                    finally:
+                        later = None  # no cycle through this frame (an iterator in the traceback waits for the garbage collector)
         self._deliver(outcome, fut, streamed)
         if rc == _lib.SHMX_ETIMEDOUT and ns != 0:
             # It may have ended as the wait ran out: look again, rather
@@ -1113,17 +1119,28 @@ class Engine:
         """Gives up an untracked job whose caller was interrupted (Ctrl-C):
         an outcome fetched already is dropped here, and the library drops
         one still to come (shmx_forget). unless_tracked: not a job that
-        has a future by now (settled as it ends)."""
+        has a future by now (settled as it ends). It runs to its end
+        through a second interrupt (Ctrl-C pressed again as the first's
+        cleanup runs), which is raised after it: cut short, the job's
+        outcome would stay in early for good."""
+        _locked(self._books.lock, functools.partial(self._abandon_held, job, unless_tracked), again=True)
+
+    def _abandon_held(self, job, unless_tracked):
+        """_abandon's body, under the books' lock; done again from the
+        start if an interrupt cuts it short, so each step may find its
+        work done."""
         books = self._books
-        with books.lock:
-            if unless_tracked and job in books.pending:
-                return
-            while job in books.claimed:  # the collector is fetching it
-                books.wait()
-            if books.streamed.pop(job, None) is not None:
-                books.notify()  # a shutdown may wait for the last of them
-            if books.early.pop(job, None) is None and self._open:
-                _LIB.shmx_forget(self._pool, job)
+        if unless_tracked and job in books.pending:
+            return
+        while job in books.claimed:  # the collector is fetching it
+            books.wait()
+        if job in books.streamed:
+            del books.streamed[job]
+        if job in books.early:
+            del books.early[job]
+        elif self._open:
+            _LIB.shmx_forget(self._pool, job)  # SHMX_EINVAL for a job forgotten already
+        books.notify()  # a shutdown may wait for the last streamed job
 
     def _wait_here(self, fut, timeout):
         """Waits for fut's job in the calling thread (ctypes releases the
@@ -1288,11 +1305,14 @@ class Engine:
     __reduce_ex__ = _reduction.refuse_pickling
 
 
-def _locked(lock, body):
+def _locked(lock, body, again=False):
     """body() with lock held, for bookkeeping that must happen even when
     a Ctrl-C comes while this thread waits for the lock (Python's waits
     for a lock end at a signal whose handler raises): the wait is taken
-    up again, and the interrupt raised after body. Returns body's value."""
+    up again, and the interrupt raised after body. again: body is done
+    again, from the start, when an interrupt (KeyboardInterrupt, or
+    SystemExit from a handler: an exception that is not an Exception)
+    cuts it short too. Returns body's value."""
     later = None
     while True:
         entered = False
@@ -1302,11 +1322,14 @@ def _locked(lock, body):
                 value = body()
             break
         except BaseException as e:
-            if entered:
+            if entered and not (again and not isinstance(e, Exception)):
                 raise
             later = e
     if later is not None:
-        raise later
+        try:
+            raise later
+        finally:
+            later = None  # no cycle through this frame: what the traceback holds is freed when it is
     return value
 
 

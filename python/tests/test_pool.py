@@ -608,6 +608,125 @@ class PoolTest(unittest.TestCase):
         self.assertIn("Pool closes: True", r.stdout)
         self.assertIn("Executor shuts down: True", r.stdout)
 
+    def test_a_second_ctrl_c_during_the_first_ones_cleanup(self):
+        # Ctrl-C pressed twice: the first interrupts apply's wait, and the
+        # apply gives its job up (_abandon); the second lands in that
+        # clean-up, (a) while it waits for the books' lock, (b) while it
+        # waits for a fetch by another thread to end. The clean-up runs to
+        # its end all the same and the interrupt is raised after it, so
+        # the job's outcome is dropped when it comes. (Until 2026-12-07
+        # the clean-up stopped there, and the outcome stayed in the books
+        # for good: for a large result, its pages in the segment too.)
+        r = helpers.run_script("""
+            import os, signal, sys, threading, time, shmexec, helpers
+
+            def second_interrupt_in_cleanup(p, hold):
+                ex, books = p._ex, p._ex._books
+                main = threading.main_thread().ident
+                entered, ready = threading.Event(), threading.Event()
+                jobs = []
+                abandon = ex._abandon
+
+                def patched(job, unless_tracked=False):
+                    jobs.append(job)
+                    entered.set()
+                    ready.wait(10)
+                    abandon(job, unless_tracked)
+
+                def pester():
+                    time.sleep(0.3)
+                    signal.pthread_kill(main, signal.SIGINT)  # the first: apply's wait ends at its slice
+                    entered.wait(10)
+                    hold(books, jobs[0], ready, lambda: signal.pthread_kill(main, signal.SIGINT))
+
+                ex._abandon = patched
+                t = threading.Thread(target=pester)
+                t.start()
+                raised = 0
+                try:
+                    p.apply(helpers.sleep_then_len, (0.8, b"x" * (1 << 20)))
+                except KeyboardInterrupt:
+                    raised = 1
+                t.join()
+                del ex._abandon
+                time.sleep(1.0)  # the task ends; its outcome is dropped as it comes
+                left = {"early": len(books.early), "claimed": len(books.claimed), "slots": ex.stats()["slots_in_use"]}
+                return raised, left
+
+            def while_it_waits_for_the_lock(books, job, ready, interrupt):
+                with books.lock:
+                    ready.set()
+                    time.sleep(0.2)  # the clean-up waits for the lock
+                    interrupt()
+                    time.sleep(0.2)
+
+            def while_another_thread_fetches(books, job, ready, interrupt):
+                with books.lock:
+                    books.claimed.add(job)  # as the collector does as it fetches the job
+                ready.set()
+                time.sleep(0.2)  # the clean-up waits for the claim to end
+                interrupt()
+                time.sleep(0.2)
+                with books.lock:
+                    books.claimed.discard(job)
+                    books.notify()
+
+            if __name__ == "__main__":
+                p = shmexec.Pool(1)
+                print("lock", *second_interrupt_in_cleanup(p, while_it_waits_for_the_lock), flush=True)
+                print("claim", *second_interrupt_in_cleanup(p, while_another_thread_fetches), flush=True)
+                print("works after:", p.apply(helpers.add, (1, 2)) == 3, flush=True)
+                p.close()
+                p.join()
+        """, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for case in ("lock", "claim"):
+            self.assertIn(case + " 1 {'early': 0, 'claimed': 0, 'slots': 0}", r.stdout)
+        self.assertIn("works after: True", r.stdout)
+
+    def test_an_interrupted_iterator_is_freed_with_its_last_reference(self):
+        # A second Ctrl-C while the first one's clean-up in imap's next()
+        # waits for the books' lock: the interrupt raised once the lock is
+        # had must not keep the frames of its traceback, the iterator
+        # among them, alive in a reference cycle. Dropped, the iterator
+        # gives its batches up at once, not when the garbage collector
+        # next runs (disabled here).
+        r = helpers.run_script("""
+            import gc, signal, sys, threading, time, shmexec, helpers
+
+            if __name__ == "__main__":
+                gc.disable()
+                p = shmexec.Pool(1)
+                books = p._ex._books
+                main = threading.main_thread().ident
+
+                def pester():
+                    time.sleep(0.3)
+                    with books.lock:
+                        signal.pthread_kill(main, signal.SIGINT)  # next()'s wait ends at its slice, then waits for the lock
+                        time.sleep(0.4)
+                        signal.pthread_kill(main, signal.SIGINT)  # ends that wait
+                        time.sleep(0.1)
+
+                it = p.imap(helpers.sleep, [1.0, 1.0, 1.0])
+                t = threading.Thread(target=pester)
+                t.start()
+                try:
+                    next(it)
+                    print("not interrupted")
+                except KeyboardInterrupt:
+                    pass
+                t.join()
+                del it
+                deadline = time.monotonic() + 10
+                while (books.streamed or books.early or books.dropped) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                print("left:", {"early": len(books.early), "streamed": len(books.streamed), "dropped": len(books.dropped)}, flush=True)
+                p.terminate()
+        """, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("left: {'early': 0, 'streamed': 0, 'dropped': 0}", r.stdout)
+
     def test_apply_interrupted(self):
         # Ctrl-C during a long apply raises KeyboardInterrupt within the
         # wait's slice; the job's outcome is dropped and the pool goes on.
