@@ -103,9 +103,9 @@ class _Books:
                reader has;
     and claimed holds the jobs some thread is inside shmx_wait for (at
     most one thread fetches a job at a time; fetched is notified as a
-    claim ends). No outcome is ever dropped. calls counts the threads
-    inside _call (Pool.apply), whose untracked jobs a shutdown's close
-    waits for too. state is the executor's (_RUN ... _CLOSED), the one
+    claim ends). No outcome is ever dropped. calls has an entry for
+    each thread inside _call (Pool.apply), whose untracked jobs a
+    shutdown's close waits for too. state is the executor's (_RUN ... _CLOSED), the one
     record of shutting down.
     """
 
@@ -120,12 +120,12 @@ class _Books:
         self.early = {}
         self.streamed = {}
         self.claimed = set()
-        # (stream, jobs) of Pool.imap iterators that were collected: their
+        # The streams of Pool.imap iterators that were collected: their
         # outcomes are dropped by the collector thread (_drop_abandoned),
         # since the finalizer may run where this thread holds the lock.
         # Appended and popped without the lock.
         self.dropped = collections.deque()
-        self.calls = 0
+        self.calls = []  # one None a call: counted and uncounted in one C call each, which an interrupt cannot cut in two
         self.state = _RUN
 
     def wait(self, timeout=None):
@@ -584,7 +584,9 @@ class Engine:
         reader: how the reader of an untracked stream takes its batches,
         "in order" (Pool.imap) or "as they end" (Pool.imap_unordered):
         the batches are then a job group's, and the collector is never
-        woken for them (Stream.group)."""
+        woken for them (Stream.group). The stream is fed (_feed) once its
+        reader exists: a Ctrl-C between the two then leaves no batch
+        that no reader would take (or drop, when it is collected)."""
         kind, key, what = self._batch_kind(fn, star)
         self._check_open()
         bar = None
@@ -605,8 +607,13 @@ class Engine:
         group = next(self._groups) % 0xFFFFFFFF + 1 if reader is not None and by_number else 0  # never 0: no group
         stream = Stream(frames(), None if by_number else self._new_future, bar, None if group else report, group,
                         by_job=group != 0 and reader == "as they end")
-        self._feeder.put(stream)
         return stream
+
+    def _feed(self, stream, reader):
+        """Queues stream (of _stream) for the feeder, which submits its
+        batches; returns reader, the object that takes its results."""
+        self._feeder.put(stream)
+        return reader
 
     def _take_slot(self):
         """A _CallSlot for one C call, to be put back on _slots after it
@@ -747,14 +754,18 @@ class Engine:
         if _lib.forked():
             check_fork()
         books = self._books
-        with books.lock:
-            books.calls += 1
+        counted = False
         try:
+            with books.lock:
+                # No call between the two: a Ctrl-C raised as the append
+                # returns finds the call counted, and uncounts it below.
+                counted = True
+                books.calls.append(None)
             return self._call_here(fn, args, kwargs)
         finally:
-            with books.lock:
-                books.calls -= 1
-                books.notify()  # a close may wait for the last of them
+            if counted:
+                books.calls.pop()  # the first call here: a pending Ctrl-C is raised after it, not before
+                _locked(books.lock, books.notify)  # a close may wait for the last of them (and looks again every 50 ms)
 
     def _call_here(self, fn, args, kwargs):
         """_call's body. A small call is submitted and waited for in one
@@ -839,7 +850,7 @@ class Engine:
             return iter(())
         deadline = None if timeout is None else time.monotonic() + timeout
         stream = self._stream(fn, items, chunksize, star, progress)
-        return self._results(stream, deadline)
+        return self._feed(stream, self._results(stream, deadline))
 
     def _map_buffered(self, fn, iterables, timeout, chunksize, buffersize, progress):
         """map with a buffersize: the first buffersize batches are
@@ -1081,12 +1092,10 @@ class Engine:
         dropped = self._books.dropped
         while True:
             try:
-                stream, jobs = dropped.popleft()
+                stream = dropped.popleft()
             except IndexError:
                 return
             stream.abandon(self)
-            for job in jobs:
-                self._abandon(job)
 
     def _submit_streamed(self, parts, total, stream, i):
         """Submits batch i of a stream of job numbers (Stream.feed:

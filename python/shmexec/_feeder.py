@@ -71,6 +71,9 @@ class Stream:
         self._cond = threading.Condition(self._lock)
         self.batches = []  # the batch futures so far (readers pop from the front)
         self._taken = 0  # batches a reader has taken (in order, or by job: took)
+        # The job number next_batch gave out last: its reader may still be
+        # reading it, or may have lost it to a Ctrl-C as the call returned.
+        self._out = None
         self.ended = False
         self.error = None  # what the iterable raised, if it did
         self._left = 0  # batches not yet done
@@ -184,6 +187,9 @@ class Stream:
         with self._lock:
             self.abandoned = True
             jobs = [j for j in self.batches if type(j) is int]  # a taken batch is None
+            if type(self._out) is int:
+                jobs.append(self._out)  # read already, or not: the library answers SHMX_EINVAL for a job fetched
+                self._out = None
             self.batches = []
             self._taken = 0
             if self.by_job:
@@ -269,6 +275,8 @@ class Stream:
                 f = self.batches[self._taken]
                 self.batches[self._taken] = None
                 self._taken += 1
+                if type(f) is int:
+                    self._out = f
                 return f
             return None
 

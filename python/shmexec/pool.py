@@ -293,13 +293,13 @@ class Pool:
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, self._items(iterable, False), chunksize, False, progress, untracked=True)
-        return _MapResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
+        return self._ex._feed(stream, _MapResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex))
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, progress=False):
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, self._items(iterable, True), chunksize, True, progress, untracked=True)
-        return _MapResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex)
+        return self._ex._feed(stream, _MapResult(stream, _wire.POOL_TRACEBACK, callback, error_callback, self._ex))
 
     def map(self, func, iterable, chunksize=None, progress=False):
         return self._map_here(func, iterable, chunksize, False, progress)
@@ -330,7 +330,7 @@ class Pool:
         self._check_running()
         check_chunksize(chunksize)
         stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, reader="in order")
-        return IMapIterator(self._ex, stream, True, self._ex._tb_type)
+        return self._ex._feed(stream, IMapIterator(self._ex, stream, True, self._ex._tb_type))
 
     def imap_unordered(self, func, iterable, chunksize=1, progress=False):
         """imap, with each batch's results as soon as it ends."""
@@ -338,7 +338,7 @@ class Pool:
         check_chunksize(chunksize)
         ends = queue.SimpleQueue()  # with a progress bar, whose batches are futures
         stream = self._ex._stream(func, iterable, chunksize, False, progress, untracked=True, report=ends, reader="as they end")
-        return IMapIterator(self._ex, stream, False, self._ex._tb_type, ends)
+        return self._ex._feed(stream, IMapIterator(self._ex, stream, False, self._ex._tb_type, ends))
 
     def close(self):
         """No new tasks; those submitted run on (join waits for them)."""
@@ -519,7 +519,7 @@ class IMapIterator:
         # collector does, in a thread that holds the engine's lock.
         try:
             if self._stream._make_future is None:
-                self._ex._books.dropped.append((self._stream, [self._batch] if type(self._batch) is int else []))
+                self._ex._books.dropped.append(self._stream)
         except Exception:
             pass
 

@@ -684,6 +684,73 @@ class PoolTest(unittest.TestCase):
             self.assertIn(case + " 1 {'early': 0, 'claimed': 0, 'slots': 0}", r.stdout)
         self.assertIn("works after: True", r.stdout)
 
+    def test_ctrl_c_as_an_iterator_or_result_is_made(self):
+        # Ctrl-C lands in imap, imap_unordered or map_async as the object
+        # that would take the results is made: nothing was submitted, so
+        # no outcome waits in the books for a reader that never was.
+        # (Until 2026-12-07 the batches were already queued: an imap's
+        # stayed unfetched until the pool closed, a map_async's outcomes
+        # in early. And a batch that imap's next() had taken from its
+        # stream as the interrupt landed stayed unfetched too.)
+        r = helpers.run_script("""
+            import sys, time, shmexec, helpers
+            from shmexec import _feeder as feeder_module, pool as pool_module
+
+            def interrupted_once(cls):
+                init = cls.__init__
+
+                def raising(self, *args, **kwargs):
+                    cls.__init__ = init
+                    raise KeyboardInterrupt
+
+                cls.__init__ = raising
+
+            if __name__ == "__main__":
+                p = shmexec.Pool(2)
+                books = p._ex._books
+                for name, cls, call in (
+                        ("imap", pool_module.IMapIterator, lambda: p.imap(helpers.echo, range(50), chunksize=5)),
+                        ("imap_unordered", pool_module.IMapIterator, lambda: p.imap_unordered(helpers.echo, range(50), chunksize=5)),
+                        ("map_async", pool_module._MapResult, lambda: p.map_async(helpers.echo, range(50), chunksize=5))):
+                    interrupted_once(cls)
+                    try:
+                        call()
+                        print(name, "not interrupted")
+                    except KeyboardInterrupt:
+                        pass
+                    time.sleep(0.5)  # what was submitted ends meanwhile
+                    print(name, {"early": len(books.early), "streamed": len(books.streamed)},
+                          list(call()) if name != "map_async" else call().get(10), flush=True)
+                # And as imap's next() takes its next batch from the stream:
+                # the iterator, dropped, gives that batch up too.
+                next_batch = feeder_module.Stream.next_batch
+
+                def lost(self, *args, **kwargs):
+                    feeder_module.Stream.next_batch = next_batch
+                    next_batch(self, *args, **kwargs)
+                    raise KeyboardInterrupt
+
+                feeder_module.Stream.next_batch = lost
+                it = p.imap(helpers.echo, range(50), chunksize=5)
+                try:
+                    next(it)
+                    print("next() not interrupted")
+                except KeyboardInterrupt:
+                    pass
+                del it
+                try:
+                    helpers.wait_nothing_kept(p._ex, 10)
+                    print("next(): nothing kept", flush=True)
+                except AssertionError as e:
+                    print("next():", e, flush=True)
+                p.close()
+                p.join()
+        """, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in ("imap", "imap_unordered", "map_async"):
+            self.assertIn(name + " {'early': 0, 'streamed': 0} " + str(list(range(50)) if name != "imap_unordered" else ""), r.stdout)
+        self.assertIn("next(): nothing kept", r.stdout)
+
     def test_an_interrupted_iterator_is_freed_with_its_last_reference(self):
         # A second Ctrl-C while the first one's clean-up in imap's next()
         # waits for the books' lock: the interrupt raised once the lock is
@@ -726,6 +793,56 @@ class PoolTest(unittest.TestCase):
         """, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("left: {'early': 0, 'streamed': 0, 'dropped': 0}", r.stdout)
+
+    def test_ctrl_c_as_apply_is_counted_leaves_no_count(self):
+        # A close() waits for the Pool.apply calls under way, which apply
+        # counts as it starts. A Ctrl-C raised just after the count (as
+        # the books' lock is let go) must not leave it counted: close()
+        # and join() would wait for it for ever. (Until 2026-12-07 they
+        # did; a storm of interrupts found it.)
+        r = helpers.run_script("""
+            import threading, shmexec, helpers
+
+            class InterruptedOnce:
+                # The books' lock, raising KeyboardInterrupt as the first
+                # with-statement after armed lets it go, as a Ctrl-C that
+                # lands there does.
+                def __init__(self, lock):
+                    self.lock, self.armed = lock, False
+
+                def __enter__(self):
+                    return self.lock.__enter__()
+
+                def __exit__(self, *exc):
+                    self.lock.__exit__(*exc)
+                    if self.armed:
+                        self.armed = False
+                        raise KeyboardInterrupt
+
+                def __getattr__(self, name):
+                    return getattr(self.lock, name)
+
+            if __name__ == "__main__":
+                p = shmexec.Pool(1)
+                books = p._ex._books
+                books.lock = InterruptedOnce(books.lock)
+                books.lock.armed = True
+                try:
+                    p.apply(helpers.add, (1, 2))
+                    print("not interrupted")
+                except KeyboardInterrupt:
+                    print("interrupted, still counted:", bool(books.calls), flush=True)
+                books.lock = books.lock.lock
+                print("works after:", p.apply(helpers.add, (1, 2)) == 3, flush=True)
+                p.close()
+                joined = threading.Event()
+                threading.Thread(target=lambda: (p.join(), joined.set()), daemon=True).start()
+                print("joined:", joined.wait(10), flush=True)
+        """, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("interrupted, still counted: False", r.stdout)
+        self.assertIn("works after: True", r.stdout)
+        self.assertIn("joined: True", r.stdout)
 
     def test_apply_interrupted(self):
         # Ctrl-C during a long apply raises KeyboardInterrupt within the
