@@ -765,7 +765,8 @@ class Engine:
         finally:
             if counted:
                 books.calls.pop()  # the first call here: a pending Ctrl-C is raised after it, not before
-                _locked(books.lock, books.notify)  # a close may wait for the last of them (and looks again every 50 ms)
+                with books.lock:
+                    books.notify()  # a close may wait for the last of them (and looks again every 50 ms)
 
     def _call_here(self, fn, args, kwargs):
         """_call's body. A small call is submitted and waited for in one
