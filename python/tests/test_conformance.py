@@ -231,6 +231,63 @@ class NothingHangs(unittest.TestCase):
         self.assertIn("banana", r.stdout)
         self.assertIn("refused: cannot schedule new futures after interpreter shutdown", r.stdout)
 
+    def test_a_terminals_ctrl_c_reaches_the_workers_too(self):
+        # A terminal's Ctrl-C sends SIGINT to the whole foreground process
+        # group: the caller and every worker. The caller's map raises
+        # KeyboardInterrupt; the workers die of it (their tasks end
+        # WorkerCrashed, not KeyboardInterrupt inside the task) and are
+        # replaced; the pools work on and close. (multiprocessing's map
+        # waits for ever for the tasks of the workers that died.) The
+        # script runs in a process group of its own, which this test
+        # made and signals.
+        import textwrap
+
+        script = textwrap.dedent("""
+            import sys, time, shmexec, helpers
+
+            if __name__ == "__main__":
+                p, ex = shmexec.Pool(2), shmexec.Executor(2)
+                helpers.wait_running_at_once(p._ex, 2)  # every worker started, each to die of the SIGINT
+                helpers.wait_running_at_once(ex, 2)
+                f = ex.submit(helpers.sleep, 3)
+                print("ready", flush=True)
+                try:
+                    p.map(helpers.sleep, [3] * 4)
+                    print("map not interrupted")
+                except KeyboardInterrupt:
+                    print("map interrupted", flush=True)
+                try:
+                    f.result(10)
+                    print("the running future: no error")
+                except shmexec.WorkerCrashed:
+                    print("the running future: WorkerCrashed", flush=True)
+                print("after:", p.apply(helpers.add, (1, 2)), ex.submit(helpers.add, 2, 2).result(10), flush=True)
+                helpers.wait_running_at_once(p._ex, 2)
+                helpers.wait_running_at_once(ex, 2)
+                print("deaths:", p._ex.stats()["worker_deaths"], ex.stats()["worker_deaths"], flush=True)
+                p.terminate()
+                ex.shutdown(cancel_futures=True)
+                print("closed", flush=True)
+        """)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "script.py")
+            with open(path, "w") as f:
+                f.write(script)
+            env = dict(os.environ, PYTHONPATH=_paths.PYTHONPATH)
+            proc = subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env, cwd=d, start_new_session=True)
+            try:
+                self.assertEqual(proc.stdout.readline(), "ready\n")
+                time.sleep(0.3)  # the map's tasks are running
+                os.killpg(proc.pid, signal.SIGINT)  # the group this test created
+                out, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("map interrupted\nthe running future: WorkerCrashed\nafter: 3 4\ndeaths: 2 2\nclosed\n", out)
+
     def test_ctrl_c_while_a_pool_starts_leaves_no_worker(self):
         # Ctrl-C while Pool() waits for its first worker lands in Python as
         # the library's create returns, inside the constructor: the pool
