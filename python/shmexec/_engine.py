@@ -105,8 +105,8 @@ class _Books:
     most one thread fetches a job at a time; fetched is notified as a
     claim ends). No outcome is ever dropped. calls has an entry for
     each thread inside _call (Pool.apply), whose untracked jobs a
-    shutdown's close waits for too. state is the executor's (_RUN ... _CLOSED), the one
-    record of shutting down.
+    shutdown's close waits for too. state is the executor's (_RUN ...
+    _CLOSED), the one record of shutting down.
     """
 
     __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "streamed", "claimed", "calls", "state", "dropped")
