@@ -176,8 +176,10 @@ class _CallSlot:
         if n > 4 and self.view[3] == _wire.VALUE:  # _wire.is_value, inline: this runs for every apply
             try:
                 return ("ok", _wire.load_value(self.body))
-            except Exception as e:  # a result that cannot be decoded
-                return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
+            except BaseException as e:  # noqa: B902 - a result that cannot be decoded
+                if _wire.interrupt(e):
+                    raise
+                return _wire.undecodable(e)
         return _wire.frame_outcome(self.view[:n], tb_type)
 
 
@@ -962,8 +964,8 @@ class Engine:
         had released it already, an error that says it was lost."""
         try:
             return slot.outcome(self._pool, self._tb_type)
-        except BaseException:  # noqa: B902 - a second Ctrl-C, or what was released: the outcome is lost, the future still ends
-            return ("exc", ShmexecError("the task's outcome was lost: an interrupt (Ctrl-C) came as it was fetched"))
+        except BaseException as e:  # noqa: B902 - a second Ctrl-C, or what was released: the outcome is lost, the future still ends
+            return ("exc", ShmexecError(f"the task's outcome was lost: {type(e).__name__} was raised as it was fetched"))
 
     def _wait_group(self, group, ns, got):
         """shmx_wait_group: waits at most ns (< 0: no limit) for a job of

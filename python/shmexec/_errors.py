@@ -1,5 +1,6 @@
 """shmexec's exceptions, the mapping from a job's C status to the exception
-it raises, and the one report of a failure nobody retrieved."""
+it raises, the one report of a failure nobody retrieved, and the one of a
+callback that raised."""
 
 import sys
 import warnings
@@ -116,3 +117,20 @@ def report_unretrieved(exc):
     if isinstance(exc, PoolClosed) or cf is not None and isinstance(exc, cf.CancelledError):
         return
     warnings.warn(f"shmexec: a task's exception was never retrieved: {exc!r}", RuntimeWarning, stacklevel=3)
+
+
+def callback_raised(what):
+    """Reports the exception that a callback of what (a future, a stream)
+    raised, from the except block that caught it: logged, as
+    concurrent.futures logs a done callback's. One that is not an
+    Exception (sys.exit() in a callback) is raised again in the main
+    thread, as concurrent.futures does, and logged in any other, where it
+    would end the thread: the pool's collector, and with it every future
+    that no caller waits for in result()."""
+    import threading
+
+    if not isinstance(sys.exc_info()[1], Exception) and threading.current_thread() is threading.main_thread():
+        raise  # noqa: PLE0704 - the exception being handled, the main thread's to handle
+    import logging  # only now: a Pool's script need not import it
+
+    logging.getLogger("concurrent.futures").exception("exception calling callback for %r", what)

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 
-from ._errors import PoolClosed
+from ._errors import PoolClosed, callback_raised
 
 
 class QueuedCall:
@@ -237,18 +237,16 @@ class Stream:
 
     def _fire(self):
         # It runs in whichever thread ended the last batch: the collector,
-        # a reader, the feeder. A callback that raises (an AsyncResult's
-        # passes on its user's callback's exception) is logged, as
-        # concurrent.futures logs a done callback's, and stops nothing.
+        # a reader, the feeder. What a callback raises (an AsyncResult's
+        # passes on its user's callback's exception) is reported
+        # (_errors.callback_raised), and stops nothing.
         with self._lock:
             callbacks, self._complete = self._complete, None
         for cb in callbacks or ():
             try:
                 cb(self)
-            except Exception:
-                import logging  # only now: a Pool's script need not import it
-
-                logging.getLogger("concurrent.futures").exception("exception calling callback for %r", self)
+            except BaseException:  # noqa: B902
+                callback_raised(self)
 
     # -- the readers' side --------------------------------------------
 

@@ -585,6 +585,27 @@ def _traceback_type(tb_type):
     return getattr(__import__(module, fromlist=[name]), name)
 
 
+def interrupt(e):
+    """Whether e, raised while a result was decoded, must go on as it is:
+    KeyboardInterrupt, and SystemExit in the main thread, where a
+    signal's handler raises them. Anything else is the result's own
+    failure (its unpickling raised it), which fails its task with a
+    RemoteError and nothing more: in the collector thread, where no
+    signal's handler runs, a SystemExit too."""
+    if isinstance(e, KeyboardInterrupt):
+        return True
+    if isinstance(e, SystemExit):
+        import threading
+
+        return threading.current_thread() is threading.main_thread()
+    return False
+
+
+def undecodable(e):
+    """The outcome of a result whose decoding raised e (not an interrupt)."""
+    return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
+
+
 def outcome(res, tb_type=FUTURES_TRACEBACK):
     """The outcome of a fetched result res (a _lib.Result, not yet
     released): ("ok", value) or ("exc", exception). A small value is
@@ -598,8 +619,10 @@ def outcome(res, tb_type=FUTURES_TRACEBACK):
             return ("exc", _errors.job_error(res, tb_type == FUTURES_TRACEBACK))
         data = view_at(res.data, res.len) if res.len else b""
         return rebuild(loads(data, _views.HeldResult(res) if res.len >= HUGE else None), tb_type)
-    except Exception as e:  # a result that cannot be decoded
-        return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
+    except BaseException as e:  # noqa: B902 - a result that cannot be decoded
+        if interrupt(e):
+            raise
+        return undecodable(e)
 
 
 def frame_outcome(frame, tb_type=FUTURES_TRACEBACK):
@@ -607,8 +630,10 @@ def frame_outcome(frame, tb_type=FUTURES_TRACEBACK):
     try:
         out = loads(frame)
         return rebuild(out, tb_type) if out[0] == "err" else out
-    except Exception as e:  # a result that cannot be decoded
-        return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
+    except BaseException as e:  # noqa: B902 - a result that cannot be decoded
+        if interrupt(e):
+            raise
+        return undecodable(e)
 
 
 def rebuild(out, tb_type=FUTURES_TRACEBACK):
@@ -625,8 +650,9 @@ def rebuild(out, tb_type=FUTURES_TRACEBACK):
     if blob is not None:
         try:
             exc = pickle.loads(blob)
-        except Exception:
-            pass
+        except BaseException as e:  # noqa: B902 - the exception cannot be rebuilt here: a RemoteError stands for it
+            if interrupt(e):
+                raise
     if not isinstance(exc, BaseException):
         exc = _errors.RemoteError(type_name, message, tb)
     if tb:

@@ -83,9 +83,14 @@ class Future(_cf.Future):
         # callback that refers back to what holds the future (a map's
         # stream, an apply_async's result) would otherwise leave a cycle
         # for the cyclic garbage collector, for every call. (One added
-        # later runs at once, and is never kept.)
-        super()._invoke_callbacks()
-        self._done_callbacks = []
+        # later runs at once, and is never kept.) What a callback raises
+        # is reported (_errors.callback_raised).
+        callbacks, self._done_callbacks = self._done_callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except BaseException:  # noqa: B902
+                _errors.callback_raised(self)
 
     def result(self, timeout=None):
         self._observed = True

@@ -125,6 +125,22 @@ def shmexec_process_alive(pid):
     return stat.rsplit(")", 1)[1].split()[0] != "Z" and "shmexec" in cmdline
 
 
+def _exit_now():
+    sys.exit(1)
+
+
+class ExitAtUnpickle:
+    """Calls sys.exit(1) where it is unpickled (as CPython's
+    test_concurrent_futures has it)."""
+
+    def __reduce__(self):
+        return _exit_now, ()
+
+
+def exit_at_unpickle():
+    return ExitAtUnpickle()
+
+
 def pid():
     return os.getpid()
 

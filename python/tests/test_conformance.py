@@ -105,6 +105,51 @@ class AsyncMeansAsync(unittest.TestCase):
 
 
 class NothingHangs(unittest.TestCase):
+    def test_sys_exit_in_the_collector_thread_ends_one_task_not_the_collector(self):
+        # The pool's collector thread fetches the outcomes that no caller
+        # waits for in result(), decodes them and runs their callbacks. A
+        # SystemExit there, from a result whose unpickling calls
+        # sys.exit() or from a callback that does, ended the thread (until
+        # 2026-12-07), and with it every later future that nobody waited
+        # for in result(): concurrent.futures.wait() and callbacks waited
+        # for ever (as ProcessPoolExecutor's manager thread and
+        # multiprocessing's result thread do). Now that future fails with
+        # RemoteError, the callback's exception is logged, and the
+        # collector goes on. In the main thread, which signals' handlers
+        # raise in, a SystemExit goes on as it is.
+        with shmexec.Executor(2) as ex:
+            fs = [ex.submit(helpers.exit_at_unpickle) for _ in range(3)]
+            done, _ = cf.wait(fs, timeout=10)  # the collector fetches them
+            self.assertEqual(len(done), 3)
+            for f in fs:
+                self.assertIsInstance(f.exception(0), shmexec.RemoteError)
+                self.assertIn("SystemExit", str(f.exception(0)))
+            with self.assertLogs("concurrent.futures", "ERROR") as logs:
+                f = ex.submit(helpers.add, 1, 2)
+                f.add_done_callback(lambda f: sys.exit(3))
+                later = [ex.submit(helpers.add, i, 1) for i in range(3)]
+                done, _ = cf.wait(later, timeout=10)
+                self.assertEqual(len(done), 3, "the collector thread ended")
+            self.assertIn("exception calling callback", logs.output[0])
+            with self.assertRaises(SystemExit):
+                ex.submit(helpers.exit_at_unpickle).result(10)  # decoded in this, the main, thread
+            self.assertEqual(ex.submit(helpers.add, 2, 2).result(10), 4)
+        with shmexec.Pool(2) as p:
+            with self.assertLogs("concurrent.futures", "ERROR") as logs:
+                r = p.map_async(helpers.double, range(10), callback=lambda v: sys.exit(4))
+                self.assertEqual(r.get(10), [2 * i for i in range(10)])
+                a = p.apply_async(helpers.add, (1, 1), callback=lambda v: sys.exit(5))
+                deadline = time.monotonic() + 10
+                while not a.ready() and time.monotonic() < deadline:  # the collector runs its callback (get() would run it here)
+                    time.sleep(0.01)
+                self.assertEqual(a.get(0), 2)
+                later = [p.apply_async(helpers.add, (i, 1), callback=lambda v: None) for i in range(3)]
+                deadline = time.monotonic() + 10
+                while not all(r.ready() for r in later) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.assertEqual([r.get(0) for r in later], [1, 2, 3], "the collector thread ended")
+            self.assertEqual(len(logs.output), 2)
+
     def test_waiting_for_the_pool_from_its_own_callback_raises_instead_of_hanging(self):
         # A done callback that nobody's result() runs, runs in the pool's
         # collector thread, which delivers the outcomes a shutdown waits
