@@ -732,7 +732,8 @@ class Engine:
 
     def _call_parts(self, fn, args, kwargs):
         """The frame of the call fn(*args, **kwargs), as dumps_parts gives
-        it. Raises TypeError for what cannot be sent."""
+        it. Raises TypeError (a _reduction.SendError) for what cannot be
+        sent, and what an object's own __reduce__ raises."""
         ref = _reduction.function_ref(fn, self._lost_main)
         if ref is None:
             return _wire.dumps_parts(("call", fn, (args, kwargs)), f"the call of {_reduction._name(fn)}",
@@ -742,10 +743,27 @@ class Engine:
     def submit(self, fn, /, *args, **kwargs):
         """Schedules fn(*args, **kwargs) and returns its Future, at once:
         when the pool is full the call waits in this executor's queue.
-        Raises TypeError for what cannot be sent to a worker, and
-        RuntimeError after shutdown."""
+        What cannot be sent to a worker fails the future, as
+        ProcessPoolExecutor's does (_refused); raises RuntimeError after
+        shutdown."""
         self._check_open()  # checks for a fork too
-        return self._submit_call(*self._call_parts(fn, args, kwargs))
+        try:
+            parts, total = self._call_parts(fn, args, kwargs)
+        except Exception as e:  # noqa: B902 - the call's own failure
+            return self._refused(e)
+        return self._submit_call(parts, total)
+
+    def _refused(self, exc, fut=None):
+        """fut (or a new future), failed with exc: the call could not be
+        pickled (a TypeError that is also a pickle.PicklingError, or what
+        an object's own __reduce__ raised). concurrent.futures and
+        multiprocessing pickle a call in a thread of theirs and fail its
+        future or result so; the caller's loop of submits goes on."""
+        if fut is None:
+            fut = self._new_future()
+        fut._state = _RUNNING  # set_running_or_notify_cancel of a future nobody has seen yet
+        fut._settle(("exc", exc))
+        return fut
 
     def _call(self, fn, args, kwargs):
         """fn(*args, **kwargs) in a worker, waited for in this thread:
@@ -824,7 +842,10 @@ class Engine:
         and retries (re-runs after a worker crash). None: the pool's."""
         check_fork()
         self._check_open()
-        parts, total = self._call_parts(fn, tuple(args), dict(kwargs or {}))
+        try:
+            parts, total = self._call_parts(fn, tuple(args), dict(kwargs or {}))
+        except Exception as e:  # noqa: B902 - the call's own failure
+            return self._refused(e)
         return self._submit_call(parts, total, timeout, retries)
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None, progress=False):

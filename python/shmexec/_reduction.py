@@ -46,6 +46,13 @@ _keys = weakref.WeakKeyDictionary()
 _builtin_keys = {}
 
 
+class SendError(TypeError, pickle.PicklingError):
+    """What a task would send (its function, its arguments, its result)
+    cannot be pickled: a TypeError, as shmexec has always said, and a
+    pickle.PicklingError, as multiprocessing and concurrent.futures raise
+    for what their pickler refuses; code written for either catches it."""
+
+
 class NotSendable(TypeError):
     """An object that belongs to this process (a pool) was found in what a
     task would send to a worker."""
@@ -108,7 +115,7 @@ def _function_key(fn, lost_main, what):
                 return pickle.dumps(fn, protocol=5)  # the worker loads __main__, as spawn does
             except Exception as e:
                 reason = e
-        raise TypeError(
+        raise SendError(
             f"shmexec cannot send the {what} {_name(fn)} to a worker: "
             + (f"{reason}. " if reason is not None else "its workers cannot import this program's __main__. ")
             + "Functions that have no importable name (lambdas, closures, functions of __main__ or of a "
@@ -118,7 +125,7 @@ def _function_key(fn, lost_main, what):
     try:
         return cloudpickle.dumps(fn, protocol=5)
     except Exception as e:
-        raise TypeError(f"shmexec cannot send the {what} {_name(fn)} to a worker: {explain(e, [(fn, 'the function')])}") from None
+        raise SendError(f"shmexec cannot send the {what} {_name(fn)} to a worker: {explain(e, [(fn, 'the function')])}") from None
 
 
 def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worker", lost_main=False, inherit=False):
@@ -134,7 +141,7 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
     it is. inherit: pickled with multiprocessing's reducers, under a
     _spawn.Inheritance (a pool's initializer and its arguments)."""
     def refused(e, hint=""):
-        return TypeError(f"shmexec cannot send {what} {to}: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
+        return SendError(f"shmexec cannot send {what} {to}: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
 
     def attempt(module):
         # The buffers of an attempt that fails are dropped, not sent

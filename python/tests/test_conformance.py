@@ -796,9 +796,10 @@ class PoolsAreNotSendable(unittest.TestCase):
         with shmexec.Pool(1) as p, shmexec.Executor(1) as ex:
             r = Runner(p)
             for call, where in ((lambda: p.apply(r.run, (1,)), "Runner.pool"),
-                                (lambda: ex.submit(r.run, 1), "Runner.pool"),
-                                (lambda: ex.submit(helpers.echo, p), "args[0]"),
-                                (lambda: ex.submit(helpers.describe, x={"p": ex}), "kwargs['x']['p']"),
+                                (lambda: ex.submit(r.run, 1).result(T), "Runner.pool"),  # the future fails
+                                (lambda: ex.submit(helpers.echo, p).result(T), "args[0]"),
+                                (lambda: ex.submit(helpers.describe, x={"p": ex}).result(T), "kwargs['x']['p']"),
+                                (lambda: p.apply_async(helpers.echo, (p,)).get(T), "args[0]"),
                                 (lambda: p.map(helpers.echo, [r]), "")):
                 with self.assertRaises(TypeError) as cm:
                     call()
@@ -973,8 +974,8 @@ class FunctionsByValue(unittest.TestCase):
                 "def typed_here():\n    return 1\n"
                 "with shmexec.Executor(1) as ex:\n"
                 "    print(ex.submit(operator.add, 2, 3).result(60))\n"
-                "    try:\n        ex.submit(lambda: 1)\n    except TypeError as e:\n        print('refused:', e)\n"
-                "    try:\n        ex.submit(typed_here)\n    except TypeError as e:\n        print('refused:', e)\n")
+                "    try:\n        ex.submit(lambda: 1).result(60)\n    except TypeError as e:\n        print('refused:', e)\n"
+                "    try:\n        ex.submit(typed_here).result(60)\n    except TypeError as e:\n        print('refused:', e)\n")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=T,
                            env=dict(os.environ, PYTHONPATH=_paths.PYTHONPATH))
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -983,8 +984,8 @@ class FunctionsByValue(unittest.TestCase):
         self.assertIn("refused:", lines[1])
         self.assertIn("pip install cloudpickle", lines[1])
         # A function typed into python -c has no module the workers load:
-        # without cloudpickle it is refused at submit, not sent by a
-        # reference that the worker cannot resolve.
+        # without cloudpickle its future fails at once, and it is not sent
+        # by a reference that the worker cannot resolve.
         self.assertEqual(len(lines), 3, r.stdout)
         self.assertIn("refused:", lines[2])
         self.assertIn("cannot import this program's __main__", lines[2])

@@ -158,14 +158,50 @@ class ExecutorTest(unittest.TestCase):
     def test_worker_cannot_start_a_pool(self):
         self.assertIn("cannot start a pool", self.ex.submit(helpers.nested_pool).result(DEADLINE))
 
-    def test_unsendable_arguments_fail_at_submit(self):
+    def test_unsendable_arguments_fail_their_future(self):
+        # As ProcessPoolExecutor's and multiprocessing's: the future (the
+        # AsyncResult) fails, and a loop of submits goes on. The error is a
+        # TypeError that says what could not be sent, and a
+        # pickle.PicklingError, which code written for either catches.
+        # (Until 2026-12-07 submit raised it, a TypeError only.)
+        import pickle
+
+        f = self.ex.submit(helpers.echo, threading_lock())
         with self.assertRaisesRegex(TypeError, "cannot send the arguments of 'echo'.*lock"):
-            self.ex.submit(helpers.echo, threading_lock())
+            f.result(DEADLINE)
+        self.assertIsInstance(f.exception(), pickle.PicklingError)
+        self.assertIsInstance(self.ex.submit_with(helpers.echo, (threading_lock(),)).exception(DEADLINE), pickle.PicklingError)
+        pool = shmexec.Pool(1)
+        try:
+            errors = []
+            r = pool.apply_async(helpers.echo, (threading_lock(),), error_callback=errors.append)
+            with self.assertRaises(pickle.PicklingError):
+                r.get(DEADLINE)
+            self.assertEqual(len(errors), 1)
+            self.assertIsInstance(errors[0], TypeError)
+            with self.assertRaises(pickle.PicklingError):
+                pool.apply(helpers.echo, (threading_lock(),))
+            self.assertEqual(pool.apply(helpers.echo, (5,)), 5)
+        finally:
+            pool.terminate()
+        self.assertEqual(self.ex.submit(helpers.echo, 5).result(DEADLINE), 5)
+        # Submitted, then a shutdown that does not wait (CPython's
+        # test_shutdown_deadlock_pickle, which reads ProcessPoolExecutor's
+        # internals): the future fails, and nothing hangs.
+        ex = shmexec.Executor(1)
+        ex.submit(helpers.echo, 1).result(DEADLINE)
+        f = ex.submit(helpers.echo, threading_lock())
+        ex.shutdown(wait=False)
+        with self.assertRaises(pickle.PicklingError):
+            f.result(DEADLINE)
+        ex.shutdown(wait=True)
 
     def test_an_unsendable_result_is_named_as_the_result(self):
         # The task ran: the error says its result could not come back,
         # not that the call could not go (until 2026-12-06 it said "cannot
         # send the call to a worker"); the pool goes on.
+        import pickle
+
         pool = shmexec.Pool(1)
         try:
             calls = {
@@ -177,6 +213,7 @@ class ExecutorTest(unittest.TestCase):
                 with self.subTest(name):
                     with self.assertRaises(TypeError) as cm:
                         call()
+                    self.assertIsInstance(cm.exception, pickle.PicklingError)  # as ProcessPoolExecutor's is
                     self.assertIn(f"cannot send {what} back from the worker", str(cm.exception))
                     self.assertIn("lock", str(cm.exception))
             self.assertEqual(pool.apply(helpers.echo, (5,)), 5)
