@@ -116,3 +116,7 @@ class ShutdownTest(tcf.ProcessPoolShutdownTest, ShmexecExecutorMixin, tcf.BaseTe
 
 def setUpModule():
     tcf.setUpModule()
+
+
+class ExecutorDeadlockTest(tcf.ExecutorDeadlockTest, ShmexecExecutorMixin, tcf.BaseTestCase):
+    pass
