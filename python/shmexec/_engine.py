@@ -895,7 +895,12 @@ class Engine:
         batches = _chunks(zip(*iterables) if star else iter(iterables[0]), chunksize, self._workers)
 
         def submit(n, chunk):
-            fut = self._submit_call(*_wire.dumps_batch(kind, fn, key, chunk, what, self._lost_main))
+            try:
+                parts = _wire.dumps_batch(kind, fn, key, chunk, what, self._lost_main)
+            except Exception as e:  # noqa: B902 - ends this batch, not the map (as without a buffersize)
+                fut = self._refused(e)
+            else:
+                fut = self._submit_call(*parts)
             if bar is not None:
                 fut.add_done_callback(bar.callback(n))
             return fut

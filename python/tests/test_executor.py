@@ -185,6 +185,13 @@ class ExecutorTest(unittest.TestCase):
         finally:
             pool.terminate()
         self.assertEqual(self.ex.submit(helpers.echo, 5).result(DEADLINE), 5)
+        # A map's batch that cannot be sent fails where its results would
+        # be, with a buffersize too (until 2026-12-07 map() raised it).
+        for kwargs in ({}, {"buffersize": 2}):
+            it = self.ex.map(helpers.echo, [1, threading_lock(), 3], **kwargs)
+            self.assertEqual(next(it), 1)
+            with self.assertRaises(pickle.PicklingError):
+                next(it)
         # Submitted, then a shutdown that does not wait (CPython's
         # test_shutdown_deadlock_pickle, which reads ProcessPoolExecutor's
         # internals): the future fails, and nothing hangs.
