@@ -97,7 +97,10 @@ class Future(_cf.Future):
         left = self._wait(timeout)
         if self._state == _FINISHED and self._exception is None:
             return self._result  # settled (by this thread, as a rule): no second trip through the condition
-        return super().result(left)
+        try:
+            return super().result(left)
+        finally:
+            self = None  # no cycle through this frame with the exception it raises, as concurrent.futures' own result()
 
     def exception(self, timeout=None):
         self._observed = True

@@ -37,7 +37,10 @@ class AsyncResult:
         multiprocessing.TimeoutError if it is not ready within timeout."""
         if not self._ended(timeout):
             _timed_out()
-        return self._take()
+        try:
+            return self._take()
+        finally:
+            self = None  # no cycle through this frame with the exception it raises (see _take)
 
     def successful(self):
         if not self.ready():
@@ -109,7 +112,10 @@ class _MapResult(AsyncResult):
         ok, v = self._outcome
         if ok:
             return v
-        raise v
+        try:
+            raise v
+        finally:
+            v = self = None  # no cycle through this frame, as concurrent.futures' Future.result
 
     def _succeeded(self):
         return self._outcome[0]
@@ -160,7 +166,10 @@ class _CallResult(AsyncResult):
         return True
 
     def _take(self):
-        return self._fut.result(0)
+        try:
+            return self._fut.result(0)
+        finally:
+            self = None  # no cycle through this frame with the future's exception
 
     def _succeeded(self):
         return self._fut._state == _FINISHED and self._fut._exception is None  # (not cancelled)
@@ -437,7 +446,13 @@ class IMapIterator:
             ok, v = outcome
             del outcome
             if ok != "ok":
-                raise v  # a failure of the whole batch (its worker died), raised once
+                try:
+                    raise v  # a failure of the whole batch (its worker died), raised once
+                finally:
+                    # No cycle through this frame (the exception's traceback
+                    # holds it): a dropped iterator gives its batches up at
+                    # once, not at the next garbage collection.
+                    v = self = None
             _, values = v
             values.reverse()
             self._values = values

@@ -789,6 +789,62 @@ class PoolTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("left: {'early': 0, 'streamed': 0, 'dropped': 0}", r.stdout)
 
+    def test_an_iterator_that_raised_is_freed_with_its_last_reference(self):
+        # imap's next() raises a batch's failure (here its worker was
+        # killed). The exception's traceback holds next()'s frame: if the
+        # frame held the exception too, the iterator lived on in that
+        # cycle until the garbage collector ran (disabled here), and kept
+        # its batches. (So until 2026-12-07.) Likewise an AsyncResult
+        # and a future whose exception was raised.
+        r = helpers.run_script("""
+            import gc, os, signal, time, weakref, shmexec
+
+            def die_or_sleep(x):
+                if x == 0:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(x)
+                return x
+
+            if __name__ == "__main__":
+                gc.disable()
+                p = shmexec.Pool(2)
+                books = p._ex._books
+                it = p.imap(die_or_sleep, [0, 0.5, 0.5, 0.5])
+                try:
+                    next(it)
+                    print("not raised")
+                except shmexec.WorkerCrashed:
+                    pass
+                del it
+                deadline = time.monotonic() + 10
+                while books.streamed and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                print("streamed after the drop:", len(books.streamed), flush=True)
+                r = p.apply_async(die_or_sleep, (0,))
+                try:
+                    r.get(30)
+                except shmexec.WorkerCrashed:
+                    pass
+                ref = weakref.ref(r)
+                del r
+                print("result freed:", ref() is None, flush=True)
+                p.terminate()
+                ex = shmexec.Executor(1)
+                f = ex.submit(die_or_sleep, 0)
+                try:
+                    f.result(30)
+                except shmexec.WorkerCrashed:
+                    pass
+                ref = weakref.ref(f)
+                del f
+                print("future freed:", ref() is None, flush=True)
+                ex.shutdown()
+        """, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("streamed after the drop: 0", r.stdout)
+        self.assertIn("result freed: True", r.stdout)
+        self.assertIn("future freed: True", r.stdout)
+
     def test_ctrl_c_as_apply_is_counted_leaves_no_count(self):
         # A close() waits for the Pool.apply calls under way, which apply
         # counts as it starts. A Ctrl-C raised just after the count (as
