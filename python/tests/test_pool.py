@@ -820,24 +820,19 @@ class PoolTest(unittest.TestCase):
                 while books.streamed and time.monotonic() < deadline:
                     time.sleep(0.01)
                 print("streamed after the drop:", len(books.streamed), flush=True)
-                r = p.apply_async(die_or_sleep, (0,))
-                try:
-                    r.get(30)
-                except shmexec.WorkerCrashed:
-                    pass
-                ref = weakref.ref(r)
-                del r
-                print("result freed:", ref() is None, flush=True)
-                p.terminate()
                 ex = shmexec.Executor(1)
-                f = ex.submit(die_or_sleep, 0)
-                try:
-                    f.result(30)
-                except shmexec.WorkerCrashed:
-                    pass
-                ref = weakref.ref(f)
-                del f
-                print("future freed:", ref() is None, flush=True)
+                for name in ("result", "future"):
+                    # Here, at the top level: a function of this script that
+                    # held obj would itself be in the traceback, a cycle of its own.
+                    obj = p.apply_async(die_or_sleep, (0,)) if name == "result" else ex.submit(die_or_sleep, 0)
+                    try:
+                        obj.get(30) if name == "result" else obj.result(30)
+                    except shmexec.WorkerCrashed:
+                        pass
+                    ref = weakref.ref(obj)
+                    del obj
+                    print(name, "freed:", ref() is None, flush=True)
+                p.terminate()
                 ex.shutdown()
         """, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
