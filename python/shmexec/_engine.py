@@ -177,7 +177,7 @@ class _CallSlot:
             try:
                 return ("ok", _wire.load_value(self.body))
             except BaseException as e:  # noqa: B902 - a result that cannot be decoded
-                if _wire.interrupt(e):
+                if _errors.interrupt(e):
                     raise
                 return _wire.undecodable(e)
         return _wire.frame_outcome(self.view[:n], tb_type)
@@ -1348,9 +1348,8 @@ def _locked(lock, body, again=False):
     a Ctrl-C comes while this thread waits for the lock (Python's waits
     for a lock end at a signal whose handler raises): the wait is taken
     up again, and the interrupt raised after body. again: body is done
-    again, from the start, when an interrupt (KeyboardInterrupt, or
-    SystemExit from a handler: an exception that is not an Exception)
-    cuts it short too. Returns body's value."""
+    again, from the start, when an interrupt (_errors.interrupt) cuts it
+    short too. Returns body's value."""
     later = None
     while True:
         entered = False
@@ -1360,7 +1359,7 @@ def _locked(lock, body, again=False):
                 value = body()
             break
         except BaseException as e:
-            if entered and not (again and not isinstance(e, Exception)):
+            if entered and not (again and _errors.interrupt(e)):
                 raise
             later = e
     if later is not None:

@@ -119,17 +119,28 @@ def report_unretrieved(exc):
     warnings.warn(f"shmexec: a task's exception was never retrieved: {exc!r}", RuntimeWarning, stacklevel=3)
 
 
+def interrupt(e):
+    """Whether e must go on as it is, wherever shmexec catches what code it
+    runs for a task raises (a result's unpickling, a callback) or cuts a
+    clean-up short: an exception that is not an Exception
+    (KeyboardInterrupt, SystemExit, ...) raised in the main thread, where
+    signals' handlers raise. In any other thread (the pool's collector)
+    no signal's handler runs, and such an exception is the code's own: it
+    would end the thread, and with it every future that no caller waits
+    for in result()."""
+    if isinstance(e, Exception):
+        return False
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def callback_raised(what):
     """Reports the exception that a callback of what (a future, a stream)
     raised, from the except block that caught it: logged, as
-    concurrent.futures logs a done callback's. One that is not an
-    Exception (sys.exit() in a callback) is raised again in the main
-    thread, as concurrent.futures does, and logged in any other, where it
-    would end the thread: the pool's collector, and with it every future
-    that no caller waits for in result()."""
-    import threading
-
-    if not isinstance(sys.exc_info()[1], Exception) and threading.current_thread() is threading.main_thread():
+    concurrent.futures logs a done callback's; raised again where it is
+    an interrupt, as concurrent.futures does in the main thread."""
+    if interrupt(sys.exc_info()[1]):
         raise  # noqa: PLE0704 - the exception being handled, the main thread's to handle
     import logging  # only now: a Pool's script need not import it
 

@@ -585,24 +585,10 @@ def _traceback_type(tb_type):
     return getattr(__import__(module, fromlist=[name]), name)
 
 
-def interrupt(e):
-    """Whether e, raised while a result was decoded, must go on as it is:
-    KeyboardInterrupt, and SystemExit in the main thread, where a
-    signal's handler raises them. Anything else is the result's own
-    failure (its unpickling raised it), which fails its task with a
-    RemoteError and nothing more: in the collector thread, where no
-    signal's handler runs, a SystemExit too."""
-    if isinstance(e, KeyboardInterrupt):
-        return True
-    if isinstance(e, SystemExit):
-        import threading
-
-        return threading.current_thread() is threading.main_thread()
-    return False
-
-
 def undecodable(e):
-    """The outcome of a result whose decoding raised e (not an interrupt)."""
+    """The outcome of a result whose decoding raised e, where e is not an
+    interrupt (_errors.interrupt): the result's own failure, which fails
+    its task and nothing more."""
     return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
 
 
@@ -620,7 +606,7 @@ def outcome(res, tb_type=FUTURES_TRACEBACK):
         data = view_at(res.data, res.len) if res.len else b""
         return rebuild(loads(data, _views.HeldResult(res) if res.len >= HUGE else None), tb_type)
     except BaseException as e:  # noqa: B902 - a result that cannot be decoded
-        if interrupt(e):
+        if _errors.interrupt(e):
             raise
         return undecodable(e)
 
@@ -631,7 +617,7 @@ def frame_outcome(frame, tb_type=FUTURES_TRACEBACK):
         out = loads(frame)
         return rebuild(out, tb_type) if out[0] == "err" else out
     except BaseException as e:  # noqa: B902 - a result that cannot be decoded
-        if interrupt(e):
+        if _errors.interrupt(e):
             raise
         return undecodable(e)
 
@@ -651,7 +637,7 @@ def rebuild(out, tb_type=FUTURES_TRACEBACK):
         try:
             exc = pickle.loads(blob)
         except BaseException as e:  # noqa: B902 - the exception cannot be rebuilt here: a RemoteError stands for it
-            if interrupt(e):
+            if _errors.interrupt(e):
                 raise
     if not isinstance(exc, BaseException):
         exc = _errors.RemoteError(type_name, message, tb)
