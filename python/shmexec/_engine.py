@@ -721,9 +721,7 @@ class Engine:
             try:
                 return self._track(job, fut)
             except BaseException:
-                # Interrupted (Ctrl-C) as _track was entered: a job with
-                # no future is given up (its outcome dropped as it comes).
-                self._abandon(job, unless_tracked=True)
+                self._give_up(job)  # interrupted (Ctrl-C) as _track was entered
                 raise
         if fut is None:
             fut = self._new_future()
@@ -747,11 +745,17 @@ class Engine:
         ProcessPoolExecutor's does (_refused); raises RuntimeError after
         shutdown."""
         self._check_open()  # checks for a fork too
+        return self._submit_new(fn, args, kwargs)
+
+    def _submit_new(self, fn, args, kwargs, timeout=None, retries=None, fut=None):
+        """The future (fut, or a new one) of the call fn(*args, **kwargs),
+        pickled and submitted (_submit_call); what cannot be pickled fails
+        the future (_refused). submit, submit_with, Pool.apply_async."""
         try:
             parts, total = self._call_parts(fn, args, kwargs)
         except Exception as e:  # noqa: B902 - the call's own failure
-            return self._refused(e)
-        return self._submit_call(parts, total)
+            return self._refused(e, fut)
+        return self._submit_call(parts, total, timeout, retries, fut)
 
     def _refused(self, exc, fut=None):
         """fut (or a new future), failed with exc: the call could not be
@@ -842,11 +846,7 @@ class Engine:
         and retries (re-runs after a worker crash). None: the pool's."""
         check_fork()
         self._check_open()
-        try:
-            parts, total = self._call_parts(fn, tuple(args), dict(kwargs or {}))
-        except Exception as e:  # noqa: B902 - the call's own failure
-            return self._refused(e)
-        return self._submit_call(parts, total, timeout, retries)
+        return self._submit_new(fn, tuple(args), dict(kwargs or {}), timeout, retries)
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None, progress=False):
         """Like Executor.map: returns an iterator of the results in order,

@@ -278,22 +278,17 @@ class Pool:
         in the thread that fetches the result: one waiting in get() or
         wait(), else the pool's collector thread."""
         self._check_running()
-        try:
-            parts, total = self._ex._call_parts(func, tuple(args), dict(kwds))
-        except Exception as e:  # noqa: B902 - the call's own failure: get() raises it, as multiprocessing's does
-            parts, refused = None, e
+        args, kwds = tuple(args), dict(kwds)
         # The result is made before the submit: a caller that waits at
         # once (get) is then waiting before a tiny job ends, and fetches
-        # it itself rather than through the collector thread.
+        # it itself rather than through the collector thread. What cannot
+        # be pickled fails it: get() raises it, as multiprocessing's does.
         fut = self._ex._new_future()
         if callback is None and error_callback is None:
             result = _CallResult(fut)
         else:
             result = _CallbackResult(fut, callback, error_callback)
-        if parts is None:
-            self._ex._refused(refused, fut)
-        else:
-            self._ex._submit_call(parts, total, fut=fut)
+        self._ex._submit_new(func, args, kwds, fut=fut)
         return result
 
     # The map family takes progress=True to show a progress bar on stderr
