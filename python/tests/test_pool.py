@@ -539,8 +539,9 @@ class PoolTest(unittest.TestCase):
                 # The same storms while a thread SIGKILLs a worker every
                 # 30-80 ms: a call whose worker died raises WorkerCrashed
                 # (WorkerStartError where its replacement was killed as it
-                # started), and still nothing is left behind, and each pool
-                # is back at its size.
+                # started), and still nothing is left behind (Pool.apply's
+                # count of calls under way, which the close below waits
+                # for, among it), and each pool is back at its size.
                 def survive(call):
                     try:
                         call()
@@ -558,6 +559,7 @@ class PoolTest(unittest.TestCase):
 
                 for name, call, engine in (
                         ("map under kills", lambda: survive(lambda: p.map(helpers.echo, range(2000))), p._ex),
+                        ("apply under kills", lambda: survive(lambda: p.apply(helpers.echo, (1,))), p._ex),
                         ("submit under kills", lambda: survive(lambda: ex.submit(helpers.echo, 1).result()), ex)):
                     stop = threading.Event()
                     killer = threading.Thread(target=kill_workers, args=(engine, stop))
@@ -597,7 +599,7 @@ class PoolTest(unittest.TestCase):
             self.assertIn(name + " True " + nothing, r.stdout)
         # Under kills as well: nothing waits for ever, the segment
         # empties, and each pool is back at its size.
-        for name in ("map under kills", "submit under kills"):
+        for name in ("map under kills", "apply under kills", "submit under kills"):
             self.assertIn(name + " True " + nothing + " 2 killed: True", r.stdout)
         self.assertIn("works after: True True", r.stdout)
         self.assertIn("Pool closes: True", r.stdout)
