@@ -83,9 +83,12 @@ var (
 // count for the waiting threads, which are C threads: they sleep on it in
 // the kernel rather than park (a parked locked goroutine hands its
 // thread's P over and back); signal bumps it and wakes them if sleepers
-// says any sleeps.
+// says any sleeps. woken (p.mu) is a wake that shmx_wake_any asked for
+// and no waiter has taken yet: the next waiter to find nothing ready
+// returns SHMX_EINTR, whether it was asleep then or came later.
 type readyQueue struct {
 	ready    []uint64
+	woken    bool
 	sig      atomic.Uint32
 	sleepers atomic.Int32
 }
@@ -333,15 +336,16 @@ func (p *pool) waitReady(q *readyQueue, reported func(*job) bool, spin bool, tim
 }
 
 // next takes the next job of q that reported says may be reported into
-// *job (SHMX_OK), or says the handle is closing (SHMX_ECLOSED); done is
-// false when there is neither.
+// *job (SHMX_OK), or says the handle is closing (SHMX_ECLOSED), or takes
+// q's wake (SHMX_EINTR) when no job is ready; done is false when there is
+// none of these.
 func (p *pool) next(q *readyQueue, reported func(*job) bool, job *C.shmx_job) (rc C.int, done bool) {
 	p.mu.Lock()
 	for len(q.ready) > 0 {
 		id := q.ready[0]
 		q.ready = q.ready[1:]
 		if j, pending := p.jobs[id]; pending && reported(j) {
-			if len(q.ready) > 0 {
+			if len(q.ready) > 0 || q.woken {
 				q.signal(1) // more for another waiting thread
 			}
 			p.mu.Unlock()
@@ -351,6 +355,11 @@ func (p *pool) next(q *readyQueue, reported func(*job) bool, job *C.shmx_job) (r
 		// fetched already, or a thread in shmx_wait takes it
 	}
 	q.ready = nil
+	if q.woken {
+		q.woken = false
+		p.mu.Unlock()
+		return C.SHMX_EINTR, true
+	}
 	p.mu.Unlock()
 	select {
 	case <-p.quit:

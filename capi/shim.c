@@ -56,6 +56,7 @@ const char *shmx_strerror(int code) {
     case SHMX_ENOMEM: return "out of memory";
     case SHMX_ESYS: return "system call failed";
     case SHMX_EWORKER_START: return "workers fail to start";
+    case SHMX_EINTR: return "woken by shmx_wake_any";
     }
     return "unknown error code";
 }
@@ -327,6 +328,12 @@ int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job) {
     GUARD(SHMX_EFORKED);
     if (!pool || !job) return SHMX_EINVAL;
     return shmxgo_wait_any(pool, timeout_ns, job);
+}
+
+int shmx_wake_any(shmx_pool *pool) {
+    GUARD(SHMX_EFORKED);
+    if (!pool) return SHMX_EINVAL;
+    return shmxgo_wake_any(pool);
 }
 
 int shmx_wait_group(shmx_pool *pool, uint32_t group, int64_t timeout_ns, shmx_job *job) {

@@ -177,6 +177,19 @@ func shmxgo_wait_any(cp *C.shmx_pool, timeoutNS C.int64_t, job *C.shmx_job) C.in
 	return p.waitReady(&p.any, anyReports, false, timeoutNS, job)
 }
 
+//export shmxgo_wake_any
+func shmxgo_wake_any(cp *C.shmx_pool) C.int {
+	p, ok := lookup(cp)
+	if !ok {
+		return C.SHMX_EINVAL
+	}
+	p.mu.Lock()
+	p.any.woken = true
+	p.mu.Unlock()
+	p.any.signal(1) // after woken is set: a waiter that loaded sig before sees it move, one after sees woken
+	return C.SHMX_OK
+}
+
 //export shmxgo_wait_group
 func shmxgo_wait_group(cp *C.shmx_pool, gid C.uint32_t, timeoutNS C.int64_t, job *C.shmx_job) C.int {
 	p, ok := lookup(cp)

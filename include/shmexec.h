@@ -55,6 +55,7 @@ uint32_t shmx_version_number(void);
 #define SHMX_ENOMEM           -12 /* out of memory */
 #define SHMX_ESYS             -13 /* a system call failed; see shmx_last_error */
 #define SHMX_EWORKER_START    -14 /* no worker is alive and the last start failed (bad command, crash at start-up, failing init); the pool keeps trying */
+#define SHMX_EINTR            -15 /* shmx_wait_any woken by shmx_wake_any, no job reported */
 
 /* Returns: a static string naming code; never NULL ("unknown error code"
    for a code this library does not know). */
@@ -319,8 +320,20 @@ void shmx_copy(void *dst, const void *src, size_t len);
    job is reported once (again only if a shmx_wait on it timed out
    meanwhile).
    Returns: SHMX_OK and *job; SHMX_ETIMEDOUT after timeout_ns (< 0: no
-   limit); SHMX_ECLOSED once the handle is being closed. */
+   limit); SHMX_ECLOSED once the handle is being closed; SHMX_EINTR when
+   shmx_wake_any woke it and no job was there to report. */
 int shmx_wait_any(shmx_pool *pool, int64_t timeout_ns, shmx_job *job);
+
+/* Wakes a thread in shmx_wait_any: the first call of shmx_wait_any that
+   finds no job to report returns SHMX_EINTR, whether it was waiting
+   already or comes later (a wake is kept until one call takes it, and
+   wakes asked for before then are one wake). A job that has ended is
+   still reported first. For a binding that hands its collector thread
+   work of its own: queue it, then wake the collector, which looks at its
+   queue when shmx_wait_any returns SHMX_EINTR; no wake is lost between
+   the collector's last look and its wait.
+   Returns: SHMX_OK; SHMX_EINVAL for a NULL pool. */
+int shmx_wake_any(shmx_pool *pool);
 
 /* Waits until a job of group has finished that no thread is waiting for
    in shmx_wait, and sets *job to it; fetch its result with shmx_wait

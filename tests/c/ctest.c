@@ -1007,6 +1007,49 @@ static void test_wait_any_threads(void) {
     }
 }
 
+/* shmx_wake_any: a thread asleep in shmx_wait_any returns SHMX_EINTR at
+   once; a wake with nobody waiting is kept for the next call (two wakes
+   before it are one); a job that has ended is reported before the wake. */
+static void test_wake_any(void) {
+    shmx_pool *pool = make_pool(1, 0, 0);
+    if (!pool) return;
+    struct any_waiter w = {pool, 0, -1, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_any_in_thread, &w);
+    struct timespec settle = {0, 100000000}; /* asleep before the wake */
+    nanosleep(&settle, NULL);
+    CHECK(shmx_wake_any(pool) == SHMX_OK, "wake");
+    pthread_join(t, NULL);
+    CHECK(w.rc == SHMX_EINTR && w.took < 5, "a thread asleep in wait_any is woken: rc %d after %.3f s", w.rc, w.took);
+    shmx_job got, job;
+    CHECK(shmx_wait_any(pool, 30000000, &got) == SHMX_ETIMEDOUT, "a wake is taken once");
+    CHECK(shmx_wake_any(pool) == SHMX_OK && shmx_wake_any(pool) == SHMX_OK, "wake twice, nobody waiting");
+    double t0 = now();
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_EINTR && now() - t0 < 5, "a wake is kept for the next wait");
+    CHECK(shmx_wait_any(pool, 30000000, &got) == SHMX_ETIMEDOUT, "two wakes before a wait are one");
+    int ms = 1;
+    shmx_result res;
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &job) == SHMX_OK, "submit");
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == job, "the job ends");
+    /* One worker runs its jobs in order: once a second job is fetched,
+       the first has ended, unreported yet. */
+    shmx_job second;
+    shmx_submit_opts own;
+    shmx_submit_opts_init(&own);
+    own.flags = SHMX_SUBMIT_OWN_WAIT;
+    CHECK(shmx_submit(pool, "sleepy", &ms, sizeof ms, &job) == SHMX_OK, "submit again");
+    CHECK(shmx_submit_with(pool, "sleepy", &ms, sizeof ms, &own, &second) == SHMX_OK, "submit a second");
+    CHECK(shmx_wait(pool, second, -1, &res) == SHMX_OK && res.status == SHMX_OK, "the second ends");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wake_any(pool) == SHMX_OK, "wake with a job ended");
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_OK && got == job, "the ended job comes before the wake");
+    CHECK(shmx_wait_any(pool, 10000000000LL, &got) == SHMX_EINTR, "... and the wake after it");
+    CHECK(shmx_wait(pool, job, 0, &res) == SHMX_OK, "fetch");
+    shmx_result_release(pool, &res);
+    CHECK(shmx_wake_any(NULL) == SHMX_EINVAL, "NULL pool");
+    CHECK(shmx_pool_close(pool, -1) == SHMX_OK, "close");
+}
+
 /* shmx_wait_group reports the finished jobs of its group, each once, and
    no others; shmx_wait_any never reports them; a job waited for in
    shmx_wait, or forgotten, is not reported, one whose shmx_wait timed
@@ -1348,6 +1391,7 @@ int main(int argc, char **argv) {
     test_ready_workers();
     test_wait_any();
     test_wait_any_threads();
+    test_wake_any();
     test_kill_while_waiting_any(0);
     test_kill_while_waiting_any(3);
     test_own_wait_and_forget();
