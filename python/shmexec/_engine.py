@@ -106,10 +106,13 @@ class _Books:
     claim ends). No outcome is ever dropped. calls has an entry for
     each thread inside _call (Pool.apply), whose untracked jobs a
     shutdown's close waits for too. state is the executor's (_RUN ...
-    _CLOSED), the one record of shutting down.
+    _CLOSED), the one record of shutting down. handoff holds the work
+    handed to the collector thread (Engine._hand_over), while collecting
+    says it still runs.
     """
 
-    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "streamed", "claimed", "calls", "state", "dropped")
+    __slots__ = ("lock", "fetched", "waiting", "pending", "own", "early", "streamed", "claimed", "calls", "state", "dropped",
+                 "handoff", "collecting")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -127,6 +130,8 @@ class _Books:
         self.dropped = collections.deque()
         self.calls = []  # one None a call: counted and uncounted in one C call each, which an interrupt cannot cut in two
         self.state = _RUN
+        self.handoff = collections.deque()  # (fn, args): appended under the lock, popped without it (the collector's)
+        self.collecting = True
 
     def wait(self, timeout=None):
         """fetched.wait, under lock."""
@@ -633,7 +638,10 @@ class Engine:
 
     def _attach(self, fut, job):
         """Makes fut the future of job, which was just submitted: the
-        collector, or a thread waiting in fut.result(), settles it."""
+        collector, or a thread waiting in fut.result(), settles it. One
+        that has ended already (fetched by the collector into early) is
+        settled here, or, if it has callbacks (apply_async's, put on it
+        before the submit), by the collector (_settle_off)."""
         books = self._books
         with books.lock:
             fut._job = job
@@ -641,8 +649,33 @@ class Engine:
             if outcome is None:
                 books.pending[job] = fut
         if outcome is not None:
-            fut._settle(outcome)
+            self._settle_off(fut, outcome)
         return fut
+
+    def _settle_off(self, fut, outcome):
+        """Settles fut, which no other thread can settle, with outcome in
+        this thread, but for the callbacks it has already: those of
+        apply_async and map_async, which multiprocessing runs in its
+        result thread, never inside the call that was given them (where a
+        lock the caller holds, or a sys.exit(), would meet the caller).
+        Such a future is settled by the collector (_hand_over)."""
+        if fut._done_callbacks:
+            self._hand_over(fut._settle, outcome)
+        else:
+            fut._settle(outcome)
+
+    def _hand_over(self, fn, *args):
+        """Has the collector thread run fn(*args), after what it is doing
+        (shmx_wake_any wakes it); here if it has ended."""
+        books = self._books
+        with books.lock:
+            queued = books.collecting
+            if queued:
+                books.handoff.append((fn, args))
+        if queued:
+            _LIB.shmx_wake_any(self._pool)  # a wake lost to a Ctrl-C here: the collector looks again within 50 ms
+        else:
+            fn(*args)
 
     def _track(self, job, fut=None):
         """The future of job, just submitted: fut (a pending one of
@@ -766,7 +799,7 @@ class Engine:
         if fut is None:
             fut = self._new_future()
         fut._state = _RUNNING  # set_running_or_notify_cancel of a future nobody has seen yet
-        fut._settle(("exc", exc))
+        self._settle_off(fut, ("exc", exc))
         return fut
 
     def _call(self, fn, args, kwargs):
@@ -1201,7 +1234,7 @@ class Engine:
         its thread, nothing left to feed. books.lock held."""
         books = self._books
         return books.state == _SHUTDOWN and not books.pending and not books.own and not books.streamed and not books.calls \
-            and self._feeder.idle()
+            and not books.handoff and self._feeder.idle()
 
     def _stop_intake(self):
         """Refuses new tasks from now on; returns the futures pending, or
@@ -1393,12 +1426,17 @@ def _collect(ref, books, pool):
         ex = ref()
         if ex is None:
             return
+        if books.handoff:
+            _run_handed(books)
         if books.dropped:
             ex._drop_abandoned()
         with books.lock:
             done = ex._delivered() or books.state >= _TERMINATED
+            if done:
+                books.collecting = False  # what is handed over from now on runs where it is
         ex = None
         if done:
+            _run_handed(books)
             return
         rc = _LIB.shmx_wait_any(pool, 50_000_000, ctypes.byref(job))
         if rc == _OK:
@@ -1407,8 +1445,22 @@ def _collect(ref, books, pool):
                 return
             ex._wait_one(job.value, 0, reported=True)
             ex = None
-        elif rc != _lib.SHMX_ETIMEDOUT:
+        elif rc != _lib.SHMX_ETIMEDOUT and rc != _lib.SHMX_EINTR:  # EINTR: handed work (Engine._hand_over)
+            with books.lock:
+                books.collecting = False
+            _run_handed(books)
             return
+
+
+def _run_handed(books):
+    """Runs the work handed to the collector (Engine._hand_over), in order."""
+    handoff = books.handoff
+    while True:
+        try:
+            fn, args = handoff.popleft()
+        except IndexError:
+            return
+        fn(*args)
 
 
 _live = weakref.WeakSet()  # the engines of this process, for _python_exit and _pools_exit

@@ -21,6 +21,7 @@ SHMX_EPOOL_DEAD = -11
 SHMX_ENOMEM = -12
 SHMX_ESYS = -13
 SHMX_EWORKER_START = -14
+SHMX_EINTR = -15
 
 
 class PoolConfig(ctypes.Structure):
@@ -221,6 +222,7 @@ def _load():
         "shmx_cancel": (i, [vp, u64, i]),
         "shmx_forget": (i, [vp, u64]),
         "shmx_wait_any": (i, [vp, i64, ctypes.POINTER(u64)]),
+        "shmx_wake_any": (i, [vp]),
         "shmx_wait_group": (i, [vp, ctypes.c_uint32, i64, ctypes.POINTER(u64)]),
         "shmx_buffer_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),
         "shmx_buffer_try_alloc": (i, [vp, sz, ctypes.POINTER(Buffer)]),

@@ -842,6 +842,70 @@ class PoolTest(unittest.TestCase):
         self.assertIn("result freed: True", r.stdout)
         self.assertIn("future freed: True", r.stdout)
 
+    def test_apply_async_runs_its_callbacks_in_a_pool_thread_never_in_the_call(self):
+        # multiprocessing runs apply_async's callbacks in its result
+        # thread. A tiny task can end before apply_async has recorded its
+        # job: the collector then keeps the outcome for it (books.early).
+        # Until 2026-12-08 apply_async then ran the callback itself, in
+        # the caller's thread: a lock the caller held deadlocked, and a
+        # callback's sys.exit() came out of apply_async (CI met that one).
+        # Here the submitter is made slow, so that every outcome is kept
+        # so; the callbacks run in the collector thread.
+        import logging
+        import time
+
+        with shmexec.Pool(1) as p:
+            ex, books = p._ex, p._ex._books
+            attach = ex._attach
+            missed = []
+
+            def slow_attach(fut, job):
+                deadline = time.monotonic() + T
+                while job not in books.early and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                if job not in books.early:
+                    missed.append(job)
+                return attach(fut, job)
+
+            ex._attach = slow_attach
+            try:
+                lock, got, results = threading.Lock(), [], []
+                called = threading.Event()
+
+                def callback(v):
+                    with lock:  # the caller held it during apply_async
+                        got.append((v, threading.current_thread().name))
+                    called.set()
+
+                def caller():
+                    with lock:
+                        results.append(p.apply_async(helpers.add, (1, 2), callback=callback))
+
+                t = threading.Thread(target=caller, daemon=True)
+                t.start()
+                t.join(T)
+                self.assertFalse(t.is_alive(), "apply_async ran its callback, which waits for the caller's lock, in the caller")
+                self.assertTrue(called.wait(T), "the callback never ran")
+                self.assertEqual(results[0].get(T), 3)
+                self.assertEqual(got, [(3, "shmexec-collector")])
+
+                with self.assertLogs("concurrent.futures", logging.ERROR) as logs:
+                    r = p.apply_async(helpers.add, (1, 1), callback=lambda v: sys.exit(5))  # not raised here
+                    self.assertEqual(r.get(T), 2)  # ready once its callback has run, in the collector
+                self.assertIs(logs.records[0].exc_info[0], SystemExit)
+
+                errors = []
+                r = p.apply_async(helpers.add, (threading.Lock(), 1),  # cannot be pickled: no job
+                                  error_callback=lambda e: errors.append((isinstance(e, TypeError), threading.current_thread().name)))
+                with self.assertRaises(TypeError):
+                    r.get(T)
+                self.assertEqual(errors, [(True, "shmexec-collector")])
+            finally:
+                del ex._attach
+            self.assertEqual(missed, [], "the collector did not fetch these jobs before their submitter took them")
+            self.assertEqual(p.apply(helpers.add, (2, 2)), 4)
+        self.assertEqual((books.early, books.pending, list(books.handoff)), ({}, {}, []))
+
     def test_ctrl_c_as_apply_is_counted_leaves_no_count(self):
         # A close() waits for the Pool.apply calls under way, which apply
         # counts as it starts. A Ctrl-C raised just after the count (as
