@@ -1453,14 +1453,17 @@ def _collect(ref, books, pool):
 
 
 def _run_handed(books):
-    """Runs the work handed to the collector (Engine._hand_over), in order."""
+    """Runs the work handed to the collector (Engine._hand_over), in order;
+    then wakes a shutdown's close, which waits for it (_delivered)."""
     handoff = books.handoff
     while True:
         try:
             fn, args = handoff.popleft()
         except IndexError:
-            return
+            break
         fn(*args)
+    with books.lock:
+        books.notify()
 
 
 _live = weakref.WeakSet()  # the engines of this process, for _python_exit and _pools_exit
