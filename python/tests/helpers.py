@@ -137,7 +137,8 @@ class ExitAtUnpickle:
         return _exit_now, ()
 
 
-def exit_at_unpickle():
+def exit_at_unpickle(delay=0):
+    time.sleep(delay)
     return ExitAtUnpickle()
 
 

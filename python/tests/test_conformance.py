@@ -125,14 +125,17 @@ class NothingHangs(unittest.TestCase):
                 self.assertIsInstance(f.exception(0), shmexec.RemoteError)
                 self.assertIn("SystemExit", str(f.exception(0)))
             with self.assertLogs("concurrent.futures", "ERROR") as logs:
-                f = ex.submit(helpers.add, 1, 2)
+                f = ex.submit(helpers.sleep, 0.3)  # pending as its callback is added (else the callback runs here, at once)
                 f.add_done_callback(lambda f: sys.exit(3))
-                later = [ex.submit(helpers.add, i, 1) for i in range(3)]
-                done, _ = cf.wait(later, timeout=10)
-                self.assertEqual(len(done), 3, "the collector thread ended")
+                deadline = time.monotonic() + 10
+                while not logs.records and time.monotonic() < deadline:  # the collector runs the callback
+                    time.sleep(0.01)
             self.assertIn("exception calling callback", logs.output[0])
-            with self.assertRaises(SystemExit):
-                ex.submit(helpers.exit_at_unpickle).result(10)  # decoded in this, the main, thread
+            later = [ex.submit(helpers.add, i, 1) for i in range(3)]
+            done, _ = cf.wait(later, timeout=10)
+            self.assertEqual(len(done), 3, "the collector thread ended")
+            with self.assertRaises(SystemExit):  # decoded in this, the main, thread, which waits as the task ends
+                ex.submit(helpers.exit_at_unpickle, 0.3).result(10)
             self.assertEqual(ex.submit(helpers.add, 2, 2).result(10), 4)
         with shmexec.Pool(2) as p:
             with self.assertLogs("concurrent.futures", "ERROR") as logs:

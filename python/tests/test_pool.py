@@ -1165,7 +1165,10 @@ class PoolTest(unittest.TestCase):
         r = self.pool.apply_async(helpers.sleep, (0.3,), callback=lambda v: where.append(threading.get_ident()))
         self.assertEqual(r.get(T), 0.3)
         self.assertEqual(where, [threading.get_ident()])
-        r = self.pool.apply_async(helpers.boom, ("x",), error_callback=lambda e: where.append(threading.get_ident()))
+        # (A task that ends before apply_async has recorded its job is
+        # fetched by the collector, which then runs the callbacks: the
+        # tasks here take long enough for wait() to be waiting.)
+        r = self.pool.apply_async(helpers.sleep_then_boom, (0.3, "x"), error_callback=lambda e: where.append(threading.get_ident()))
         r.wait(T)
         self.assertTrue(r.ready())
         self.assertEqual(where, [threading.get_ident()] * 2)
