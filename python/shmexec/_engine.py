@@ -664,6 +664,14 @@ class Engine:
         else:
             fut._settle(outcome)
 
+    def _run_handed_here(self):
+        """Runs the work handed to the collector now, if this thread is the
+        collector: a callback there that waits for a future it was handed
+        (an apply_async of its own that ended at once) would otherwise
+        wait for itself."""
+        if threading.current_thread() is self._collector:
+            _run_handed(self._books)
+
     def _hand_over(self, fn, *args):
         """Has the collector thread run fn(*args), after what it is doing
         (shmx_wake_any wakes it); here if it has ended."""

@@ -157,7 +157,14 @@ class Future(_cf.Future):
         """Waits for the job in this thread, if it has one yet, and returns
         what is left of timeout for the base class's wait: one deadline
         for both."""
-        if self._job is None or self._state in _ENDED:  # no lock needed: an ended state is final
+        if self._state in _ENDED:  # no lock needed: an ended state is final
+            return timeout
+        ex = self._ex
+        if ex is not None and ex._books.handoff:
+            ex._run_handed_here()  # a callback in the collector may wait for what was handed to it
+            if self._state in _ENDED:
+                return timeout
+        if self._job is None:
             return timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         self._ex._wait_here(self, timeout)

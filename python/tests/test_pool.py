@@ -862,6 +862,8 @@ class PoolTest(unittest.TestCase):
             def slow_attach(fut, job):
                 deadline = time.monotonic() + T
                 while job not in books.early and time.monotonic() < deadline:
+                    if threading.current_thread() is ex._collector:
+                        ex._wait_one(job, 0, reported=True)  # fetched into early as the collector would, being it
                     time.sleep(0.001)
                 if job not in books.early:
                     missed.append(job)
@@ -900,6 +902,27 @@ class PoolTest(unittest.TestCase):
                 with self.assertRaises(TypeError):
                     r.get(T)
                 self.assertEqual(errors, [(True, "shmexec-collector")])
+                # A callback (in the collector) that waits for an
+                # apply_async of its own, whose callback the collector is
+                # to run: the wait runs it, rather than wait for itself.
+                inner = []
+
+                def waits_in_callback(v):
+                    try:
+                        inner.append(p.apply_async(helpers.add, (v, 1), callback=inner.append).get(10))
+                    except BaseException as e:  # noqa: B902
+                        inner.append(e)
+                    try:
+                        r = p.apply_async(helpers.add, (threading.Lock(), 1), error_callback=inner.append)  # refused at once
+                        r.wait(10)
+                        inner.append(r.ready())
+                    except BaseException as e:  # noqa: B902
+                        inner.append(e)
+
+                self.assertEqual(p.apply_async(helpers.add, (1, 1), callback=waits_in_callback).get(T), 2)
+                self.assertEqual(inner[:2], [3, 3])
+                self.assertIsInstance(inner[2], TypeError)
+                self.assertEqual(inner[3:], [True])
             finally:
                 del ex._attach
             self.assertEqual(missed, [], "the collector did not fetch these jobs before their submitter took them")
