@@ -182,8 +182,6 @@ class _CallSlot:
             try:
                 return ("ok", _wire.load_value(self.body))
             except BaseException as e:  # noqa: B902 - a result that cannot be decoded
-                if _errors.interrupt(e):
-                    raise
                 return _wire.undecodable(e)
         return _wire.frame_outcome(self.view[:n], tb_type)
 

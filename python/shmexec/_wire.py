@@ -586,9 +586,11 @@ def _traceback_type(tb_type):
 
 
 def undecodable(e):
-    """The outcome of a result whose decoding raised e, where e is not an
-    interrupt (_errors.interrupt): the result's own failure, which fails
-    its task and nothing more."""
+    """The outcome of a result whose decoding raised e, from the except
+    block that caught it: the result's own failure, which fails its task
+    and nothing more; an interrupt (_errors.interrupt) is raised again."""
+    if _errors.interrupt(e):
+        raise  # noqa: PLE0704 - the exception being handled
     return ("exc", _errors.RemoteError(type(e).__qualname__, str(e), ""))
 
 
@@ -606,8 +608,6 @@ def outcome(res, tb_type=FUTURES_TRACEBACK):
         data = view_at(res.data, res.len) if res.len else b""
         return rebuild(loads(data, _views.HeldResult(res) if res.len >= HUGE else None), tb_type)
     except BaseException as e:  # noqa: B902 - a result that cannot be decoded
-        if _errors.interrupt(e):
-            raise
         return undecodable(e)
 
 
@@ -617,8 +617,6 @@ def frame_outcome(frame, tb_type=FUTURES_TRACEBACK):
         out = loads(frame)
         return rebuild(out, tb_type) if out[0] == "err" else out
     except BaseException as e:  # noqa: B902 - a result that cannot be decoded
-        if _errors.interrupt(e):
-            raise
         return undecodable(e)
 
 
