@@ -1438,11 +1438,9 @@ def _collect(ref, books, pool):
             ex._drop_abandoned()
         with books.lock:
             done = ex._delivered() or books.state >= _TERMINATED
-            if done:
-                books.collecting = False  # what is handed over from now on runs where it is
         ex = None
         if done:
-            _run_handed(books)
+            _stop_collecting(books)
             return
         rc = _LIB.shmx_wait_any(pool, 50_000_000, ctypes.byref(job))
         if rc == _OK:
@@ -1452,10 +1450,17 @@ def _collect(ref, books, pool):
             ex._wait_one(job.value, 0, reported=True)
             ex = None
         elif rc != _lib.SHMX_ETIMEDOUT and rc != _lib.SHMX_EINTR:  # EINTR: handed work (Engine._hand_over)
-            with books.lock:
-                books.collecting = False
-            _run_handed(books)
+            _stop_collecting(books)
             return
+
+
+def _stop_collecting(books):
+    """The collector's last step: work handed over from now on runs where
+    it is handed over (Engine._hand_over), and what was handed before runs
+    here."""
+    with books.lock:
+        books.collecting = False
+    _run_handed(books)
 
 
 def _run_handed(books):
