@@ -9,6 +9,7 @@ must be back at full size within a second after the kills stop.
 Brief here (make test); SHMEXEC_SOAK=1 runs it for minutes (make soak).
 The figures (tasks, kills, throughput during and after) go to stderr."""
 
+import contextlib
 import multiprocessing
 import os
 import random
@@ -292,6 +293,17 @@ class ChaosFromOutside(unittest.TestCase):
             self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
 
     def test_kills_while_apply_async_results_flow(self):
+        self._kills_while_apply_async_results_flow(early=False)
+
+    def test_kills_while_apply_async_results_come_early(self):
+        # The same, with every outcome fetched by the collector before its
+        # submitter has recorded the job (as where tiny tasks end before
+        # their submit returns): the future of a call with callbacks is
+        # then settled by the collector, handed over (Engine._hand_over),
+        # crashes included (no retry here, so that the kills make some).
+        self._kills_while_apply_async_results_flow(early=True)
+
+    def _kills_while_apply_async_results_flow(self, early):
         # An apply_async result is its future (pool._CallResult), and a
         # callback goes on the future's list before the submit
         # (_CallbackResult): nothing else records the call's end.
@@ -304,7 +316,7 @@ class ChaosFromOutside(unittest.TestCase):
         # the result is ready, and it agrees with get(); nothing is left in
         # the books; the pool is back at full size after.
         n = 1500 if SOAK else 300
-        with shmexec.Pool(2, retries=1) as p:
+        with shmexec.Pool(2, retries=0 if early else 1) as p:  # early: every killed call is a crash to hand over
             ex = p._ex
             seen = {pid for _, pid in p.map(slow_tag, range(4), chunksize=1)}
             ran = {}  # i -> the callbacks that ran for call i
@@ -341,23 +353,28 @@ class ChaosFromOutside(unittest.TestCase):
             killer = Killer(ex, 0.020, seen, ready_only=True)
             killer.start()
             try:
-                later = []
-                for i in range(n):
-                    if i % 3:
-                        r = p.apply_async(slow_tag, (i,), callback=on("value", i), error_callback=on("error", i))
-                    else:
-                        r = p.apply_async(slow_tag, (i,))
-                    if i % 2:
-                        later.append((i, r))
-                    else:
+                with helpers.outcomes_come_early(ex, DEADLINE) if early else contextlib.nullcontext([]) as missed:
+                    later = []
+                    for i in range(n):
+                        if i % 3:
+                            r = p.apply_async(slow_tag, (i,), callback=on("value", i), error_callback=on("error", i))
+                        else:
+                            r = p.apply_async(slow_tag, (i,))
+                        if i % 2:
+                            later.append((i, r))
+                        else:
+                            check(i, r)
+                    for i, r in later:
                         check(i, r)
-                for i, r in later:
-                    check(i, r)
             finally:
                 killer.stop.set()
                 killer.join(5)
+            self.assertEqual(missed, [], "outcomes that did not come early")
             self.assertEqual(ok + crashed, n, "calls lost or doubled")
-            sys.stderr.write(f"\n  apply_async under kills: {ok} values, {crashed} terminal errors, {killer.kills} kills")
+            sys.stderr.write(f"\n  apply_async under kills{' (outcomes early)' if early else ''}: {ok} values, {crashed} terminal errors,"
+                             f" {killer.kills} kills")
+            if early:
+                self.assertGreater(crashed, 0, "no crash came early: the handed-over crash was not tested")
             self.assertGreater(killer.kills, 0)
             helpers.wait_nothing_kept(ex, DEADLINE)
             self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")

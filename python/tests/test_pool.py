@@ -852,25 +852,10 @@ class PoolTest(unittest.TestCase):
         # Here the submitter is made slow, so that every outcome is kept
         # so; the callbacks run in the collector thread.
         import logging
-        import time
 
         with shmexec.Pool(1) as p:
-            ex, books = p._ex, p._ex._books
-            attach = ex._attach
-            missed = []
-
-            def slow_attach(fut, job):
-                deadline = time.monotonic() + T
-                while job not in books.early and time.monotonic() < deadline:
-                    if threading.current_thread() is ex._collector:
-                        ex._wait_one(job, 0, reported=True)  # fetched into early as the collector would, being it
-                    time.sleep(0.001)
-                if job not in books.early:
-                    missed.append(job)
-                return attach(fut, job)
-
-            ex._attach = slow_attach
-            try:
+            books = p._ex._books
+            with helpers.outcomes_come_early(p._ex, T) as missed:
                 lock, got, results = threading.Lock(), [], []
                 called = threading.Event()
 
@@ -923,8 +908,6 @@ class PoolTest(unittest.TestCase):
                 self.assertEqual(inner[:2], [3, 3])
                 self.assertIsInstance(inner[2], TypeError)
                 self.assertEqual(inner[3:], [True])
-            finally:
-                del ex._attach
             self.assertEqual(missed, [], "the collector did not fetch these jobs before their submitter took them")
             self.assertEqual(p.apply(helpers.add, (2, 2)), 4)
         self.assertEqual((books.early, books.pending, list(books.handoff)), ({}, {}, []))
