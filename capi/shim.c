@@ -56,7 +56,7 @@ const char *shmx_strerror(int code) {
     case SHMX_ENOMEM: return "out of memory";
     case SHMX_ESYS: return "system call failed";
     case SHMX_EWORKER_START: return "workers fail to start";
-    case SHMX_EINTR: return "woken by shmx_wake_any";
+    case SHMX_EINTR: return "woken by shmx_wake_any";  /* the lowest code: ctest names each down to it */
     }
     return "unknown error code";
 }

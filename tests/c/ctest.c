@@ -1371,7 +1371,7 @@ static void test_ready_workers(void) {
 static void test_misc(void) {
     CHECK(shmx_version_number() == SHMX_VERSION_NUMBER, "version");
     CHECK(strcmp(shmx_strerror(12345), "unknown error code") == 0, "strerror of an unknown code");
-    for (int c = 0; c >= -14; c--) CHECK(shmx_strerror(c) != NULL && strcmp(shmx_strerror(c), "unknown error code") != 0, "strerror %d", c);
+    for (int c = 0; c >= SHMX_EINTR; c--) CHECK(shmx_strerror(c) != NULL && strcmp(shmx_strerror(c), "unknown error code") != 0, "strerror %d", c);
     shmx_handler h = {"echo", echo, NULL};
     CHECK(shmx_worker_main(&h, 1, NULL, NULL) == 2, "worker_main outside a pool returns 2");
 }
