@@ -1332,6 +1332,8 @@ class Engine:
         books = self._books
         with books.lock:
             if books.state >= _TERMINATED:
+                if books.state == _CLOSED:  # joined after close: nothing left to kill, but named terminated now
+                    books.state = _TERMINATED
                 return
             books.state = _TERMINATED
             books.notify()  # a collector waiting out another thread's claim gives up

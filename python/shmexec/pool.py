@@ -12,14 +12,14 @@ import warnings
 
 from . import _errors, _lib, _reduction, _wire
 from ._errors import check_fork
-from ._engine import _ENDED, _FINISHED, _RUN, _SHUTDOWN, _SLICE_NS, _TERMINATED, Engine, check_chunksize, check_context, sequence
+from ._engine import _CLOSED, _ENDED, _FINISHED, _RUN, _SHUTDOWN, _SLICE_NS, _TERMINATED, Engine, check_chunksize, check_context, sequence
 
 # multiprocessing.pool's names for a pool's states, its RUN, CLOSE and
 # TERMINATE (code in the wild, and CPython's own tests, read and set
 # Pool._state); not imported from it: multiprocessing.pool imports
 # subprocess, multiprocessing.connection and more, which nothing here uses
 # (test_pool checks that the names are its).
-_STATE_NAMES = {_RUN: "RUN", _SHUTDOWN: "CLOSE"}
+_STATE_NAMES = {_RUN: "RUN", _SHUTDOWN: "CLOSE", _CLOSED: "CLOSE"}  # joined after close: still CLOSE
 _STATES = {"RUN": _RUN, "CLOSE": _SHUTDOWN, "TERMINATE": _TERMINATED}
 
 

@@ -67,6 +67,14 @@ class PoolTest(unittest.TestCase):
         p.terminate()
         self.assertEqual(p._state, mp_pool.TERMINATE)
         p.join()
+        # A join after close leaves the pool CLOSE, as multiprocessing's
+        # does; the terminate of a with block's end then names it TERMINATE.
+        with shmexec.Pool(1) as p:
+            p.close()
+            p.join()
+            self.assertEqual(p._state, mp_pool.CLOSE)
+            self.assertIn("state=CLOSE", repr(p))
+        self.assertEqual(p._state, mp_pool.TERMINATE)
 
     def test_apply_and_map(self):
         p = self.pool
