@@ -788,9 +788,12 @@ class Engine:
 
     def _submit_new(self, fn, args, kwargs, timeout=None, retries=None, fut=None):
         """The future (fut, or a new one) of the call fn(*args, **kwargs),
-        pickled and submitted (_submit_call); what cannot be pickled fails
-        the future (_refused). submit, submit_with, Pool.apply_async."""
+        pickled and submitted (_submit_call); what cannot be pickled, or
+        args and kwargs that fn(*args, **kwargs) would refuse, fail the
+        future (_refused). submit, submit_with, Pool.apply_async."""
         try:
+            if type(args) is not tuple or type(kwargs) is not dict:
+                args, kwargs = call_args(fn, args, kwargs)
             parts, total = self._call_parts(fn, args, kwargs)
         except Exception as e:  # noqa: B902 - the call's own failure
             return self._refused(e, fut)
@@ -798,10 +801,11 @@ class Engine:
 
     def _refused(self, exc, fut=None):
         """fut (or a new future), failed with exc: the call could not be
-        pickled (a TypeError that is also a pickle.PicklingError, or what
-        an object's own __reduce__ raised). concurrent.futures and
-        multiprocessing pickle a call in a thread of theirs and fail its
-        future or result so; the caller's loop of submits goes on."""
+        made (call_args) or pickled (a TypeError that is also a
+        pickle.PicklingError, or what an object's own __reduce__ raised).
+        concurrent.futures and multiprocessing pickle a call in a thread of
+        theirs and fail its future or result so; the caller's loop of
+        submits goes on."""
         if fut is None:
             fut = self._new_future()
         fut._state = _RUNNING  # set_running_or_notify_cancel of a future nobody has seen yet
@@ -835,8 +839,9 @@ class Engine:
         """_call's body. A small call is submitted and waited for in one
         C call (shmx_call_into), for a first slice of 100 ms; no other
         thread hears of the job unless it runs longer."""
-        parts, total = self._call_parts(fn, args if type(args) is tuple else tuple(args),
-                                        kwargs if type(kwargs) is dict else dict(kwargs))
+        if type(args) is not tuple or type(kwargs) is not dict:
+            args, kwargs = call_args(fn, args, kwargs)
+        parts, total = self._call_parts(fn, args, kwargs)
         if total >= _ZERO_COPY_FROM or self._books.state != _RUN:
             self._check_open()
             job = self._submit_parts(parts, total, track=False)
@@ -885,7 +890,7 @@ class Engine:
         and retries (re-runs after a worker crash). None: the pool's."""
         check_fork()
         self._check_open()
-        return self._submit_new(fn, tuple(args), dict(kwargs or {}), timeout, retries)
+        return self._submit_new(fn, args, {} if kwargs is None else kwargs, timeout, retries)
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None, progress=False):
         """Like Executor.map: returns an iterator of the results in order,
@@ -1531,6 +1536,27 @@ def check_context(ctx):
         raise ValueError(f"shmexec starts workers with exec, as the 'spawn' start method does; it cannot use a "
                          f"{method!r} context, whose children inherit the caller's memory (pass none, or "
                          "multiprocessing.get_context('spawn'))")
+
+
+def call_args(fn, args, kwargs):
+    """args and kwargs as the tuple and the dict of fn(*args, **kwargs),
+    which multiprocessing's workers call as given: a TypeError worded as
+    Python's own for args that are not iterable or kwargs that are not a
+    mapping (a list of pairs is not one)."""
+    qualname, module = getattr(fn, "__qualname__", None), getattr(fn, "__module__", None)
+    name = (f"{module}.{qualname}()" if isinstance(module, str) and module != "builtins" else f"{qualname}()") \
+        if isinstance(qualname, str) else str(fn)  # as Python words it (_PyObject_FunctionStr)
+    if type(args) is not tuple:
+        try:
+            it = iter(args)
+        except TypeError:
+            raise TypeError(f"{name} argument after * must be an iterable, not {type(args).__name__}") from None
+        args = tuple(it)
+    if type(kwargs) is not dict:
+        if not hasattr(type(kwargs), "keys"):
+            raise TypeError(f"{name} argument after ** must be a mapping, not {type(kwargs).__name__}")
+        kwargs = dict(kwargs)
+    return args, kwargs
 
 
 def check_chunksize(chunksize):

@@ -278,11 +278,11 @@ class Pool:
         in the thread that fetches the result: one waiting in get() or
         wait(), else the pool's collector thread."""
         self._check_running()
-        args, kwds = tuple(args), dict(kwds)
         # The result is made before the submit: a caller that waits at
         # once (get) is then waiting before a tiny job ends, and fetches
         # it itself rather than through the collector thread. What cannot
-        # be pickled fails it: get() raises it, as multiprocessing's does.
+        # be pickled, or args that are not iterable and kwds that are not
+        # a mapping, fail it: get() raises it, as multiprocessing's does.
         fut = self._ex._new_future()
         if callback is None and error_callback is None:
             result = _CallResult(fut)

@@ -171,6 +171,11 @@ class ExecutorTest(unittest.TestCase):
             f.result(DEADLINE)
         self.assertIsInstance(f.exception(), pickle.PicklingError)
         self.assertIsInstance(self.ex.submit_with(helpers.echo, (threading_lock(),)).exception(DEADLINE), pickle.PicklingError)
+        # submit_with takes args and kwargs as a call does: any iterable,
+        # any mapping; what a call would refuse fails the future, the same way.
+        self.assertEqual(self.ex.submit_with(helpers.add, [1], {"b": 2}).result(DEADLINE), 3)
+        with self.assertRaisesRegex(TypeError, r"^helpers\.add\(\) argument after \*\* must be a mapping, not list$"):
+            self.ex.submit_with(helpers.add, (1,), [("b", 2)]).result(DEADLINE)
         pool = shmexec.Pool(1)
         try:
             errors = []

@@ -225,6 +225,39 @@ class PoolTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             p.apply(helpers.boom, ("no",))
 
+    def test_args_and_kwds_are_taken_as_a_call_takes_them(self):
+        # multiprocessing's worker calls func(*args, **kwds): any iterable
+        # for args, any mapping for kwds, and Python's own TypeError for
+        # the rest; apply raises it, apply_async's get() and
+        # error_callback get it (the call is not refused where it is
+        # made), and the pool goes on.
+        import time
+        import types
+
+        p = self.pool
+        self.assertEqual(p.apply(helpers.add, [1, 2]), 3)
+        self.assertEqual(p.apply(helpers.add, "xy"), "xy")
+        self.assertEqual(p.apply(helpers.add, (1,), types.MappingProxyType({"b": 2})), 3)
+        self.assertEqual(p.apply_async(helpers.add, iter((1, 2))).get(T), 3)
+        for args, kwds, message in ((3, {}, "helpers.add() argument after * must be an iterable, not int"),
+                                    ((), [("a", 1), ("b", 2)], "helpers.add() argument after ** must be a mapping, not list"),
+                                    ((1,), None, "helpers.add() argument after ** must be a mapping, not NoneType")):
+            with self.subTest(args=args, kwds=kwds):
+                with self.assertRaises(TypeError) as cm:
+                    p.apply(helpers.add, args, kwds)
+                self.assertEqual(str(cm.exception), message)
+                errors = []
+                r = p.apply_async(helpers.add, args, kwds, callback=errors.append, error_callback=errors.append)
+                with self.assertRaises(TypeError) as cm:
+                    r.get(T)
+                self.assertEqual(str(cm.exception), message)
+                self.assertFalse(r.successful())
+                deadline = time.monotonic() + T
+                while not errors and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.assertEqual([type(e) for e in errors], [TypeError], "the error_callback of an apply_async with bad arguments")
+        self.assertEqual(p.apply(helpers.add, (1, 2)), 3)
+
     def test_apply_longer_than_a_wait_slice(self):
         # Pool.apply waits in one C call for 100 ms, then in slices.
         self.assertEqual(self.pool.apply(helpers.sleep_then_len, (0.35, b"abc")), 3)
