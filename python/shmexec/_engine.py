@@ -20,7 +20,7 @@ import weakref
 
 from . import _errors, _lib, _reduction, _spawn, _wire
 from ._errors import PoolClosed, ShmexecError, check_fork
-from ._feeder import Feeder, QueuedCall, Stream
+from ._feeder import Feeder, QueuedCall, Stream, drop_batch
 
 _LIB = None  # the library and the functions below: bound by _bind as the first engine is made
 _OK = _lib.SHMX_OK
@@ -576,6 +576,27 @@ class Engine:
             _reduction.check_sendable(fn, lost_main=self._lost_main)
         return "batch" if star else "batch1", key, f"the items of a map of {_reduction._name(fn)}"
 
+    def _map_kind(self, fn, star):
+        """_batch_kind(fn, star) for an asynchronous map, or the exception
+        that says fn cannot be sent: that fails each batch, as one that
+        cannot be pickled does (multiprocessing and concurrent.futures
+        pickle the function with each batch, in a thread of theirs)."""
+        try:
+            return self._batch_kind(fn, star)
+        except Exception as e:  # noqa: B902 - the map's own failure
+            return e
+
+    def _batch_frame(self, kind, fn, chunk):
+        """The pickled batch of chunk (_wire.dumps_batch), or the exception
+        that fails it: kind's (_map_kind) or its pickling's."""
+        if isinstance(kind, BaseException):
+            return kind
+        batch, key, what = kind
+        try:
+            return _wire.dumps_batch(batch, fn, key, chunk, what, self._lost_main)
+        except Exception as e:  # noqa: B902 - ends this batch, not the map
+            return e
+
     def _stream(self, fn, items, chunksize, star, progress=False, untracked=False, report=None, reader=None):
         """A Stream of batch jobs over items (a sequence, or an iterator
         that the feeder consumes as it goes), built and submitted by the
@@ -592,7 +613,7 @@ class Engine:
         woken for them (Stream.group). The stream is fed (_feed) once its
         reader exists: a Ctrl-C between the two then leaves no batch
         that no reader would take (or drop, when it is collected)."""
-        kind, key, what = self._batch_kind(fn, star)
+        kind = self._map_kind(fn, star)
         self._check_open()
         bar = None
         if progress:
@@ -602,11 +623,7 @@ class Engine:
 
         def frames():
             for n, chunk in _chunks(items, chunksize, self._workers):
-                try:
-                    frame = _wire.dumps_batch(kind, fn, key, chunk, what, self._lost_main)
-                except Exception as e:  # ends this batch, not the map
-                    frame = e
-                yield n, frame
+                yield n, self._batch_frame(kind, fn, chunk)
 
         by_number = untracked and bar is None
         group = next(self._groups) % 0xFFFFFFFF + 1 if reader is not None and by_number else 0  # never 0: no group
@@ -928,7 +945,7 @@ class Engine:
         feeder holds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         star = len(iterables) != 1
-        kind, key, what = self._batch_kind(fn, star)
+        kind = self._map_kind(fn, star)
         bar = None
         if progress:
             from ._progress import Progress
@@ -939,12 +956,8 @@ class Engine:
         batches = _chunks(zip(*iterables) if star else iter(iterables[0]), chunksize, self._workers)
 
         def submit(n, chunk):
-            try:
-                parts = _wire.dumps_batch(kind, fn, key, chunk, what, self._lost_main)
-            except Exception as e:  # noqa: B902 - ends this batch, not the map (as without a buffersize)
-                fut = self._refused(e)
-            else:
-                fut = self._submit_call(*parts)
+            frame = self._batch_frame(kind, fn, chunk)  # a failure ends this batch, not the map (as without a buffersize)
+            fut = self._refused(frame) if isinstance(frame, BaseException) else self._submit_call(*frame)
             if bar is not None:
                 fut.add_done_callback(bar.callback(n))
             return fut
@@ -968,7 +981,7 @@ class Engine:
                     yield values.pop()
         finally:
             for f in fs:
-                f.cancel()
+                drop_batch(f)
 
     def _batch_values(self, f, deadline):
         """The values of batch future f, waited for until deadline

@@ -46,6 +46,15 @@ class QueuedCall:
         self.future.cancel()
 
 
+def drop_batch(fut):
+    """Cancels the future of a map's batch that its reader will not take
+    (it stopped, at a failure or early), as concurrent.futures cancels a
+    map's futures: one that has ended already does not report its
+    exception as never retrieved."""
+    fut._observed = True
+    fut.cancel()
+
+
 class Stream:
     """The batches of one asynchronous map, in order, as the feeder
     submits them: futures (make_future makes one a batch), or, with
@@ -208,7 +217,7 @@ class Stream:
         with self._lock:
             pending = [f for f in self.batches if f is not None]
         for f in pending:
-            f.cancel()
+            drop_batch(f)
 
     def _add(self, fut, n):
         with self._lock:

@@ -1,4 +1,5 @@
 import concurrent.futures as cf
+import functools
 import gc
 import os
 import pickle
@@ -187,6 +188,22 @@ class ExecutorTest(unittest.TestCase):
             with self.assertRaises(pickle.PicklingError):
                 pool.apply(helpers.echo, (threading_lock(),))
             self.assertEqual(pool.apply(helpers.echo, (5,)), 5)
+            # A map_async's function that cannot be sent fails its result,
+            # as multiprocessing's does: get() raises, error_callback runs
+            # in a pool thread, never in the call, and callback never.
+            for star in (False, True):
+                calls = []
+                call = pool.starmap_async if star else pool.map_async
+                r = call(functools.partial(helpers.echo, threading_lock()), [(1,), (2,)], callback=calls.append,
+                         error_callback=lambda e: calls.append((e, threading.current_thread())))
+                with self.assertRaises(pickle.PicklingError):
+                    r.get(DEADLINE)
+                self.assertTrue(r.ready())
+                self.assertFalse(r.successful())
+                self.assertEqual(len(calls), 1, calls)
+                self.assertIsInstance(calls[0][0], pickle.PicklingError)
+                self.assertIsNot(calls[0][1], threading.current_thread())
+            self.assertEqual(pool.map(helpers.echo, [5, 6]), [5, 6])
         finally:
             pool.terminate()
         self.assertEqual(self.ex.submit(helpers.echo, 5).result(DEADLINE), 5)
@@ -197,6 +214,31 @@ class ExecutorTest(unittest.TestCase):
             self.assertEqual(next(it), 1)
             with self.assertRaises(pickle.PicklingError):
                 next(it)
+        # So does a function that cannot be sent: each batch fails with it.
+        # The map returns, its first result raises, and the iterator ends
+        # there, as concurrent.futures' does; the batches it did not give
+        # out are dropped without an "exception was never retrieved".
+        # Pool.imap raises it for each item, as multiprocessing's does.
+        unsendable = functools.partial(helpers.echo, threading_lock())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for kwargs in ({}, {"chunksize": 1}, {"buffersize": 2}):
+                it = self.ex.map(unsendable, [1, 2, 3], **kwargs)
+                with self.assertRaises(pickle.PicklingError):
+                    next(it)
+                self.assertEqual(list(it), [])
+            del it
+            gc.collect()
+        self.assertEqual([str(w.message) for w in caught if "never retrieved" in str(w.message)], [])
+        pool = shmexec.Pool(1)
+        try:
+            it = pool.imap(unsendable, [1, 2, 3])
+            for _ in range(3):
+                with self.assertRaises(pickle.PicklingError):
+                    next(it)
+            self.assertEqual(list(it), [])
+        finally:
+            pool.terminate()
         # Submitted, then a shutdown that does not wait (CPython's
         # test_shutdown_deadlock_pickle, which reads ProcessPoolExecutor's
         # internals): the future fails, and nothing hangs.
