@@ -14,6 +14,7 @@ import threading
 import time
 import weakref
 
+from . import _wire
 from ._errors import PoolClosed, callback_raised
 
 
@@ -363,6 +364,21 @@ class Stream:
             return [f for f in self.batches if f is not None]
 
 
+def no_thread(e, executor):
+    """The error of work that could not be queued because the feeder thread
+    could not start (RuntimeError e): for an Executor, the BrokenProcessPool
+    that ProcessPoolExecutor's work then fails with, else a RuntimeError."""
+    message = f"shmexec cannot start the thread that feeds the pool: {e}"
+    if executor:
+        from concurrent.futures.process import BrokenProcessPool
+
+        error = BrokenProcessPool(message)
+    else:
+        error = RuntimeError(message)
+    error.__cause__ = e
+    return error
+
+
 class Feeder:
     """The thread that submits queued work, in order. Started on first
     use; it ends when its executor stops taking work and nothing is left,
@@ -393,12 +409,28 @@ class Feeder:
         return not self._queue and not self._busy
 
     def put(self, item):
+        """Queues item for the thread, started here on first use. Where no
+        thread can start (the interpreter is finalizing, or a limit on
+        threads), item fails instead (no_thread), as ProcessPoolExecutor's
+        work does when its feeder thread cannot start (gh-109047); a later
+        put tries again."""
         with self._lock:
-            self._queue.append(item)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="shmexec-feeder", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+                thread = threading.Thread(target=self._run, name="shmexec-feeder", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as e:
+                    failed = e
+                else:
+                    self._thread, failed = thread, None
+            else:
+                failed = None
+            if failed is None:
+                self._queue.append(item)
+                self._cond.notify()
+                return
+        ex = self._ex()
+        item.fail(no_thread(failed, ex is None or ex._tb_type == _wire.FUTURES_TRACEBACK))
 
     def close(self):
         """No more work will come: the thread ends once the queue is empty."""

@@ -159,6 +159,47 @@ class ExecutorTest(unittest.TestCase):
     def test_worker_cannot_start_a_pool(self):
         self.assertIn("cannot start a pool", self.ex.submit(helpers.nested_pool).result(DEADLINE))
 
+    def test_work_fails_where_its_feeder_thread_cannot_start(self):
+        # A thread cannot start while the interpreter finalizes, or past a
+        # limit on threads (CPython's gh-109047, whose test Python 3.13
+        # runs against ProcessPoolExecutor: suites.py runs it against
+        # shmexec there). The map's work fails, with the
+        # BrokenProcessPool of ProcessPoolExecutor (a Pool's: a
+        # RuntimeError), a later map starts the thread, and the shutdown
+        # neither raises nor hangs (until 2026-12-08 the map raised the
+        # RuntimeError and the shutdown then failed to join the thread).
+        from concurrent.futures.process import BrokenProcessPool
+        from unittest import mock
+
+        start = threading.Thread.start
+
+        def refuse_the_feeder(thread):
+            if thread.name == "shmexec-feeder":
+                raise RuntimeError("can't create new thread at interpreter shutdown")
+            return start(thread)
+
+        ex = shmexec.Executor(1)
+        pool = shmexec.Pool(1)
+        try:
+            errors = []
+            with mock.patch.object(threading.Thread, "start", refuse_the_feeder):
+                it = ex.map(helpers.echo, range(10))
+                with self.assertRaisesRegex(BrokenProcessPool, "cannot start the thread that feeds the pool") as cm:
+                    list(it)
+                self.assertIsInstance(cm.exception.__cause__, RuntimeError)
+                r = pool.map_async(helpers.echo, range(10), error_callback=errors.append)
+                with self.assertRaisesRegex(RuntimeError, "cannot start the thread that feeds the pool"):
+                    r.get(DEADLINE)
+                self.assertEqual(len(errors), 1)
+                with self.assertRaisesRegex(RuntimeError, "cannot start the thread that feeds the pool"):
+                    next(pool.imap(helpers.echo, range(10)))
+            self.assertEqual(list(ex.map(helpers.echo, range(10))), list(range(10)))
+            self.assertEqual(pool.map_async(helpers.echo, range(10)).get(DEADLINE), list(range(10)))
+        finally:
+            pool.close()
+            pool.join()
+            ex.shutdown(wait=True)
+
     def test_unsendable_arguments_fail_their_future(self):
         # As ProcessPoolExecutor's and multiprocessing's: the future (the
         # AsyncResult) fails, and a loop of submits goes on. The error is a
