@@ -16,7 +16,25 @@ import _paths  # noqa: E402,F401  (sys.path: the checkout's package, or the inst
 
 import shmexec  # noqa: E402
 import test._test_multiprocessing as tm  # noqa: E402
-import test.test_concurrent_futures as tcf  # noqa: E402
+
+try:  # Python 3.12 and later: a package of modules
+    from test.test_concurrent_futures import (executor as _cf_executor, test_as_completed as _cf_as_completed,  # noqa: E402
+                                              test_deadlock as _cf_deadlock, test_init as _cf_init,
+                                              test_process_pool as _cf_process_pool, test_shutdown as _cf_shutdown,
+                                              test_wait as _cf_wait, util as _cf_util)
+
+    class tcf:  # noqa: N801 - the names of 3.11's one module
+        ExecutorMixin, BaseTestCase = _cf_util.ExecutorMixin, _cf_util.BaseTestCase
+        ExecutorTest = _cf_executor.ExecutorTest
+        WaitTests = _cf_wait.WaitTests
+        AsCompletedTests = _cf_as_completed.AsCompletedTests
+        ProcessPoolExecutorTest = _cf_process_pool.ProcessPoolExecutorTest
+        InitializerMixin, FailingInitializerMixin = _cf_init.InitializerMixin, _cf_init.FailingInitializerMixin
+        ProcessPoolShutdownTest = _cf_shutdown.ProcessPoolShutdownTest
+        ExecutorDeadlockTest = _cf_deadlock.ExecutorDeadlockTest
+        setUpModule = staticmethod(_cf_util.setup_module)
+except ImportError:  # Python 3.11: one module
+    import test.test_concurrent_futures as tcf  # noqa: E402
 
 
 # Each class is built as CPython's own are: the tests, then the mixin that
