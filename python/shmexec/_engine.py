@@ -622,8 +622,13 @@ class Engine:
             bar = progress if isinstance(progress, Progress) else Progress(len(items) if hasattr(items, "__len__") else None)
 
         def frames():
+            k = kind
             for n, chunk in _chunks(items, chunksize, self._workers):
-                yield n, self._batch_frame(kind, fn, chunk)
+                if k is None:  # fn is tried again for each batch, as multiprocessing pickles it with each:
+                    k = self._map_kind(fn, star)  # an error object a batch, whose traceback is its own
+                yield n, self._batch_frame(k, fn, chunk)
+                if isinstance(k, BaseException):
+                    k = None
 
         by_number = untracked and bar is None
         group = next(self._groups) % 0xFFFFFFFF + 1 if reader is not None and by_number else 0  # never 0: no group

@@ -274,10 +274,15 @@ class ExecutorTest(unittest.TestCase):
         pool = shmexec.Pool(1)
         try:
             it = pool.imap(unsendable, [1, 2, 3])
+            raised = []
             for _ in range(3):
-                with self.assertRaises(pickle.PicklingError):
+                with self.assertRaises(pickle.PicklingError) as cm:
                     next(it)
+                raised.append(cm.exception)
             self.assertEqual(list(it), [])
+            # Each item's its own, as multiprocessing's: one object raised
+            # again and again would grow its traceback with every raise.
+            self.assertEqual(len({id(e) for e in raised}), 3)
         finally:
             pool.terminate()
         # Submitted, then a shutdown that does not wait (CPython's
