@@ -1298,7 +1298,9 @@ class Engine:
         if wait:
             self._close_handle()
         elif pending is not None:
-            threading.Thread(target=self._close_handle, daemon=True).start()
+            # Where no thread can start, the handle closes as the process
+            # exits (its workers end with it); shutdown does not fail.
+            _start_daemon(self._close_handle, "shmexec-close")
 
     def _close_handle(self):
         """After shutdown: waits until the collector has delivered what is
@@ -1310,7 +1312,7 @@ class Engine:
             # own, and the caller hears that it could not wait, as
             # concurrent.futures' and multiprocessing's callbacks do.
             if self._books.state == _SHUTDOWN:
-                threading.Thread(target=self._close_handle, daemon=True).start()
+                _start_daemon(self._close_handle, "shmexec-close")
             raise RuntimeError("cannot wait for the pool in its own collector thread, where this callback runs: "
                                "it closes once its tasks have ended, as after shutdown(wait=False) or close()")
         with self._close_lock:
@@ -1395,16 +1397,27 @@ class Engine:
         engine holds books.lock, which shutdown takes. While the
         interpreter finalizes (a pool made after _pools_exit ran), no
         thread starts and other threads are frozen where they are: the
-        workers are killed with no lock taken (the library takes a second
+        workers are killed with no lock taken, as they are wherever no
+        thread can start (the library takes a second
         terminate of the handle, the collector's wait ends)."""
         if self._books.state != _RUN:
             return
-        if sys.is_finalizing():
+        if sys.is_finalizing() or not _start_daemon(self.shutdown, "shmexec-finalizer", wait=False):
             _LIB.shmx_pool_terminate(self._pool)
-            return
-        threading.Thread(target=self.shutdown, kwargs={"wait": False}, name="shmexec-finalizer", daemon=True).start()
 
     __reduce_ex__ = _reduction.refuse_pickling
+
+
+def _start_daemon(target, name, **kwargs):
+    """Starts a daemon thread that runs target(**kwargs). False where no
+    thread can start: Python 3.12 and later refuse one while the
+    interpreter shuts down (from its atexit callbacks on), and so does a
+    limit on threads."""
+    try:
+        threading.Thread(target=target, kwargs=kwargs, name=name, daemon=True).start()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _locked(lock, body, again=False):

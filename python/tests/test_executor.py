@@ -195,6 +195,25 @@ class ExecutorTest(unittest.TestCase):
                     next(pool.imap(helpers.echo, range(10)))
             self.assertEqual(list(ex.map(helpers.echo, range(10))), list(range(10)))
             self.assertEqual(pool.map_async(helpers.echo, range(10)).get(DEADLINE), list(range(10)))
+            # Where no thread at all can start (Python 3.12's atexit
+            # callbacks on): shutdown(wait=False) does not fail, its tasks
+            # still end, and a later shutdown closes the pool; a pool
+            # collected while it runs has its workers killed instead of
+            # being left running.
+            f = ex.submit(helpers.sleep_then_pid, 0.2)
+            lost = shmexec.Pool(1)
+            pids = lost._ex._worker_pids()
+            with mock.patch.object(threading.Thread, "start", side_effect=RuntimeError("can't create new thread")):
+                ex.shutdown(wait=False)
+                self.assertIsInstance(f.result(DEADLINE), int)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ResourceWarning)
+                    del lost
+                    gc.collect()
+            deadline = time.monotonic() + DEADLINE
+            while any(helpers.shmexec_process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertFalse(any(helpers.shmexec_process_alive(pid) for pid in pids), "the workers of a pool collected where no thread can start")
         finally:
             pool.close()
             pool.join()
