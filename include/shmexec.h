@@ -66,7 +66,7 @@ typedef uint64_t shmx_job;
 
 typedef struct shmx_pool_config {
     uint32_t struct_size;           /* sizeof(shmx_pool_config), set by shmx_pool_config_init */
-    uint32_t workers;               /* 0: one per CPU */
+    uint32_t workers;               /* 0: one per CPU the process may run on (its affinity) */
     const char *const *worker_argv; /* NULL-terminated; NULL: this executable */
     uint32_t queue_depth;           /* job slots; 0: 1024 */
     uint64_t max_payload;           /* bytes; 0: 64 MiB */

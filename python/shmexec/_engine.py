@@ -245,7 +245,7 @@ class Engine:
                     raise ShmexecError(f"cannot attach to the pool at {connect}: {_lib.last_error()}")
                 self._call_timeout = timeout
                 self._call_retries = retries or None
-                self._workers = os.cpu_count() or 1
+                self._workers = default_workers()  # the server's count is its own: this sizes a map's batches
                 self._start_collector()
                 return
             if _spawn.bootstrapping:
@@ -262,7 +262,7 @@ class Engine:
                     raise ValueError(f"max_payload must be from 1 MiB to {MAX_PAYLOAD_LIMIT >> 30} GiB, not {max_payload} bytes")
             cfg = _lib.PoolConfig()
             _LIB.shmx_pool_config_init(ctypes.byref(cfg))
-            cfg.workers = max_workers or 0
+            cfg.workers = self._workers = max_workers or default_workers()
             cfg.max_tasks_per_worker = max_tasks_per_child or 0
             cfg.retries = retries
             # The arena is twice that (address space, touched only as used).
@@ -312,7 +312,6 @@ class Engine:
             rc = _LIB.shmx_results_in_place(self._pool, _wire.HUGE)
             if rc != _OK:
                 raise ShmexecError(f"cannot start the pool: results in place: {_lib.strerror(rc)}: {_lib.last_error()}")
-            self._workers = max_workers or os.cpu_count() or 1
             self._start_collector()
         except BaseException:
             # Failed, or interrupted (a Ctrl-C lands as the library's create
@@ -1588,6 +1587,20 @@ def call_args(fn, args, kwargs):
             raise TypeError(f"{name} argument after ** must be a mapping, not {type(kwargs).__name__}")
         kwargs = dict(kwargs)
     return args, kwargs
+
+
+def default_workers():
+    """The number of workers a pool gets by default: the CPUs this process
+    may run on, as Python 3.13's multiprocessing and concurrent.futures
+    count them (os.process_cpu_count), not every CPU of the machine (a
+    container's or taskset's limit counts)."""
+    count = getattr(os, "process_cpu_count", None)
+    if count is not None:
+        return count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def check_chunksize(chunksize):

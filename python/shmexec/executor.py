@@ -185,7 +185,8 @@ class Executor(Engine, _cf.Executor):
     The arguments are ProcessPoolExecutor's, in its order, and then
     shmexec's own:
 
-    max_workers: worker processes (default: one per CPU).
+    max_workers: worker processes (default: one per CPU this process may
+        run on, as Python 3.13's os.process_cpu_count() counts them).
     mp_context: accepted for ProcessPoolExecutor's signature; workers are
         always started with exec, as the "spawn" start method does. A
         "spawn" or "forkserver" context (whose children are as fresh) is

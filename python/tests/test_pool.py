@@ -76,6 +76,26 @@ class PoolTest(unittest.TestCase):
             self.assertIn("state=CLOSE", repr(p))
         self.assertEqual(p._state, mp_pool.TERMINATE)
 
+    def test_default_size_is_the_cpus_the_process_may_use(self):
+        # Under taskset or a container's cpuset a pool gets one worker per
+        # CPU it may run on, as Python 3.13's multiprocessing and
+        # concurrent.futures count them, and says how many it has (until
+        # 2026-12-08 the library started that many while the pool said
+        # os.cpu_count(), every CPU of the machine).
+        r = helpers.run_script("""
+            import os, shmexec
+            if __name__ == "__main__":
+                os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+                p = shmexec.Pool()
+                ex = shmexec.Executor()
+                print(p._processes, ex._max_workers, sum(1 for pid in p._ex._worker_pids() if pid),
+                      sum(1 for pid in ex._worker_pids() if pid))
+                p.terminate()
+                ex.shutdown()
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["1", "1", "1", "1"])
+
     def test_apply_and_map(self):
         p = self.pool
         self.assertEqual(p.apply(helpers.add, (1, 2)), 3)
