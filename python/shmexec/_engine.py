@@ -1558,10 +1558,13 @@ def check_context(ctx):
     do: "spawn", or "forkserver" (each child forked from a server process
     that was itself spawned; Python 3.14's default on Linux). A "fork"
     context's children inherit the caller's memory, which no exec'd worker
-    can: refused."""
+    can: refused. Anything else is a TypeError."""
     if ctx is None:
         return
-    method = ctx.get_start_method() if hasattr(ctx, "get_start_method") else None
+    if not hasattr(ctx, "get_start_method"):
+        raise TypeError(f"the context must be a multiprocessing context, such as multiprocessing.get_context('spawn'), "
+                        f"not {type(ctx).__name__}")
+    method = ctx.get_start_method()
     if method not in (None, "spawn", "forkserver"):
         raise ValueError(f"shmexec starts workers with exec, as the 'spawn' start method does; it cannot use a "
                          f"{method!r} context, whose children inherit the caller's memory (pass none, or "

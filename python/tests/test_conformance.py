@@ -1373,6 +1373,13 @@ class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
             shmexec.Pool(1, context=multiprocessing.get_context("fork"))
         with self.assertRaisesRegex(ValueError, "'fork' context"):
             shmexec.Executor(1, mp_context=multiprocessing.get_context("fork"))
+        # What is not a context at all is refused too (until 2026-12-08 it
+        # was taken, and ignored).
+        for bad in ("spawn", 5):
+            with self.assertRaisesRegex(TypeError, "must be a multiprocessing context"):
+                shmexec.Pool(1, context=bad)
+            with self.assertRaisesRegex(TypeError, "must be a multiprocessing context"):
+                shmexec.Executor(1, mp_context=bad)
 
     def test_a_fork_context_lock_is_refused_saying_what_to_do(self):
         # Its semaphore is unlinked as it is made: only a forked child can
