@@ -12,8 +12,11 @@ pickled with pickle, and with cloudpickle where pickle fails or names
 something of a main module that workers do not load."""
 
 import collections
+import copyreg
+import io
 import pickle
 import sys
+import threading
 import types
 import weakref
 
@@ -143,11 +146,11 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
     def refused(e, hint=""):
         return SendError(f"shmexec cannot send {what} {to}: {explain(e, roots or [(obj, _root_name(obj))])}{hint}")
 
-    def attempt(module):
+    def attempt(module, load=False):
         # The buffers of an attempt that fails are dropped, not sent
         # beside those of the one that succeeds.
         got = []
-        dumper = _inheriting_dumps(module) if inherit else module.dumps
+        dumper = _inheriting_dumps(module) if inherit else _forking_dumps(module, load)
         data = dumper(obj, protocol=5) if buffer_callback is None else dumper(obj, protocol=5, buffer_callback=got.append)
         if lost_main and module is pickle and (b"__main__" in data or b"__mp_main__" in data):
             raise _MainByName()
@@ -161,6 +164,15 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
         raise refused(e) from None
     except Exception as e:
         first = e
+    if not inherit and "multiprocessing.reduction" not in sys.modules:
+        # multiprocessing's reducers send what plain pickle cannot (a
+        # socket): loaded, and tried, only where plain pickle failed.
+        try:
+            return attempt(pickle, load=True)
+        except NotSendable as e:
+            raise refused(e) from None
+        except Exception:  # noqa: B902 - first, plain pickle's, says it
+            pass
     # first's traceback holds this frame, whose locals hold first: a
     # cycle, and with it obj, whose memoryviews the buffers of the failed
     # attempt still export. The garbage collector would clear such a view
@@ -183,15 +195,77 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
         first = None
 
 
+_forking = {}  # module -> (the sizes of its tables, dumps): _forking_dumps's, made once for both
+
+
+def _forking_dumps(module, load=False):
+    """module's dumps (pickle's or cloudpickle's) with the reducers of
+    multiprocessing.reduction.ForkingPickler, which multiprocessing pickles
+    everything it sends with: a Connection or a socket as a descriptor
+    that the worker duplicates through multiprocessing's resource sharer
+    (plain pickle would send a Connection as the number of a descriptor
+    of this process), and what a program registers
+    (multiprocessing.reduction.register). Where multiprocessing.reduction
+    is not loaded nothing is registered, and this is module.dumps (load:
+    loads it). The pickler is made again when a table grows."""
+    reduction = sys.modules.get("multiprocessing.reduction")
+    if reduction is None:
+        if not load:
+            return module.dumps
+        from multiprocessing import reduction
+    extra = reduction.ForkingPickler._extra_reducers
+    base = copyreg.dispatch_table if module is pickle else module.Pickler.dispatch_table
+    sizes = (len(extra), len(base))
+    made = _forking.get(module)
+    if made is not None and made[0] == sizes:
+        return made[1]
+    if module is pickle:  # a dict: the C pickler looks a type up in it without a Python call
+        table = dict(base)
+        table.update(extra)
+    else:
+        table = collections.ChainMap(extra, base)
+    pickler = type("ForkingPickler", (module.Pickler,), {"dispatch_table": table})  # read as the pickler is made
+    local = threading.local()
+
+    def dumps(obj, protocol, buffer_callback=None):
+        # Each thread keeps one pickler of protocol 5, which costs a third
+        # of making one a call; one that is in use (an object's reduction
+        # that sends something itself) is not shared.
+        kept = getattr(local, "kept", None)
+        if protocol != 5 or buffer_callback is None or kept is False:
+            f = io.BytesIO()
+            pickler(f, protocol, buffer_callback=buffer_callback).dump(obj)
+            return f.getvalue()
+        if kept is None:
+            f, bufs = io.BytesIO(), []
+            kept = (f, pickler(f, 5, buffer_callback=bufs.append), bufs)
+        f, p, bufs = kept
+        local.kept = False
+        try:
+            p.dump(obj)
+            data = f.getvalue()
+            for b in bufs:
+                buffer_callback(b)
+        finally:
+            f.seek(0)
+            f.truncate()  # the stream no longer shares data's memory
+            p.clear_memo()
+            bufs.clear()
+            local.kept = kept
+        return data
+
+    _forking[module] = (sizes, dumps)
+    return dumps
+
+
 def _inheriting_dumps(module):
     """module's dumps (pickle's or cloudpickle's) with multiprocessing's
     reducers, as its spawn pickles what a child inherits (under
     _spawn.Inheritance): a Connection, a socket, the arena of a shared
     value as a descriptor the worker gets, rather than as the number of a
-    descriptor it lacks. A Connection so pickled outside an Inheritance
-    would raise; inside one, plain pickle would send the number."""
-    import copyreg
-    import io
+    descriptor it lacks (outside an Inheritance, _forking_dumps sends
+    those through multiprocessing's resource sharer instead), and its
+    locks by name."""
 
     from multiprocessing import reduction
 

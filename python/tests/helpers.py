@@ -634,3 +634,48 @@ def outcomes_come_early(ex, deadline=60):
         yield missed
     finally:
         del ex._attach
+
+
+def send_through(end, data):
+    """Sends data through end, a multiprocessing Connection or a socket
+    that the worker got as an argument; returns its descriptor's number."""
+    if hasattr(end, "send_bytes"):
+        end.send_bytes(data)
+    else:
+        end.sendall(data)
+    return end.fileno()
+
+
+class Registered:
+    """A type whose own pickling fails, sent with the reducer that this
+    module registers with multiprocessing.reduction, in the caller and in
+    each worker that imports it (as multiprocessing's users register theirs)."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __reduce__(self):
+        raise TypeError("Registered is sent only with its registered reducer")
+
+
+def _rebuild_registered(v):
+    return Registered(v + 1)  # each trip adds 1: the reducer ran
+
+
+def _reduce_registered(obj):
+    return _rebuild_registered, (obj.v,)
+
+
+def registered_value(obj):
+    return obj.v
+
+
+def make_registered(v):
+    return Registered(v)
+
+
+def register_reducer():
+    """Registers Registered's reducer (multiprocessing.reduction.register)."""
+    from multiprocessing import reduction
+
+    reduction.register(Registered, _reduce_registered)

@@ -1184,6 +1184,54 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class MultiprocessingsReducers(unittest.TestCase):
+    """multiprocessing pickles what it sends with its ForkingPickler: a
+    Connection or a socket as a descriptor that the other process
+    duplicates (through multiprocessing's resource sharer), and a type
+    registered with multiprocessing.reduction.register by its reducer. So
+    does shmexec (until 2026-12-08 plain pickle sent a Connection as the
+    number of one of the caller's descriptors, which in the worker was
+    another file or none, and could not send a socket)."""
+
+    def test_connections_sockets_and_registered_types_travel_as_with_multiprocessing(self):
+        import socket
+
+        helpers.register_reducer()
+        for make in (lambda: shmexec.Pool(1, initializer=helpers.register_reducer),
+                     lambda: shmexec.Executor(1, initializer=helpers.register_reducer)):
+            with make() as p, self.subTest(type(p).__name__):
+                def call(f, *args):
+                    return p.apply(f, args) if isinstance(p, shmexec.Pool) else p.submit(f, *args).result(T)
+
+                r, w = multiprocessing.Pipe(duplex=False)
+                call(helpers.send_through, w, b"through a pipe")
+                self.assertTrue(r.poll(T))
+                self.assertEqual(r.recv_bytes(), b"through a pipe")
+                a, b = socket.socketpair()
+                with a, b:
+                    b.settimeout(T)
+                    call(helpers.send_through, a, b"through a socket")
+                    self.assertEqual(b.recv(100), b"through a socket")
+                self.assertEqual(call(helpers.registered_value, helpers.Registered(1)), 2)  # the caller's reducer
+                self.assertEqual(call(helpers.make_registered, 5).v, 6)  # the worker's, for the result
+
+    def test_a_socket_where_multiprocessing_was_never_imported(self):
+        # Plain pickle cannot send a socket: multiprocessing's reducers are
+        # loaded for it, and only then.
+        r = run_script("""
+            import socket, sys, shmexec, helpers
+            if __name__ == "__main__":
+                with shmexec.Pool(1) as p:
+                    print(p.apply(helpers.add, (1, 2)), "multiprocessing.reduction" in sys.modules)
+                    a, b = socket.socketpair()
+                    b.settimeout(60)
+                    p.apply(helpers.send_through, (a, b"hello"))
+                    print(b.recv(100), "multiprocessing.reduction" in sys.modules)
+        """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split("\n")[:2], ["3 False", "b'hello' True"])
+
+
 class WorkersGetWhatASpawnedChildGets(unittest.TestCase):
     """What multiprocessing's spawn hands a child before it runs anything
     (its preparation data) reaches every worker, a respawned one too: the

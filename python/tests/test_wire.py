@@ -175,3 +175,35 @@ class WireTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ForkingPicklerTest(unittest.TestCase):
+    def test_the_kept_pickler_survives_failures_and_reductions_that_pickle(self):
+        # _reduction keeps one pickler with multiprocessing's reducers a
+        # thread: a dump that fails leaves nothing behind for the next, a
+        # reduction that sends something itself gets a pickler of its
+        # own, and out-of-band buffers go to each dump's own callback.
+        import pickle
+        import multiprocessing.reduction  # noqa: F401 - its reducers are what is kept
+        from shmexec import _reduction
+
+        dumps = _reduction._forking_dumps(pickle)
+
+        class Nested:
+            def __reduce__(self):
+                return pickle.loads, (dumps([1, 2, 3], 5, [].append),)
+
+        def lock_then(value):
+            import threading
+
+            return [value, threading.Lock()]
+
+        for _ in range(2):
+            with self.assertRaises(TypeError):
+                dumps(lock_then(1), 5, [].append)
+            got = []
+            data = dumps(["a", Nested(), pickle.PickleBuffer(b"xyz")], 5, got.append)
+            self.assertEqual(len(got), 1)
+            value = pickle.loads(data, buffers=got)
+            self.assertEqual([value[0], value[1], bytes(value[2])], ["a", [1, 2, 3], b"xyz"])
+            self.assertEqual(pickle.loads(dumps({"k": (1, 2)}, 5, [].append)), {"k": (1, 2)})
