@@ -228,11 +228,12 @@ def _forking_dumps(module, load=False):
     local = threading.local()
 
     def dumps(obj, protocol, buffer_callback=None):
-        # Each thread keeps one pickler of protocol 5, which costs a third
-        # of making one a call; one that is in use (an object's reduction
-        # that sends something itself) is not shared.
+        # Each thread keeps one of pickle's picklers of protocol 5, which
+        # costs a third of making one a call; one that is in use (an
+        # object's reduction that sends something itself) is not shared.
+        # (cloudpickle's keeps state from one dump to the next: made anew.)
         kept = getattr(local, "kept", None)
-        if protocol != 5 or buffer_callback is None or kept is False:
+        if module is not pickle or protocol != 5 or buffer_callback is None or kept is False:
             f = io.BytesIO()
             pickler(f, protocol, buffer_callback=buffer_callback).dump(obj)
             return f.getvalue()

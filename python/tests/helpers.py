@@ -679,3 +679,9 @@ def register_reducer():
     from multiprocessing import reduction
 
     reduction.register(Registered, _reduce_registered)
+
+
+def call_on(f, *args):
+    """f(*args), in the worker: f travels as an argument (a lambda, by
+    value with cloudpickle)."""
+    return f(*args)

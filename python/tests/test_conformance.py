@@ -1212,6 +1212,9 @@ class MultiprocessingsReducers(unittest.TestCase):
                     b.settimeout(T)
                     call(helpers.send_through, a, b"through a socket")
                     self.assertEqual(b.recv(100), b"through a socket")
+                    # beside a lambda, which only cloudpickle sends
+                    call(helpers.call_on, lambda end: helpers.send_through(end, b"and by value"), a)
+                    self.assertEqual(b.recv(100), b"and by value")
                 self.assertEqual(call(helpers.registered_value, helpers.Registered(1)), 2)  # the caller's reducer
                 self.assertEqual(call(helpers.make_registered, 5).v, 6)  # the worker's, for the result
 
