@@ -198,6 +198,33 @@ def dumps(obj, buffer_callback=None, what="the call", roots=None, to="to a worke
 _forking = {}  # module -> (the sizes of its tables, dumps): _forking_dumps's, made once for both
 
 
+def _forking_table(module, reduction):
+    """The dispatch table of multiprocessing's ForkingPickler for module
+    (pickle or cloudpickle): the reducers registered with
+    multiprocessing.reduction before module's own. For pickle a dict, in
+    which the C pickler looks a type up without a Python call."""
+    extra = reduction.ForkingPickler._extra_reducers
+    if module is pickle:
+        table = dict(copyreg.dispatch_table)
+        table.update(extra)
+        return table
+    return collections.ChainMap(extra, module.Pickler.dispatch_table)
+
+
+def _pickler_dumps(module, table, name):
+    """A pickler class of module's with table for its dispatch table (a
+    class attribute: pickle's C Pickler reads it as it is made), and a
+    dumps that makes one a call."""
+    pickler = type(name, (module.Pickler,), {"dispatch_table": table})
+
+    def dumps(obj, protocol, buffer_callback=None):
+        f = io.BytesIO()
+        pickler(f, protocol, buffer_callback=buffer_callback).dump(obj)
+        return f.getvalue()
+
+    return pickler, dumps
+
+
 def _forking_dumps(module, load=False):
     """module's dumps (pickle's or cloudpickle's) with the reducers of
     multiprocessing.reduction.ForkingPickler, which multiprocessing pickles
@@ -207,36 +234,31 @@ def _forking_dumps(module, load=False):
     of this process), and what a program registers
     (multiprocessing.reduction.register). Where multiprocessing.reduction
     is not loaded nothing is registered, and this is module.dumps (load:
-    loads it). The pickler is made again when a table grows."""
+    loads it). The pickler is made again when a table grows (a reducer
+    registered again for a type that has one is not seen)."""
     reduction = sys.modules.get("multiprocessing.reduction")
     if reduction is None:
         if not load:
             return module.dumps
         from multiprocessing import reduction
-    extra = reduction.ForkingPickler._extra_reducers
     base = copyreg.dispatch_table if module is pickle else module.Pickler.dispatch_table
-    sizes = (len(extra), len(base))
+    sizes = (len(reduction.ForkingPickler._extra_reducers), len(base))
     made = _forking.get(module)
     if made is not None and made[0] == sizes:
         return made[1]
-    if module is pickle:  # a dict: the C pickler looks a type up in it without a Python call
-        table = dict(base)
-        table.update(extra)
-    else:
-        table = collections.ChainMap(extra, base)
-    pickler = type("ForkingPickler", (module.Pickler,), {"dispatch_table": table})  # read as the pickler is made
+    pickler, fresh = _pickler_dumps(module, _forking_table(module, reduction), "ForkingPickler")
+    if module is not pickle:  # cloudpickle's pickler keeps state from one dump to the next: one a call
+        _forking[module] = (sizes, fresh)
+        return fresh
     local = threading.local()
 
     def dumps(obj, protocol, buffer_callback=None):
-        # Each thread keeps one of pickle's picklers of protocol 5, which
-        # costs a third of making one a call; one that is in use (an
-        # object's reduction that sends something itself) is not shared.
-        # (cloudpickle's keeps state from one dump to the next: made anew.)
+        # Each thread keeps one pickler of protocol 5, which costs a third
+        # of making one a call; one that is in use (an object's reduction
+        # that sends something itself) is not shared.
         kept = getattr(local, "kept", None)
-        if module is not pickle or protocol != 5 or buffer_callback is None or kept is False:
-            f = io.BytesIO()
-            pickler(f, protocol, buffer_callback=buffer_callback).dump(obj)
-            return f.getvalue()
+        if protocol != 5 or buffer_callback is None or kept is False:
+            return fresh(obj, protocol, buffer_callback)
         if kept is None:
             f, bufs = io.BytesIO(), []
             kept = (f, pickler(f, 5, buffer_callback=bufs.append), bufs)
@@ -261,29 +283,18 @@ def _forking_dumps(module, load=False):
 
 def _inheriting_dumps(module):
     """module's dumps (pickle's or cloudpickle's) with multiprocessing's
-    reducers, as its spawn pickles what a child inherits (under
-    _spawn.Inheritance): a Connection, a socket, the arena of a shared
-    value as a descriptor the worker gets, rather than as the number of a
-    descriptor it lacks (outside an Inheritance, _forking_dumps sends
-    those through multiprocessing's resource sharer instead), and its
-    locks by name."""
-
+    reducers (_forking_table), as its spawn pickles what a child inherits
+    (under _spawn.Inheritance): a Connection, a socket, the arena of a
+    shared value as a descriptor the worker gets, rather than as the
+    number of a descriptor it lacks (outside an Inheritance,
+    _forking_dumps sends those through multiprocessing's resource sharer
+    instead), and its locks by name."""
     from multiprocessing import reduction
 
     sync = sys.modules.get("multiprocessing.synchronize")  # none of its locks exists before it is imported
     locks = (sync.Lock, sync.RLock, sync.Semaphore, sync.BoundedSemaphore) if sync is not None else ()
-    table = collections.ChainMap(dict.fromkeys(locks, _pickle_lock), reduction.ForkingPickler._extra_reducers,
-                                 copyreg.dispatch_table if module is pickle else module.Pickler.dispatch_table)
-
-    # A class attribute: pickle's C Pickler reads it as it is made.
-    pickler = type("InheritingPickler", (module.Pickler,), {"dispatch_table": table})
-
-    def dumps(obj, protocol, buffer_callback=None):
-        f = io.BytesIO()
-        pickler(f, protocol, buffer_callback=buffer_callback).dump(obj)
-        return f.getvalue()
-
-    return dumps
+    table = collections.ChainMap(dict.fromkeys(locks, _pickle_lock), _forking_table(module, reduction))
+    return _pickler_dumps(module, table, "InheritingPickler")[1]
 
 
 def _pickle_lock(lock):
