@@ -20,7 +20,7 @@ import weakref
 
 from . import _errors, _lib, _reduction, _spawn, _wire
 from ._errors import PoolClosed, ShmexecError, check_fork
-from ._feeder import Feeder, QueuedCall, Stream, drop_batch
+from ._feeder import Feeder, QueuedCall, Stream, drop_batch, start_daemon
 
 _LIB = None  # the library and the functions below: bound by _bind as the first engine is made
 _OK = _lib.SHMX_OK
@@ -1299,7 +1299,7 @@ class Engine:
         elif pending is not None:
             # Where no thread can start, the handle closes as the process
             # exits (its workers end with it); shutdown does not fail.
-            _start_daemon(self._close_handle, "shmexec-close")
+            start_daemon(self._close_handle, "shmexec-close")
 
     def _close_handle(self):
         """After shutdown: waits until the collector has delivered what is
@@ -1311,7 +1311,7 @@ class Engine:
             # own, and the caller hears that it could not wait, as
             # concurrent.futures' and multiprocessing's callbacks do.
             if self._books.state == _SHUTDOWN:
-                _start_daemon(self._close_handle, "shmexec-close")
+                start_daemon(self._close_handle, "shmexec-close")
             raise RuntimeError("cannot wait for the pool in its own collector thread, where this callback runs: "
                                "it closes once its tasks have ended, as after shutdown(wait=False) or close()")
         with self._close_lock:
@@ -1401,22 +1401,10 @@ class Engine:
         terminate of the handle, the collector's wait ends)."""
         if self._books.state != _RUN:
             return
-        if sys.is_finalizing() or not _start_daemon(self.shutdown, "shmexec-finalizer", wait=False):
+        if sys.is_finalizing() or isinstance(start_daemon(self.shutdown, "shmexec-finalizer", wait=False), RuntimeError):
             _LIB.shmx_pool_terminate(self._pool)
 
     __reduce_ex__ = _reduction.refuse_pickling
-
-
-def _start_daemon(target, name, **kwargs):
-    """Starts a daemon thread that runs target(**kwargs). False where no
-    thread can start: Python 3.12 and later refuse one while the
-    interpreter shuts down (from its atexit callbacks on), and so does a
-    limit on threads."""
-    try:
-        threading.Thread(target=target, kwargs=kwargs, name=name, daemon=True).start()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _locked(lock, body, again=False):

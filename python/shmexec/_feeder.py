@@ -364,6 +364,19 @@ class Stream:
             return [f for f in self.batches if f is not None]
 
 
+def start_daemon(target, name, **kwargs):
+    """A started daemon thread that runs target(**kwargs), or the
+    RuntimeError that refused it: Python 3.12 and later refuse a thread
+    while the interpreter shuts down (from its atexit callbacks on), and
+    so does a limit on threads."""
+    thread = threading.Thread(target=target, kwargs=kwargs, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as e:
+        return e
+    return thread
+
+
 def no_thread(e, executor):
     """The error of work that could not be queued because the feeder thread
     could not start (RuntimeError e): for an Executor, the BrokenProcessPool
@@ -416,21 +429,19 @@ class Feeder:
         put tries again."""
         with self._lock:
             if self._thread is None:
-                thread = threading.Thread(target=self._run, name="shmexec-feeder", daemon=True)
-                try:
-                    thread.start()
-                except RuntimeError as e:
-                    failed = e
+                started = start_daemon(self._run, "shmexec-feeder")
+                if isinstance(started, RuntimeError):
+                    refused = started
                 else:
-                    self._thread, failed = thread, None
+                    self._thread, refused = started, None
             else:
-                failed = None
-            if failed is None:
+                refused = None
+            if refused is None:
                 self._queue.append(item)
                 self._cond.notify()
                 return
         ex = self._ex()
-        item.fail(no_thread(failed, ex is None or ex._tb_type == _wire.FUTURES_TRACEBACK))
+        item.fail(no_thread(refused, ex is None or ex._tb_type == _wire.FUTURES_TRACEBACK))
 
     def close(self):
         """No more work will come: the thread ends once the queue is empty."""
