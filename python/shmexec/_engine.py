@@ -585,11 +585,16 @@ class Engine:
         except Exception as e:  # noqa: B902 - the map's own failure
             return e
 
-    def _batch_frame(self, kind, fn, chunk):
+    def _batch_frame(self, kind, fn, star, chunk):
         """The pickled batch of chunk (_wire.dumps_batch), or the exception
-        that fails it: kind's (_map_kind) or its pickling's."""
+        that fails it: its pickling's, or, where fn could not be sent
+        (kind is _map_kind's exception), fn's, tried again for this batch
+        as multiprocessing pickles it with each: every batch gets an error
+        object of its own, whose traceback is its own."""
         if isinstance(kind, BaseException):
-            return kind
+            kind = self._map_kind(fn, star)
+            if isinstance(kind, BaseException):
+                return kind
         batch, key, what = kind
         try:
             return _wire.dumps_batch(batch, fn, key, chunk, what, self._lost_main)
@@ -621,13 +626,8 @@ class Engine:
             bar = progress if isinstance(progress, Progress) else Progress(len(items) if hasattr(items, "__len__") else None)
 
         def frames():
-            k = kind
             for n, chunk in _chunks(items, chunksize, self._workers):
-                if k is None:  # fn is tried again for each batch, as multiprocessing pickles it with each:
-                    k = self._map_kind(fn, star)  # an error object a batch, whose traceback is its own
-                yield n, self._batch_frame(k, fn, chunk)
-                if isinstance(k, BaseException):
-                    k = None
+                yield n, self._batch_frame(kind, fn, star, chunk)
 
         by_number = untracked and bar is None
         group = next(self._groups) % 0xFFFFFFFF + 1 if reader is not None and by_number else 0  # never 0: no group
@@ -960,7 +960,7 @@ class Engine:
         batches = _chunks(zip(*iterables) if star else iter(iterables[0]), chunksize, self._workers)
 
         def submit(n, chunk):
-            frame = self._batch_frame(kind, fn, chunk)  # a failure ends this batch, not the map (as without a buffersize)
+            frame = self._batch_frame(kind, fn, star, chunk)  # a failure ends this batch, not the map (as without a buffersize)
             fut = self._refused(frame) if isinstance(frame, BaseException) else self._submit_call(*frame)
             if bar is not None:
                 fut.add_done_callback(bar.callback(n))
