@@ -1564,20 +1564,25 @@ def call_args(fn, args, kwargs):
     which multiprocessing's workers call as given: a TypeError worded as
     Python's own for args that are not iterable or kwargs that are not a
     mapping (a list of pairs is not one)."""
-    qualname, module = getattr(fn, "__qualname__", None), getattr(fn, "__module__", None)
-    name = (f"{module}.{qualname}()" if isinstance(module, str) and module != "builtins" else f"{qualname}()") \
-        if isinstance(qualname, str) else str(fn)  # as Python words it (_PyObject_FunctionStr)
     if type(args) is not tuple:
         try:
             it = iter(args)
         except TypeError:
-            raise TypeError(f"{name} argument after * must be an iterable, not {type(args).__name__}") from None
+            raise TypeError(f"{_function_str(fn)} argument after * must be an iterable, not {type(args).__name__}") from None
         args = tuple(it)
     if type(kwargs) is not dict:
         if not hasattr(type(kwargs), "keys"):
-            raise TypeError(f"{name} argument after ** must be a mapping, not {type(kwargs).__name__}")
+            raise TypeError(f"{_function_str(fn)} argument after ** must be a mapping, not {type(kwargs).__name__}")
         kwargs = dict(kwargs)
     return args, kwargs
+
+
+def _function_str(fn):
+    """fn as Python names it in a call's TypeError (_PyObject_FunctionStr)."""
+    qualname, module = getattr(fn, "__qualname__", None), getattr(fn, "__module__", None)
+    if not isinstance(qualname, str):
+        return str(fn)
+    return f"{module}.{qualname}()" if isinstance(module, str) and module != "builtins" else f"{qualname}()"
 
 
 def default_workers():
