@@ -638,12 +638,12 @@ def outcomes_come_early(ex, deadline=60):
 
 def send_through(end, data):
     """Sends data through end, a multiprocessing Connection or a socket
-    that the worker got as an argument; returns its descriptor's number."""
+    that the worker got as an argument; returns the worker's pid."""
     if hasattr(end, "send_bytes"):
         end.send_bytes(data)
     else:
         end.sendall(data)
-    return end.fileno()
+    return os.getpid()
 
 
 class Registered:

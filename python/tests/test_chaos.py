@@ -379,6 +379,71 @@ class ChaosFromOutside(unittest.TestCase):
             helpers.wait_nothing_kept(ex, DEADLINE)
             self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
 
+    def test_kills_while_descriptors_pass_to_tasks(self):
+        # A task's argument may be a multiprocessing Connection (or a
+        # socket): it travels as a descriptor that the worker fetches from
+        # this process's resource sharer as it unpickles the call. Workers
+        # that have answered die every 20 ms while tasks flow, each with a
+        # pipe end to write its number into. Every task ends once, by its
+        # deadline: with its value, and then its number came through its
+        # pipe; or with a terminal error (WorkerCrashed, WorkerStartError,
+        # or the error of a retry whose descriptor the killed run had
+        # fetched already). The resource sharer is never wedged by a worker
+        # killed in the middle of a fetch: a descriptor still passes after,
+        # and the pool is back at full size.
+        with shmexec.Executor(2, retries=1) as ex:
+            seen = {pid for _, pid in ex.map(slow_tag, range(4), chunksize=1)}
+            outcomes = {"value": 0, "crashed": 0, "start": 0, "fetch": 0}
+            pending = []
+
+            def collect(i, r, f):
+                try:
+                    pid = f.result(DEADLINE)
+                except shmexec.WorkerCrashed:
+                    outcomes["crashed"] += 1
+                except shmexec.WorkerStartError:
+                    outcomes["start"] += 1
+                except TimeoutError:
+                    self.fail(f"task {i}: no result {DEADLINE} s after its submit")
+                except (OSError, EOFError, shmexec.RemoteError):  # a retry's fetch of a descriptor taken already
+                    outcomes["fetch"] += 1
+                else:
+                    outcomes["value"] += 1
+                    seen.add(pid)
+                    self.assertTrue(r.poll(DEADLINE), f"task {i} returned, and nothing came through its pipe")
+                    self.assertEqual(r.recv_bytes(), str(i).encode())
+                r.close()
+
+            killer = Killer(ex, 0.020, seen, ready_only=True)
+            killer.start()
+            n, end = 0, time.monotonic() + (20 if SOAK else 1.5)
+            try:
+                while time.monotonic() < end:
+                    i, n = n, n + 1
+                    r, w = multiprocessing.Pipe(duplex=False)
+                    try:
+                        pending.append((i, r, ex.submit(helpers.send_through, w, str(i).encode())))
+                    except shmexec.WorkerStartError:  # refused at once: no worker is alive just now
+                        outcomes["start"] += 1
+                        r.close()
+                    w.close()
+                    if len(pending) > 16:
+                        collect(*pending.pop(0))
+                for item in pending:
+                    collect(*item)
+            finally:
+                killer.stop.set()
+                killer.join(5)
+            self.assertEqual(sum(outcomes.values()), n, f"tasks lost or doubled: {outcomes}")
+            self.assertGreater(killer.kills, 0)
+            sys.stderr.write(f"\n  descriptors under kills: {outcomes}, {killer.kills} kills")
+            r, w = multiprocessing.Pipe(duplex=False)
+            self.assertIsInstance(ex.submit(helpers.send_through, w, b"after").result(DEADLINE), int)
+            self.assertTrue(r.poll(DEADLINE))
+            self.assertEqual(r.recv_bytes(), b"after")
+            helpers.wait_nothing_kept(ex, DEADLINE)
+            self.assertLess(full_size_after(ex, 2), 1.0, "the pool took more than a second to be back at full size")
+
     def test_close_and_join_while_workers_are_killed_under_streams(self):
         # A close waits until every outcome of imap's, imap_unordered's
         # and map_async's batches is fetched (they have no future; the
